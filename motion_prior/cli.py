@@ -1,0 +1,144 @@
+"""The `motion-prior` command line: `motion-prior <group> <verb> [options]`.
+
+The library's own commands live here. Packages that build on the library (e.g. `sim_envs`,
+which may import MuJoCo) add theirs through the `motion_prior.cli` entry-point group: each
+entry point is a function `register(groups)` that receives a dict of group name ->
+argparse sub-parser collection and adds verbs. That keeps the dependency arrow pointing from
+those packages to `motion_prior`, never back.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from importlib.metadata import entry_points
+from pathlib import Path
+
+
+GROUPS = {"data": "make, inspect and convert clip datasets"}
+
+
+def _data_show(args: argparse.Namespace) -> int:
+    from motion_prior.shards import ClipStore
+    from motion_prior.visualize import draw_tracks, save_gif, save_png
+
+    store = ClipStore.open(args.directory)
+    clip = store.read_clip(args.index)
+    out = Path(args.out or f"clip-{args.index:05d}.png")
+    if out.suffix.lower() == ".gif":
+        save_gif(out, clip.frame, clip.tracks, clip.visibility, clip.pokes, clip.frames, clip.frame_indices,
+                 fps=clip.fps, scale=args.scale)
+    elif out.suffix.lower() == ".png":
+        save_png(draw_tracks(clip.frame, clip.tracks, clip.visibility, clip.pokes, scale=args.scale), out)
+    else:
+        raise SystemExit(f"--out: expected a .png or .gif file name, got {out}")
+    print(f"clip {args.index}: {clip.text or '(no description)'}")
+    print(f"wrote {out}")
+    return 0
+
+
+def _data_info(args: argparse.Namespace) -> int:
+    from motion_prior.shards import ClipStore
+
+    store = ClipStore.open(args.directory)
+    producer = store.producer
+    print(f"{store.root}: {store.num_clips} clips in {len(store.shards)} shards")
+    if producer:
+        print(f"producer: {producer.get('name')} {producer.get('version')}")
+    shapes = {(tuple(s.frame_shape), tuple(s.tracks_shape)) for s in store.shards}
+    for frame_shape, tracks_shape in sorted(shapes):
+        print(f"frame {list(frame_shape)}, tracks {list(tracks_shape)}")
+    skipped = [n for s in store.shards for n in s.producer_info.get("skipped", [])]
+    if skipped:
+        print(f"{len(skipped)} skipped scenes, e.g. {skipped[0]}")
+    return 0
+
+
+def _data_verify(args: argparse.Namespace) -> int:
+    from motion_prior.shards import ClipStore
+
+    store = ClipStore.open(args.directory)
+    problems = store.verify()
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+    print(f"{store.num_clips} clips in {len(store.shards)} shards checked: {len(problems)} problems")
+    return 1 if problems else 0
+
+
+def _data_import(args: argparse.Namespace) -> int:
+    from motion_prior.tracker_import import import_tracker_files
+
+    store = import_tracker_files(
+        args.frames, args.tracks, args.out, fps=args.fps, clip_length=args.clip_length, stride=args.stride,
+        pixel_origin=args.pixel_origin, text=args.text, min_tracks=args.min_tracks,
+    )
+    print(f"wrote {store.num_clips} clips to {store.root}")
+    return 0
+
+
+def _register_builtin(groups: dict[str, argparse._SubParsersAction]) -> None:
+    data = groups["data"]
+    show = data.add_parser("show", help="draw a clip's tracks over its start frame (PNG) or animate them (GIF)")
+    show.add_argument("directory", help="clip directory (with index.json)")
+    show.add_argument("--index", type=int, default=0, help="global clip index (default 0)")
+    show.add_argument("--out", help="output .png or .gif (default clip-<index>.png)")
+    show.add_argument("--scale", type=int, default=4, help="integer upscaling of the frame (default 4)")
+    show.set_defaults(func=_data_show)
+
+    info = data.add_parser("info", help="summarise a clip directory")
+    info.add_argument("directory")
+    info.set_defaults(func=_data_info)
+
+    verify = data.add_parser("verify", help="check every shard's checksum and every clip's fields")
+    verify.add_argument("directory")
+    verify.set_defaults(func=_data_verify)
+
+    imp = data.add_parser("import", help="convert a video plus point-tracker output into clips")
+    imp.add_argument("--frames", required=True, help="video frames: .npy/.npz array [F, H, W, 3] uint8 or a folder of images")
+    imp.add_argument("--tracks", required=True,
+                     help=".npz with 'tracks' [F, N, 2] in pixels and 'visibility' [F, N] (CoTracker layout)")
+    imp.add_argument("--out", required=True, help="output clip directory")
+    imp.add_argument("--fps", type=float, required=True, help="frame rate of the video")
+    imp.add_argument("--clip-length", type=int, default=64, help="frames per clip (default 64)")
+    imp.add_argument("--stride", type=int, default=None, help="frames between clip starts (default: clip length)")
+    imp.add_argument("--pixel-origin", choices=("center", "corner"), default="center",
+                     help="tracker pixel convention: 'center' if pixel (0, 0)'s centre is at 0 (CoTracker), "
+                          "'corner' if the image corner is at 0")
+    imp.add_argument("--min-tracks", type=int, default=8,
+                     help="skip windows with fewer tracks visible in their first frame (default 8)")
+    imp.add_argument("--text", default=None, help="description stored with every clip")
+    imp.set_defaults(func=_data_import)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="motion-prior", description="Sample long-term motion futures from a frame and pokes."
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    top = parser.add_subparsers(dest="group", metavar="<group>", required=True)
+    groups = {}
+    for name, help_text in GROUPS.items():
+        group = top.add_parser(name, help=help_text, description=help_text)
+        groups[name] = group.add_subparsers(dest="verb", metavar="<verb>", required=True)
+    _register_builtin(groups)
+    for entry in entry_points(group="motion_prior.cli"):
+        try:
+            entry.load()(groups)
+        except ImportError as error:
+            logging.getLogger(__name__).warning("commands from %s unavailable: %s", entry.value, error)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, FileNotFoundError, OSError) as error:
+        print(f"motion-prior {args.group} {args.verb}: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,80 @@
+"""Pokes: "the point at (x0, y0) is at (x1, y1) at time end_time".
+
+A poke set is `float32 [P, 5]` = (x0, y0, x1, y1, end_time) with positions in normalised image
+coordinates (DESIGN.md §3) and end_time in (0, 1] as a fraction of the horizon (1 = the last
+frame). The start position is always the point's position in the start frame.
+
+A robot action becomes pokes by projecting the end-effector's position now and at each
+commanded waypoint through the camera; the Gymnasium wrapper, the ROS node and the clip
+generator all use :func:`action_to_pokes`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from motion_prior.camera import PinholeCamera
+from motion_prior.clips import MAX_ABS_COORD
+from motion_prior.errors import InputError
+
+
+def validate_pokes(pokes, max_pokes: int | None = None, argument: str = "pokes") -> np.ndarray:
+    """Check a poke set and return it as `float32 [P, 5]`.
+
+    Raises:
+        InputError: wrong shape, non-finite values, more than `max_pokes` pokes, positions
+            beyond ±MAX_ABS_COORD, or an end_time outside (0, 1].
+    """
+    array = np.asarray(pokes)
+    if array.ndim != 2 or array.shape[1] != 5 or not (
+        np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)
+    ):
+        raise InputError(argument, "a numeric array [P, 5] of (x0, y0, x1, y1, end_time)", array)
+    array = array.astype(np.float32)
+    if max_pokes is not None and array.shape[0] > max_pokes:
+        raise InputError(argument, f"at most {max_pokes} pokes", f"{array.shape[0]} pokes")
+    if not np.all(np.isfinite(array)):
+        raise InputError(argument, "finite values", f"{int(np.sum(~np.isfinite(array)))} non-finite values")
+    if array.size and np.abs(array[:, :4]).max() > MAX_ABS_COORD:
+        raise InputError(argument, f"normalised positions within ±{MAX_ABS_COORD}", f"max |value| {np.abs(array[:, :4]).max():.4g}")
+    end_times = array[:, 4]
+    if np.any(end_times <= 0) or np.any(end_times > 1):
+        raise InputError(argument, "end_time (column 4) in (0, 1]", end_times)
+    return array
+
+
+def action_to_pokes(
+    camera: PinholeCamera, start: np.ndarray, waypoints: np.ndarray, end_times: np.ndarray
+) -> np.ndarray:
+    """Project an end-effector action to image-space pokes.
+
+    Args:
+        camera: the camera that took the start frame.
+        start: `[3]` end-effector position at time 0, world frame (metres).
+        waypoints: `[P, 3]` commanded end-effector positions, world frame (metres).
+        end_times: `[P]` when each waypoint is reached, as a fraction of the horizon in (0, 1].
+
+    Returns:
+        `float32 [P, 5]`: (x0, y0) the projected start, (x1, y1) the projected waypoint, in
+        normalised image coordinates, and the end_time.
+
+    Raises:
+        InputError: non-finite input, mismatched shapes, or a point behind the camera.
+    """
+    start = np.asarray(start, dtype=np.float64)
+    waypoints = np.asarray(waypoints, dtype=np.float64)
+    end_times = np.asarray(end_times, dtype=np.float64)
+    if start.shape != (3,) or not np.all(np.isfinite(start)):
+        raise InputError("start", "a finite [3] world position", start)
+    if waypoints.ndim != 2 or waypoints.shape[1] != 3 or not np.all(np.isfinite(waypoints)):
+        raise InputError("waypoints", "finite [P, 3] world positions", waypoints)
+    if end_times.shape != (waypoints.shape[0],):
+        raise InputError("end_times", f"shape [{waypoints.shape[0]}] (one per waypoint)", end_times)
+    points = np.concatenate([start[None], waypoints], axis=0)
+    projected, in_front = camera.project_normalized(points)
+    if not np.all(in_front):
+        raise InputError("waypoints", "points in front of the camera", f"{int(np.sum(~in_front))} behind it")
+    pokes = np.concatenate(
+        [np.repeat(projected[:1], len(waypoints), axis=0), projected[1:], end_times[:, None]], axis=1
+    )
+    return validate_pokes(pokes)
