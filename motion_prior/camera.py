@@ -92,10 +92,14 @@ class PinholeCamera:
         if extrinsics.shape != (4, 4) or not np.all(np.isfinite(extrinsics)):
             raise InputError("extrinsics", "finite [4, 4] matrix", describe(self.extrinsics))
         rotation = extrinsics[:3, :3]
-        if not np.allclose(rotation @ rotation.T, np.eye(3), atol=1e-5) or not np.allclose(
-            extrinsics[3], [0, 0, 0, 1]
+        if (
+            not np.allclose(rotation @ rotation.T, np.eye(3), atol=1e-5)
+            or np.linalg.det(rotation) < 0
+            or not np.allclose(extrinsics[3], [0, 0, 0, 1])
         ):
-            raise InputError("extrinsics", "rigid transform (orthonormal rotation, last row 0 0 0 1)", extrinsics)
+            raise InputError(
+                "extrinsics", "rigid transform (proper rotation with det +1, last row 0 0 0 1)", extrinsics
+            )
         object.__setattr__(self, "intrinsics", intrinsics)
         object.__setattr__(self, "extrinsics", extrinsics)
         object.__setattr__(self, "image_size", _check_image_size(self.image_size))

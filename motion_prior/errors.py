@@ -12,7 +12,12 @@ import numpy as np
 def describe(value) -> str:
     """A short description of a received value for error messages (shape/dtype for arrays)."""
     if isinstance(value, np.ndarray) or hasattr(value, "shape") and hasattr(value, "dtype"):
-        return f"array of shape {list(value.shape)} and dtype {value.dtype}"
+        text = f"array of shape {list(value.shape)} and dtype {value.dtype}"
+        size = int(np.prod(value.shape))
+        if 0 < size <= 8 and str(value.dtype) != "object":
+            # Small arrays (end times, focal lengths, ...) are shown so the bad value is visible.
+            text += f": {np.asarray(value).tolist()}"
+        return text
     text = repr(value)
     return text if len(text) <= 120 else text[:117] + "..."
 

@@ -72,8 +72,10 @@ def action_to_pokes(
         raise InputError("end_times", f"shape [{waypoints.shape[0]}] (one per waypoint)", end_times)
     points = np.concatenate([start[None], waypoints], axis=0)
     projected, in_front = camera.project_normalized(points)
-    if not np.all(in_front):
-        raise InputError("waypoints", "points in front of the camera", f"{int(np.sum(~in_front))} behind it")
+    if not in_front[0]:
+        raise InputError("start", "a point in front of the camera", start)
+    if not np.all(in_front[1:]):
+        raise InputError("waypoints", "points in front of the camera", f"{int(np.sum(~in_front[1:]))} behind it")
     pokes = np.concatenate(
         [np.repeat(projected[:1], len(waypoints), axis=0), projected[1:], end_times[:, None]], axis=1
     )

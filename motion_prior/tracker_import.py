@@ -85,7 +85,7 @@ def clips_from_tracker(
     clips = []
     for start in range(0, num_frames - clip_length + 1, stride):
         window = slice(start, start + clip_length)
-        keep = visibility[start] & np.all(np.abs(normalized[window]) <= MAX_ABS_COORD, axis=0)
+        keep = visibility[start] & np.all(np.abs(normalized[window]) <= MAX_ABS_COORD, axis=(0, 2))
         if keep.sum() < min_tracks:
             continue
         clips.append(
@@ -96,7 +96,9 @@ def clips_from_tracker(
                 object_id=np.full(int(keep.sum()), -1, dtype=np.int32),
                 fps=float(fps),
                 text=text,
-                seed=(source_hash * 1_000_003 + start) % 2**31,
+                # All windows of one video share a seed, hence a split: overlapping windows
+                # must never straddle train and validation.
+                seed=source_hash % 2**31,
                 metadata={
                     "importer": IMPORTER_NAME,
                     "importer_version": IMPORTER_VERSION,

@@ -127,7 +127,8 @@ def save_gif(
     fps: float = 16.0,
     scale: int = 4,
 ) -> Path:
-    """Animate tracks over time as a GIF, one GIF frame per time step.
+    """Animate tracks over time as a GIF, one GIF frame per time step (Pillow merges identical
+    consecutive frames into one longer frame, so a still clip plays as one image for T steps).
 
     The background is the latest stored frame at or before each time step (`frames
     [F, H, W, 3]` at `frame_indices [F]`), else the start frame.

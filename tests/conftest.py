@@ -1,0 +1,66 @@
+"""Shared fixtures: synthetic clips and clip directories built with numpy (no MuJoCo)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from motion_prior.clips import Clip
+from motion_prior.shards import ClipStore, shard_name, write_shard
+
+
+def build_clip(seed: int = 0, n: int = 6, t: int = 8, height: int = 12, width: int = 16, full: bool = False,
+               **overrides) -> Clip:
+    """A valid random clip; `full=True` fills every optional field."""
+    rng = np.random.default_rng(seed)
+    fields = dict(
+        frame=rng.integers(0, 256, (height, width, 3), dtype=np.uint8),
+        tracks=rng.uniform(-1.2, 1.2, (n, t, 2)).astype(np.float32),
+        visibility=rng.random((n, t)) > 0.2,
+        object_id=rng.integers(-1, 2, n).astype(np.int32),
+        fps=12.5,
+        object_names=["table", "cube"],
+        seed=seed,
+    )
+    if full:
+        extrinsics = np.eye(4)
+        extrinsics[:3, 3] = rng.normal(size=3)
+        fields.update(
+            intrinsics=np.array([[20.0, 0, width / 2], [0, 20.0, height / 2], [0, 0, 1]]),
+            extrinsics=extrinsics,
+            text=f"push the cube ({seed}) — ünïcode",
+            frames=rng.integers(0, 256, (2, height, width, 3), dtype=np.uint8),
+            frame_indices=np.array([2, t - 1], dtype=np.int32),
+            action_points=rng.normal(size=(3, 3)).astype(np.float32),
+            action_times=np.array([0.0, 0.5, 1.0], dtype=np.float32),
+            pokes=np.array([[0.1, -0.2, 0.3, 0.4, 0.5], [-0.5, 0.5, 2.5, -1.5, 1.0]], dtype=np.float32),
+            metadata={"scene": {"objects": [1, 2, 3]}, "friction": 0.25, "name": "x", "none": None},
+        )
+    fields.update(overrides)
+    return Clip(**fields)
+
+
+@pytest.fixture
+def make_clip():
+    """Factory fixture: `make_clip(seed, n=..., t=..., full=True, **field_overrides) -> Clip`."""
+    return build_clip
+
+
+@pytest.fixture
+def make_clip_dir(tmp_path):
+    """Factory fixture: `make_clip_dir(shard_seeds, name="clips", **clip_kwargs) -> Path`.
+
+    `shard_seeds` is a list with one list of clip seeds per shard; every clip is `build_clip(seed)`.
+    """
+
+    def _make(shard_seeds: list[list[int]], name: str = "clips", producer: dict | None = None, **clip_kwargs) -> Path:
+        root = tmp_path / name
+        store = ClipStore.create(root, producer or {"name": "test", "version": "0"})
+        for number, seeds in enumerate(shard_seeds):
+            clips = [build_clip(int(s), **clip_kwargs) for s in seeds]
+            store.add_shard(write_shard(root / shard_name(number), clips))
+        return root
+
+    return _make
