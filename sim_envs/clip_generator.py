@@ -287,7 +287,8 @@ def describe_motion(sim: SceneSimulator, result: dict, script: PusherScript) -> 
     for obj in sim.spec.objects:
         b = model.body(obj.name).id
         shift = float(np.linalg.norm(positions[-1, b] - positions[0, b]))
-        tilt = float(np.degrees(np.arccos(np.clip(rotations[-1, b][2, 2], -1, 1))))
+        # A rolling sphere's orientation says nothing about falling over.
+        tilt = 0.0 if obj.shape == "sphere" else float(np.degrees(np.arccos(np.clip(rotations[-1, b][2, 2], -1, 1))))
         pixels, _ = camera.project(positions[[0, -1], b])
         moves[obj.name] = {"shift_m": round(shift, 4), "tilt_deg": round(tilt, 1),
                            "image_shift_px": np.round(pixels[1] - pixels[0], 2).tolist()}
