@@ -12,11 +12,16 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 from importlib.metadata import entry_points
 from pathlib import Path
 
 
-GROUPS = {"data": "make, inspect and convert clip datasets"}
+GROUPS = {
+    "data": "make, inspect and convert clip datasets",
+    "train": "train models (progress, logs, checkpoints, --resume, torchrun)",
+    "eval": "evaluate trained models against baselines",
+}
 
 
 def _data_show(args: argparse.Namespace) -> int:
@@ -77,6 +82,32 @@ def _data_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_vae(args: argparse.Namespace) -> int:
+    from motion_prior.configs import load_yaml
+    from motion_prior.vae_training import VAERecipe, preset, train_vae
+
+    recipe = load_yaml(VAERecipe, args.recipe) if args.recipe else preset(args.preset)
+    for key, value in {"steps": args.steps, "batch_size": args.batch_size, "seed": args.seed}.items():
+        if value is not None:
+            setattr(recipe.train, key, value)
+    started = time.perf_counter()
+    train_vae(args.data, args.out, recipe, resume=args.resume, device=args.device, max_minutes=args.max_minutes)
+    print(f"trained VAE in {args.out} ({(time.perf_counter() - started) / 60:.1f} min this run)")
+    return 0
+
+
+def _eval_vae(args: argparse.Namespace) -> int:
+    from motion_prior.vae_eval import evaluate_vae
+
+    out = args.out or str(Path(args.model) / "eval")
+    report = evaluate_vae(args.model, args.data, out, split=args.split, max_clips=args.clips,
+                          encode_tracks=args.encode_tracks, pictures=args.pictures, device=args.device)
+    print((Path(out) / "vae_eval.md").read_text())
+    print(f"wrote {out}/vae_eval.json, vae_eval.md, error_vs_horizon.png and {min(args.pictures, report['clips'])} "
+          "reconstruction pictures")
+    return 0
+
+
 def _register_builtin(groups: dict[str, argparse._SubParsersAction]) -> None:
     data = groups["data"]
     show = data.add_parser("show", help="draw a clip's tracks over its start frame (PNG) or animate them (GIF)")
@@ -109,6 +140,34 @@ def _register_builtin(groups: dict[str, argparse._SubParsersAction]) -> None:
                      help="skip windows with fewer tracks visible in their first frame (default 8)")
     imp.add_argument("--text", default=None, help="description stored with every clip")
     imp.set_defaults(func=_data_import)
+
+    train = groups["train"].add_parser("vae", help="train the trajectory VAE (Stage 1)",
+                                       description="Train the trajectory VAE on the train split of a clip "
+                                                   "directory; the run directory is the checkpoint.")
+    train.add_argument("--data", required=True, help="clip directory")
+    train.add_argument("--out", required=True, help="run directory (checkpoint, logs)")
+    train.add_argument("--preset", default="small", help="tiny (tests), small (CPU default), base (GPU)")
+    train.add_argument("--recipe", help="a recipe.yaml to use instead of a preset")
+    train.add_argument("--resume", action="store_true", help="continue the run in --out")
+    train.add_argument("--steps", type=int, help="override the number of steps")
+    train.add_argument("--batch-size", type=int, help="override the global batch size")
+    train.add_argument("--seed", type=int, help="override the seed")
+    train.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1, ...")
+    train.add_argument("--max-minutes", type=float, help="stop (with a checkpoint) after this much wall time")
+    train.set_defaults(func=_train_vae)
+
+    ev = groups["eval"].add_parser("vae", help="reconstruction quality of a VAE against baselines",
+                                   description="Encode held-out clips, decode all tracks and compare with "
+                                               "static and constant-velocity baselines.")
+    ev.add_argument("--model", required=True, help="VAE run directory")
+    ev.add_argument("--data", required=True, help="clip directory")
+    ev.add_argument("--out", help="output directory (default MODEL/eval)")
+    ev.add_argument("--split", default="test", choices=("train", "val", "test"), help="default test")
+    ev.add_argument("--clips", type=int, default=512, help="at most this many clips (default 512)")
+    ev.add_argument("--encode-tracks", type=int, default=32, help="tracks encoded per clip (default 32)")
+    ev.add_argument("--pictures", type=int, default=4, help="reconstruction pictures to draw (default 4)")
+    ev.add_argument("--device", default="cpu")
+    ev.set_defaults(func=_eval_vae)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -11,13 +11,14 @@ which also catches self-occlusion.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import mujoco
 import numpy as np
 
 from motion_prior.camera import PinholeCamera
 from motion_prior.clips import MAX_ABS_COORD, Clip
+from motion_prior.configs import config_from_dict, config_to_dict
 from motion_prior.pokes import action_to_pokes
 from sim_envs.rendering import OffscreenRenderer
 from sim_envs.scenes import (
@@ -67,18 +68,11 @@ class GeneratorConfig:
     script: ScriptConfig = field(default_factory=ScriptConfig)
 
     def to_dict(self) -> dict:
-        return _jsonable(asdict(self))
+        return config_to_dict(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> "GeneratorConfig":
-        data = dict(data)
-        scene = SceneConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.pop("scene", {}).items()})
-        script = ScriptConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.pop("script", {}).items()})
-        unknown = set(data) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"generator config: unknown keys {sorted(unknown)}")
-        data = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
-        return cls(scene=scene, script=script, **data)
+        return config_from_dict(cls, data, "generator config")
 
     def validate(self) -> "GeneratorConfig":
         """Raise ValueError naming the first setting out of range; return self."""
@@ -98,7 +92,7 @@ class GeneratorConfig:
         ]
         for name, ok, expected in checks:
             if not ok:
-                raise ValueError(f"generator config: {name}: expected {expected}, got {_jsonable(_setting(self, name))}")
+                raise ValueError(f"generator config: {name}: expected {expected}, got {_setting(self, name)}")
         return self
 
     def producer(self) -> dict:
@@ -110,14 +104,6 @@ def _setting(config, dotted: str):
     for part in dotted.split("."):
         config = getattr(config, part)
     return config
-
-
-def _jsonable(value):
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    return value
 
 
 class SceneSimulator:

@@ -1,0 +1,158 @@
+"""Training recipe and task of the trajectory VAE (`motion-prior train vae`).
+
+Per step: a batch of clips; each clip is mirrored left-right with probability 1/2 (a mirrored
+world is an equally valid world); a random subset of `encode_tracks` of its N tracks is
+encoded; all N tracks are decoded from their start points (so half of the targets were never
+seen by the encoder); loss = L1 over all points, frames and both coordinates + `kl_weight` KL.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from motion_prior.configs import config_to_yaml
+from motion_prior.frame_encoder import FrameEncoderConfig
+from motion_prior.metrics import l1_pixels, moving_mask
+from motion_prior.training import TrainConfig
+from motion_prior.vae import TrajectoryVAE, VAEConfig, kl_divergence
+
+STATS_FILE = "latent_stats.safetensors"
+
+
+@dataclass
+class VAERecipe:
+    """Everything that defines a VAE training run (saved as `recipe.yaml` in the run)."""
+
+    model: VAEConfig = field(default_factory=VAEConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    encode_tracks: int = 32
+    kl_weight: float = 1e-6
+    hflip: bool = True
+    val_clips: int = 256
+    stats_clips: int = 512
+
+
+PRESETS = {
+    # Trains in seconds on a CPU; for tests.
+    "tiny": VAERecipe(
+        model=VAEConfig(latent_grid=2, latent_channels=4, width=32, head_dim=16, encoder_depth=1,
+                        decoder_latent_depth=1, decoder_query_depth=1, rope_freqs_per_axis=2,
+                        frame=FrameEncoderConfig(grid=4, dim=32, channels=(8, 8, 16, 16, 32))),
+        train=TrainConfig(steps=200, batch_size=8, lr=3e-3, warmup_steps=10, ema_decay=0.0, log_every=10,
+                          val_every=100, checkpoint_every=100, num_workers=0),
+        encode_tracks=16, val_clips=16, stats_clips=32,
+    ),
+    # The CPU default: whole-track tokens, 4 x 4 x 16 latent, ~3.5M parameters.
+    "small": VAERecipe(
+        model=VAEConfig(frame=FrameEncoderConfig(channels=(16, 32, 64, 128))),
+        train=TrainConfig(steps=6000, batch_size=32, lr=1e-3, warmup_steps=300),
+    ),
+    # GPU scale, the paper's layout: one token per (track, frame), 16 x 16 x 16 latent.
+    "base": VAERecipe(
+        model=VAEConfig(frames_per_token=1, latent_grid=16, latent_channels=16, width=768, head_dim=64,
+                        encoder_depth=12, decoder_latent_depth=4, decoder_query_depth=12, rope_freqs_per_axis=8,
+                        frame=FrameEncoderConfig(grid=16, dim=768, channels=(64, 128, 256))),
+        train=TrainConfig(steps=400_000, batch_size=64, lr=1e-4, warmup_steps=1000, num_workers=8),
+        encode_tracks=40, kl_weight=1e-7,
+    ),
+}
+
+
+def preset(name: str) -> VAERecipe:
+    if name not in PRESETS:
+        raise ValueError(f"preset: expected one of {sorted(PRESETS)}, got {name!r}")
+    recipe = PRESETS[name]
+    return replace(recipe, model=replace(recipe.model), train=replace(recipe.train))
+
+
+def mirror(frames: torch.Tensor, tracks: torch.Tensor, flip: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mirror the clips where `flip [B]` is True: frames `[B, H, W, 3]` left-right, track x -> -x."""
+    frames = torch.where(flip.view(-1, 1, 1, 1), frames.flip(2), frames)
+    sign = torch.where(flip, -1.0, 1.0).to(tracks).view(-1, 1, 1, 1)
+    return frames, tracks * torch.cat([sign, torch.ones_like(sign)], dim=-1)
+
+
+class VAETask:
+    """The VAE's part of the training loop (see `motion_prior.training.Trainer`)."""
+
+    def __init__(self, recipe: VAERecipe, train_data: Dataset):
+        self.recipe, self.model_config, self.train_data = recipe, recipe.model, train_data
+
+    def build_model(self) -> TrajectoryVAE:
+        return TrajectoryVAE(self.recipe.model)
+
+    def loss(self, model, batch: dict, generator: torch.Generator):
+        frames, tracks, visibility = batch["frame"], batch["tracks"], batch["visibility"]
+        b, n = tracks.shape[:2]
+        if self.recipe.hflip:
+            flip = torch.rand(b, generator=generator) < 0.5
+            frames, tracks = mirror(frames, tracks, flip.to(tracks.device))
+        chosen = torch.randperm(n, generator=generator)[: min(self.recipe.encode_tracks, n)].to(tracks.device)
+        decoded, mean, logvar = model(frames, tracks[:, chosen], visibility[:, chosen], tracks[:, :, 0])
+        l1 = (decoded.float() - tracks).abs().mean()
+        kl = kl_divergence(mean.float(), logvar.float())
+        image_width = frames.shape[2]
+        return l1 + self.recipe.kl_weight * kl, {"l1_px": l1.detach() * image_width / 2, "kl": kl.detach()}
+
+    @torch.no_grad()
+    def validate(self, model: TrajectoryVAE, data: Dataset, device) -> dict:
+        """L1 in pixels (of the frame) over all and over moving points of the first
+        `val_clips` clips, decoding from the latent mean."""
+        subset = Subset(data, range(min(len(data), self.recipe.val_clips)))
+        errors, moving = [], []
+        for batch in DataLoader(subset, batch_size=64):
+            frames, tracks = batch["frame"].to(device), batch["tracks"].to(device)
+            visibility = batch["visibility"].to(device)
+            encoded = tracks[:, : self.recipe.encode_tracks]
+            mean, _ = model.encode(frames, encoded, visibility[:, : self.recipe.encode_tracks])
+            decoded = model.decode(frames, mean, tracks[:, :, 0])
+            errors.append(l1_pixels(decoded.float(), tracks, frames.shape[2]).cpu())
+            moving.append(moving_mask(tracks, frames.shape[2]).cpu())
+        errors, moving = torch.cat(errors), torch.cat(moving)
+        return {"l1_px": float(errors.mean()), "l1_px_moving": float(errors[moving].mean()) if moving.any() else math.nan}
+
+    @torch.no_grad()
+    def checkpoint_files(self, model: TrajectoryVAE, device) -> dict:
+        return {STATS_FILE: latent_statistics(model, self.train_data, self.recipe, device)}
+
+
+@torch.no_grad()
+def latent_statistics(model: TrajectoryVAE, data: Dataset, recipe: VAERecipe, device) -> dict[str, torch.Tensor]:
+    """Per-channel mean and std `[C]` of the encoder means over the first `stats_clips` clips:
+    what Stage 2 uses to normalise latents."""
+    subset = Subset(data, range(min(len(data), recipe.stats_clips)))
+    means = []
+    for batch in DataLoader(subset, batch_size=64):
+        tracks = batch["tracks"].to(device)[:, : recipe.encode_tracks]
+        mean, _ = model.encode(batch["frame"].to(device), tracks, batch["visibility"].to(device)[:, : recipe.encode_tracks])
+        means.append(mean.float().flatten(0, 3).cpu())
+    values = torch.cat(means)
+    return {"mean": values.mean(0), "std": values.std(0).clamp_min(1e-6), "count": torch.tensor(len(subset))}
+
+
+def recipe_yaml(recipe: VAERecipe) -> str:
+    return config_to_yaml(recipe)
+
+
+def train_vae(data: str, out: str, recipe: VAERecipe, resume: bool = False, device: str = "auto",
+              max_minutes: float | None = None, progress: bool = True) -> TrajectoryVAE:
+    """Train (or resume) a VAE on the train split of clip directory `data`, validating on its
+    val split; the run directory `out` is the checkpoint. Returns the weights to use."""
+    from motion_prior.datasets import ClipDataset
+    from motion_prior.training import Trainer
+
+    train_data, val_data = ClipDataset(data, split="train"), ClipDataset(data, split="val")
+    clip = train_data.clip(0)
+    expected = (recipe.model.frame.image_size, recipe.model.frame.image_size, 3)
+    if clip.frame.shape != expected or clip.num_frames != recipe.model.num_frames:
+        raise ValueError(
+            f"{data}: clips have frames {list(clip.frame.shape)} and T = {clip.num_frames}; the recipe expects "
+            f"{list(expected)} and T = {recipe.model.num_frames}")
+    task = VAETask(recipe, train_data)
+    trainer = Trainer(task, train_data, val_data if len(val_data) else None, out, recipe.train,
+                      recipe_yaml(recipe), device=device, resume=resume, progress=progress)
+    return trainer.fit(max_minutes)
