@@ -6,9 +6,10 @@ centres). Two implementations:
 
 - `conv` (default): a small CNN trained jointly with the model; pretrained backbones cannot be
   downloaded here.
-- `torchscript`: a pretrained backbone from a local TorchScript file mapping float images
-  `[B, 3, H, W]` (ImageNet-normalised RGB in [0, 1]) to a feature map `[B, C, h, w]`; it is
-  frozen, pooled to the grid and projected to `dim`.
+- `exported`: a pretrained backbone from a local `torch.export` file (`.pt2`, saved with
+  `torch.export.save` with a dynamic batch dimension) mapping float images `[B, 3, H, W]`
+  (ImageNet-normalised RGB) to a feature map `[B, C, h, w]`; it is frozen, pooled to the
+  grid and projected to `dim`.
 """
 
 from __future__ import annotations
@@ -28,9 +29,9 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 @dataclass
 class FrameEncoderConfig:
-    """kind: "conv" or "torchscript"; image_size: expected square input size in pixels;
+    """kind: "conv" or "exported"; image_size: expected square input size in pixels;
     grid: G; dim: D; channels: conv widths, one stride-2 stage each (conv only);
-    path: the TorchScript file (torchscript only)."""
+    path: the `torch.export` file (exported only)."""
 
     kind: str = "conv"
     image_size: int = 128
@@ -104,19 +105,19 @@ class _DownStage(nn.Module):
         return x + self.conv(F.silu(self.norm2(x)))
 
 
-class TorchScriptFrameEncoder(FrameEncoder):
-    """A frozen pretrained backbone loaded from a local TorchScript file."""
+class ExportedFrameEncoder(FrameEncoder):
+    """A frozen pretrained backbone loaded from a local `torch.export` program."""
 
     def __init__(self, config: FrameEncoderConfig):
         super().__init__(config)
         path = Path(config.path)
         if not path.is_file():
-            raise FileNotFoundError(f"frame encoder path: no TorchScript file at {path}")
-        self.backbone = torch.jit.load(str(path), map_location="cpu").eval()
+            raise FileNotFoundError(f"frame encoder path: no torch.export file at {path}")
+        self.backbone = torch.export.load(str(path)).module()
         for parameter in self.backbone.parameters():
             parameter.requires_grad_(False)
         with torch.no_grad():
-            probe = self.backbone(torch.zeros(1, 3, config.image_size, config.image_size))
+            probe = self.backbone(torch.zeros(2, 3, config.image_size, config.image_size))
         if probe.ndim != 4:
             raise ValueError(f"frame encoder backbone: expected a feature map [B, C, h, w], got {list(probe.shape)}")
         self.project = nn.Linear(probe.shape[1], config.dim)
@@ -131,7 +132,7 @@ class TorchScriptFrameEncoder(FrameEncoder):
 
 
 def build_frame_encoder(config: FrameEncoderConfig) -> FrameEncoder:
-    kinds = {"conv": ConvFrameEncoder, "torchscript": TorchScriptFrameEncoder}
+    kinds = {"conv": ConvFrameEncoder, "exported": ExportedFrameEncoder}
     if config.kind not in kinds:
         raise ValueError(f"frame encoder kind: expected one of {sorted(kinds)}, got {config.kind!r}")
     return kinds[config.kind](config)

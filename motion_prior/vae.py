@@ -103,6 +103,21 @@ def _segment_times(config: VAEConfig) -> torch.Tensor:
     return frame_time_centres(config.num_frames).view(config.segments, config.frames_per_token).mean(1)
 
 
+def sample_frame_features(frame_tokens: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+    """Bilinearly sample the frame token grid at image points.
+
+    `frame_tokens [B, G * G, D]` (row-major grid), `points [B, N, 2]` normalised (x, y) ->
+    `[B, N, D]`. The grid covers the image like pixels do (align_corners=False), which is
+    exactly our normalised convention.
+    """
+    b, f, d = frame_tokens.shape
+    g = int(round(f**0.5))
+    grid = frame_tokens.transpose(1, 2).reshape(b, d, g, g)
+    sampled = torch.nn.functional.grid_sample(grid, points[:, :, None].to(grid.dtype), mode="bilinear",
+                                              padding_mode="border", align_corners=False)
+    return sampled[..., 0].transpose(1, 2)
+
+
 def _latent_positions(config: VAEConfig) -> torch.Tensor:
     """`[S * G * G, 3]` positions of latent tokens: slot centre time, grid cell centre."""
     slot_times = frame_time_centres(config.num_frames).view(config.num_slots, config.compression).mean(1)
@@ -130,6 +145,7 @@ class TrackEncoder(nn.Module):
         self.start_embed = InputMLP(2, d, config.fourier_scale, blocks=1)
         self.segment_embed = nn.Linear(3 * f, d, bias=False)
         self.segment_time = nn.Parameter(torch.zeros(config.segments, d))
+        self.appearance = nn.Linear(config.frame.dim, d, bias=False)
         num_latents = config.num_slots * config.latent_grid**2
         self.queries = nn.Parameter(torch.randn(num_latents, d) * 0.02)
         self.register_buffer("latent_positions", _latent_positions(config), persistent=False)
@@ -150,7 +166,8 @@ class TrackEncoder(nn.Module):
         segments = torch.cat(
             [displacement.reshape(b, n, c.segments, 2 * c.frames_per_token),
              visibility.to(tracks.dtype).reshape(b, n, c.segments, c.frames_per_token)], dim=-1)
-        tokens = self.segment_embed(segments) + self.segment_time + self.start_embed(start)[:, :, None]
+        point = self.start_embed(start) + self.appearance(sample_frame_features(frame_tokens, start))
+        tokens = self.segment_embed(segments) + self.segment_time + point[:, :, None]
         tokens = tokens.reshape(b, n * c.segments, -1)
         x = torch.cat([self.queries.expand(b, -1, -1), tokens], dim=1)
         positions = torch.cat(
@@ -178,6 +195,7 @@ class TrackDecoder(nn.Module):
             TransformerBlock(d, config.head_dim, context_dim=d) for _ in range(config.decoder_latent_depth)
         )
         self.query_embed = InputMLP(2, d, config.fourier_scale, blocks=1)
+        self.appearance = nn.Linear(config.frame.dim, d, bias=False)
         self.segment_time = nn.Parameter(torch.zeros(config.segments, d))
         self.query_blocks = nn.ModuleList(
             TransformerBlock(d, config.head_dim, context_dim=d, self_attention=False)
@@ -196,11 +214,15 @@ class TrackDecoder(nn.Module):
             x = block(x, latent_angles, frame, frame_angles)
         return torch.cat([x, frame], dim=1), torch.cat([latent_angles, frame_angles], dim=-2)
 
-    def query(self, memory, memory_angles, query_points, rope: Rotary3D):
-        """Decode `query_points [B, Q, 2]` against a memory from :meth:`memory` -> `[B, Q, T, 2]`."""
+    def query(self, memory, memory_angles, frame_tokens, query_points, rope: Rotary3D):
+        """Decode `query_points [B, Q, 2]` against a memory from :meth:`memory` -> `[B, Q, T, 2]`.
+
+        Each query starts from its position's Fourier features plus the frame's appearance at
+        that point (`frame_tokens [B, F, Df]`, sampled bilinearly)."""
         b, q, _ = query_points.shape
         c = self.config
-        x = (self.query_embed(query_points)[:, :, None] + self.segment_time).reshape(b, q * c.segments, -1)
+        point = self.query_embed(query_points) + self.appearance(sample_frame_features(frame_tokens, query_points))
+        x = (point[:, :, None] + self.segment_time).reshape(b, q * c.segments, -1)
         angles = rope(_track_positions(query_points, self.segment_times))
         for block in self.query_blocks:
             x = block(x, angles, memory, memory_angles)
@@ -265,7 +287,7 @@ class TrajectoryVAE(nn.Module):
         memory, memory_angles = self.decoder.memory(
             latent.flatten(1, 3), frame_tokens, self.rope(self.frame_encoder.positions), self.rope)
         chunk = chunk_size or query_points.shape[1]
-        return torch.cat([self.decoder.query(memory, memory_angles, part, self.rope)
+        return torch.cat([self.decoder.query(memory, memory_angles, frame_tokens, part, self.rope)
                           for part in query_points.split(chunk, dim=1)], dim=1)
 
     def decode_dense(self, frames, latent, grid_size: int, chunk_size: int = 1024, frame_tokens=None):

@@ -49,7 +49,7 @@ PRESETS = {
     # The CPU default: whole-track tokens, 4 x 4 x 16 latent, ~3.5M parameters.
     "small": VAERecipe(
         model=VAEConfig(frame=FrameEncoderConfig(channels=(16, 32, 64, 128))),
-        train=TrainConfig(steps=6000, batch_size=32, lr=1e-3, warmup_steps=300),
+        train=TrainConfig(steps=4800, batch_size=32, lr=1e-3, warmup_steps=200),
     ),
     # GPU scale, the paper's layout: one token per (track, frame), 16 x 16 x 16 latent.
     "base": VAERecipe(
