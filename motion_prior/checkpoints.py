@@ -92,7 +92,7 @@ def load_weights(model: nn.Module, path: Path) -> None:
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     mismatched = [f"{k}: config expects {list(expected[k].shape)}, file has {list(state[k].shape)}"
-                  for k in expected.keys() & state.keys() if expected[k].shape != state[k].shape]
+                  for k in sorted(expected.keys() & state.keys()) if expected[k].shape != state[k].shape]
     if missing or unexpected or mismatched:
         details = "; ".join(filter(None, [
             f"missing {missing[:5]}{'...' if len(missing) > 5 else ''}" if missing else "",

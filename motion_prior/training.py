@@ -1,7 +1,9 @@
 """The training loop shared by every model: optimisation, logging, checkpoints, resume, DDP.
 
-A *task* (e.g. `motion_prior.vae_training.VAETask`) says what is trained: it builds the model,
-computes the loss of a batch, validates and adds files to checkpoints. The :class:`Trainer`
+A *task* (e.g. `motion_prior.vae_training.VAETask`) says what is trained: it builds the model
+(`build_model()`), computes the loss of a batch (`loss(model, batch, generator, step) -> (loss,
+metrics)`), validates (`validate(model, data, device) -> metrics`) and adds files to
+checkpoints (`checkpoint_files(model, device)`); `model_config` is saved as `config.yaml`. The :class:`Trainer`
 does the rest:
 
 - AdamW, linear warmup then cosine decay, gradient clipping, optional EMA weights
@@ -127,13 +129,14 @@ class Trainer:
             [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
             lr=config.lr, betas=config.betas, fused=False)
         self.step, self.wall_seconds = 0, 0.0
+        # Task randomness (augmentation, subsets); saved with the checkpoint.
+        self.generator = torch.Generator().manual_seed(config.seed * 7919 + self.rank)
         if (self.out / STATE_JSON).exists():
             if not resume:
                 raise FileExistsError(f"{self.out} already holds a training run; pass --resume to continue it "
                                       "or choose another --out")
             self._load_state()
         self.train_model = (nn.parallel.DistributedDataParallel(self.model) if self.distributed else self.model)
-        self.generator = torch.Generator().manual_seed(config.seed * 7919 + self.rank + 1_000_003 * self.step)
 
     def _autocast(self):
         enabled = self.device.type == "cuda"
@@ -142,9 +145,12 @@ class Trainer:
     def _batches(self) -> Iterator[dict]:
         sampler = StepSampler(len(self.train_data), self.config.batch_size // self.world, self.config.seed,
                               self.step, self.rank, self.world)
+        # Its own generator, so creating the loader does not draw from the global RNG (resume
+        # would then diverge from an uninterrupted run).
         loader = DataLoader(self.train_data, batch_size=self.config.batch_size // self.world, sampler=sampler,
                             num_workers=self.config.num_workers, persistent_workers=self.config.num_workers > 0,
-                            pin_memory=self.device.type == "cuda")
+                            pin_memory=self.device.type == "cuda",
+                            generator=torch.Generator().manual_seed(self.config.seed + self.step))
         for batch in loader:
             yield {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
 
@@ -164,7 +170,7 @@ class Trainer:
             for group in self.optimizer.param_groups:
                 group["lr"] = lr_at(self.step, config)
             with self._autocast():
-                loss, metrics = self.task.loss(self.train_model, batch, self.generator)
+                loss, metrics = self.task.loss(self.train_model, batch, self.generator, self.step)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), config.grad_clip)
@@ -181,11 +187,12 @@ class Trainer:
             bar.update(1)
             if self.step % config.log_every == 0 or self.step == config.steps:
                 now = time.perf_counter()
-                record = {"step": self.step, "split": "train", "loss": float(loss), "lr": lr_at(self.step - 1, config),
+                record = {"step": self.step, "split": "train", "loss": float(loss.detach()),
+                          "lr": lr_at(self.step - 1, config),
                           "grad_norm": float(grad_norm), "samples_per_s": samples_since_log / (now - last_log),
                           **{k: float(v) for k, v in metrics.items()}}
                 last_log, samples_since_log = now, 0
-                bar.set_postfix(loss=f"{float(loss):.4f}", **{k: f"{float(v):.3g}" for k, v in list(metrics.items())[:2]})
+                bar.set_postfix(loss=f"{record['loss']:.4f}", **{k: f"{float(v):.3g}" for k, v in list(metrics.items())[:2]})
                 self._log(record)
             if self.val_data is not None and (self.step % config.val_every == 0 or self.step == config.steps):
                 self._validate()
@@ -236,6 +243,7 @@ class Trainer:
                 for key, value in values.items():
                     state[f"optimizer.{index}.{key}"] = value if torch.is_tensor(value) else torch.tensor(value)
             state["rng.torch"] = torch.get_rng_state()
+            state["rng.task"] = self.generator.get_state()
             meta = {"step": self.step, "wall_seconds": self.wall_seconds,
                     "param_groups": optimizer_state["param_groups"]}
             hardware = {
@@ -272,6 +280,7 @@ class Trainer:
                 optimizer_state["state"].setdefault(int(index), {})[name] = value
         self.optimizer.load_state_dict(optimizer_state)
         torch.set_rng_state(state["rng.torch"])
+        self.generator.set_state(state["rng.task"])
         self.step, self.wall_seconds = int(meta["step"]), float(meta["wall_seconds"])
 
 

@@ -155,6 +155,9 @@ class TrackEncoder(nn.Module):
         )
         self.norm = RMSNorm(d)
         self.to_moments = nn.Linear(d, 2 * config.latent_channels)
+        # Start with a nearly deterministic posterior (std ~0.02): with unit noise at init the
+        # decoder learns to ignore the latent and the posterior collapses onto the prior.
+        nn.init.constant_(self.to_moments.bias[config.latent_channels:], -8.0)
 
     def forward(self, tracks, visibility, frame_tokens, frame_angles, rope: Rotary3D):
         """`tracks [B, N, T, 2]`, `visibility [B, N, T]`, `frame_tokens [B, F, Df]` with rotary

@@ -3,7 +3,17 @@
 Per step: a batch of clips; each clip is mirrored left-right with probability 1/2 (a mirrored
 world is an equally valid world); a random subset of `encode_tracks` of its N tracks is
 encoded; all N tracks are decoded from their start points (so half of the targets were never
-seen by the encoder); loss = L1 over all points, frames and both coordinates + `kl_weight` KL.
+seen by the encoder); loss = robust L1 over all points, frames and both coordinates +
+`kl_weight` KL (exactly 0 for `kl_warmup_steps` steps, then ramped up over as many).
+
+Why not plain L1: in simulated scenes most points stand still, and plain L1 gives every
+static point a full-size gradient however small its error, so the decoder settles on "nothing
+moves" and ignores the latent (measured: it did not even overfit one batch). The Huber loss
+(`huber_beta`, in normalised units) is L1 for errors above beta and quadratic below, so points
+already predicted well stop drowning out the moving ones. The KL ramp lets the encoder -> decoder
+path form before the prior pulls the posterior in: the decoder's zero-initialised blocks give
+the latent no reconstruction gradient at first, and Adam turns even a 1e-9 KL gradient into
+full-size steps, which collapses the posterior onto the prior within 100 steps (measured).
 """
 
 from __future__ import annotations
@@ -31,6 +41,8 @@ class VAERecipe:
     train: TrainConfig = field(default_factory=TrainConfig)
     encode_tracks: int = 32
     kl_weight: float = 1e-6
+    kl_warmup_steps: int = 1000
+    huber_beta: float = 0.05
     hflip: bool = True
     val_clips: int = 256
     stats_clips: int = 512
@@ -44,7 +56,7 @@ PRESETS = {
                         frame=FrameEncoderConfig(grid=4, dim=32, channels=(8, 8, 16, 16, 32))),
         train=TrainConfig(steps=200, batch_size=8, lr=3e-3, warmup_steps=10, ema_decay=0.0, log_every=10,
                           val_every=100, checkpoint_every=100, num_workers=0),
-        encode_tracks=16, val_clips=16, stats_clips=32,
+        encode_tracks=16, kl_warmup_steps=50, val_clips=16, stats_clips=32,
     ),
     # The CPU default: whole-track tokens, 4 x 4 x 16 latent, ~3.5M parameters.
     "small": VAERecipe(
@@ -85,7 +97,7 @@ class VAETask:
     def build_model(self) -> TrajectoryVAE:
         return TrajectoryVAE(self.recipe.model)
 
-    def loss(self, model, batch: dict, generator: torch.Generator):
+    def loss(self, model, batch: dict, generator: torch.Generator, step: int):
         frames, tracks, visibility = batch["frame"], batch["tracks"], batch["visibility"]
         b, n = tracks.shape[:2]
         if self.recipe.hflip:
@@ -93,10 +105,13 @@ class VAETask:
             frames, tracks = mirror(frames, tracks, flip.to(tracks.device))
         chosen = torch.randperm(n, generator=generator)[: min(self.recipe.encode_tracks, n)].to(tracks.device)
         decoded, mean, logvar = model(frames, tracks[:, chosen], visibility[:, chosen], tracks[:, :, 0])
-        l1 = (decoded.float() - tracks).abs().mean()
+        decoded = decoded.float()
+        reconstruction = torch.nn.functional.smooth_l1_loss(decoded, tracks, beta=self.recipe.huber_beta)
         kl = kl_divergence(mean.float(), logvar.float())
-        image_width = frames.shape[2]
-        return l1 + self.recipe.kl_weight * kl, {"l1_px": l1.detach() * image_width / 2, "kl": kl.detach()}
+        warmup = max(1, self.recipe.kl_warmup_steps)
+        kl_weight = self.recipe.kl_weight * min(1.0, max(0.0, step / warmup - 1.0))
+        l1_px = (decoded.detach() - tracks).abs().mean() * frames.shape[2] / 2
+        return reconstruction + kl_weight * kl, {"l1_px": l1_px, "kl": kl.detach()}
 
     @torch.no_grad()
     def validate(self, model: TrajectoryVAE, data: Dataset, device) -> dict:
