@@ -103,8 +103,8 @@ def _segment_times(config: VAEConfig) -> torch.Tensor:
     return frame_time_centres(config.num_frames).view(config.segments, config.frames_per_token).mean(1)
 
 
-def sample_frame_features(frame_tokens: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
-    """Bilinearly sample the frame token grid at image points.
+def sample_grid(frame_tokens: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+    """Bilinearly sample a square grid of tokens (frame or latent) at image points.
 
     `frame_tokens [B, G * G, D]` (row-major grid), `points [B, N, 2]` normalised (x, y) ->
     `[B, N, D]`. The grid covers the image like pixels do (align_corners=False), which is
@@ -169,10 +169,14 @@ class TrackEncoder(nn.Module):
         segments = torch.cat(
             [displacement.reshape(b, n, c.segments, 2 * c.frames_per_token),
              visibility.to(tracks.dtype).reshape(b, n, c.segments, c.frames_per_token)], dim=-1)
-        point = self.start_embed(start) + self.appearance(sample_frame_features(frame_tokens, start))
+        point = self.start_embed(start) + self.appearance(sample_grid(frame_tokens, start))
         tokens = self.segment_embed(segments) + self.segment_time + point[:, :, None]
         tokens = tokens.reshape(b, n * c.segments, -1)
-        x = torch.cat([self.queries.expand(b, -1, -1), tokens], dim=1)
+        # Each latent query also starts from the tracks that begin near its grid cell: a direct
+        # path from motion to latent, so the latent carries information from the first step on
+        # (through zero-initialised attention alone it took hundreds of steps, measured).
+        splat = torch.einsum("bqn,bnd->bqd", self._cell_weights(start), tokens.view(b, n, c.segments, -1).mean(2))
+        x = torch.cat([self.queries + splat, tokens], dim=1)
         positions = torch.cat(
             [self.latent_positions.expand(b, -1, -1), _track_positions(start, self.segment_times)], dim=1)
         angles = rope(positions)
@@ -180,6 +184,14 @@ class TrackEncoder(nn.Module):
             x = block(x, angles, frame_tokens, frame_angles)
         mean, logvar = self.to_moments(self.norm(x[:, : self.queries.shape[0]])).chunk(2, dim=-1)
         return mean, logvar.clamp(-30.0, 20.0)
+
+    def _cell_weights(self, start: torch.Tensor) -> torch.Tensor:
+        """`[B, S*G*G, N]` Gaussian weights (width one grid cell) of each track start `[B, N, 2]`
+        around each latent cell centre, normalised over tracks."""
+        centres = self.latent_positions[:, [2, 1]]  # (x, y) of each latent token
+        distance2 = (centres[None, :, None] - start[:, None]).pow(2).sum(-1)
+        cell = 2.0 / self.config.latent_grid
+        return torch.softmax(-distance2 / (2 * cell * cell), dim=-1)
 
 
 class TrackDecoder(nn.Module):
@@ -206,6 +218,14 @@ class TrackDecoder(nn.Module):
         )
         self.out = OutputMLP(d, 2 * config.frames_per_token)
 
+    def _latent_at(self, latent_tokens: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+        """Latent tokens `[B, S*G*G, D]` sampled at `points [B, Q, 2]`, averaged over slots -> `[B, Q, D]`."""
+        b, _, d = latent_tokens.shape
+        g = self.config.latent_grid
+        per_slot = latent_tokens.view(b * self.config.num_slots, g * g, d)
+        sampled = sample_grid(per_slot, points.repeat_interleave(self.config.num_slots, dim=0))
+        return sampled.view(b, self.config.num_slots, -1, d).mean(1)
+
     def memory(self, latent, frame_tokens, frame_angles, rope: Rotary3D):
         """The context query points read: (`[B, S*G*G + F, D]` tokens, `[H, S*G*G + F, A]` angles).
 
@@ -220,11 +240,14 @@ class TrackDecoder(nn.Module):
     def query(self, memory, memory_angles, frame_tokens, query_points, rope: Rotary3D):
         """Decode `query_points [B, Q, 2]` against a memory from :meth:`memory` -> `[B, Q, T, 2]`.
 
-        Each query starts from its position's Fourier features plus the frame's appearance at
-        that point (`frame_tokens [B, F, Df]`, sampled bilinearly)."""
+        Each query starts from its position's Fourier features, the frame's appearance at that
+        point (`frame_tokens [B, F, Df]`) and the latent tokens there (both sampled bilinearly
+        from their grids): the latent reaches every query directly, not only through attention."""
         b, q, _ = query_points.shape
         c = self.config
-        point = self.query_embed(query_points) + self.appearance(sample_frame_features(frame_tokens, query_points))
+        num_latents = self.latent_positions.shape[0]
+        point = (self.query_embed(query_points) + self.appearance(sample_grid(frame_tokens, query_points))
+                 + self._latent_at(memory[:, :num_latents], query_points))
         x = (point[:, :, None] + self.segment_time).reshape(b, q * c.segments, -1)
         angles = rope(_track_positions(query_points, self.segment_times))
         for block in self.query_blocks:
