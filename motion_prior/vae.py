@@ -222,7 +222,7 @@ class TrackDecoder(nn.Module):
         """Latent tokens `[B, S*G*G, D]` sampled at `points [B, Q, 2]`, averaged over slots -> `[B, Q, D]`."""
         b, _, d = latent_tokens.shape
         g = self.config.latent_grid
-        per_slot = latent_tokens.view(b * self.config.num_slots, g * g, d)
+        per_slot = latent_tokens.reshape(b * self.config.num_slots, g * g, d)
         sampled = sample_grid(per_slot, points.repeat_interleave(self.config.num_slots, dim=0))
         return sampled.view(b, self.config.num_slots, -1, d).mean(1)
 
