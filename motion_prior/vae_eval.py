@@ -1,7 +1,7 @@
 """Evaluation of a trained trajectory VAE (`motion-prior eval vae`).
 
-Protocol: on held-out clips (the test split by default), encode the first `encode_tracks`
-tracks of each clip, decode all N tracks from their start points through the latent mean, and
+Protocol: on held-out clips (the test split by default), encode `encode_tracks` tracks of
+each clip (a random subset seeded by the clip's index), decode all N tracks from their start points through the latent mean, and
 compare with the truth: all points, moving points (> 2 px at 128 px), and held-out points (not
 encoded). The same figures are computed for two baselines on the same clips: static (every
 point stays) and constant velocity (extrapolating the first 4 frames). Dense decoding
@@ -35,6 +35,7 @@ from motion_prior.metrics import (
     static_baseline,
 )
 from motion_prior.vae import TrajectoryVAE, VAEConfig
+from motion_prior.vae_training import encoded_subset, gather_tracks
 from motion_prior.visualize import draw_tracks, save_png
 
 EVAL_SIZE = 128
@@ -79,8 +80,8 @@ def evaluate_vae(model_dir: str, data: str, out: str, split: str = "test", max_c
         frames, tracks = batch["frame"].to(device), batch["tracks"].to(device)
         visibility = batch["visibility"].to(device)
         n = tracks.shape[1]
-        k = min(encode_tracks, n)
-        mean, _ = model.encode(frames, tracks[:, :k], visibility[:, :k])
+        chosen = encoded_subset(batch, min(encode_tracks, n)).to(device)
+        mean, _ = model.encode(frames, gather_tracks(tracks, chosen), gather_tracks(visibility, chosen))
         predictions = {
             "model": model.decode(frames, mean, tracks[:, :, 0]),
             "static": static_baseline(tracks),
@@ -90,7 +91,8 @@ def evaluate_vae(model_dir: str, data: str, out: str, split: str = "test", max_c
             errors[name].append(l1_pixels_per_frame(predicted, tracks, EVAL_SIZE).flatten(0, 1).cpu())
             hits[name].append(pck(predicted, tracks).flatten(1, 2).cpu())
         moving.append(moving_mask(tracks).flatten().cpu())
-        encoded_mask.append((torch.arange(n, device=device) < k).expand(tracks.shape[0], n).flatten().cpu())
+        encoded = torch.zeros(tracks.shape[:2], dtype=torch.bool, device=device).scatter_(1, chosen, True)
+        encoded_mask.append(encoded.flatten().cpu())
         if len(examples) < pictures:
             examples.extend(zip(frames.cpu(), tracks.cpu(), predictions["model"].cpu(), batch["clip_index"]))
     moving, encoded_mask = torch.cat(moving), torch.cat(encoded_mask)

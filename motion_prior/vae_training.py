@@ -81,6 +81,26 @@ def preset(name: str) -> VAERecipe:
     return replace(recipe, model=replace(recipe.model), train=replace(recipe.train))
 
 
+def encoded_subset(batch: dict, count: int) -> torch.Tensor:
+    """`[B, count]` indices of the tracks to encode for evaluation: a random subset per clip,
+    seeded by the clip's index, so every run encodes the same tracks.
+
+    Never "the first `count`": a clip's track order may follow how points were picked (the
+    generator up to version 1.0 lists object points first), and encoding a prefix would hide
+    whole categories of points from the encoder.
+    """
+    n = batch["tracks"].shape[1]
+    return torch.stack([
+        torch.randperm(n, generator=torch.Generator().manual_seed(int(i)))[:count] for i in batch["clip_index"]
+    ]).to(batch["tracks"].device)
+
+
+def gather_tracks(values: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+    """`values [B, N, ...]` -> `[B, K, ...]` at `indices [B, K]`."""
+    shape = indices.shape + (1,) * (values.ndim - 2)
+    return values.gather(1, indices.view(shape).expand(*indices.shape, *values.shape[2:]))
+
+
 def mirror(frames: torch.Tensor, tracks: torch.Tensor, flip: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Mirror the clips where `flip [B]` is True: frames `[B, H, W, 3]` left-right, track x -> -x."""
     frames = torch.where(flip.view(-1, 1, 1, 1), frames.flip(2), frames)
@@ -121,9 +141,9 @@ class VAETask:
         errors, moving = [], []
         for batch in DataLoader(subset, batch_size=64):
             frames, tracks = batch["frame"].to(device), batch["tracks"].to(device)
-            visibility = batch["visibility"].to(device)
-            encoded = tracks[:, : self.recipe.encode_tracks]
-            mean, _ = model.encode(frames, encoded, visibility[:, : self.recipe.encode_tracks])
+            chosen = encoded_subset(batch, self.recipe.encode_tracks)
+            mean, _ = model.encode(frames, gather_tracks(tracks, chosen),
+                                   gather_tracks(batch["visibility"].to(device), chosen))
             decoded = model.decode(frames, mean, tracks[:, :, 0])
             errors.append(l1_pixels(decoded.float(), tracks, frames.shape[2]).cpu())
             moving.append(moving_mask(tracks, frames.shape[2]).cpu())
@@ -142,8 +162,9 @@ def latent_statistics(model: TrajectoryVAE, data: Dataset, recipe: VAERecipe, de
     subset = Subset(data, range(min(len(data), recipe.stats_clips)))
     means = []
     for batch in DataLoader(subset, batch_size=64):
-        tracks = batch["tracks"].to(device)[:, : recipe.encode_tracks]
-        mean, _ = model.encode(batch["frame"].to(device), tracks, batch["visibility"].to(device)[:, : recipe.encode_tracks])
+        chosen = encoded_subset(batch, recipe.encode_tracks).to(device)
+        mean, _ = model.encode(batch["frame"].to(device), gather_tracks(batch["tracks"].to(device), chosen),
+                               gather_tracks(batch["visibility"].to(device), chosen))
         means.append(mean.float().flatten(0, 3).cpu())
     values = torch.cat(means)
     return {"mean": values.mean(0), "std": values.std(0).clamp_min(1e-6), "count": torch.tensor(len(subset))}

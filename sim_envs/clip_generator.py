@@ -33,7 +33,7 @@ from sim_envs.scenes import (
 from sim_envs.scripts import PusherScript, ScriptConfig, sample_script
 
 GENERATOR_NAME = "sim_envs.tabletop_push"
-GENERATOR_VERSION = "1.0"
+GENERATOR_VERSION = "1.1"
 CATEGORIES = ("object", "pusher", "background")
 
 
@@ -204,7 +204,8 @@ def sample_points(
     leftover = rng.permutation(np.concatenate(pools))
     if remaining > len(leftover):
         raise RuntimeError(f"only {config.num_points - remaining + len(leftover)} surface points visible")
-    chosen = np.concatenate(chosen + [leftover[:remaining]]).astype(int)
+    # Shuffled, so that no prefix of the tracks is biased towards one category.
+    chosen = rng.permutation(np.concatenate(chosen + [leftover[:remaining]]).astype(int))
     world = sim.camera.position + directions[chosen] * dist[chosen, None]
     positions, rotations = sim.body_poses()
     body = bodies[chosen]

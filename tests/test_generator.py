@@ -172,3 +172,10 @@ def test_config_round_trips_through_dict():
     config = GeneratorConfig(num_points=10)
     config.scene.image_size = (96, 64)
     assert GeneratorConfig.from_dict(config.to_dict()) == config
+
+
+def test_track_order_is_not_grouped_by_category(renderer):
+    clip = generate_scene_clips(11, _small_config(), renderer)[0]
+    categories = clip.metadata["point_categories"]
+    first_half = set(categories[: len(categories) // 2])
+    assert len(first_half) > 1, "a prefix of the tracks must not hold a single category"

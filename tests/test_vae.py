@@ -489,3 +489,16 @@ def test_unknown_recipe_keys_are_rejected():
         config_from_yaml(VAERecipe, yaml.safe_dump({**data, "model": {**data["model"], "widht": 3}}))
     with pytest.raises(ValueError, match="unknown keys.*'extra'"):
         config_from_yaml(VAERecipe, yaml.safe_dump({**data, "extra": 1}))
+
+
+def test_evaluation_encodes_a_seeded_random_subset_not_a_prefix():
+    from motion_prior.vae_training import encoded_subset, gather_tracks
+
+    batch = {"tracks": torch.zeros(3, 64, 64, 2), "clip_index": torch.tensor([0, 1, 2])}
+    chosen = encoded_subset(batch, 32)
+    assert chosen.shape == (3, 32)
+    assert torch.equal(chosen, encoded_subset(batch, 32))
+    assert not torch.equal(chosen[0], chosen[1])
+    assert not torch.equal(chosen[0].sort().values, torch.arange(32))
+    tracks = torch.arange(64.0).view(1, 64, 1, 1).expand(3, 64, 64, 2)
+    assert torch.equal(gather_tracks(tracks, chosen)[:, :, 0, 0], chosen.float())
