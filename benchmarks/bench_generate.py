@@ -18,7 +18,6 @@ import time
 
 import numpy as np
 
-from motion_prior.shards import ClipStore
 from sim_envs.clip_generator import GeneratorConfig
 from sim_envs.generation import generate_clips
 

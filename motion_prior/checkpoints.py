@@ -42,10 +42,16 @@ def write_checkpoint(directory: str | Path, files: dict[str, bytes | dict[str, t
     directory.parent.mkdir(parents=True, exist_ok=True)
     staging = directory.with_name(f".{directory.name}.staging")
     shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
     if directory.exists():
-        shutil.copytree(directory, staging)
-    else:
-        staging.mkdir()
+        # Only what is not being rewritten is carried over (e.g. an eval/ folder, metrics.jsonl).
+        for kept in directory.iterdir():
+            if kept.name in files:
+                continue
+            if kept.is_dir():
+                shutil.copytree(kept, staging / kept.name)
+            else:
+                shutil.copy2(kept, staging / kept.name)
     for name, content in files.items():
         if isinstance(content, bytes):
             (staging / name).write_bytes(content)

@@ -22,7 +22,7 @@ MOVING_SIZE = 128
 
 def l1_pixels(predicted: torch.Tensor, target: torch.Tensor, size: int = 128) -> torch.Tensor:
     """Per-point L1 error `[..., N]` in pixels of a `size`-pixel image (mean over T and x/y)."""
-    return (predicted - target).abs().mean(dim=(-1, -2)) * size / 2
+    return l1_pixels_per_frame(predicted, target, size).mean(dim=-1)
 
 
 def l1_pixels_per_frame(predicted: torch.Tensor, target: torch.Tensor, size: int = 128) -> torch.Tensor:

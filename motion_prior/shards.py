@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 from safetensors import SafetensorError, safe_open
-from safetensors.numpy import save_file
+from safetensors.numpy import save
 
 from motion_prior.clips import ARRAY_FIELDS, SCALAR_FIELDS, Clip
 from motion_prior.errors import ClipFormatError, CorruptShardError
@@ -101,23 +101,13 @@ def write_shard(path: Path, clips: list[Clip], producer_info: dict | None = None
         "num_clips": str(len(clips)),
         "clips": json.dumps(scalars),
     }
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=metadata)
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        sha = file_sha256(Path(tmp))
-        size = os.path.getsize(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    data = save(tensors, metadata=metadata)
+    atomic_write_bytes(path, data)
     return ShardInfo(
         file=path.name,
         num_clips=len(clips),
-        sha256=sha,
-        bytes=size,
+        sha256=hashlib.sha256(data).hexdigest(),
+        bytes=len(data),
         seeds=[int(c.seed) for c in clips],
         frame_shape=list(clips[0].frame.shape),
         tracks_shape=list(clips[0].tracks.shape),

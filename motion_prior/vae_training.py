@@ -170,9 +170,6 @@ def latent_statistics(model: TrajectoryVAE, data: Dataset, recipe: VAERecipe, de
     return {"mean": values.mean(0), "std": values.std(0).clamp_min(1e-6), "count": torch.tensor(len(subset))}
 
 
-def recipe_yaml(recipe: VAERecipe) -> str:
-    return config_to_yaml(recipe)
-
 
 def train_vae(data: str, out: str, recipe: VAERecipe, resume: bool = False, device: str = "auto",
               max_minutes: float | None = None, progress: bool = True) -> TrajectoryVAE:
@@ -190,5 +187,5 @@ def train_vae(data: str, out: str, recipe: VAERecipe, resume: bool = False, devi
             f"{list(expected)} and T = {recipe.model.num_frames}")
     task = VAETask(recipe, train_data)
     trainer = Trainer(task, train_data, val_data if len(val_data) else None, out, recipe.train,
-                      recipe_yaml(recipe), device=device, resume=resume, progress=progress)
+                      config_to_yaml(recipe), device=device, resume=resume, progress=progress)
     return trainer.fit(max_minutes)

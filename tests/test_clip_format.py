@@ -256,11 +256,10 @@ def test_failed_shard_write_leaves_no_partial_file_and_keeps_the_old_shard(tmp_p
     write_shard(path, [make_clip(1)])
     before = path.read_bytes()
 
-    def crash(tensors, filename, metadata=None):
-        Path(filename).write_bytes(b"half a shard")
-        raise KeyboardInterrupt  # e.g. the writer is killed mid-way
+    def crash(fd):
+        raise KeyboardInterrupt  # the writer is killed after writing, before the rename
 
-    monkeypatch.setattr(shards_module, "save_file", crash)
+    monkeypatch.setattr(shards_module.os, "fsync", crash)
     with pytest.raises(KeyboardInterrupt):
         write_shard(path, [make_clip(2)])
     assert _files(tmp_path) == [shard_name(0)]
