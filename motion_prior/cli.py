@@ -3,7 +3,8 @@
 The library's own commands live here. Packages that build on the library (e.g. `sim_envs`,
 which may import MuJoCo) add theirs through the `motion_prior.cli` entry-point group: each
 entry point is a function `register(groups)` that receives a dict of group name ->
-argparse sub-parser collection and adds verbs. That keeps the dependency arrow pointing from
+argparse sub-parser collection and adds verbs; the key `TOP_LEVEL` holds the top-level
+collection, for single-word commands such as `motion-prior demo`. That keeps the dependency arrow pointing from
 those packages to `motion_prior`, never back.
 """
 
@@ -17,10 +18,12 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 
+TOP_LEVEL = "top-level"
 GROUPS = {
     "data": "make, inspect and convert clip datasets",
     "train": "train models (progress, logs, checkpoints, --resume, torchrun)",
     "eval": "evaluate trained models against baselines",
+    "model": "assemble and inspect model directories (vae/ + flow/)",
 }
 
 
@@ -96,6 +99,87 @@ def _train_vae(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_decoder(args: argparse.Namespace) -> int:
+    from motion_prior.configs import load_yaml
+    from motion_prior.decoder_training import DecoderRecipe, finetune_decoder, preset
+
+    recipe = load_yaml(DecoderRecipe, args.recipe) if args.recipe else preset(args.preset)
+    recipe.vae = args.vae or recipe.vae
+    if not recipe.vae:
+        raise ValueError("--vae: expected the VAE run directory to start from, got nothing")
+    for key, value in {"steps": args.steps, "batch_size": args.batch_size, "seed": args.seed}.items():
+        if value is not None:
+            setattr(recipe.train, key, value)
+    started = time.perf_counter()
+    finetune_decoder(args.data, args.out, recipe, resume=args.resume, device=args.device, max_minutes=args.max_minutes)
+    print(f"poke-aware VAE in {args.out} ({(time.perf_counter() - started) / 60:.1f} min this run)")
+    return 0
+
+
+def _train_flow(args: argparse.Namespace) -> int:
+    from motion_prior.configs import load_yaml
+    from motion_prior.flow_training import FlowRecipe, preset, train_flow
+
+    recipe = load_yaml(FlowRecipe, args.recipe) if args.recipe else preset(args.preset)
+    recipe.vae = args.vae or recipe.vae
+    for key, value in {"steps": args.steps, "batch_size": args.batch_size, "seed": args.seed}.items():
+        if value is not None:
+            setattr(recipe.train, key, value)
+    started = time.perf_counter()
+    train_flow(args.data, args.out, recipe, resume=args.resume, device=args.device, max_minutes=args.max_minutes)
+    print(f"trained flow in {args.out} ({(time.perf_counter() - started) / 60:.1f} min this run)")
+    return 0
+
+
+def _eval_flow(args: argparse.Namespace) -> int:
+    from motion_prior.flow_eval import evaluate_flow
+    from motion_prior.prior import MotionPrior
+
+    prior = MotionPrior.load(args.model, device=args.device)
+    out = args.out or "flow-eval"
+    evaluate_flow(prior, args.data, out, split=args.split, max_clips=args.clips, num_samples=args.samples,
+                  steps=args.steps, pool_size=args.pool, sweep_clips=args.sweep_clips, pictures=args.pictures)
+    print((Path(out) / "flow_eval.md").read_text())
+    print(f"wrote {out}/flow_eval.json, flow_eval.md, flow_eval.png and pictures")
+    return 0
+
+
+def _model_pack(args: argparse.Namespace) -> int:
+    from motion_prior.prior import pack_model
+
+    out = pack_model(args.vae, args.flow, args.out, args.dtype)
+    size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
+    print(f"packed {args.vae} + {args.flow} into {out} ({size / 2**20:.1f} MiB, {args.dtype} weights)")
+    return 0
+
+
+def _model_info(args: argparse.Namespace) -> int:
+    from motion_prior.prior import MotionPrior, default_model_dir
+
+    prior = MotionPrior.load(args.model)
+    directory = default_model_dir() if args.model == "default" else Path(args.model)
+    count = {name: sum(p.numel() for p in module.parameters()) for name, module in
+             (("vae", prior.vae), ("flow", prior.flow))}
+    print(f"{directory}: frames {prior.image_size} x {prior.image_size} px, T = {prior.num_frames}, "
+          f"up to {prior.max_pokes} pokes, latent {list(prior.vae.config.latent_shape)}")
+    print(f"parameters: VAE {count['vae'] / 1e6:.2f} M, flow {count['flow'] / 1e6:.2f} M; "
+          f"poke-aware decoder: {'yes' if prior.vae.config.decoder_pokes else 'no'}")
+    return 0
+
+
+def _add_training_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", required=True, help="clip directory")
+    parser.add_argument("--out", required=True, help="run directory (checkpoint, logs)")
+    parser.add_argument("--preset", default="small", help="tiny (tests), small (CPU default), base (GPU, VAE and flow)")
+    parser.add_argument("--recipe", help="a recipe.yaml to use instead of a preset")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out")
+    parser.add_argument("--steps", type=int, help="override the number of steps")
+    parser.add_argument("--batch-size", type=int, help="override the global batch size")
+    parser.add_argument("--seed", type=int, help="override the seed")
+    parser.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1, ...")
+    parser.add_argument("--max-minutes", type=float, help="stop (with a checkpoint) after this much wall time")
+
+
 def _eval_vae(args: argparse.Namespace) -> int:
     from motion_prior.vae_eval import evaluate_vae
 
@@ -144,17 +228,24 @@ def _register_builtin(groups: dict[str, argparse._SubParsersAction]) -> None:
     train = groups["train"].add_parser("vae", help="train the trajectory VAE (Stage 1)",
                                        description="Train the trajectory VAE on the train split of a clip "
                                                    "directory; the run directory is the checkpoint.")
-    train.add_argument("--data", required=True, help="clip directory")
-    train.add_argument("--out", required=True, help="run directory (checkpoint, logs)")
-    train.add_argument("--preset", default="small", help="tiny (tests), small (CPU default), base (GPU)")
-    train.add_argument("--recipe", help="a recipe.yaml to use instead of a preset")
-    train.add_argument("--resume", action="store_true", help="continue the run in --out")
-    train.add_argument("--steps", type=int, help="override the number of steps")
-    train.add_argument("--batch-size", type=int, help="override the global batch size")
-    train.add_argument("--seed", type=int, help="override the seed")
-    train.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1, ...")
-    train.add_argument("--max-minutes", type=float, help="stop (with a checkpoint) after this much wall time")
+    _add_training_options(train)
     train.set_defaults(func=_train_vae)
+
+    decoder = groups["train"].add_parser(
+        "decoder", help="teach a trained VAE's decoder to read pokes (Stage 1b, encoder frozen)",
+        description="Fine-tune the decoder of a trained VAE with poke tokens drawn from the clips' own tracks; "
+                    "the encoder and latent statistics stay as they are.")
+    decoder.add_argument("--vae", help="the trained VAE run directory to start from")
+    _add_training_options(decoder)
+    decoder.set_defaults(func=_train_decoder)
+
+    flow = groups["train"].add_parser(
+        "flow", help="train the conditional flow sampler in a VAE's latent space (Stage 2)",
+        description="Train the flow network over the latents of a trained (poke-aware) VAE, with pokes, text "
+                    "and condition dropout drawn as documented in motion_prior/flow_training.py.")
+    flow.add_argument("--vae", help="the trained VAE run directory whose latent space is modelled")
+    _add_training_options(flow)
+    flow.set_defaults(func=_train_flow)
 
     ev = groups["eval"].add_parser("vae", help="reconstruction quality of a VAE against baselines",
                                    description="Encode held-out clips, decode all tracks and compare with "
@@ -169,6 +260,36 @@ def _register_builtin(groups: dict[str, argparse._SubParsersAction]) -> None:
     ev.add_argument("--device", default="cpu")
     ev.set_defaults(func=_eval_vae)
 
+    evf = groups["eval"].add_parser(
+        "flow", help="sampled futures against baselines on held-out clips (the paper's protocol and ours)",
+        description="Sample K futures per held-out clip for 0-8 pokes, text and action pokes; compare with "
+                    "static, poke-only and nearest-neighbour retrieval; sweep the number of sampling steps.")
+    evf.add_argument("--model", default="default", help="'default' or a model directory (vae/ + flow/)")
+    evf.add_argument("--data", required=True, help="clip directory")
+    evf.add_argument("--out", help="output directory (default flow-eval)")
+    evf.add_argument("--split", default="test", choices=("train", "val", "test"), help="default test")
+    evf.add_argument("--clips", type=int, default=256, help="at most this many clips (default 256)")
+    evf.add_argument("--samples", type=int, default=8, help="K futures per case (default 8)")
+    evf.add_argument("--steps", type=int, default=8, help="Euler steps for the main table (default 8)")
+    evf.add_argument("--pool", type=int, default=4096, help="training clips the retrieval baseline searches")
+    evf.add_argument("--sweep-clips", type=int, default=128, help="clips of the steps sweep (default 128)")
+    evf.add_argument("--pictures", type=int, default=4, help="pictures of K futures to draw (default 4)")
+    evf.add_argument("--device", default="cpu")
+    evf.set_defaults(func=_eval_flow)
+
+    pack = groups["model"].add_parser("pack", help="assemble a model directory from a VAE run and a flow run",
+                                      description="Write MODEL/vae and MODEL/flow (float16 weights by default), "
+                                                  "loadable with MotionPrior.load(MODEL).")
+    pack.add_argument("--vae", required=True, help="VAE run directory (poke-aware or not)")
+    pack.add_argument("--flow", required=True, help="flow run directory trained on that VAE")
+    pack.add_argument("--out", required=True, help="model directory to write")
+    pack.add_argument("--dtype", default="float16", choices=("float16", "float32"), help="weight storage")
+    pack.set_defaults(func=_model_pack)
+
+    info = groups["model"].add_parser("info", help="describe a model directory")
+    info.add_argument("model", nargs="?", default="default", help="'default' or a model directory")
+    info.set_defaults(func=_model_info)
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -181,6 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
         group = top.add_parser(name, help=help_text, description=help_text)
         groups[name] = group.add_subparsers(dest="verb", metavar="<verb>", required=True)
     _register_builtin(groups)
+    groups[TOP_LEVEL] = top
     for entry in entry_points(group="motion_prior.cli"):
         try:
             entry.load()(groups)
@@ -195,7 +317,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except (ValueError, FileNotFoundError, OSError) as error:
-        print(f"motion-prior {args.group} {args.verb}: error: {error}", file=sys.stderr)
+        command = " ".join(filter(None, (args.group, getattr(args, "verb", None))))
+        print(f"motion-prior {command}: error: {error}", file=sys.stderr)
         return 2
 
 

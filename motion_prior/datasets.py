@@ -7,8 +7,9 @@ A sample is a dict of tensors with fixed shapes, so the default collate batches 
     visibility  bool    [N, T]
     object_id   int64   [N]
     clip_index  int64   []          global index of the clip in the directory
+    text        str                 the clip's description ("" if none); batches hold a list
 
-Fields of variable size (pokes, text, actions) are read with `ClipStore.read_clip`.
+Other fields of variable size (pokes, actions) are read with `ClipStore.read_clip`.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ def clip_to_sample(clip: Clip, clip_index: int) -> dict[str, torch.Tensor]:
         "visibility": torch.from_numpy(clip.visibility),
         "object_id": torch.from_numpy(clip.object_id).long(),
         "clip_index": torch.tensor(clip_index, dtype=torch.long),
+        "text": clip.text or "",
     }
 
 

@@ -33,6 +33,19 @@ class RMSNorm(nn.Module):
         return (normed * self.scale.float()).to(x.dtype)
 
 
+class AdaRMSNorm(RMSNorm):
+    """RMSNorm whose scale is modulated by a conditioning vector: `* (1 + W c)`, W zero-initialised
+    (only scaling, no shift, as in the reference). `x [B, L, D]`, `cond [B, Dc]`."""
+
+    def __init__(self, dim: int, cond_dim: int, eps: float = 1e-6):
+        super().__init__(dim, eps)
+        self.modulation = nn.Linear(cond_dim, dim, bias=False)
+        nn.init.zeros_(self.modulation.weight)
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        return super().forward(x) * (1 + self.modulation(cond)[:, None]).to(x.dtype)
+
+
 class Rotary3D(nn.Module):
     """Rotary embedding over (t, y, x) with learned, log-spaced frequencies.
 
@@ -101,27 +114,44 @@ class Attention(nn.Module):
         b, n, _ = x.shape
         return x.view(b, n, self.heads, self.head_dim).transpose(1, 2)
 
+    def _keys(self, k: torch.Tensor, angles: torch.Tensor | None) -> torch.Tensor:
+        k = F.normalize(k.float(), dim=-1, eps=1e-6) * self.log_temperature.exp().sqrt().view(1, -1, 1, 1)
+        return k if angles is None else rotate(k, angles)
+
+    def context_kv(self, context: torch.Tensor, context_angles: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys and values of a cross-attention context `[B, M, Dc]` (rotary `[B, H, M, A]`):
+        (`[B, H, M, E]` normalised, scaled and rotated keys, `[B, H, M, E]` values).
+
+        Computing them once lets a sampler reuse them over every step and sample; keys and
+        values of a token depend on that token alone, so those of concatenated contexts are the
+        concatenation of theirs."""
+        k, v = (self._split(t) for t in self.kv(self.context_norm(context)).chunk(2, dim=-1))
+        return self._keys(k, context_angles), v
+
     def forward(
         self,
         x: torch.Tensor,
         angles: torch.Tensor | None = None,
         context: torch.Tensor | None = None,
         context_angles: torch.Tensor | None = None,
+        mask: torch.Tensor | None = None,
+        kv: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
-        """`x [B, L, D]` with rotary `angles [B, H, L, A]`; `context [B, M, Dc]` with
-        `context_angles [B, H, M, A]` (cross-attention only). Returns `[B, L, D]`."""
+        """`x [B, L, D]` with rotary `angles [B, H, L, A]`. Cross-attention reads either
+        `context [B, M, Dc]` with `context_angles [B, H, M, A]` or precomputed `kv` from
+        :meth:`context_kv`; `mask bool [B, M]` marks the context tokens that exist (True).
+        Returns `[B, L, D]`."""
         if self.is_cross:
             q = self._split(self.q(x))
-            k, v = (self._split(t) for t in self.kv(self.context_norm(context)).chunk(2, dim=-1))
+            k, v = kv if kv is not None else self.context_kv(context, context_angles)
         else:
             q, k, v = (self._split(t) for t in self.qkv(x).chunk(3, dim=-1))
-            context_angles = angles
-        scale = self.log_temperature.exp().sqrt().view(1, -1, 1, 1)
-        q = F.normalize(q.float(), dim=-1, eps=1e-6) * scale
-        k = F.normalize(k.float(), dim=-1, eps=1e-6) * scale
+            k = self._keys(k, angles)
+        q = F.normalize(q.float(), dim=-1, eps=1e-6) * self.log_temperature.exp().sqrt().view(1, -1, 1, 1)
         if angles is not None:
-            q, k = rotate(q, angles), rotate(k, context_angles)
-        out = F.scaled_dot_product_attention(q.to(v.dtype), k.to(v.dtype), v, scale=1.0)
+            q = rotate(q, angles)
+        attn_mask = None if mask is None else mask[:, None, None, :]
+        out = F.scaled_dot_product_attention(q.to(v.dtype), k.to(v.dtype), v, attn_mask=attn_mask, scale=1.0)
         return self.out(out.transpose(1, 2).flatten(2))
 
 
@@ -145,24 +175,37 @@ class TransformerBlock(nn.Module):
 
     `self_attention=False` gives a cross-attention-only block, whose tokens do not see each
     other (used by the decoder so that each query point is decoded independently).
+    `cond_dim` makes the norms adaptive (:class:`AdaRMSNorm`), modulated by a vector such as
+    the flow time's embedding.
     """
 
-    def __init__(self, dim: int, head_dim: int, context_dim: int | None = None, self_attention: bool = True):
+    def __init__(self, dim: int, head_dim: int, context_dim: int | None = None, self_attention: bool = True,
+                 cond_dim: int | None = None):
         super().__init__()
-        self.self_norm = RMSNorm(dim) if self_attention else None
+
+        def norm():
+            return AdaRMSNorm(dim, cond_dim) if cond_dim else RMSNorm(dim)
+
+        self.self_norm = norm() if self_attention else None
         self.self_attn = Attention(dim, head_dim) if self_attention else None
-        self.cross_norm = RMSNorm(dim) if context_dim else None
+        self.cross_norm = norm() if context_dim else None
         self.cross_attn = Attention(dim, head_dim, context_dim) if context_dim else None
-        self.ff_norm = RMSNorm(dim)
+        self.ff_norm = norm()
         self.ff = SwiGLU(dim)
 
-    def forward(self, x, angles, context=None, context_angles=None):
-        """`x [B, L, D]`, rotary `angles [B, H, L, A]`, `context [B, M, Dc]`, `context_angles [B, H, M, A]`."""
+    def forward(self, x, angles, context=None, context_angles=None, mask=None, kv=None, cond=None):
+        """`x [B, L, D]`, rotary `angles [B, H, L, A]`; cross-attention context `[B, M, Dc]` with
+        `context_angles [B, H, M, A]` or precomputed `kv` (:meth:`Attention.context_kv`) and its
+        `mask bool [B, M]`; `cond [B, Dc]` for adaptive norms."""
+
+        def norm(module, values):
+            return module(values) if cond is None else module(values, cond)
+
         if self.self_attn is not None:
-            x = x + self.self_attn(self.self_norm(x), angles)
+            x = x + self.self_attn(norm(self.self_norm, x), angles)
         if self.cross_attn is not None:
-            x = x + self.cross_attn(self.cross_norm(x), angles, context, context_angles)
-        return x + self.ff(self.ff_norm(x))
+            x = x + self.cross_attn(norm(self.cross_norm, x), angles, context, context_angles, mask, kv)
+        return x + self.ff(norm(self.ff_norm, x))
 
 
 class FourierFeatures(nn.Module):

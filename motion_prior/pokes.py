@@ -12,6 +12,7 @@ generator all use :func:`action_to_pokes`.
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from motion_prior.camera import PinholeCamera
 from motion_prior.clips import MAX_ABS_COORD
@@ -80,3 +81,62 @@ def action_to_pokes(
         [np.repeat(projected[:1], len(waypoints), axis=0), projected[1:], end_times[:, None]], axis=1
     )
     return validate_pokes(pokes)
+
+
+def positions_at(tracks: torch.Tensor, end_times: torch.Tensor) -> torch.Tensor:
+    """Where tracks are at fractional horizon times, interpolating linearly between frames.
+
+    `tracks [B, N, T, 2]`, `end_times [B, N]` in [0, 1] (1 = frame T - 1) -> `[B, N, 2]`.
+    """
+    t = tracks.shape[2]
+    position = end_times.clamp(0, 1) * (t - 1)
+    lower = position.floor().long().clamp(max=t - 2)
+    weight = (position - lower)[..., None]
+    gather = lambda index: tracks.gather(2, index[..., None, None].expand(-1, -1, 1, 2))[:, :, 0]  # noqa: E731
+    return gather(lower) * (1 - weight) + gather(lower + 1) * weight
+
+
+def draw_pokes(
+    tracks: torch.Tensor,
+    visibility: torch.Tensor,
+    counts: torch.Tensor,
+    max_pokes: int,
+    generator: torch.Generator,
+    moving_weight: float = 8.0,
+    end_time: float | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Draw pokes from clips' own tracks: how every model is trained and evaluated with pokes.
+
+    Clip b gets `counts[b]` pokes on distinct tracks that are visible in the start frame;
+    tracks that move (`motion_prior.metrics.moving_mask`) are `1 + moving_weight` times as
+    likely. Each poke's end time is `end_time` or, if None, a random frame in (0, 1] of the
+    horizon; its end point is where the track is then.
+
+    Args:
+        tracks: `[B, N, T, 2]` normalised (x, y).
+        visibility: `bool [B, N, T]`.
+        counts: `int [B]` pokes per clip, each in [0, max_pokes].
+        max_pokes: P, the padded size of the result.
+        generator: the CPU generator all draws come from (reproducibility).
+
+    Returns:
+        (`pokes [B, P, 5]`, `mask bool [B, P]` True for the first counts[b] entries,
+        `indices long [B, P]` the poked tracks).
+    """
+    from motion_prior.metrics import moving_mask
+
+    b, n, t, _ = tracks.shape
+    weights = (1 + moving_weight * moving_mask(tracks).float()) * visibility[:, :, 0].float() + 1e-6
+    indices = torch.multinomial(weights.cpu(), min(max_pokes, n), replacement=False, generator=generator)
+    indices = indices.to(tracks.device)
+    if max_pokes > n:
+        indices = torch.cat([indices, indices[:, :1].expand(b, max_pokes - n)], dim=1)
+    if end_time is None:
+        frames = torch.randint(1, t, (b, max_pokes), generator=generator).to(tracks.device)
+        times = frames.to(tracks.dtype) / (t - 1)
+    else:
+        times = torch.full((b, max_pokes), float(end_time), dtype=tracks.dtype, device=tracks.device)
+    chosen = tracks.gather(1, indices[..., None, None].expand(-1, -1, t, 2))
+    pokes = torch.cat([chosen[:, :, 0], positions_at(chosen, times), times[..., None]], dim=-1)
+    mask = torch.arange(max_pokes, device=tracks.device)[None] < counts.to(tracks.device)[:, None]
+    return pokes * mask[..., None], mask, indices

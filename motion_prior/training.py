@@ -152,7 +152,7 @@ class Trainer:
                             pin_memory=self.device.type == "cuda",
                             generator=torch.Generator().manual_seed(self.config.seed + self.step))
         for batch in loader:
-            yield {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+            yield {k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
 
     def fit(self, max_minutes: float | None = None) -> nn.Module:
         """Train to `config.steps` (or until `max_minutes` of wall time); returns the model to use."""

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from motion_prior.conditioning import PokeEncoder, PokeField, poke_positions
 from motion_prior.frame_encoder import FrameEncoderConfig, build_frame_encoder
 from motion_prior.layers import InputMLP, OutputMLP, RMSNorm, Rotary3D, TransformerBlock, frame_time_centres, grid_positions
 
@@ -51,6 +52,9 @@ class VAEConfig:
         fourier_scale: scale of the Fourier features of start positions.
         displacement_scale: displacements are multiplied by this before the encoder's linear
             layer and the decoder's outputs divided by it (keeps both near unit scale).
+        decoder_pokes: most pokes the decoder accepts (0: a decoder without the poke path).
+            Pokes reach the query points as cross-attention tokens and through a poke field
+            (`motion_prior.conditioning`); without them the decoder relies on the latent.
         frame: the frame encoder.
     """
 
@@ -69,6 +73,7 @@ class VAEConfig:
     rope_max_freq_yx: float = 40 * math.pi
     fourier_scale: float = 40 * math.pi
     displacement_scale: float = 4.0
+    decoder_pokes: int = 0
     frame: FrameEncoderConfig = field(default_factory=FrameEncoderConfig)
 
     def validate(self) -> "VAEConfig":
@@ -118,10 +123,11 @@ def sample_grid(frame_tokens: torch.Tensor, points: torch.Tensor) -> torch.Tenso
     return sampled[..., 0].transpose(1, 2)
 
 
-def _latent_positions(config: VAEConfig) -> torch.Tensor:
-    """`[S * G * G, 3]` positions of latent tokens: slot centre time, grid cell centre."""
-    slot_times = frame_time_centres(config.num_frames).view(config.num_slots, config.compression).mean(1)
-    return torch.cat([grid_positions(config.latent_grid, float(t)) for t in slot_times])
+def latent_positions(num_frames: int, compression: int, grid: int) -> torch.Tensor:
+    """`[S * G * G, 3]` positions (t, y, x) of latent tokens: slot centre time, grid cell centre
+    (S = num_frames / compression slots, slot-major)."""
+    slot_times = frame_time_centres(num_frames).view(num_frames // compression, compression).mean(1)
+    return torch.cat([grid_positions(grid, float(t)) for t in slot_times])
 
 
 def _track_positions(start: torch.Tensor, segment_times: torch.Tensor) -> torch.Tensor:
@@ -148,7 +154,7 @@ class TrackEncoder(nn.Module):
         self.appearance = nn.Linear(config.frame.dim, d, bias=False)
         num_latents = config.num_slots * config.latent_grid**2
         self.queries = nn.Parameter(torch.randn(num_latents, d) * 0.02)
-        self.register_buffer("latent_positions", _latent_positions(config), persistent=False)
+        self.register_buffer("latent_positions", latent_positions(config.num_frames, config.compression, config.latent_grid), persistent=False)
         self.register_buffer("segment_times", _segment_times(config), persistent=False)
         self.blocks = nn.ModuleList(
             TransformerBlock(d, config.head_dim, context_dim=config.frame.dim) for _ in range(config.encoder_depth)
@@ -204,7 +210,7 @@ class TrackDecoder(nn.Module):
         d = config.width
         self.latent_in = nn.Linear(config.latent_channels, d)
         self.frame_in = nn.Linear(config.frame.dim, d, bias=False)
-        self.register_buffer("latent_positions", _latent_positions(config), persistent=False)
+        self.register_buffer("latent_positions", latent_positions(config.num_frames, config.compression, config.latent_grid), persistent=False)
         self.register_buffer("segment_times", _segment_times(config), persistent=False)
         self.latent_blocks = nn.ModuleList(
             TransformerBlock(d, config.head_dim, context_dim=d) for _ in range(config.decoder_latent_depth)
@@ -217,6 +223,9 @@ class TrackDecoder(nn.Module):
             for _ in range(config.decoder_query_depth)
         )
         self.out = OutputMLP(d, 2 * config.frames_per_token)
+        if config.decoder_pokes:
+            self.poke_encoder = PokeEncoder(d, config.fourier_scale, config.displacement_scale)
+            self.poke_field = PokeField(d)
 
     def _latent_at(self, latent_tokens: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
         """Latent tokens `[B, S*G*G, D]` sampled at `points [B, Q, 2]`, averaged over slots -> `[B, Q, D]`."""
@@ -237,21 +246,32 @@ class TrackDecoder(nn.Module):
             x = block(x, latent_angles, frame, frame_angles)
         return torch.cat([x, frame], dim=1), torch.cat([latent_angles, frame_angles], dim=-2)
 
-    def query(self, memory, memory_angles, frame_tokens, query_points, rope: Rotary3D):
+    def query(self, memory, memory_angles, frame_tokens, query_points, rope: Rotary3D, pokes=None, poke_mask=None):
         """Decode `query_points [B, Q, 2]` against a memory from :meth:`memory` -> `[B, Q, T, 2]`.
 
         Each query starts from its position's Fourier features, the frame's appearance at that
         point (`frame_tokens [B, F, Df]`) and the latent tokens there (both sampled bilinearly
-        from their grids): the latent reaches every query directly, not only through attention."""
+        from their grids): the latent reaches every query directly, not only through attention.
+        With the poke path (`decoder_pokes > 0`), `pokes [B, P, 5]` with `poke_mask bool [B, P]`
+        join the context as tokens and reach each query through the poke field."""
         b, q, _ = query_points.shape
         c = self.config
         num_latents = self.latent_positions.shape[0]
         point = (self.query_embed(query_points) + self.appearance(sample_grid(frame_tokens, query_points))
                  + self._latent_at(memory[:, :num_latents], query_points))
+        mask = None
+        if c.decoder_pokes and pokes is not None and pokes.shape[1]:
+            tokens = self.poke_encoder(pokes)
+            point = point + self.poke_field(tokens, pokes, poke_mask, query_points)
+            memory = torch.cat([memory.expand(b, -1, -1), tokens], dim=1)
+            memory_angles = torch.cat([memory_angles.expand(b, *memory_angles.shape[-3:]),
+                                       rope(poke_positions(pokes))], dim=-2)
+            mask = torch.cat([torch.ones(b, memory.shape[1] - pokes.shape[1], dtype=torch.bool,
+                                         device=pokes.device), poke_mask], dim=1)
         x = (point[:, :, None] + self.segment_time).reshape(b, q * c.segments, -1)
         angles = rope(_track_positions(query_points, self.segment_times))
         for block in self.query_blocks:
-            x = block(x, angles, memory, memory_angles)
+            x = block(x, angles, memory, memory_angles, mask)
         displacement = self.out(x).view(b, q, c.num_frames, 2) / c.displacement_scale
         return query_points[:, :, None] + displacement
 
@@ -303,17 +323,22 @@ class TrajectoryVAE(nn.Module):
         shape = (tracks.shape[0], *self.config.latent_shape)
         return mean.reshape(shape), logvar.reshape(shape)
 
-    def decode(self, frames, latent, query_points, frame_tokens=None, chunk_size: int | None = None):
+    def decode(self, frames, latent, query_points, frame_tokens=None, chunk_size: int | None = None,
+               pokes=None, poke_mask=None):
         """Decode `query_points [B, Q, 2]` -> tracks `[B, Q, T, 2]`, `chunk_size` points at a time.
 
         Chunking bounds memory and does not change the result (query points are independent).
+        `pokes [B, P, 5]` with `poke_mask bool [B, P]` (default: all present) condition a
+        poke-aware decoder (`decoder_pokes > 0`); other decoders ignore them.
         """
         frame_tokens = self.encode_frame(frames) if frame_tokens is None else frame_tokens
         self._check_queries(query_points, latent.shape[0])
+        if pokes is not None and poke_mask is None:
+            poke_mask = torch.ones(pokes.shape[:2], dtype=torch.bool, device=pokes.device)
         memory, memory_angles = self.decoder.memory(
             latent.flatten(1, 3), frame_tokens, self.rope(self.frame_encoder.positions), self.rope)
         chunk = chunk_size or query_points.shape[1]
-        return torch.cat([self.decoder.query(memory, memory_angles, frame_tokens, part, self.rope)
+        return torch.cat([self.decoder.query(memory, memory_angles, frame_tokens, part, self.rope, pokes, poke_mask)
                           for part in query_points.split(chunk, dim=1)], dim=1)
 
     def decode_dense(self, frames, latent, grid_size: int, chunk_size: int = 1024, frame_tokens=None):
@@ -327,15 +352,16 @@ class TrajectoryVAE(nn.Module):
         tracks = self.decode(frames, latent, points.expand(latent.shape[0], -1, -1), frame_tokens, chunk_size)
         return tracks, points
 
-    def forward(self, frames, tracks, visibility, query_points, sample: bool = True):
-        """Encode `tracks`, sample (or take the mean of) the latent and decode `query_points`.
+    def forward(self, frames, tracks, visibility, query_points, sample: bool = True, pokes=None, poke_mask=None):
+        """Encode `tracks`, sample (or take the mean of) the latent and decode `query_points`
+        (conditioned on `pokes`, see :meth:`decode`).
 
         Returns (decoded `[B, Q, T, 2]`, mean, logvar).
         """
         frame_tokens = self.encode_frame(frames)
         mean, logvar = self.encode(frames, tracks, visibility, frame_tokens)
         latent = mean + torch.randn_like(mean) * (0.5 * logvar).exp() if sample else mean
-        return self.decode(frames, latent, query_points, frame_tokens), mean, logvar
+        return self.decode(frames, latent, query_points, frame_tokens, pokes=pokes, poke_mask=poke_mask), mean, logvar
 
 
 def kl_divergence(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:

@@ -171,20 +171,27 @@ def latent_statistics(model: TrajectoryVAE, data: Dataset, recipe: VAERecipe, de
 
 
 
+def open_splits(data: str, config: VAEConfig) -> tuple[Dataset, Dataset]:
+    """The train and val splits of clip directory `data`, checked against a model config."""
+    from motion_prior.datasets import ClipDataset
+
+    train_data, val_data = ClipDataset(data, split="train"), ClipDataset(data, split="val")
+    clip = train_data.clip(0)
+    expected = (config.frame.image_size, config.frame.image_size, 3)
+    if clip.frame.shape != expected or clip.num_frames != config.num_frames:
+        raise ValueError(
+            f"{data}: clips have frames {list(clip.frame.shape)} and T = {clip.num_frames}; the model expects "
+            f"{list(expected)} and T = {config.num_frames}")
+    return train_data, val_data
+
+
 def train_vae(data: str, out: str, recipe: VAERecipe, resume: bool = False, device: str = "auto",
               max_minutes: float | None = None, progress: bool = True) -> TrajectoryVAE:
     """Train (or resume) a VAE on the train split of clip directory `data`, validating on its
     val split; the run directory `out` is the checkpoint. Returns the weights to use."""
-    from motion_prior.datasets import ClipDataset
     from motion_prior.training import Trainer
 
-    train_data, val_data = ClipDataset(data, split="train"), ClipDataset(data, split="val")
-    clip = train_data.clip(0)
-    expected = (recipe.model.frame.image_size, recipe.model.frame.image_size, 3)
-    if clip.frame.shape != expected or clip.num_frames != recipe.model.num_frames:
-        raise ValueError(
-            f"{data}: clips have frames {list(clip.frame.shape)} and T = {clip.num_frames}; the recipe expects "
-            f"{list(expected)} and T = {recipe.model.num_frames}")
+    train_data, val_data = open_splits(data, recipe.model)
     task = VAETask(recipe, train_data)
     trainer = Trainer(task, train_data, val_data if len(val_data) else None, out, recipe.train,
                       config_to_yaml(recipe), device=device, resume=resume, progress=progress)

@@ -1,4 +1,4 @@
-"""`motion-prior data generate`: the simulated clip generator on the command line.
+"""The `motion-prior` commands that need MuJoCo: `data generate`, `demo` and `train all`.
 
 Registered into the `motion-prior` CLI through the `motion_prior.cli` entry point.
 """
@@ -40,8 +40,50 @@ def _generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo(args: argparse.Namespace) -> int:
+    from sim_envs.demo import print_summary, run_demo
+
+    print_summary(run_demo(args.out, args.model, args.seed, args.samples, args.steps, args.device))
+    return 0
+
+
+def _train_all(args: argparse.Namespace) -> int:
+    from sim_envs.pipeline import train_all
+
+    model = train_all(args.out, args.preset, clips=args.clips, workers=args.workers, seed=args.seed,
+                      device=args.device)
+    print(f"model ready: {model} (load it with MotionPrior.load({str(model)!r}))")
+    return 0
+
+
 def register(groups: dict) -> None:
-    """Add `data generate` to the `motion-prior` CLI."""
+    """Add `data generate`, `demo` and `train all` to the `motion-prior` CLI."""
+    from motion_prior.cli import TOP_LEVEL
+
+    demo = groups[TOP_LEVEL].add_parser(
+        "demo", help="sample futures of a simulated push with the shipped model and draw them",
+        description="Build a simulated tabletop scene, turn the pusher's action into pokes, sample K futures "
+                    "with the model and write a picture (simulated | sampled) and a GIF.")
+    demo.add_argument("--out", default="demo", help="output folder (default demo/)")
+    demo.add_argument("--model", default="default", help="'default' (shipped) or a model directory")
+    demo.add_argument("--seed", type=int, default=0, help="first scene seed to try and sampling seed (default 0)")
+    demo.add_argument("--samples", type=int, default=8, help="K futures (default 8)")
+    demo.add_argument("--steps", type=int, help="sampling steps (default: the model's default)")
+    demo.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    demo.set_defaults(func=_demo)
+
+    everything = groups["train"].add_parser(
+        "all", help="train a model from scratch: generate data, Stage 1, poke decoder, Stage 2, pack",
+        description="The reproducible recipe of the shipped default model. Every stage resumes: rerun the "
+                    "same command after an interruption.")
+    everything.add_argument("--out", default="runs/all", help="run folder (default runs/all)")
+    everything.add_argument("--preset", default="small", help="tiny (tests) or small (the shipped model)")
+    everything.add_argument("--clips", type=int, help="clips to generate (default: 40000 for small)")
+    everything.add_argument("--workers", type=int, default=2, help="generator processes (default 2)")
+    everything.add_argument("--seed", type=int, default=0, help="data seed (default 0)")
+    everything.add_argument("--device", default="auto", help="training device (default auto)")
+    everything.set_defaults(func=_train_all)
+
     gen = groups["data"].add_parser(
         "generate", help="simulate tabletop pushes in MuJoCo and write clips with exact point tracks",
         description="Simulate randomised tabletop scenes and write clips (resumable: rerun the same "

@@ -1,0 +1,350 @@
+"""Evaluate sampled futures on held-out clips: the paper's protocol plus ours (`motion-prior eval flow`).
+
+Every case samples K futures of each clip's N tracks (queried at their start points) and
+compares them with the true tracks in a 128 x 128 pixel space (DESIGN.md §1 metrics):
+
+- min-MSE / mean-MSE: per sample, the mean squared error (px^2) over points, frames and both
+  coordinates; best of K / mean over K. meanT-MSE: the error of the mean over samples.
+- EPE: end-point distance (px) of the poked points at their poke's end time, over samples.
+- diversity: mean pairwise distance (px) between samples, over points and frames.
+
+Cases: 0, 1, 2, 4 and 8 pokes ending at the horizon (the paper's protocol); 1 poke ending at a
+random frame (which the reference never trains); the clip's own text alone (+ direction
+agreement of the moved object); the pusher's action pokes (how a robot uses the model).
+Baselines on the same cases: static; poke-only (poked points move linearly to their end point
+by its end time and stay, the rest stay); nearest-neighbour retrieval (the K training clips
+whose tracks match the pokes best, or whose frames match best without pokes, lend their
+motion: each query point copies the displacement of the retrieved clip's track that starts
+nearest to it). Then quality against the number of sampling steps, with time per sample.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Subset
+from tqdm import tqdm
+
+from motion_prior.pokes import draw_pokes, positions_at
+from motion_prior.prior import MotionPrior
+from motion_prior.vae_training import gather_tracks
+
+METRIC_SCALE = 64.0  # normalised -> pixels of a 128 x 128 image
+POKE_COUNTS = (0, 1, 2, 4, 8)
+STEP_COUNTS = (1, 2, 4, 8, 16, 32)
+DIRECTIONS = {"to the right": (1.0, 0.0), "to the left": (-1.0, 0.0), "down": (0.0, 1.0), "up": (0.0, -1.0)}
+MOVING_WEIGHT = 8.0
+
+
+def future_errors(futures: torch.Tensor, tracks: torch.Tensor, pokes: torch.Tensor, mask: torch.Tensor,
+                  indices: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Metrics of K futures per clip (see module docstring).
+
+    Args:
+        futures: `[B, K, N, T, 2]` normalised; tracks: `[B, N, T, 2]` the truth.
+        pokes / mask / indices: `[B, P, 5]`, `bool [B, P]`, `long [B, P]` poked tracks.
+
+    Returns:
+        "min_mse", "mean_mse", "meant_mse", "diversity": `[B]`; "epe": `[number of pokes]`
+        (each poke's error averaged over samples).
+    """
+    px = futures.float() * METRIC_SCALE
+    truth = tracks.float()[:, None] * METRIC_SCALE
+    mse = (px - truth).pow(2).mean(dim=(2, 3, 4))  # [B, K]
+    meant = (px.mean(1, keepdim=True) - truth).pow(2).mean(dim=(1, 2, 3, 4))
+    b, k, n, t, _ = futures.shape
+    pairs = (px[:, :, None] - px[:, None]).norm(dim=-1).mean(dim=(3, 4))  # [B, K, K]
+    diversity = pairs.sum(dim=(1, 2)) / max(1, k * (k - 1))
+    p = indices.shape[1]
+    poked = futures.gather(2, indices[:, None, :, None, None].expand(b, k, p, t, 2)).reshape(b * k, p, t, 2)
+    reached = positions_at(poked, pokes[..., 4].repeat_interleave(k, dim=0)).view(b, k, p, 2)
+    epe = ((reached - pokes[:, None, :, 2:4]).norm(dim=-1) * METRIC_SCALE).mean(1)[mask]
+    return {"min_mse": mse.min(1).values.cpu(), "mean_mse": mse.mean(1).cpu(), "meant_mse": meant.cpu(),
+            "diversity": diversity.cpu(), "epe": epe.cpu()}
+
+
+def poke_only_baseline(tracks: torch.Tensor, pokes: torch.Tensor, mask: torch.Tensor, indices: torch.Tensor):
+    """`[B, 1, N, T, 2]`: every point stays, except poked points, which move linearly to their
+    end point by its end time and then stay."""
+    b, n, t, _ = tracks.shape
+    out = tracks[:, :, :1].expand(b, n, t, 2).clone()
+    frames = torch.arange(t, dtype=tracks.dtype, device=tracks.device) / (t - 1)
+    for row in range(b):
+        for p in torch.nonzero(mask[row]).flatten().tolist():
+            x0, x1, end = pokes[row, p, 0:2], pokes[row, p, 2:4], pokes[row, p, 4].clamp_min(1e-6)
+            fraction = (frames / end).clamp(max=1.0)[:, None]
+            out[row, indices[row, p]] = x0 + fraction * (x1 - x0)
+    return out[:, None]
+
+
+class RetrievalBaseline:
+    """Nearest-neighbour retrieval over a pool of training clips (see module docstring)."""
+
+    def __init__(self, pool, size: int):
+        loader = DataLoader(Subset(pool, range(min(size, len(pool)))), batch_size=256)
+        tracks, thumbs = [], []
+        for batch in loader:
+            tracks.append(batch["tracks"])
+            thumbs.append(_thumbnail(batch["frame"]))
+        self.tracks, self.thumbs = torch.cat(tracks), torch.cat(thumbs)
+
+    def __call__(self, frames, tracks, pokes, mask, k: int) -> torch.Tensor:
+        """`[B, K, N, T, 2]` retrieved futures for the clips' start points `tracks[:, :, 0]`."""
+        out = []
+        for row in range(len(tracks)):
+            active = pokes[row][mask[row]]
+            if len(active):
+                cost = torch.zeros(len(self.tracks))
+                for poke in active:
+                    ends = positions_at(self.tracks, poke[4].expand(self.tracks.shape[:2]))  # [R, N, 2]
+                    distance = ((self.tracks[:, :, 0] - poke[0:2]).pow(2).sum(-1)
+                                + (ends - poke[2:4]).pow(2).sum(-1))  # [R, N]
+                    cost += distance.min(dim=1).values
+            else:
+                cost = (self.thumbs - _thumbnail(frames[row: row + 1])).pow(2).flatten(1).sum(-1)
+            chosen = cost.topk(k, largest=False).indices
+            out.append(torch.stack([_transfer(self.tracks[c], tracks[row, :, 0]) for c in chosen]))
+        return torch.stack(out)
+
+
+def _thumbnail(frames: torch.Tensor) -> torch.Tensor:
+    return F.interpolate(frames.permute(0, 3, 1, 2).float() / 255, size=(16, 16), mode="area")
+
+
+def _transfer(source: torch.Tensor, starts: torch.Tensor) -> torch.Tensor:
+    """Each start point `[N, 2]` copies the displacement of the `source [M, T, 2]` track that
+    starts nearest to it -> `[N, T, 2]`."""
+    nearest = torch.cdist(starts, source[:, 0]).argmin(dim=1)
+    return starts[:, None] + source[nearest] - source[nearest, :1]
+
+
+def _summarise(parts: dict[str, list[torch.Tensor]]) -> dict:
+    summary = {}
+    for name, values in parts.items():
+        joined = torch.cat(values) if values else torch.zeros(0)
+        summary[name] = round(float(joined.mean()), 3) if joined.numel() else None
+    return summary
+
+
+def _accumulate(store: dict, errors: dict) -> None:
+    for name, values in errors.items():
+        store.setdefault(name, []).append(values)
+
+
+def _direction_agreement(futures, tracks, object_id, texts, names_per_clip) -> tuple[list[float], list[float]]:
+    """Per clip whose text says "pushes the X <direction>": the share of samples whose mean end
+    displacement of X's points points in that direction (the text's dominant-axis rule), and
+    the same for the truth."""
+    model, truth = [], []
+    for row, text in enumerate(texts):
+        for phrase, vector in DIRECTIONS.items():
+            marker = " pushes the "
+            if marker in text and text.split(",")[0].endswith(phrase):
+                name = text.split(marker, 1)[1].split(",")[0][: -len(phrase)].strip()
+                if name not in names_per_clip[row]:
+                    continue
+                points = object_id[row] == names_per_clip[row].index(name)
+                if not points.any():
+                    continue
+                shift = (futures[row, :, points, -1] - futures[row, :, points, 0]).mean(1)  # [K, 2]
+                true_shift = (tracks[row, points, -1] - tracks[row, points, 0]).mean(0)
+                model.append(float(np.mean([_direction_of(s) == vector for s in shift.tolist()])))
+                truth.append(float(_direction_of(true_shift.tolist()) == vector))
+                break
+    return model, truth
+
+
+def _direction_of(shift) -> tuple[float, float]:
+    dx, dy = shift
+    if abs(dx) >= abs(dy):
+        return (1.0, 0.0) if dx > 0 else (-1.0, 0.0)
+    return (0.0, 1.0) if dy > 0 else (0.0, -1.0)
+
+
+@torch.no_grad()
+def evaluate_flow(prior: MotionPrior, data: str, out: str, split: str = "test", max_clips: int = 256,
+                  num_samples: int = 8, steps: int = 8, pool_size: int = 4096, sweep_clips: int = 128,
+                  pictures: int = 4, batch_size: int = 16, progress: bool = True) -> dict:
+    """Run every case (module docstring) and write `flow_eval.json`, `flow_eval.md`, plots and
+    pictures to `out`. Returns the report."""
+    from motion_prior.datasets import ClipDataset
+
+    test = ClipDataset(data, split=split)
+    if len(test) == 0:
+        raise ValueError(f"{data}: the {split} split holds no clips")
+    clips = Subset(test, range(min(max_clips, len(test))))
+    retrieval = RetrievalBaseline(ClipDataset(data, split="train"), pool_size)
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    device = prior.device
+    cases = [(f"{count}_pokes", count, 1.0) for count in POKE_COUNTS] + [("1_poke_random_end", 1, None)]
+    results = {name: {"model": {}, "static": {}, "poke_only": {}, "retrieval": {}} for name, _, _ in cases}
+    results["text"], results["action"] = {"model": {}, "unconditional": {}}, {"model": {}, "static": {}, "retrieval": {}}
+    agreement = {"text": [], "unconditional": [], "truth": []}
+    bar = tqdm(total=len(clips), desc="evaluating flow", unit="clip", disable=not progress, dynamic_ncols=True)
+    pictures_left = pictures
+    for batch_number, batch in enumerate(DataLoader(clips, batch_size=batch_size)):
+        frames, tracks = batch["frame"].to(device), batch["tracks"].to(device)
+        visibility = batch["visibility"].to(device)
+        b = len(tracks)
+        starts = tracks[:, :, 0]
+        generator = torch.Generator().manual_seed(1000 + batch_number)
+        for name, count, end_time in cases:
+            pokes, mask, indices = draw_pokes(tracks, visibility, torch.full((b,), count), max(count, 1), generator,
+                                              MOVING_WEIGHT, end_time)
+            futures = prior.sample_tensors(frames, pokes, mask, [""] * b, starts, num_samples, steps, generator=generator)
+            _accumulate(results[name]["model"], future_errors(futures, tracks, pokes, mask, indices))
+            baselines = {"static": tracks[:, None, :, :1].expand(-1, 1, -1, tracks.shape[2], -1),
+                         "poke_only": poke_only_baseline(tracks, pokes, mask, indices),
+                         "retrieval": retrieval(frames.cpu(), tracks.cpu(), pokes.cpu(), mask.cpu(), num_samples).to(device)}
+            for baseline, predicted in baselines.items():
+                _accumulate(results[name][baseline], future_errors(predicted, tracks, pokes, mask, indices))
+            if name == "1_pokes" and pictures_left > 0:
+                pictures_left -= _pictures(out_dir, batch, futures, pokes, mask, pictures_left)
+        none = torch.zeros(b, 1, 5, device=device), torch.zeros(b, 1, dtype=torch.bool, device=device)
+        index0 = torch.zeros(b, 1, dtype=torch.long, device=device)
+        texts = list(batch["text"])
+        with_text = prior.sample_tensors(frames, *none, texts, starts, num_samples, steps, generator=generator)
+        without = prior.sample_tensors(frames, *none, [""] * b, starts, num_samples, steps, generator=generator)
+        _accumulate(results["text"]["model"], future_errors(with_text, tracks, *none, index0))
+        _accumulate(results["text"]["unconditional"], future_errors(without, tracks, *none, index0))
+        names = [test.clip(batch_number * batch_size + row).object_names for row in range(b)]
+        text_agree, truth = _direction_agreement(with_text.cpu(), tracks.cpu(), batch["object_id"], texts, names)
+        plain_agree, _ = _direction_agreement(without.cpu(), tracks.cpu(), batch["object_id"], texts, names)
+        agreement["text"] += text_agree
+        agreement["unconditional"] += plain_agree
+        agreement["truth"] += truth
+        _action_case(prior, test, batch_number * batch_size, batch, results["action"], retrieval, num_samples, steps,
+                     generator)
+        bar.update(b)
+    bar.close()
+    report = {"clips": len(clips), "split": split, "num_samples": num_samples, "steps": steps, "pool_size": pool_size,
+              "cases": {case: {method: _summarise(parts) for method, parts in methods.items()}
+                        for case, methods in results.items()},
+              "text_direction_agreement": {k: round(float(np.mean(v)), 3) if v else None for k, v in agreement.items()},
+              "text_direction_clips": len(agreement["text"])}
+    report["steps_sweep"] = steps_sweep(prior, Subset(test, range(min(sweep_clips, len(test)))), num_samples,
+                                        batch_size, progress)
+    (out_dir / "flow_eval.json").write_text(json.dumps(report, indent=1))
+    (out_dir / "flow_eval.md").write_text(markdown_report(report))
+    _plots(report, out_dir)
+    return report
+
+
+def _action_case(prior, test, offset, batch, results, retrieval, num_samples, steps, generator) -> None:
+    """The pusher's own action pokes (start -> each waypoint), at most `prior.max_pokes`."""
+    device = prior.device
+    b = len(batch["tracks"])
+    sets = [test.clip(offset + row).pokes for row in range(b)]
+    keep = [row for row, p in enumerate(sets) if p is not None and len(p)]
+    if not keep:
+        return
+    most = min(prior.max_pokes, max(len(sets[row]) for row in keep))
+    pokes = torch.zeros(len(keep), most, 5)
+    mask = torch.zeros(len(keep), most, dtype=torch.bool)
+    for i, row in enumerate(keep):
+        p = torch.from_numpy(sets[row][:most])
+        pokes[i, : len(p)], mask[i, : len(p)] = p, True
+    frames, tracks = batch["frame"][keep].to(device), batch["tracks"][keep].to(device)
+    pokes, mask = pokes.to(device), mask.to(device)
+    futures = prior.sample_tensors(frames, pokes, mask, [""] * len(keep), tracks[:, :, 0], num_samples, steps,
+                                   generator=generator)
+    no_index = torch.zeros(len(keep), most, dtype=torch.long, device=device)
+    no_mask = torch.zeros_like(mask)  # the pusher's projected point is not one of the tracks: no EPE
+    _accumulate(results["model"], future_errors(futures, tracks, pokes, no_mask, no_index))
+    static = tracks[:, None, :, :1].expand(-1, 1, -1, tracks.shape[2], -1)
+    _accumulate(results["static"], future_errors(static, tracks, pokes, no_mask, no_index))
+    retrieved = retrieval(frames.cpu(), tracks.cpu(), pokes.cpu(), mask.cpu(), num_samples).to(device)
+    _accumulate(results["retrieval"], future_errors(retrieved, tracks, pokes, no_mask, no_index))
+
+
+@torch.no_grad()
+def steps_sweep(prior: MotionPrior, clips, num_samples: int, batch_size: int, progress: bool = True) -> list[dict]:
+    """1-poke quality (poke at the horizon) and sampling time per future against the number of
+    Euler and Heun steps, on the same clips and pokes."""
+    rows = []
+    for method in ("euler", "heun"):
+        for steps in STEP_COUNTS:
+            parts, seconds, futures_made = {}, 0.0, 0
+            for batch_number, batch in enumerate(DataLoader(clips, batch_size=batch_size)):
+                frames, tracks = batch["frame"].to(prior.device), batch["tracks"].to(prior.device)
+                generator = torch.Generator().manual_seed(2000 + batch_number)
+                pokes, mask, indices = draw_pokes(tracks, batch["visibility"].to(prior.device),
+                                                  torch.ones(len(tracks), dtype=torch.long), 1, generator,
+                                                  MOVING_WEIGHT, 1.0)
+                started = time.perf_counter()
+                futures = prior.sample_tensors(frames, pokes, mask, [""] * len(tracks), tracks[:, :, 0], num_samples,
+                                               steps, method, generator=generator)
+                seconds += time.perf_counter() - started
+                futures_made += futures.shape[0] * futures.shape[1]
+                _accumulate(parts, future_errors(futures, tracks, pokes, mask, indices))
+            row = {"method": method, "steps": steps, **_summarise(parts),
+                   "ms_per_future": round(1000 * seconds / futures_made, 3)}
+            rows.append(row)
+            if progress:
+                tqdm.write(f"steps sweep: {method} {steps:2d} steps: min-MSE {row['min_mse']}, EPE {row['epe']}, "
+                           f"{row['ms_per_future']} ms/future")
+    return rows
+
+
+def _pictures(out_dir: Path, batch: dict, futures: torch.Tensor, pokes, mask, count: int) -> int:
+    from motion_prior.futures import Futures
+
+    drawn = 0
+    for row in range(min(count, len(futures))):
+        result = Futures(futures[row].cpu().numpy(), batch["tracks"][row, :, 0].numpy(),
+                         pokes[row][mask[row]].cpu().numpy(), None, "normalized", tuple(batch["frame"].shape[1:3]),
+                         batch["frame"][row].numpy())
+        result.save(out_dir / f"futures_1_poke_{row}.png")
+        drawn += 1
+    return drawn
+
+
+def markdown_report(report: dict) -> str:
+    """The evaluation table as Markdown."""
+    lines = [f"Flow evaluation on {report['clips']} {report['split']} clips, K = {report['num_samples']} samples, "
+             f"{report['steps']} Euler steps; 128 x 128 px; retrieval pool {report['pool_size']} training clips.", "",
+             "| case | method | min-MSE | mean-MSE | meanT-MSE | EPE (px) | diversity (px) |",
+             "|---|---|---|---|---|---|---|"]
+    for case, methods in report["cases"].items():
+        for method, m in methods.items():
+            lines.append(f"| {case} | {method} | {m.get('min_mse')} | {m.get('mean_mse')} | {m.get('meant_mse')} | "
+                         f"{m.get('epe')} | {m.get('diversity')} |")
+    agreement = report["text_direction_agreement"]
+    lines += ["", f"Text direction agreement on {report['text_direction_clips']} clips whose text names a push "
+              f"direction: text-conditioned {agreement['text']}, unconditional {agreement['unconditional']} "
+              f"(ground truth {agreement['truth']}; chance 0.25).", "",
+              "| sampler | steps | min-MSE | EPE (px) | diversity (px) | ms per future |", "|---|---|---|---|---|---|"]
+    for row in report["steps_sweep"]:
+        lines.append(f"| {row['method']} | {row['steps']} | {row['min_mse']} | {row['epe']} | {row['diversity']} | "
+                     f"{row['ms_per_future']} |")
+    return "\n".join(lines) + "\n"
+
+
+def _plots(report: dict, out_dir: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    counts = list(POKE_COUNTS)
+    for method in ("model", "static", "poke_only", "retrieval"):
+        axes[0].plot(counts, [report["cases"][f"{c}_pokes"][method]["min_mse"] for c in counts], marker="o", label=method)
+    axes[0].set(xlabel="pokes", ylabel="min-MSE (px², 128 px)", title="min-MSE against poke count", yscale="log")
+    axes[0].legend()
+    for method in ("euler", "heun"):
+        rows = [r for r in report["steps_sweep"] if r["method"] == method]
+        axes[1].plot([r["steps"] for r in rows], [r["min_mse"] for r in rows], marker="o", label=f"{method} min-MSE")
+        axes[1].plot([r["steps"] for r in rows], [r["epe"] for r in rows], marker="x", linestyle="--",
+                     label=f"{method} EPE (px)")
+    axes[1].set(xlabel="sampling steps", xscale="log", title="1 poke: quality against steps")
+    axes[1].legend()
+    fig.tight_layout()
+    fig.savefig(out_dir / "flow_eval.png", dpi=120)
+    plt.close(fig)

@@ -1,0 +1,319 @@
+"""`MotionPrior`: the public face of the library. A frame (+ pokes, + text) -> K futures.
+
+    prior = MotionPrior.load("default")                  # the model shipped in the package
+    futures = prior.sample(frame, pokes=[[u0, v0, u1, v1, 1.0]], num_samples=16, seed=0)
+    futures.endpoints([0])                                 # [K, 1, 2] pixels
+    batch = prior.sample_batch(frame, candidate_pokes, num_samples=16)   # planners: one call
+
+A model directory holds `vae/` (a Stage 1 checkpoint: `config.yaml`, `model.safetensors`,
+`latent_stats.safetensors`) and `flow/` (`config.yaml`, `model.safetensors`); weights may be
+stored in float16 and are loaded as float32.
+
+Frames of any size are resized (bilinear, antialiased) to the model's square input. Positions
+are resolution-free in normalised coordinates, so the mapping is exact: a point's normalised
+(x, y) is the same in the caller's frame and in the resized one. Pixel coordinates are the
+caller's frame's (top-left corner at (0, 0), `motion_prior.camera`).
+"""
+
+from __future__ import annotations
+
+import time
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from motion_prior.camera import pixels_to_normalized
+from motion_prior.checkpoints import CheckpointError, STATS_FILE, WEIGHTS_FILE, load_config, read_tensors
+from motion_prior.errors import InputError
+from motion_prior.flow import Conditioning, FlowConfig, FlowNetwork
+from motion_prior.futures import COORDS, Futures, FuturesBatch, to_coords
+from motion_prior.pokes import validate_pokes
+from motion_prior.samplers import METHODS, guided, integrate
+from motion_prior.vae import TrajectoryVAE, VAEConfig
+
+DEFAULT_STEPS = 8
+DEFAULT_GRID = 16
+DECODE_CHUNK = 4096
+
+
+def default_model_dir() -> Path:
+    """The model shipped inside the package (`motion_prior/models/default`)."""
+    return Path(str(resources.files("motion_prior") / "models" / "default"))
+
+
+def _load_module(module: torch.nn.Module, directory: Path) -> None:
+    state = read_tensors(directory / WEIGHTS_FILE)
+    expected = module.state_dict()
+    if set(state) != set(expected) or any(state[k].shape != expected[k].shape for k in state):
+        raise CheckpointError(f"{directory / WEIGHTS_FILE}: weights do not match {directory / 'config.yaml'}")
+    module.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()})
+
+
+def load_vae_with_stats(directory: str | Path) -> tuple[TrajectoryVAE, dict[str, torch.Tensor]]:
+    """A Stage 1 checkpoint: (the VAE in eval mode, latent statistics {"mean", "std"} `[C]`)."""
+    directory = Path(directory)
+    vae = TrajectoryVAE(load_config(directory, VAEConfig))
+    _load_module(vae, directory)
+    stats = read_tensors(directory / STATS_FILE)
+    return vae.eval(), {"mean": stats["mean"].float(), "std": stats["std"].float()}
+
+
+class MotionPrior:
+    """Frame + pokes/text -> sampled futures of any points (see the module docstring).
+
+    Args:
+        vae: the Stage 1 model (poke-aware decoders use the pokes too).
+        flow: the Stage 2 flow network over its latent.
+        stats: latent statistics {"mean", "std"} `[C]` that normalise the flow's latents.
+    """
+
+    def __init__(self, vae: TrajectoryVAE, flow: FlowNetwork, stats: dict[str, torch.Tensor]):
+        self.vae, self.flow = vae.eval(), flow.eval()
+        self.stats = stats
+        self.device = next(flow.parameters()).device
+
+    @classmethod
+    def load(cls, model: str | Path = "default", device: str = "cpu") -> "MotionPrior":
+        """Load `"default"` (shipped with the package) or a model directory (`vae/` + `flow/`)
+        onto `device` ("cpu", "cuda", "cuda:1", ...)."""
+        directory = default_model_dir() if str(model) == "default" else Path(model)
+        if not (directory / "vae").is_dir() or not (directory / "flow").is_dir():
+            raise CheckpointError(f"{directory}: expected a model directory with vae/ and flow/ checkpoints")
+        vae, stats = load_vae_with_stats(directory / "vae")
+        flow = FlowNetwork(load_config(directory / "flow", FlowConfig))
+        _load_module(flow, directory / "flow")
+        device = torch.device(device)
+        return cls(vae.to(device), flow.to(device), {k: v.to(device) for k, v in stats.items()})
+
+    @property
+    def image_size(self) -> int:
+        """Side of the square frame the model sees, in pixels."""
+        return self.vae.config.frame.image_size
+
+    @property
+    def max_pokes(self) -> int:
+        return self.flow.config.max_pokes
+
+    @property
+    def num_frames(self) -> int:
+        return self.vae.config.num_frames
+
+    # -- the tensor core -------------------------------------------------------------------
+
+    @torch.no_grad()
+    def sample_tensors(self, frames, pokes, poke_mask, texts, query_points, num_samples: int,
+                       steps: int = DEFAULT_STEPS, method: str = "euler", guidance: float = 1.0,
+                       generator: torch.Generator | None = None, timing: dict | None = None) -> torch.Tensor:
+        """Sample K futures per row, everything in model space.
+
+        Args:
+            frames: `uint8 [B, S, S, 3]` at the model's size S, or `[1, S, S, 3]`: one frame
+                shared by all B rows (encoded once).
+            pokes: `[B, P, 5]` normalised pokes, `poke_mask bool [B, P]` which exist.
+            texts: B strings ("" = no text).
+            query_points: `[B, Q, 2]` normalised start points.
+            num_samples: K.
+            generator: CPU generator of the noise (same seed, same futures on any device).
+            timing: if given, receives seconds for "frame", "flow", "decode".
+
+        Returns:
+            `[B, K, Q, T, 2]` normalised tracks.
+        """
+        b, k = pokes.shape[0], num_samples
+        started = time.perf_counter()
+        frame_tokens = self.vae.encode_frame(frames).expand(b, -1, -1)
+        encoded = time.perf_counter()
+        conditional = self.flow.condition(frame_tokens, pokes, poke_mask, texts)
+        rows = torch.arange(b, device=frames.device).repeat_interleave(k)
+        per_sample = conditional.select(rows)
+        if guidance != 1.0:
+            unconditional = self.flow.condition(frame_tokens, pokes, torch.zeros_like(poke_mask), [""] * b)
+            both = Conditioning.cat([per_sample, unconditional.select(rows)])
+        else:
+            both = per_sample
+
+        def velocity(x, t, is_conditional):
+            return self.flow.velocity(x, t, per_sample if is_conditional else both)
+
+        shape = (b * k, self.flow.config.num_latents, self.flow.config.latent_channels)
+        noise = torch.randn(shape, generator=generator).to(self.device)
+        z = integrate(guided(velocity, guidance), noise, steps, method)
+        latent = (z * self.stats["std"] + self.stats["mean"]).view(b * k, *self.vae.config.latent_shape)
+        sampled = time.perf_counter()
+        tracks = self.vae.decode(None, latent, query_points[rows], frame_tokens[rows], chunk_size=DECODE_CHUNK,
+                                 pokes=pokes[rows], poke_mask=poke_mask[rows])
+        if timing is not None:
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            timing.update(frame=encoded - started, flow=sampled - encoded, decode=time.perf_counter() - sampled)
+        return tracks.view(b, k, *tracks.shape[1:])
+
+    # -- the numpy API ---------------------------------------------------------------------
+
+    def _frame(self, frame) -> tuple[np.ndarray, torch.Tensor]:
+        array = np.asarray(frame)
+        if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3 or min(array.shape[:2]) < 1:
+            raise InputError("frame", "a uint8 array [H, W, 3] (RGB)", array)
+        image = torch.from_numpy(np.ascontiguousarray(array)).to(self.device)
+        s = self.image_size
+        if array.shape[:2] != (s, s):
+            resized = F.interpolate(image.permute(2, 0, 1)[None].float(), size=(s, s), mode="bilinear",
+                                    antialias=True, align_corners=False)
+            image = resized[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8)
+        return array, image[None]
+
+    def _pokes(self, pokes, coords: str, image_size, argument: str = "pokes") -> np.ndarray:
+        """Caller's pokes -> normalised `[P, 5]` (validated)."""
+        if pokes is None:
+            return np.zeros((0, 5), np.float32)
+        array = np.asarray(pokes)
+        if array.ndim != 2 or array.shape[-1] != 5 or not np.issubdtype(array.dtype, np.number):
+            raise InputError(argument, "a numeric array [P, 5] of (x0, y0, x1, y1, end_time)", array)
+        array = array.astype(np.float32)
+        if coords == "pixels" and np.all(np.isfinite(array)):
+            array = np.concatenate([pixels_to_normalized(array[:, 0:2], image_size),
+                                    pixels_to_normalized(array[:, 2:4], image_size), array[:, 4:5]], axis=1)
+        return validate_pokes(array, self.max_pokes, argument)
+
+    def _queries(self, query_points, coords: str, image_size, grid_size: int) -> np.ndarray:
+        """Caller's query points -> normalised `[N, 2]`; None -> a grid_size^2 grid of cell centres."""
+        if query_points is None:
+            if not isinstance(grid_size, (int, np.integer)) or grid_size < 1:
+                raise InputError("grid_size", "a positive integer", grid_size)
+            centres = (2 * np.arange(grid_size, dtype=np.float32) + 1) / grid_size - 1
+            y, x = np.meshgrid(centres, centres, indexing="ij")
+            return np.stack([x, y], axis=-1).reshape(-1, 2)
+        array = np.asarray(query_points)
+        if array.ndim != 2 or array.shape[1] != 2 or array.shape[0] < 1 or not np.issubdtype(array.dtype, np.number):
+            raise InputError("query_points", "a numeric array [N, 2] with N >= 1", array)
+        if not np.all(np.isfinite(array)):
+            raise InputError("query_points", "finite values", f"{int(np.sum(~np.isfinite(array)))} non-finite")
+        array = array.astype(np.float32)
+        return pixels_to_normalized(array, image_size) if coords == "pixels" else array
+
+    def _check_options(self, num_samples, steps, method, guidance, coords, text) -> None:
+        checks = [
+            ("num_samples", isinstance(num_samples, (int, np.integer)) and num_samples >= 1, "a positive integer", num_samples),
+            ("steps", isinstance(steps, (int, np.integer)) and steps >= 1, "a positive integer", steps),
+            ("method", method in METHODS, f"one of {METHODS}", method),
+            ("guidance", isinstance(guidance, (int, float)) and np.isfinite(guidance), "a finite number", guidance),
+            ("coords", coords in COORDS, f"one of {COORDS}", coords),
+            ("text", text is None or isinstance(text, str), "a string or None", type(text).__name__),
+        ]
+        for argument, ok, expected, received in checks:
+            if not ok:
+                raise InputError(argument, expected, received)
+
+    @staticmethod
+    def _generator(seed, generator) -> torch.Generator:
+        if generator is not None:
+            return generator
+        if seed is None:
+            return torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,))))
+        if not isinstance(seed, (int, np.integer)):
+            raise InputError("seed", "an integer or None", seed)
+        return torch.Generator().manual_seed(int(seed))
+
+    def sample(self, frame, pokes=None, text: str | None = None, num_samples: int = 8, query_points=None,
+               steps: int = DEFAULT_STEPS, guidance: float = 1.0, seed: int | None = None,
+               generator: torch.Generator | None = None, coords: str = "pixels", method: str = "euler",
+               grid_size: int = DEFAULT_GRID) -> Futures:
+        """Sample `num_samples` futures of the scene in `frame`.
+
+        Args:
+            frame: `uint8 [H, W, 3]` RGB, any size.
+            pokes: `[P, 5]` (x0, y0, x1, y1, end_time), P <= `max_pokes`: the point at (x0, y0)
+                is at (x1, y1) at end_time (fraction of the horizon in (0, 1]). Positions in
+                `coords`. None = no pokes.
+            text: a description of what should happen, or None.
+            num_samples: K.
+            query_points: `[N, 2]` start points in `coords`; None = a `grid_size` x `grid_size`
+                grid of cell centres.
+            steps / method: flow integration ("euler" or "heun").
+            guidance: classifier-free guidance scale (1 = none).
+            seed / generator: reproducibility (same seed, same futures).
+            coords: "pixels" (the frame's) or "normalized" for pokes, queries and results.
+
+        Returns:
+            :class:`Futures` with tracks `[K, N, T, 2]` in `coords`.
+
+        Raises:
+            InputError: a wrong dtype or shape, non-finite values, too many pokes, an end_time
+                outside (0, 1], or a bad option.
+        """
+        batch = self.sample_batch(frame, None if pokes is None else [pokes], text, num_samples, query_points,
+                                  steps, guidance, seed, generator, coords, method, grid_size)
+        return batch[0]
+
+    def sample_batch(self, frame, pokes=None, text: str | None = None, num_samples: int = 8, query_points=None,
+                     steps: int = DEFAULT_STEPS, guidance: float = 1.0, seed: int | None = None,
+                     generator: torch.Generator | None = None, coords: str = "pixels", method: str = "euler",
+                     grid_size: int = DEFAULT_GRID) -> FuturesBatch:
+        """K futures for each of M candidate poke sets of one frame, in one batched call.
+
+        `pokes` is a sequence of M `[P_m, 5]` poke sets (sizes may differ) or an array
+        `[M, P, 5]`; None means one candidate without pokes. The frame, text and query points
+        are shared and encoded once. Other arguments as :meth:`sample`.
+
+        Returns:
+            :class:`FuturesBatch` with tracks `[M, K, N, T, 2]`.
+        """
+        started = time.perf_counter()
+        self._check_options(num_samples, steps, method, guidance, coords, text)
+        original, image = self._frame(frame)
+        size = original.shape[:2]
+        candidates = [None] if pokes is None else pokes
+        if isinstance(candidates, np.ndarray) and candidates.ndim != 3:
+            raise InputError("pokes", "a list of [P, 5] poke sets or an array [M, P, 5]", candidates)
+        if len(candidates) < 1:
+            raise InputError("pokes", "at least one candidate poke set", "an empty list")
+        sets = [self._pokes(p, coords, size, f"pokes[{m}]" if pokes is not None and len(candidates) > 1 else "pokes")
+                for m, p in enumerate(candidates)]
+        queries = self._queries(query_points, coords, size, grid_size)
+        m, most = len(sets), max(len(p) for p in sets)
+        padded = np.zeros((m, most, 5), np.float32)
+        mask = np.zeros((m, most), bool)
+        for i, p in enumerate(sets):
+            padded[i, : len(p)], mask[i, : len(p)] = p, True
+        device = self.device
+        timing: dict = {}
+        tracks = self.sample_tensors(
+            image, torch.from_numpy(padded).to(device), torch.from_numpy(mask).to(device),
+            [text or ""] * m, torch.from_numpy(queries).to(device).expand(m, -1, -1), num_samples, steps, method,
+            float(guidance), self._generator(seed, generator), timing)
+        result = to_coords(tracks.float().cpu().numpy(), coords, size)
+        timing["total"] = time.perf_counter() - started
+        caller_pokes = []
+        for p in sets:
+            p = p.copy()
+            p[:, 0:2], p[:, 2:4] = to_coords(p[:, 0:2], coords, size), to_coords(p[:, 2:4], coords, size)
+            caller_pokes.append(p)
+        return FuturesBatch(result, to_coords(queries, coords, size), caller_pokes, text, coords, size, original, timing)
+
+
+def pack_model(vae_run: str | Path, flow_run: str | Path, out: str | Path, dtype: str = "float16") -> Path:
+    """Assemble a model directory (`vae/` + `flow/`) from a Stage 1 and a Stage 2 run.
+
+    Floating-point weights are stored as `dtype` ("float16" halves the size; loading casts
+    them back to float32); latent statistics stay float32. Each part's `recipe.yaml` and
+    `hardware.json` are kept as provenance. Returns `out`.
+    """
+    from motion_prior.checkpoints import CONFIG_FILE, write_checkpoint
+
+    if dtype not in ("float16", "float32"):
+        raise InputError("dtype", "float16 or float32", dtype)
+    store = getattr(torch, dtype)
+    out = Path(out)
+    for part, run, extra in (("vae", Path(vae_run), (STATS_FILE,)), ("flow", Path(flow_run), ())):
+        weights = read_tensors(run / WEIGHTS_FILE)
+        files = {WEIGHTS_FILE: {k: v.to(store) if v.is_floating_point() else v for k, v in weights.items()}}
+        for name in (CONFIG_FILE, *extra, "recipe.yaml", "hardware.json"):
+            if not (run / name).is_file():
+                raise CheckpointError(f"{run}: {name} is missing; is this a finished {part} run?")
+            files[name] = (run / name).read_bytes()
+        write_checkpoint(out / part, files)
+    MotionPrior.load(out)  # fail here, not at the user's first call, if the parts do not fit
+    return out

@@ -1,0 +1,331 @@
+"""Stage 2: pokes, the flow network and its samplers, the MotionPrior API, evaluation and the
+`train all` pipeline, on a `tiny` model trained from simulated clips in this test module."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from motion_prior.camera import normalized_to_pixels
+from motion_prior.datasets import ClipDataset
+from motion_prior.errors import InputError
+from motion_prior.flow_training import FlowTask, mirror_text, preset as flow_preset
+from motion_prior.pokes import draw_pokes, positions_at
+from motion_prior.prior import MotionPrior
+from motion_prior.samplers import integrate
+from motion_prior.text import HashedTextEncoder, TextEncoderConfig
+from motion_prior.training import Trainer
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def pipeline_run(tmp_path_factory) -> Path:
+    """`train all --preset tiny` on 32 simulated clips: every stage, packed into run/model."""
+    from sim_envs.pipeline import train_all
+
+    out = tmp_path_factory.mktemp("train_all") / "run"
+    model = train_all(out, "tiny", clips=32, workers=1, device="cpu", progress=False)
+    assert model == out / "model"
+    return out
+
+
+@pytest.fixture(scope="module")
+def prior(pipeline_run) -> MotionPrior:
+    return MotionPrior.load(pipeline_run / "model")
+
+
+@pytest.fixture(scope="module")
+def clip(pipeline_run):
+    return ClipDataset(pipeline_run / "data").clip(0)
+
+
+# ----------------------------------------------------------------------------- pokes
+
+
+def test_draw_pokes_draws_counts_of_distinct_moving_tracks_and_their_true_end_points():
+    generator = torch.Generator().manual_seed(0)
+    tracks = torch.zeros(2, 10, 16, 2)
+    tracks[:, :, 0] = torch.linspace(-0.9, 0.9, 10)[:, None]
+    tracks[:, :, :] = tracks[:, :, :1]
+    tracks[:, 3] += torch.linspace(0, 0.5, 16)[:, None]  # only track 3 moves
+    visibility = torch.ones(2, 10, 16, dtype=torch.bool)
+    pokes, mask, indices = draw_pokes(tracks, visibility, torch.tensor([0, 3]), 4, generator, moving_weight=1e6)
+    assert pokes.shape == (2, 4, 5) and mask.tolist() == [[False] * 4, [True, True, True, False]]
+    assert indices[1, 0] == 3  # the moving track is (almost surely) drawn first
+    assert len(set(indices[1, :3].tolist())) == 3
+    times = pokes[1, :3, 4]
+    assert ((times > 0) & (times <= 1)).all()
+    expected = positions_at(tracks[1:2, indices[1, :3]], times[None])[0]
+    assert torch.allclose(pokes[1, :3, 2:4], expected)
+    assert torch.allclose(pokes[1, :3, 0:2], tracks[1, indices[1, :3], 0])
+    fixed, _, _ = draw_pokes(tracks, visibility, torch.tensor([2, 2]), 2, generator, end_time=1.0)
+    assert (fixed[..., 4] == 1).all()
+
+
+def test_positions_at_interpolates_between_frames():
+    tracks = torch.arange(5, dtype=torch.float32).view(1, 1, 5, 1).expand(1, 1, 5, 2)
+    result = positions_at(tracks, torch.tensor([[0.625]]))  # frame 2.5 of 0..4
+    assert torch.allclose(result, torch.full((1, 1, 2), 2.5))
+
+
+# ----------------------------------------------------------------------------- text
+
+
+def test_hashed_text_encoder_is_deterministic_and_masks_missing_words():
+    encoder = HashedTextEncoder(TextEncoderConfig(buckets=64, max_words=4, dim=16, head_dim=16))
+    ids = encoder.token_ids(["Push the RED box", "", "one two three four five"])
+    assert ids[0].tolist() == encoder.token_ids(["push the red box!"])[0].tolist()
+    assert (ids[1] == 0).all() and (ids[2] > 0).all()
+    tokens, mask = encoder(["push left", ""])
+    assert tokens.shape == (2, 4, 16) and mask.tolist() == [[True, True, False, False], [False] * 4]
+
+
+def test_mirrored_text_swaps_left_and_right_only():
+    assert mirror_text("the pusher pushes the red box to the left") == "the pusher pushes the red box to the right"
+    assert mirror_text("moves right, leftover stays up") == "moves left, leftover stays up"
+
+
+# ----------------------------------------------------------------------------- flow network
+
+
+def test_conditioning_cache_gives_the_uncached_velocity(prior):
+    flow = prior.flow
+    generator = torch.Generator().manual_seed(1)
+    b, c = 3, flow.config
+    x = torch.randn(b, c.num_latents, c.latent_channels, generator=generator)
+    t = torch.rand(b, generator=generator)
+    frame_tokens = prior.vae.encode_frame(torch.randint(0, 255, (b, 128, 128, 3), dtype=torch.uint8))
+    pokes = torch.rand(b, c.max_pokes, 5, generator=generator)
+    mask = torch.tensor([[True] * c.max_pokes, [False] * c.max_pokes, [True] + [False] * (c.max_pokes - 1)])
+    texts = ["the pusher pushes the box up", "", "nothing moves"]
+    with torch.no_grad():
+        uncached = flow(x, t, frame_tokens, pokes, mask, texts)
+        conditioning = flow.condition(frame_tokens, pokes, mask, texts)
+        cached = flow.velocity(x, t, conditioning)
+        rows = torch.tensor([2, 0])
+        selected = flow.velocity(x[rows], t[rows], conditioning.select(rows))
+    assert torch.allclose(uncached, cached, atol=1e-5)
+    assert torch.allclose(selected, uncached[rows], atol=1e-5)
+
+
+def test_masked_pokes_act_as_absent_pokes(prior):
+    flow = prior.flow
+    c = flow.config
+    frame_tokens = prior.vae.encode_frame(torch.zeros(1, 128, 128, 3, dtype=torch.uint8))
+    x, t = torch.randn(1, c.num_latents, c.latent_channels), torch.tensor([0.5])
+    with torch.no_grad():
+        none = flow(x, t, frame_tokens, torch.zeros(1, 0, 5), torch.zeros(1, 0, dtype=torch.bool), [""])
+        masked = flow(x, t, frame_tokens, torch.rand(1, 3, 5), torch.zeros(1, 3, dtype=torch.bool), [""])
+        poked = flow(x, t, frame_tokens, torch.rand(1, 3, 5), torch.ones(1, 3, dtype=torch.bool), [""])
+    assert torch.allclose(none, masked, atol=1e-5)
+    assert not torch.allclose(none, poked, atol=1e-5)
+
+
+def test_poke_aware_decoder_ignores_masked_pokes_and_decodes_chunks_exactly(prior):
+    vae = prior.vae
+    assert vae.config.decoder_pokes > 0
+    latent = torch.randn(1, *vae.config.latent_shape)
+    frames = torch.zeros(1, 128, 128, 3, dtype=torch.uint8)
+    queries = torch.rand(1, 10, 2) * 2 - 1
+    pokes = torch.rand(1, 2, 5)
+    with torch.no_grad():
+        plain = vae.decode(frames, latent, queries)
+        masked = vae.decode(frames, latent, queries, pokes=pokes, poke_mask=torch.zeros(1, 2, dtype=torch.bool))
+        whole = vae.decode(frames, latent, queries, pokes=pokes)
+        chunked = vae.decode(frames, latent, queries, pokes=pokes, chunk_size=3)
+    assert torch.allclose(plain, masked, atol=1e-5)
+    assert torch.allclose(whole, chunked, atol=1e-5)
+
+
+def test_integrators_solve_a_known_flow():
+    # Straight paths from z = 0.5 to the noise: the exact velocity is noise - 0.5.
+    noise = torch.randn(4, 3)
+    target = torch.full_like(noise, 0.5)
+    for method in ("euler", "heun"):
+        result = integrate(lambda x, t: (x - target) / t.clamp_min(1e-6)[:, None], noise, 4, method)
+        assert torch.allclose(result, target, atol=1e-5), method
+    with pytest.raises(ValueError, match="method"):
+        integrate(lambda x, t: x, noise, 4, "rk45")
+
+
+def test_tiny_flow_overfits_one_clip(pipeline_run, tmp_path):
+    """Trained on a single clip, sampling from noise lands on that clip's latent."""
+    from motion_prior.shards import ClipStore, shard_name, write_shard
+
+    source = ClipDataset(pipeline_run / "data", split="train")
+    root = tmp_path / "one"
+    store = ClipStore.create(root, {"name": "test_flow", "version": "0"})
+    store.add_shard(write_shard(root / shard_name(0), [source.clip(0)]))
+    recipe = flow_preset("tiny")
+    recipe.vae = str(pipeline_run / "vae-pokes")
+    recipe.hflip, recipe.drop_conditions, recipe.frame_dropout, recipe.text_fraction = False, 0.0, 0.0, 0.0
+    recipe.encode_tracks = 32  # all tracks: one fixed target latent
+    recipe.train.steps, recipe.train.lr = 300, 3e-3
+    task = FlowTask(recipe)
+    data = ClipDataset(root)
+    model = Trainer(task, data, None, tmp_path / "run", recipe.train, "", device="cpu", progress=False).fit()
+    sample = data[0]
+    frames = sample["frame"][None]
+    with torch.no_grad():
+        frame_tokens = task.vae.encode_frame(frames)
+        mean, _ = task.vae.encode(frames, sample["tracks"][None], sample["visibility"][None])
+        target = task.normalise(mean)
+        conditioning = model.condition(frame_tokens, torch.zeros(1, 0, 5), torch.zeros(1, 0, dtype=torch.bool), [""])
+        noise = torch.randn(4, *target.shape[1:], generator=torch.Generator().manual_seed(0))
+        result = integrate(lambda x, t: model.velocity(x, t, conditioning.select(torch.zeros(4, dtype=torch.long))),
+                           noise, 16)
+    error = (result - target).pow(2).mean() / target.pow(2).mean().clamp_min(1e-6)
+    assert error < 0.1, f"relative squared error {float(error):.3f}"
+
+
+# ----------------------------------------------------------------------------- MotionPrior
+
+
+def test_sampling_is_deterministic_under_a_seed(prior, clip):
+    first = prior.sample(clip.frame, num_samples=3, seed=7, grid_size=4)
+    again = prior.sample(clip.frame, num_samples=3, seed=7, grid_size=4)
+    other = prior.sample(clip.frame, num_samples=3, seed=8, grid_size=4)
+    generator = torch.Generator().manual_seed(7)
+    with_generator = prior.sample(clip.frame, num_samples=3, generator=generator, grid_size=4)
+    assert np.array_equal(first.tracks, again.tracks)
+    assert np.array_equal(first.tracks, with_generator.tracks)
+    assert not np.allclose(first.tracks, other.tracks)
+
+
+@pytest.mark.parametrize("count", range(0, 5))
+def test_shapes_for_every_poke_count_up_to_the_maximum(prior, clip, count):
+    assert prior.max_pokes == 4
+    pokes = np.tile([[40.0, 50.0, 60.0, 55.0, 0.5]], (count, 1))
+    futures = prior.sample(clip.frame, pokes if count else None, num_samples=2, query_points=[[10, 20], [64, 64]],
+                           seed=0, steps=2)
+    assert futures.tracks.shape == (2, 2, 64, 2)
+    assert futures.pokes.shape == (count, 5)
+    assert futures.endpoints([1]).shape == (2, 1, 2)
+    assert futures.mean_endpoint().shape == (2, 2) and futures.spread().shape == (2,)
+    assert set(futures.timing) == {"frame", "flow", "decode", "total"}
+
+
+def test_default_query_points_are_a_dense_grid_and_guidance_and_heun_run(prior, clip):
+    futures = prior.sample(clip.frame, [[40, 50, 60, 55, 1.0]], text="the pusher pushes the box up",
+                           num_samples=2, grid_size=5, guidance=2.0, method="heun", steps=2, seed=0)
+    assert futures.tracks.shape == (2, 25, 64, 2) and futures.query_points.shape == (25, 2)
+    assert np.isfinite(futures.tracks).all()
+
+
+def test_pixel_results_match_normalised_ones_for_any_frame_size(prior, clip):
+    frame = np.repeat(np.repeat(clip.frame, 2, axis=0), 3, axis=1)  # 256 x 384
+    size = frame.shape[:2]
+    points = np.array([[0.1, -0.2], [0.5, 0.5]], np.float32)
+    pokes = np.array([[0.1, -0.2, 0.3, -0.1, 1.0]], np.float32)
+    normalised = prior.sample(frame, pokes, num_samples=2, query_points=points, coords="normalized", seed=3, steps=2)
+    pixel_pokes = np.concatenate([normalized_to_pixels(pokes[:, :2], size), normalized_to_pixels(pokes[:, 2:4], size),
+                                  pokes[:, 4:]], axis=1)
+    pixels = prior.sample(frame, pixel_pokes, num_samples=2, query_points=normalized_to_pixels(points, size),
+                          seed=3, steps=2)
+    assert np.allclose(pixels.tracks, normalized_to_pixels(normalised.tracks, size), atol=1e-3)
+    assert np.allclose(pixels.query_points, normalized_to_pixels(points, size), atol=1e-4)
+    assert pixels.image_size == (256, 384)
+
+
+def test_batched_candidates_share_one_call(prior, clip):
+    candidates = [np.array([[40, 50, 60, 55, 1.0]]), np.zeros((0, 5)), np.array([[40, 50, 20, 55, 0.5]] * 3)]
+    batch = prior.sample_batch(clip.frame, candidates, num_samples=3, query_points=[[40, 50]], seed=0, steps=2)
+    assert batch.tracks.shape == (3, 3, 1, 64, 2) and len(batch) == 3
+    assert batch.endpoints().shape == (3, 3, 1, 2)
+    assert [len(p) for p in batch.pokes] == [1, 0, 3]
+    assert batch[2].pokes.shape == (3, 5)
+
+
+@pytest.mark.parametrize("kwargs, argument", [
+    ({"frame": np.zeros((64, 64, 3), np.float32)}, "frame"),
+    ({"frame": np.zeros((64, 64), np.uint8)}, "frame"),
+    ({"pokes": np.zeros((2, 4))}, "pokes"),
+    ({"pokes": [[1, 2, np.nan, 4, 1.0]]}, "pokes"),
+    ({"pokes": np.tile([[1, 2, 3, 4, 1.0]], (5, 1))}, "pokes"),
+    ({"pokes": [[1, 2, 3, 4, 0.0]]}, "pokes"),
+    ({"pokes": [[1, 2, 3, 4, 1.5]]}, "pokes"),
+    ({"query_points": [[1.0, np.inf]]}, "query_points"),
+    ({"query_points": np.zeros((3, 3))}, "query_points"),
+    ({"num_samples": 0}, "num_samples"),
+    ({"steps": 0}, "steps"),
+    ({"method": "rk4"}, "method"),
+    ({"coords": "meters"}, "coords"),
+    ({"guidance": float("nan")}, "guidance"),
+    ({"text": 5}, "text"),
+    ({"seed": "seven"}, "seed"),
+])
+def test_bad_inputs_raise_one_clear_error(prior, clip, kwargs, argument):
+    arguments = {"frame": clip.frame, "num_samples": 1, "steps": 1, "grid_size": 2, **kwargs}
+    with pytest.raises(InputError) as raised:
+        prior.sample(**arguments)
+    assert raised.value.argument == argument
+
+
+def test_futures_pictures_are_written(prior, clip, tmp_path):
+    futures = prior.sample(clip.frame, [[40, 50, 60, 55, 1.0]], num_samples=2, grid_size=3, seed=0, steps=2)
+    assert futures.picture(scale=2).shape == (256, 256, 3)
+    assert futures.save(tmp_path / "f.png").stat().st_size > 0
+    assert futures.save(tmp_path / "f.gif").stat().st_size > 0
+    with pytest.raises(InputError):
+        futures.save(tmp_path / "f.jpg")
+
+
+# ----------------------------------------------------------------------------- pipeline, evaluation, CLI
+
+
+def test_train_all_records_every_stage_and_packs_float16_weights(pipeline_run):
+    from safetensors import safe_open
+
+    for stage in ("vae", "vae-pokes", "flow"):
+        assert (pipeline_run / stage / "metrics.jsonl").is_file(), stage
+    with safe_open(str(pipeline_run / "model" / "flow" / "model.safetensors"), "pt") as weights:
+        assert weights.get_tensor("out.weight").dtype == torch.float16
+    recipe = (pipeline_run / "flow" / "recipe.yaml").read_text()
+    assert "vae-pokes" in recipe
+
+
+def test_eval_flow_reports_every_case_with_baselines(prior, pipeline_run, tmp_path):
+    from motion_prior.flow_eval import evaluate_flow
+
+    report = evaluate_flow(prior, str(pipeline_run / "data"), str(tmp_path), split="train", max_clips=3,
+                           num_samples=2, steps=2, pool_size=8, sweep_clips=2, pictures=1, progress=False)
+    for case in ("0_pokes", "1_pokes", "8_pokes", "1_poke_random_end"):
+        assert set(report["cases"][case]) == {"model", "static", "poke_only", "retrieval"}
+        assert report["cases"][case]["model"]["min_mse"] <= report["cases"][case]["model"]["mean_mse"]
+    assert report["cases"]["1_pokes"]["model"]["epe"] is not None
+    assert report["cases"]["0_pokes"]["static"]["diversity"] == 0
+    assert len(report["steps_sweep"]) == 12
+    assert json.loads((tmp_path / "flow_eval.json").read_text())["clips"] == 3
+    for name in ("flow_eval.md", "flow_eval.png", "futures_1_poke_0.png"):
+        assert (tmp_path / name).stat().st_size > 0
+
+
+def test_poke_only_baseline_hits_the_poke_exactly():
+    from motion_prior.flow_eval import future_errors, poke_only_baseline
+
+    tracks = torch.rand(1, 4, 8, 2)
+    pokes = torch.tensor([[[*tracks[0, 2, 0].tolist(), 0.3, 0.4, 3 / 7]]])  # frame 3 of 0..7
+    mask, indices = torch.ones(1, 1, dtype=torch.bool), torch.tensor([[2]])
+    predicted = poke_only_baseline(tracks, pokes, mask, indices)
+    assert future_errors(predicted, tracks, pokes, mask, indices)["epe"].abs().max() < 1e-4
+    assert torch.equal(predicted[0, 0, 0], tracks[0, 0, :1].expand(8, 2))
+
+
+def test_cli_samples_the_model_in_a_demo(pipeline_run, tmp_path):
+    from motion_prior.cli import main
+
+    assert main(["demo", "--model", str(pipeline_run / "model"), "--out", str(tmp_path), "--samples", "2"]) == 0
+    assert (tmp_path / "futures.png").stat().st_size > 0 and (tmp_path / "futures.gif").stat().st_size > 0
+    assert main(["model", "info", str(pipeline_run / "model")]) == 0
+    assert main(["eval", "flow", "--model", str(tmp_path / "missing"), "--data", str(pipeline_run / "data")]) == 2
