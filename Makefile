@@ -1,5 +1,5 @@
 # The two commands a new user needs; both set everything up first (idempotent).
-#   make demo   generate a few simulated clips and draw their tracks (runs/demo/)
+#   make demo   sample futures of a simulated push with the shipped model (runs/demo/)
 #   make test   run the test suite (what CI runs)
 .PHONY: setup demo test
 
@@ -7,9 +7,7 @@ setup:
 	@bash scripts/bootstrap.sh
 
 demo: setup
-	.venv/bin/motion-prior data generate --out runs/demo/clips --clips 8 --workers 2 --seed 0 --store-frames-every 4
-	.venv/bin/motion-prior data show runs/demo/clips --index 0 --out runs/demo/clip-00000.png
-	.venv/bin/motion-prior data show runs/demo/clips --index 1 --out runs/demo/clip-00001.gif
+	.venv/bin/motion-prior demo --out runs/demo
 
 # pytest exits 5 when it collected no test: a failure like any other non-zero code.
 test: setup

@@ -11,7 +11,13 @@ poke-aware decoder, 5 px with one). So the decoder gets a poke path
   probability `no_poke_fraction` on top, so the latent stays informative on its own (a decoder
   that always sees pokes lets the latent grow lazy, measured);
 - pokes come from the clip's own tracks, moving ones oversampled, end times anywhere in
-  (0, 1] (`motion_prior.pokes.draw_pokes`).
+  (0, 1] (`motion_prior.pokes.draw_pokes`);
+- with probability `corrupt_fraction` the latent is corrupted towards noise, in the flow's
+  normalised space: z' = (1 - s) z + s * noise with s ~ U(0, 1). At sampling time the latent
+  comes from the flow and is only approximately right; a decoder that only ever saw exact
+  latents follows the latent and ignores the pokes (measured: poked-point error 14 px with
+  sampled latents against 1.9 px with exact ones). Corrupted latents teach it to let the pokes
+  win where they speak.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ class DecoderRecipe:
     train: TrainConfig = field(default_factory=TrainConfig)
     max_pokes: int = 8
     no_poke_fraction: float = 0.25
+    corrupt_fraction: float = 0.5
     moving_weight: float = 8.0
     encode_tracks: int = 32
     huber_beta: float = 0.05
@@ -51,7 +58,7 @@ PRESETS = {
     "tiny": DecoderRecipe(train=TrainConfig(steps=60, batch_size=8, lr=3e-3, warmup_steps=5, ema_decay=0.0,
                                             log_every=10, val_every=30, checkpoint_every=30, num_workers=0),
                           max_pokes=4, encode_tracks=16, val_clips=16),
-    "small": DecoderRecipe(train=TrainConfig(steps=1500, batch_size=32, lr=5e-4, warmup_steps=100, ema_decay=0.998,
+    "small": DecoderRecipe(train=TrainConfig(steps=3000, batch_size=32, lr=5e-4, warmup_steps=100, ema_decay=0.998,
                                              val_every=500)),
 }
 
@@ -83,6 +90,16 @@ class DecoderTask:
     def __init__(self, recipe: DecoderRecipe):
         self.recipe = recipe
         self.model_config = replace(load_config(recipe.vae, VAEConfig), decoder_pokes=recipe.max_pokes)
+        stats = read_tensors(Path(recipe.vae) / STATS_FILE)
+        self.stats = {"mean": stats["mean"].float(), "std": stats["std"].float()}
+
+    def corrupt(self, latent: torch.Tensor, strength: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Move latents `[B, S, G, G, C]` towards noise by `strength [B]` in [0, 1], in the
+        normalised space the flow samples in."""
+        mean, std = (self.stats[k].to(latent.device) for k in ("mean", "std"))
+        noise = torch.randn(latent.shape, generator=generator).to(latent.device)
+        s = strength.view(-1, 1, 1, 1, 1).to(latent.device)
+        return ((1 - s) * (latent - mean) / std + s * noise) * std + mean
 
     def build_model(self) -> TrajectoryVAE:
         return poke_aware_vae(self.recipe.vae, self.recipe.max_pokes)
@@ -102,6 +119,8 @@ class DecoderTask:
         with torch.no_grad():
             frame_tokens = vae.encode_frame(frames)
             latent, _ = vae.encode(frames, tracks[:, chosen], visibility[:, chosen], frame_tokens)
+            corrupted = torch.rand(b, generator=generator) < self.recipe.corrupt_fraction
+            latent = self.corrupt(latent, torch.rand(b, generator=generator) * corrupted, generator)
         pokes, mask, indices = draw_pokes(tracks, visibility, self._counts(b, generator), self.recipe.max_pokes,
                                           generator, self.recipe.moving_weight)
         decoded = vae.decode(frames, latent, tracks[:, :, 0], frame_tokens, pokes=pokes, poke_mask=mask).float()
@@ -113,9 +132,11 @@ class DecoderTask:
     @torch.no_grad()
     def validate(self, model: TrajectoryVAE, data: Dataset, device) -> dict:
         """On the first `val_clips` clips: moving-point L1 without pokes, and with one poke
-        (end time 1) the poked point's end-point error, all in pixels of the frame."""
+        (end time 1) the poked point's end-point error, all in pixels of the frame; the last
+        with the latent half-way to noise too (how much the decoder listens to pokes)."""
         subset = Subset(data, range(min(len(data), self.recipe.val_clips)))
-        totals = {"l1_px_moving_0_pokes": [], "l1_px_moving_1_poke": [], "epe_px_1_poke": []}
+        totals = {"l1_px_moving_0_pokes": [], "l1_px_moving_1_poke": [], "epe_px_1_poke": [],
+                  "epe_px_1_poke_half_noise_latent": []}
         for batch in DataLoader(subset, batch_size=64):
             frames, tracks = batch["frame"].to(device), batch["tracks"].to(device)
             visibility = batch["visibility"].to(device)
@@ -130,6 +151,10 @@ class DecoderTask:
                 name = "l1_px_moving_0_pokes" if count == 0 else "l1_px_moving_1_poke"
                 totals[name].append(l1_pixels(decoded.float(), tracks, frames.shape[2])[moving].cpu())
             totals["epe_px_1_poke"].append(_poke_epe(decoded.float(), pokes, mask, indices, frames.shape[2], reduce=False).cpu())
+            noisy = self.corrupt(latent, torch.full((len(tracks),), 0.5), generator)
+            decoded = model.decode(frames, noisy, tracks[:, :, 0], pokes=pokes, poke_mask=mask)
+            totals["epe_px_1_poke_half_noise_latent"].append(
+                _poke_epe(decoded.float(), pokes, mask, indices, frames.shape[2], reduce=False).cpu())
         return {k: float(torch.cat(v).mean()) if v else math.nan for k, v in totals.items()}
 
     @torch.no_grad()

@@ -15,7 +15,8 @@ Baselines on the same cases: static; poke-only (poked points move linearly to th
 by its end time and stay, the rest stay); nearest-neighbour retrieval (the K training clips
 whose tracks match the pokes best, or whose frames match best without pokes, lend their
 motion: each query point copies the displacement of the retrieved clip's track that starts
-nearest to it). Then quality against the number of sampling steps, with time per sample.
+nearest to it). Then quality against the number of sampling steps and the guidance scale, with time per
+sample.
 """
 
 from __future__ import annotations
@@ -32,11 +33,11 @@ from tqdm import tqdm
 
 from motion_prior.pokes import draw_pokes, positions_at
 from motion_prior.prior import MotionPrior
-from motion_prior.vae_training import gather_tracks
 
 METRIC_SCALE = 64.0  # normalised -> pixels of a 128 x 128 image
 POKE_COUNTS = (0, 1, 2, 4, 8)
 STEP_COUNTS = (1, 2, 4, 8, 16, 32)
+GUIDANCE_SCALES = (1.5, 2.0, 3.0)
 DIRECTIONS = {"to the right": (1.0, 0.0), "to the left": (-1.0, 0.0), "down": (0.0, 1.0), "up": (0.0, -1.0)}
 MOVING_WEIGHT = 8.0
 
@@ -228,8 +229,8 @@ def evaluate_flow(prior: MotionPrior, data: str, out: str, split: str = "test", 
                         for case, methods in results.items()},
               "text_direction_agreement": {k: round(float(np.mean(v)), 3) if v else None for k, v in agreement.items()},
               "text_direction_clips": len(agreement["text"])}
-    report["steps_sweep"] = steps_sweep(prior, Subset(test, range(min(sweep_clips, len(test)))), num_samples,
-                                        batch_size, progress)
+    report["sampler_sweep"] = sampler_sweep(prior, Subset(test, range(min(sweep_clips, len(test)))), num_samples,
+                                            batch_size, steps, progress)
     (out_dir / "flow_eval.json").write_text(json.dumps(report, indent=1))
     (out_dir / "flow_eval.md").write_text(markdown_report(report))
     _plots(report, out_dir)
@@ -264,31 +265,34 @@ def _action_case(prior, test, offset, batch, results, retrieval, num_samples, st
 
 
 @torch.no_grad()
-def steps_sweep(prior: MotionPrior, clips, num_samples: int, batch_size: int, progress: bool = True) -> list[dict]:
+def sampler_sweep(prior: MotionPrior, clips, num_samples: int, batch_size: int, steps: int,
+                  progress: bool = True) -> list[dict]:
     """1-poke quality (poke at the horizon) and sampling time per future against the number of
-    Euler and Heun steps, on the same clips and pokes."""
+    Euler and Heun steps, then against the guidance scale at `steps` Euler steps; all on the
+    same clips, pokes and noise."""
+    settings = [(method, n, 1.0) for method in ("euler", "heun") for n in STEP_COUNTS]
+    settings += [("euler", steps, g) for g in GUIDANCE_SCALES]
     rows = []
-    for method in ("euler", "heun"):
-        for steps in STEP_COUNTS:
-            parts, seconds, futures_made = {}, 0.0, 0
-            for batch_number, batch in enumerate(DataLoader(clips, batch_size=batch_size)):
-                frames, tracks = batch["frame"].to(prior.device), batch["tracks"].to(prior.device)
-                generator = torch.Generator().manual_seed(2000 + batch_number)
-                pokes, mask, indices = draw_pokes(tracks, batch["visibility"].to(prior.device),
-                                                  torch.ones(len(tracks), dtype=torch.long), 1, generator,
-                                                  MOVING_WEIGHT, 1.0)
-                started = time.perf_counter()
-                futures = prior.sample_tensors(frames, pokes, mask, [""] * len(tracks), tracks[:, :, 0], num_samples,
-                                               steps, method, generator=generator)
-                seconds += time.perf_counter() - started
-                futures_made += futures.shape[0] * futures.shape[1]
-                _accumulate(parts, future_errors(futures, tracks, pokes, mask, indices))
-            row = {"method": method, "steps": steps, **_summarise(parts),
-                   "ms_per_future": round(1000 * seconds / futures_made, 3)}
-            rows.append(row)
-            if progress:
-                tqdm.write(f"steps sweep: {method} {steps:2d} steps: min-MSE {row['min_mse']}, EPE {row['epe']}, "
-                           f"{row['ms_per_future']} ms/future")
+    for method, n, guidance in settings:
+        parts, seconds, futures_made = {}, 0.0, 0
+        for batch_number, batch in enumerate(DataLoader(clips, batch_size=batch_size)):
+            frames, tracks = batch["frame"].to(prior.device), batch["tracks"].to(prior.device)
+            generator = torch.Generator().manual_seed(2000 + batch_number)
+            pokes, mask, indices = draw_pokes(tracks, batch["visibility"].to(prior.device),
+                                              torch.ones(len(tracks), dtype=torch.long), 1, generator,
+                                              MOVING_WEIGHT, 1.0)
+            started = time.perf_counter()
+            futures = prior.sample_tensors(frames, pokes, mask, [""] * len(tracks), tracks[:, :, 0], num_samples,
+                                           n, method, guidance, generator=generator)
+            seconds += time.perf_counter() - started
+            futures_made += futures.shape[0] * futures.shape[1]
+            _accumulate(parts, future_errors(futures, tracks, pokes, mask, indices))
+        row = {"method": method, "steps": n, "guidance": guidance, **_summarise(parts),
+               "ms_per_future": round(1000 * seconds / futures_made, 3)}
+        rows.append(row)
+        if progress:
+            tqdm.write(f"sampler sweep: {method} {n:2d} steps, guidance {guidance}: min-MSE {row['min_mse']}, "
+                       f"EPE {row['epe']}, {row['ms_per_future']} ms/future")
     return rows
 
 
@@ -319,10 +323,12 @@ def markdown_report(report: dict) -> str:
     lines += ["", f"Text direction agreement on {report['text_direction_clips']} clips whose text names a push "
               f"direction: text-conditioned {agreement['text']}, unconditional {agreement['unconditional']} "
               f"(ground truth {agreement['truth']}; chance 0.25).", "",
-              "| sampler | steps | min-MSE | EPE (px) | diversity (px) | ms per future |", "|---|---|---|---|---|---|"]
-    for row in report["steps_sweep"]:
-        lines.append(f"| {row['method']} | {row['steps']} | {row['min_mse']} | {row['epe']} | {row['diversity']} | "
-                     f"{row['ms_per_future']} |")
+              "1 poke at the horizon, against the sampler:", "",
+              "| sampler | steps | guidance | min-MSE | EPE (px) | diversity (px) | ms per future |",
+              "|---|---|---|---|---|---|---|"]
+    for row in report["sampler_sweep"]:
+        lines.append(f"| {row['method']} | {row['steps']} | {row['guidance']} | {row['min_mse']} | {row['epe']} | "
+                     f"{row['diversity']} | {row['ms_per_future']} |")
     return "\n".join(lines) + "\n"
 
 
@@ -339,7 +345,7 @@ def _plots(report: dict, out_dir: Path) -> None:
     axes[0].set(xlabel="pokes", ylabel="min-MSE (px², 128 px)", title="min-MSE against poke count", yscale="log")
     axes[0].legend()
     for method in ("euler", "heun"):
-        rows = [r for r in report["steps_sweep"] if r["method"] == method]
+        rows = [r for r in report["sampler_sweep"] if r["method"] == method and r["guidance"] == 1.0]
         axes[1].plot([r["steps"] for r in rows], [r["min_mse"] for r in rows], marker="o", label=f"{method} min-MSE")
         axes[1].plot([r["steps"] for r in rows], [r["epe"] for r in rows], marker="x", linestyle="--",
                      label=f"{method} EPE (px)")

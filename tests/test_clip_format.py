@@ -319,7 +319,9 @@ def test_dataset_sample_has_the_documented_keys_dtypes_and_shapes(make_clip_dir,
     root = make_clip_dir([[1, 2, 3], [4, 5]], n=6, t=8)
     dataset = ClipDataset(root)
     sample = dataset[3]
-    assert set(sample) == {"frame", "tracks", "visibility", "object_id", "clip_index"}
+    assert set(sample) == {"frame", "tracks", "visibility", "object_id", "clip_index", "text"}
+    assert sample["text"] == ""  # clips without a description
+    assert ClipDataset(make_clip_dir([[7]], name="described", full=True))[0]["text"] == make_clip(7, full=True).text
     expected = {"frame": (torch.uint8, (12, 16, 3)), "tracks": (torch.float32, (6, 8, 2)),
                 "visibility": (torch.bool, (6, 8)), "object_id": (torch.int64, (6,)), "clip_index": (torch.int64, ())}
     for key, (dtype, shape) in expected.items():

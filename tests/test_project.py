@@ -65,11 +65,13 @@ def test_library_never_imports_ros_mujoco_or_gymnasium():
 def test_every_cli_verb_has_help(capsys):
     parser = build_parser()
     groups = [a for a in parser._subparsers._group_actions][0].choices
-    verbs = [(g, v) for g, sub in groups.items() for v in sub._subparsers._group_actions[0].choices]
-    assert ("data", "generate") in verbs and ("data", "show") in verbs
-    for group, verb in verbs:
+    commands = [(g, v) for g, sub in groups.items() if sub._subparsers
+                for v in sub._subparsers._group_actions[0].choices]
+    commands += [(g,) for g, sub in groups.items() if not sub._subparsers]  # single words: `demo`
+    assert ("data", "generate") in commands and ("train", "flow") in commands and ("demo",) in commands
+    for command in commands:
         with pytest.raises(SystemExit) as exit_info:
-            main([group, verb, "--help"])
+            main([*command, "--help"])
         assert exit_info.value.code == 0
         assert "usage: motion-prior" in capsys.readouterr().out
 
@@ -92,3 +94,31 @@ def test_cli_errors_name_the_problem_and_exit_nonzero(tmp_path, capsys):
     assert "no index.json" in capsys.readouterr().err
     assert main(["data", "generate", "--out", str(tmp_path / "x"), "--clips", "1", "--points", "0"]) == 2
     assert "num_points" in capsys.readouterr().err
+
+
+def test_default_model_ships_inside_the_package_and_loads():
+    from fnmatch import fnmatch
+
+    from motion_prior.prior import MotionPrior, default_model_dir
+
+    directory = default_model_dir()
+    files = [p.relative_to(directory.parent.parent).as_posix() for p in directory.rglob("*") if p.is_file()]
+    patterns = re.search(r'package_data=\{"motion_prior": \[(.*?)\]\}', (ROOT / "setup.py").read_text()).group(1)
+    patterns = [p.strip().strip('"') for p in patterns.split(",")]
+    assert files and all(any(fnmatch(f, p) for p in patterns) for f in files), "a model file would not be installed"
+    size = sum((directory.parent.parent / f).stat().st_size for f in files)
+    assert size <= 20 * 2**20, f"the default model is {size / 2**20:.1f} MiB"
+    prior = MotionPrior.load("default")
+    futures = prior.sample(np.zeros((96, 160, 3), np.uint8), [[80, 48, 100, 48, 1.0]], num_samples=2, grid_size=2,
+                           seed=0)
+    assert futures.tracks.shape == (2, 4, prior.num_frames, 2) and np.isfinite(futures.tracks).all()
+
+
+def test_demo_samples_the_default_model_and_writes_its_pictures(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "motion_prior.cli", "demo", "--out", str(tmp_path)],
+                            capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "sampled 8 futures in" in result.stdout and str(tmp_path / "futures.png") in result.stdout
+    picture = np.asarray(Image.open(tmp_path / "futures.png"))
+    assert picture.shape[1] > picture.shape[0] and picture.std() > 0
+    assert (tmp_path / "futures.gif").stat().st_size > 0
