@@ -138,7 +138,7 @@ def _eval_flow(args: argparse.Namespace) -> int:
     prior = MotionPrior.load(args.model, device=args.device)
     out = args.out or "flow-eval"
     evaluate_flow(prior, args.data, out, split=args.split, max_clips=args.clips, num_samples=args.samples,
-                  steps=args.steps, pool_size=args.pool, sweep_clips=args.sweep_clips, pictures=args.pictures)
+                  steps=args.steps, guidance=args.guidance, pool_size=args.pool, sweep_clips=args.sweep_clips, pictures=args.pictures)
     print((Path(out) / "flow_eval.md").read_text())
     print(f"wrote {out}/flow_eval.json, flow_eval.md, flow_eval.png and pictures")
     return 0
@@ -271,6 +271,7 @@ def _register_builtin(groups: dict[str, argparse._SubParsersAction]) -> None:
     evf.add_argument("--clips", type=int, default=256, help="at most this many clips (default 256)")
     evf.add_argument("--samples", type=int, default=8, help="K futures per case (default 8)")
     evf.add_argument("--steps", type=int, default=8, help="Euler steps for the main table (default 8)")
+    evf.add_argument("--guidance", type=float, default=2.0, help="guidance scale for the main table (default 2)")
     evf.add_argument("--pool", type=int, default=4096, help="training clips the retrieval baseline searches")
     evf.add_argument("--sweep-clips", type=int, default=128, help="clips of the steps sweep (default 128)")
     evf.add_argument("--pictures", type=int, default=4, help="pictures of K futures to draw (default 4)")

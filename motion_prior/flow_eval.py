@@ -32,12 +32,13 @@ from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
 from motion_prior.pokes import draw_pokes, positions_at
-from motion_prior.prior import MotionPrior
+from motion_prior.prior import DEFAULT_GUIDANCE, DEFAULT_STEPS, MotionPrior
 
 METRIC_SCALE = 64.0  # normalised -> pixels of a 128 x 128 image
 POKE_COUNTS = (0, 1, 2, 4, 8)
 STEP_COUNTS = (1, 2, 4, 8, 16, 32)
 GUIDANCE_SCALES = (1.5, 2.0, 3.0)
+GUIDED_STEPS = (1, 4, 8)
 DIRECTIONS = {"to the right": (1.0, 0.0), "to the left": (-1.0, 0.0), "down": (0.0, 1.0), "up": (0.0, -1.0)}
 MOVING_WEIGHT = 8.0
 
@@ -169,7 +170,8 @@ def _direction_of(shift) -> tuple[float, float]:
 
 @torch.no_grad()
 def evaluate_flow(prior: MotionPrior, data: str, out: str, split: str = "test", max_clips: int = 256,
-                  num_samples: int = 8, steps: int = 8, pool_size: int = 4096, sweep_clips: int = 128,
+                  num_samples: int = 8, steps: int = DEFAULT_STEPS, guidance: float = DEFAULT_GUIDANCE,
+                  pool_size: int = 4096, sweep_clips: int = 128,
                   pictures: int = 4, batch_size: int = 16, progress: bool = True) -> dict:
     """Run every case (module docstring) and write `flow_eval.json`, `flow_eval.md`, plots and
     pictures to `out`. Returns the report."""
@@ -198,7 +200,8 @@ def evaluate_flow(prior: MotionPrior, data: str, out: str, split: str = "test", 
         for name, count, end_time in cases:
             pokes, mask, indices = draw_pokes(tracks, visibility, torch.full((b,), count), max(count, 1), generator,
                                               MOVING_WEIGHT, end_time)
-            futures = prior.sample_tensors(frames, pokes, mask, [""] * b, starts, num_samples, steps, generator=generator)
+            futures = prior.sample_tensors(frames, pokes, mask, [""] * b, starts, num_samples, steps,
+                                           guidance=guidance, generator=generator)
             _accumulate(results[name]["model"], future_errors(futures, tracks, pokes, mask, indices))
             baselines = {"static": tracks[:, None, :, :1].expand(-1, 1, -1, tracks.shape[2], -1),
                          "poke_only": poke_only_baseline(tracks, pokes, mask, indices),
@@ -210,7 +213,8 @@ def evaluate_flow(prior: MotionPrior, data: str, out: str, split: str = "test", 
         none = torch.zeros(b, 1, 5, device=device), torch.zeros(b, 1, dtype=torch.bool, device=device)
         index0 = torch.zeros(b, 1, dtype=torch.long, device=device)
         texts = list(batch["text"])
-        with_text = prior.sample_tensors(frames, *none, texts, starts, num_samples, steps, generator=generator)
+        with_text = prior.sample_tensors(frames, *none, texts, starts, num_samples, steps, guidance=guidance,
+                                         generator=generator)
         without = prior.sample_tensors(frames, *none, [""] * b, starts, num_samples, steps, generator=generator)
         _accumulate(results["text"]["model"], future_errors(with_text, tracks, *none, index0))
         _accumulate(results["text"]["unconditional"], future_errors(without, tracks, *none, index0))
@@ -221,23 +225,24 @@ def evaluate_flow(prior: MotionPrior, data: str, out: str, split: str = "test", 
         agreement["unconditional"] += plain_agree
         agreement["truth"] += truth
         _action_case(prior, test, batch_number * batch_size, batch, results["action"], retrieval, num_samples, steps,
-                     generator)
+                     guidance, generator)
         bar.update(b)
     bar.close()
-    report = {"clips": len(clips), "split": split, "num_samples": num_samples, "steps": steps, "pool_size": pool_size,
+    report = {"clips": len(clips), "split": split, "num_samples": num_samples, "steps": steps, "guidance": guidance,
+              "pool_size": pool_size,
               "cases": {case: {method: _summarise(parts) for method, parts in methods.items()}
                         for case, methods in results.items()},
               "text_direction_agreement": {k: round(float(np.mean(v)), 3) if v else None for k, v in agreement.items()},
               "text_direction_clips": len(agreement["text"])}
     report["sampler_sweep"] = sampler_sweep(prior, Subset(test, range(min(sweep_clips, len(test)))), num_samples,
-                                            batch_size, steps, progress)
+                                            batch_size, progress)
     (out_dir / "flow_eval.json").write_text(json.dumps(report, indent=1))
     (out_dir / "flow_eval.md").write_text(markdown_report(report))
     _plots(report, out_dir)
     return report
 
 
-def _action_case(prior, test, offset, batch, results, retrieval, num_samples, steps, generator) -> None:
+def _action_case(prior, test, offset, batch, results, retrieval, num_samples, steps, guidance, generator) -> None:
     """The pusher's own action pokes (start -> each waypoint), at most `prior.max_pokes`."""
     device = prior.device
     b = len(batch["tracks"])
@@ -254,7 +259,7 @@ def _action_case(prior, test, offset, batch, results, retrieval, num_samples, st
     frames, tracks = batch["frame"][keep].to(device), batch["tracks"][keep].to(device)
     pokes, mask = pokes.to(device), mask.to(device)
     futures = prior.sample_tensors(frames, pokes, mask, [""] * len(keep), tracks[:, :, 0], num_samples, steps,
-                                   generator=generator)
+                                   guidance=guidance, generator=generator)
     no_index = torch.zeros(len(keep), most, dtype=torch.long, device=device)
     no_mask = torch.zeros_like(mask)  # the pusher's projected point is not one of the tracks: no EPE
     _accumulate(results["model"], future_errors(futures, tracks, pokes, no_mask, no_index))
@@ -265,13 +270,12 @@ def _action_case(prior, test, offset, batch, results, retrieval, num_samples, st
 
 
 @torch.no_grad()
-def sampler_sweep(prior: MotionPrior, clips, num_samples: int, batch_size: int, steps: int,
-                  progress: bool = True) -> list[dict]:
+def sampler_sweep(prior: MotionPrior, clips, num_samples: int, batch_size: int, progress: bool = True) -> list[dict]:
     """1-poke quality (poke at the horizon) and sampling time per future against the number of
-    Euler and Heun steps, then against the guidance scale at `steps` Euler steps; all on the
-    same clips, pokes and noise."""
+    Euler and Heun steps without guidance, then against the guidance scale at a few Euler step
+    counts; all on the same clips, pokes and noise."""
     settings = [(method, n, 1.0) for method in ("euler", "heun") for n in STEP_COUNTS]
-    settings += [("euler", steps, g) for g in GUIDANCE_SCALES]
+    settings += [("euler", n, g) for n in GUIDED_STEPS for g in GUIDANCE_SCALES]
     rows = []
     for method, n, guidance in settings:
         parts, seconds, futures_made = {}, 0.0, 0
@@ -312,7 +316,8 @@ def _pictures(out_dir: Path, batch: dict, futures: torch.Tensor, pokes, mask, co
 def markdown_report(report: dict) -> str:
     """The evaluation table as Markdown."""
     lines = [f"Flow evaluation on {report['clips']} {report['split']} clips, K = {report['num_samples']} samples, "
-             f"{report['steps']} Euler steps; 128 x 128 px; retrieval pool {report['pool_size']} training clips.", "",
+             f"{report['steps']} Euler steps, guidance {report['guidance']}; 128 x 128 px; retrieval pool "
+             f"{report['pool_size']} training clips. EPE and diversity in px; MSE in px².", "",
              "| case | method | min-MSE | mean-MSE | meanT-MSE | EPE (px) | diversity (px) |",
              "|---|---|---|---|---|---|---|"]
     for case, methods in report["cases"].items():

@@ -305,7 +305,7 @@ def test_eval_flow_reports_every_case_with_baselines(prior, pipeline_run, tmp_pa
         assert report["cases"][case]["model"]["min_mse"] <= report["cases"][case]["model"]["mean_mse"]
     assert report["cases"]["1_pokes"]["model"]["epe"] is not None
     assert report["cases"]["0_pokes"]["static"]["diversity"] == 0
-    assert len(report["sampler_sweep"]) == 12 + 3  # Euler and Heun at 6 step counts, 3 guidance scales
+    assert len(report["sampler_sweep"]) == 12 + 9  # Euler and Heun at 6 step counts; 3 x 3 guided settings
     assert json.loads((tmp_path / "flow_eval.json").read_text())["clips"] == 3
     for name in ("flow_eval.md", "flow_eval.png", "futures_1_poke_0.png"):
         assert (tmp_path / name).stat().st_size > 0
