@@ -128,12 +128,10 @@ class FlowTask:
         dropped = torch.rand(b, generator=generator) < r.drop_conditions
         frame_mask = (torch.rand(b, generator=generator) >= r.frame_dropout).to(device)
         counts = torch.where(dropped, 0, counts)
-        anywhere = draw_pokes(tracks, visibility, counts, p, generator, r.moving_weight)
-        at_horizon = draw_pokes(tracks, visibility, counts, p, generator, r.moving_weight, end_time=1.0)
-        horizon = (torch.rand(b, generator=generator) < r.horizon_fraction).to(device)
-        pokes = torch.where(horizon[:, None, None], at_horizon[0], anywhere[0])
+        horizon = torch.rand(b, generator=generator) < r.horizon_fraction
+        pokes, mask, _ = draw_pokes(tracks, visibility, counts, p, generator, r.moving_weight, at_horizon=horizon)
         texts = [text if keep and not drop else "" for text, keep, drop in zip(texts, keep_text, dropped)]
-        return pokes, anywhere[1], texts, frame_mask
+        return pokes, mask, texts, frame_mask
 
     def loss(self, model, batch: dict, generator: torch.Generator, step: int):
         frames, tracks, visibility, texts = batch["frame"], batch["tracks"], batch["visibility"], batch["text"]

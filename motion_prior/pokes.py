@@ -104,13 +104,15 @@ def draw_pokes(
     generator: torch.Generator,
     moving_weight: float = 8.0,
     end_time: float | None = None,
+    at_horizon: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Draw pokes from clips' own tracks: how every model is trained and evaluated with pokes.
 
     Clip b gets `counts[b]` pokes on distinct tracks that are visible in the start frame;
     tracks that move (`motion_prior.metrics.moving_mask`) are `1 + moving_weight` times as
     likely. Each poke's end time is `end_time` or, if None, a random frame in (0, 1] of the
-    horizon; its end point is where the track is then.
+    horizon, except in the rows where `at_horizon` (`bool [B]`) is True, whose pokes end at
+    the last frame; its end point is where the track is then.
 
     Args:
         tracks: `[B, N, T, 2]` normalised (x, y).
@@ -133,6 +135,8 @@ def draw_pokes(
         indices = torch.cat([indices, indices[:, :1].expand(b, max_pokes - n)], dim=1)
     if end_time is None:
         frames = torch.randint(1, t, (b, max_pokes), generator=generator).to(tracks.device)
+        if at_horizon is not None:
+            frames = torch.where(at_horizon.to(tracks.device)[:, None], t - 1, frames)
         times = frames.to(tracks.dtype) / (t - 1)
     else:
         times = torch.full((b, max_pokes), float(end_time), dtype=tracks.dtype, device=tracks.device)

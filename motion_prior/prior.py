@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from motion_prior.camera import pixels_to_normalized
-from motion_prior.checkpoints import CheckpointError, STATS_FILE, WEIGHTS_FILE, load_config, read_tensors
+from motion_prior.checkpoints import CheckpointError, STATS_FILE, WEIGHTS_FILE, load_config, load_weights, read_tensors
 from motion_prior.errors import InputError
 from motion_prior.flow import Conditioning, FlowConfig, FlowNetwork
 from motion_prior.futures import COORDS, Futures, FuturesBatch, to_coords
@@ -49,19 +49,11 @@ def default_model_dir() -> Path:
     return Path(str(resources.files("motion_prior") / "models" / "default"))
 
 
-def _load_module(module: torch.nn.Module, directory: Path) -> None:
-    state = read_tensors(directory / WEIGHTS_FILE)
-    expected = module.state_dict()
-    if set(state) != set(expected) or any(state[k].shape != expected[k].shape for k in state):
-        raise CheckpointError(f"{directory / WEIGHTS_FILE}: weights do not match {directory / 'config.yaml'}")
-    module.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()})
-
-
 def load_vae_with_stats(directory: str | Path) -> tuple[TrajectoryVAE, dict[str, torch.Tensor]]:
     """A Stage 1 checkpoint: (the VAE in eval mode, latent statistics {"mean", "std"} `[C]`)."""
     directory = Path(directory)
     vae = TrajectoryVAE(load_config(directory, VAEConfig))
-    _load_module(vae, directory)
+    load_weights(vae, directory / WEIGHTS_FILE)  # float16 files are cast to the model's float32
     stats = read_tensors(directory / STATS_FILE)
     return vae.eval(), {"mean": stats["mean"].float(), "std": stats["std"].float()}
 
@@ -89,7 +81,7 @@ class MotionPrior:
             raise CheckpointError(f"{directory}: expected a model directory with vae/ and flow/ checkpoints")
         vae, stats = load_vae_with_stats(directory / "vae")
         flow = FlowNetwork(load_config(directory / "flow", FlowConfig))
-        _load_module(flow, directory / "flow")
+        load_weights(flow, directory / "flow" / WEIGHTS_FILE)
         device = torch.device(device)
         return cls(vae.to(device), flow.to(device), {k: v.to(device) for k, v in stats.items()})
 

@@ -71,6 +71,11 @@ def test_draw_pokes_draws_counts_of_distinct_moving_tracks_and_their_true_end_po
     assert torch.allclose(pokes[1, :3, 0:2], tracks[1, indices[1, :3], 0])
     fixed, _, _ = draw_pokes(tracks, visibility, torch.tensor([2, 2]), 2, generator, end_time=1.0)
     assert (fixed[..., 4] == 1).all()
+    counts = torch.tensor([2, 2])
+    free, _, _ = draw_pokes(tracks, visibility, counts, 2, torch.Generator().manual_seed(5))
+    mixed, _, _ = draw_pokes(tracks, visibility, counts, 2, torch.Generator().manual_seed(5),
+                             at_horizon=torch.tensor([True, False]))
+    assert (mixed[0, :, 4] == 1).all() and torch.equal(mixed[1], free[1])
 
 
 def test_positions_at_interpolates_between_frames():
