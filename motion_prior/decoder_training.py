@@ -114,16 +114,15 @@ class DecoderTask:
         if self.recipe.hflip:
             flip = torch.rand(b, generator=generator) < 0.5
             frames, tracks = mirror(frames, tracks, flip.to(tracks.device))
-        vae = model.module if hasattr(model, "module") else model
         chosen = torch.randperm(n, generator=generator)[: min(self.recipe.encode_tracks, n)].to(tracks.device)
         with torch.no_grad():
-            frame_tokens = vae.encode_frame(frames)
-            latent, _ = vae.encode(frames, tracks[:, chosen], visibility[:, chosen], frame_tokens)
+            frame_tokens = model.encode_frame(frames)
+            latent, _ = model.encode(frames, tracks[:, chosen], visibility[:, chosen], frame_tokens)
             corrupted = torch.rand(b, generator=generator) < self.recipe.corrupt_fraction
             latent = self.corrupt(latent, torch.rand(b, generator=generator) * corrupted, generator)
         pokes, mask, indices = draw_pokes(tracks, visibility, self._counts(b, generator), self.recipe.max_pokes,
                                           generator, self.recipe.moving_weight)
-        decoded = vae.decode(frames, latent, tracks[:, :, 0], frame_tokens, pokes=pokes, poke_mask=mask).float()
+        decoded = model.decode(frames, latent, tracks[:, :, 0], frame_tokens, pokes=pokes, poke_mask=mask).float()
         loss = torch.nn.functional.smooth_l1_loss(decoded, tracks, beta=self.recipe.huber_beta)
         size = frames.shape[2]
         return loss, {"l1_px": (decoded.detach() - tracks).abs().mean() * size / 2,
@@ -179,8 +178,15 @@ def finetune_decoder(data: str, out: str, recipe: DecoderRecipe, resume: bool = 
                      max_minutes: float | None = None, progress: bool = True) -> TrajectoryVAE:
     """Fine-tune the decoder of `recipe.vae` to read pokes; `out` becomes a complete VAE
     checkpoint (config with `decoder_pokes`, weights, latent statistics)."""
+    import os
+
     from motion_prior.training import Trainer
 
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        # The loss corrupts the latent between encoder and decoder, outside the module's
+        # forward, which DistributedDataParallel needs to see; the job is short enough to run in
+        # one process (23 minutes on 2 CPU cores).
+        raise ValueError("train decoder: runs in one process; start it without torchrun")
     task = DecoderTask(recipe)
     train_data, val_data = open_splits(data, task.model_config)
     trainer = Trainer(task, train_data, val_data if len(val_data) else None, out, recipe.train,

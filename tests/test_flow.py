@@ -334,3 +334,13 @@ def test_cli_samples_the_model_in_a_demo(pipeline_run, tmp_path):
     assert (tmp_path / "futures.png").stat().st_size > 0 and (tmp_path / "futures.gif").stat().st_size > 0
     assert main(["model", "info", str(pipeline_run / "model")]) == 0
     assert main(["eval", "flow", "--model", str(tmp_path / "missing"), "--data", str(pipeline_run / "data")]) == 2
+
+
+def test_decoder_fine_tune_refuses_torchrun_with_a_clear_error(pipeline_run, tmp_path, monkeypatch):
+    from motion_prior.decoder_training import finetune_decoder, preset as decoder_preset
+
+    recipe = decoder_preset("tiny")
+    recipe.vae = str(pipeline_run / "vae")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ValueError, match="one process"):
+        finetune_decoder(str(pipeline_run / "data"), str(tmp_path / "run"), recipe)
