@@ -85,50 +85,45 @@ def _data_import(args: argparse.Namespace) -> int:
     return 0
 
 
-def _train_vae(args: argparse.Namespace) -> int:
+def _recipe(args: argparse.Namespace, recipe_class, preset):
+    """The recipe a `train` verb runs: --recipe file or --preset, with command-line overrides."""
     from motion_prior.configs import load_yaml
-    from motion_prior.vae_training import VAERecipe, preset, train_vae
 
-    recipe = load_yaml(VAERecipe, args.recipe) if args.recipe else preset(args.preset)
+    recipe = load_yaml(recipe_class, args.recipe) if args.recipe else preset(args.preset)
     for key, value in {"steps": args.steps, "batch_size": args.batch_size, "seed": args.seed}.items():
         if value is not None:
             setattr(recipe.train, key, value)
+    if getattr(args, "vae", None):
+        recipe.vae = args.vae
+    return recipe
+
+
+def _run_training(args: argparse.Namespace, train, recipe, what: str) -> int:
     started = time.perf_counter()
-    train_vae(args.data, args.out, recipe, resume=args.resume, device=args.device, max_minutes=args.max_minutes)
-    print(f"trained VAE in {args.out} ({(time.perf_counter() - started) / 60:.1f} min this run)")
+    train(args.data, args.out, recipe, resume=args.resume, device=args.device, max_minutes=args.max_minutes)
+    print(f"{what} in {args.out} ({(time.perf_counter() - started) / 60:.1f} min this run)")
     return 0
+
+
+def _train_vae(args: argparse.Namespace) -> int:
+    from motion_prior.vae_training import VAERecipe, preset, train_vae
+
+    return _run_training(args, train_vae, _recipe(args, VAERecipe, preset), "trained VAE")
 
 
 def _train_decoder(args: argparse.Namespace) -> int:
-    from motion_prior.configs import load_yaml
     from motion_prior.decoder_training import DecoderRecipe, finetune_decoder, preset
 
-    recipe = load_yaml(DecoderRecipe, args.recipe) if args.recipe else preset(args.preset)
-    recipe.vae = args.vae or recipe.vae
+    recipe = _recipe(args, DecoderRecipe, preset)
     if not recipe.vae:
         raise ValueError("--vae: expected the VAE run directory to start from, got nothing")
-    for key, value in {"steps": args.steps, "batch_size": args.batch_size, "seed": args.seed}.items():
-        if value is not None:
-            setattr(recipe.train, key, value)
-    started = time.perf_counter()
-    finetune_decoder(args.data, args.out, recipe, resume=args.resume, device=args.device, max_minutes=args.max_minutes)
-    print(f"poke-aware VAE in {args.out} ({(time.perf_counter() - started) / 60:.1f} min this run)")
-    return 0
+    return _run_training(args, finetune_decoder, recipe, "poke-aware VAE")
 
 
 def _train_flow(args: argparse.Namespace) -> int:
-    from motion_prior.configs import load_yaml
     from motion_prior.flow_training import FlowRecipe, preset, train_flow
 
-    recipe = load_yaml(FlowRecipe, args.recipe) if args.recipe else preset(args.preset)
-    recipe.vae = args.vae or recipe.vae
-    for key, value in {"steps": args.steps, "batch_size": args.batch_size, "seed": args.seed}.items():
-        if value is not None:
-            setattr(recipe.train, key, value)
-    started = time.perf_counter()
-    train_flow(args.data, args.out, recipe, resume=args.resume, device=args.device, max_minutes=args.max_minutes)
-    print(f"trained flow in {args.out} ({(time.perf_counter() - started) / 60:.1f} min this run)")
-    return 0
+    return _run_training(args, train_flow, _recipe(args, FlowRecipe, preset), "trained flow")
 
 
 def _eval_flow(args: argparse.Namespace) -> int:

@@ -5,6 +5,7 @@ Unknown keys are an error (a typo must not silently fall back to a default).
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import typing
 from pathlib import Path
@@ -59,3 +60,11 @@ def config_from_yaml(cls, text: str, where: str = "config"):
 
 def load_yaml(cls, path: str | Path):
     return config_from_yaml(cls, Path(path).read_text(), str(path))
+
+
+def copy_preset(presets: dict, name: str):
+    """A deep copy of `presets[name]` (callers may change it freely); a clear error for an
+    unknown name."""
+    if name not in presets:
+        raise ValueError(f"preset: expected one of {sorted(presets)}, got {name!r}")
+    return copy.deepcopy(presets[name])

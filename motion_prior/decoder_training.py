@@ -30,7 +30,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from motion_prior.checkpoints import CheckpointError, WEIGHTS_FILE, load_config, read_tensors
-from motion_prior.configs import config_to_yaml
+from motion_prior.configs import config_to_yaml, copy_preset
 from motion_prior.metrics import l1_pixels, moving_mask
 from motion_prior.pokes import draw_pokes, positions_at
 from motion_prior.training import TrainConfig
@@ -64,9 +64,7 @@ PRESETS = {
 
 
 def preset(name: str) -> DecoderRecipe:
-    if name not in PRESETS:
-        raise ValueError(f"preset: expected one of {sorted(PRESETS)}, got {name!r}")
-    return replace(PRESETS[name], train=replace(PRESETS[name].train))
+    return copy_preset(PRESETS, name)
 
 
 def poke_aware_vae(source: str | Path, max_pokes: int) -> TrajectoryVAE:

@@ -26,7 +26,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from motion_prior.checkpoints import load_config
-from motion_prior.configs import config_to_yaml
+from motion_prior.configs import config_to_yaml, copy_preset
 from motion_prior.flow import FlowConfig, FlowNetwork
 from motion_prior.pokes import draw_pokes
 from motion_prior.text import TextEncoderConfig
@@ -78,10 +78,7 @@ PRESETS = {
 
 
 def preset(name: str) -> FlowRecipe:
-    if name not in PRESETS:
-        raise ValueError(f"preset: expected one of {sorted(PRESETS)}, got {name!r}")
-    recipe = PRESETS[name]
-    return replace(recipe, model=replace(recipe.model), train=replace(recipe.train))
+    return copy_preset(PRESETS, name)
 
 
 def matched_to_vae(config: FlowConfig, vae: VAEConfig) -> FlowConfig:

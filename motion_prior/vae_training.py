@@ -19,12 +19,12 @@ full-size steps, which collapses the posterior onto the prior within 100 steps (
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from motion_prior.configs import config_to_yaml
+from motion_prior.configs import config_to_yaml, copy_preset
 from motion_prior.frame_encoder import FrameEncoderConfig
 from motion_prior.metrics import l1_pixels, moving_mask
 from motion_prior.training import TrainConfig
@@ -75,10 +75,7 @@ PRESETS = {
 
 
 def preset(name: str) -> VAERecipe:
-    if name not in PRESETS:
-        raise ValueError(f"preset: expected one of {sorted(PRESETS)}, got {name!r}")
-    recipe = PRESETS[name]
-    return replace(recipe, model=replace(recipe.model), train=replace(recipe.train))
+    return copy_preset(PRESETS, name)
 
 
 def encoded_subset(batch: dict, count: int) -> torch.Tensor:

@@ -64,3 +64,15 @@ def make_clip_dir(tmp_path):
         return root
 
     return _make
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Train and sample with one torch thread: faster for tiny models on the 2-core machine,
+    and the same numbers whatever the core count."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -21,12 +21,7 @@ from motion_prior.text import HashedTextEncoder, TextEncoderConfig
 from motion_prior.training import Trainer
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
