@@ -109,5 +109,12 @@ def load_weights(model: nn.Module, path: Path) -> None:
     model.load_state_dict(state)
 
 
+def read_latent_stats(directory: str | Path) -> dict[str, torch.Tensor]:
+    """A Stage 1 checkpoint's latent statistics: {"mean", "std"}, float32 `[C]`, what Stage 2
+    normalises latents with."""
+    stats = read_tensors(Path(directory) / STATS_FILE)
+    return {"mean": stats["mean"].float(), "std": stats["std"].float()}
+
+
 def json_bytes(data) -> bytes:
     return json.dumps(data, indent=1).encode()

@@ -29,13 +29,13 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from motion_prior.checkpoints import CheckpointError, WEIGHTS_FILE, load_config, read_tensors
+from motion_prior.checkpoints import CheckpointError, WEIGHTS_FILE, load_config, read_latent_stats, read_tensors
 from motion_prior.configs import config_to_yaml, copy_preset
 from motion_prior.metrics import l1_pixels, moving_mask
 from motion_prior.pokes import draw_pokes, positions_at
 from motion_prior.training import TrainConfig
 from motion_prior.vae import TrajectoryVAE, VAEConfig
-from motion_prior.vae_training import STATS_FILE, encoded_subset, gather_tracks, mirror, open_splits
+from motion_prior.vae_training import STATS_FILE, encoded_subset, gather_tracks, open_splits, training_view
 
 
 @dataclass
@@ -88,8 +88,7 @@ class DecoderTask:
     def __init__(self, recipe: DecoderRecipe):
         self.recipe = recipe
         self.model_config = replace(load_config(recipe.vae, VAEConfig), decoder_pokes=recipe.max_pokes)
-        stats = read_tensors(Path(recipe.vae) / STATS_FILE)
-        self.stats = {"mean": stats["mean"].float(), "std": stats["std"].float()}
+        self.stats = read_latent_stats(recipe.vae)
 
     def corrupt(self, latent: torch.Tensor, strength: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """Move latents `[B, S, G, G, C]` towards noise by `strength [B]` in [0, 1], in the
@@ -107,12 +106,9 @@ class DecoderTask:
         return torch.where(torch.rand(batch_size, generator=generator) < self.recipe.no_poke_fraction, 0, counts)
 
     def loss(self, model, batch: dict, generator: torch.Generator, step: int):
-        frames, tracks, visibility = batch["frame"], batch["tracks"], batch["visibility"]
-        b, n = tracks.shape[:2]
-        if self.recipe.hflip:
-            flip = torch.rand(b, generator=generator) < 0.5
-            frames, tracks = mirror(frames, tracks, flip.to(tracks.device))
-        chosen = torch.randperm(n, generator=generator)[: min(self.recipe.encode_tracks, n)].to(tracks.device)
+        visibility = batch["visibility"]
+        frames, tracks, _, chosen = training_view(batch, self.recipe.hflip, self.recipe.encode_tracks, generator)
+        b = tracks.shape[0]
         with torch.no_grad():
             frame_tokens = model.encode_frame(frames)
             latent, _ = model.encode(frames, tracks[:, chosen], visibility[:, chosen], frame_tokens)

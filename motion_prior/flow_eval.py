@@ -218,14 +218,15 @@ def evaluate_flow(prior: MotionPrior, data: str, out: str, split: str = "test", 
         without = prior.sample_tensors(frames, *none, [""] * b, starts, num_samples, steps, generator=generator)
         _accumulate(results["text"]["model"], future_errors(with_text, tracks, *none, index0))
         _accumulate(results["text"]["unconditional"], future_errors(without, tracks, *none, index0))
-        names = [test.clip(batch_number * batch_size + row).object_names for row in range(b)]
+        full_clips = [test.clip(batch_number * batch_size + row) for row in range(b)]  # names, action pokes
+        names = [clip.object_names for clip in full_clips]
         text_agree, truth = _direction_agreement(with_text.cpu(), tracks.cpu(), batch["object_id"], texts, names)
         plain_agree, _ = _direction_agreement(without.cpu(), tracks.cpu(), batch["object_id"], texts, names)
         agreement["text"] += text_agree
         agreement["unconditional"] += plain_agree
         agreement["truth"] += truth
-        _action_case(prior, test, batch_number * batch_size, batch, results["action"], retrieval, num_samples, steps,
-                     guidance, generator)
+        _action_case(prior, [clip.pokes for clip in full_clips], batch, results["action"], retrieval, num_samples,
+                     steps, guidance, generator)
         bar.update(b)
     bar.close()
     report = {"clips": len(clips), "split": split, "num_samples": num_samples, "steps": steps, "guidance": guidance,
@@ -242,11 +243,10 @@ def evaluate_flow(prior: MotionPrior, data: str, out: str, split: str = "test", 
     return report
 
 
-def _action_case(prior, test, offset, batch, results, retrieval, num_samples, steps, guidance, generator) -> None:
-    """The pusher's own action pokes (start -> each waypoint), at most `prior.max_pokes`."""
+def _action_case(prior, sets, batch, results, retrieval, num_samples, steps, guidance, generator) -> None:
+    """The pusher's own action pokes (`sets`: each clip's `[P, 5]` or None; start -> each
+    waypoint), at most `prior.max_pokes`."""
     device = prior.device
-    b = len(batch["tracks"])
-    sets = [test.clip(offset + row).pokes for row in range(b)]
     keep = [row for row, p in enumerate(sets) if p is not None and len(p)]
     if not keep:
         return

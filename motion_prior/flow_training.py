@@ -32,7 +32,7 @@ from motion_prior.pokes import draw_pokes
 from motion_prior.text import TextEncoderConfig
 from motion_prior.training import TrainConfig
 from motion_prior.vae import VAEConfig
-from motion_prior.vae_training import mirror, open_splits
+from motion_prior.vae_training import open_splits, training_view
 
 MIRRORED_WORDS = {"left": "right", "right": "left"}
 
@@ -131,14 +131,11 @@ class FlowTask:
         return pokes, mask, texts, frame_mask
 
     def loss(self, model, batch: dict, generator: torch.Generator, step: int):
-        frames, tracks, visibility, texts = batch["frame"], batch["tracks"], batch["visibility"], batch["text"]
-        self._to(tracks.device)
-        b, n = tracks.shape[:2]
-        if self.recipe.hflip:
-            flip = torch.rand(b, generator=generator) < 0.5
-            frames, tracks = mirror(frames, tracks, flip.to(tracks.device))
-            texts = [mirror_text(text) if f else text for text, f in zip(texts, flip.tolist())]
-        chosen = torch.randperm(n, generator=generator)[: min(self.recipe.encode_tracks, n)].to(tracks.device)
+        visibility = batch["visibility"]
+        self._to(visibility.device)
+        frames, tracks, flip, chosen = training_view(batch, self.recipe.hflip, self.recipe.encode_tracks, generator)
+        texts = [mirror_text(text) if f else text for text, f in zip(batch["text"], flip.tolist())]
+        b = tracks.shape[0]
         with torch.no_grad():
             frame_tokens = self.vae.encode_frame(frames)
             mean, _ = self.vae.encode(frames, tracks[:, chosen], visibility[:, chosen], frame_tokens)

@@ -26,13 +26,14 @@ import torch
 import torch.nn.functional as F
 
 from motion_prior.camera import pixels_to_normalized
-from motion_prior.checkpoints import CheckpointError, STATS_FILE, WEIGHTS_FILE, load_config, load_weights, read_tensors
+from motion_prior.checkpoints import (CheckpointError, STATS_FILE, WEIGHTS_FILE, load_config, load_weights,
+                                      read_latent_stats, read_tensors)
 from motion_prior.errors import InputError
 from motion_prior.flow import Conditioning, FlowConfig, FlowNetwork
 from motion_prior.futures import COORDS, Futures, FuturesBatch, to_coords
 from motion_prior.pokes import validate_pokes
 from motion_prior.samplers import METHODS, guided, integrate
-from motion_prior.vae import TrajectoryVAE, VAEConfig
+from motion_prior.vae import TrajectoryVAE, load_vae
 
 # Chosen from `motion-prior eval flow`'s sampler sweep (models/default-eval/flow_eval.md): with
 # guidance 2 the poked point's error drops from 3.3 to 2.0 px at 8 Euler steps for a ~6% higher
@@ -51,11 +52,7 @@ def default_model_dir() -> Path:
 
 def load_vae_with_stats(directory: str | Path) -> tuple[TrajectoryVAE, dict[str, torch.Tensor]]:
     """A Stage 1 checkpoint: (the VAE in eval mode, latent statistics {"mean", "std"} `[C]`)."""
-    directory = Path(directory)
-    vae = TrajectoryVAE(load_config(directory, VAEConfig))
-    load_weights(vae, directory / WEIGHTS_FILE)  # float16 files are cast to the model's float32
-    stats = read_tensors(directory / STATS_FILE)
-    return vae.eval(), {"mean": stats["mean"].float(), "std": stats["std"].float()}
+    return load_vae(directory), read_latent_stats(directory)
 
 
 class MotionPrior:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -362,6 +363,16 @@ class TrajectoryVAE(nn.Module):
         mean, logvar = self.encode(frames, tracks, visibility, frame_tokens)
         latent = mean + torch.randn_like(mean) * (0.5 * logvar).exp() if sample else mean
         return self.decode(frames, latent, query_points, frame_tokens, pokes=pokes, poke_mask=poke_mask), mean, logvar
+
+
+def load_vae(directory: str | Path, device: str = "cpu") -> TrajectoryVAE:
+    """Load a VAE checkpoint directory (`config.yaml` + `model.safetensors`; float16 weights
+    are cast to float32) onto `device`, in eval mode."""
+    from motion_prior.checkpoints import WEIGHTS_FILE, load_config, load_weights
+
+    model = TrajectoryVAE(load_config(directory, VAEConfig))
+    load_weights(model, Path(directory) / WEIGHTS_FILE)
+    return model.to(device).eval()
 
 
 def kl_divergence(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:

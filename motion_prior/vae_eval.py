@@ -24,7 +24,6 @@ import torch
 from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
-from motion_prior.checkpoints import WEIGHTS_FILE, load_config, load_weights
 from motion_prior.datasets import ClipDataset
 from motion_prior.metrics import (
     PCK_THRESHOLDS,
@@ -34,18 +33,11 @@ from motion_prior.metrics import (
     pck,
     static_baseline,
 )
-from motion_prior.vae import TrajectoryVAE, VAEConfig
+from motion_prior.vae import TrajectoryVAE, load_vae
 from motion_prior.vae_training import encoded_subset, gather_tracks
 from motion_prior.visualize import draw_tracks, save_png
 
 EVAL_SIZE = 128
-
-
-def load_vae(directory: str | Path, device: str = "cpu") -> TrajectoryVAE:
-    """Load a VAE checkpoint directory (`config.yaml` + `model.safetensors`)."""
-    model = TrajectoryVAE(load_config(directory, VAEConfig))
-    load_weights(model, Path(directory) / WEIGHTS_FILE)
-    return model.to(device).eval()
 
 
 def _summary(errors: torch.Tensor, hits: torch.Tensor, mask: torch.Tensor) -> dict:

@@ -105,6 +105,22 @@ def mirror(frames: torch.Tensor, tracks: torch.Tensor, flip: torch.Tensor) -> tu
     return frames, tracks * torch.cat([sign, torch.ones_like(sign)], dim=-1)
 
 
+def training_view(batch: dict, hflip: bool, encode_tracks: int, generator: torch.Generator):
+    """The random view of a batch that every training task starts from: clips mirrored with
+    probability 1/2 (if `hflip`) and the indices of the tracks to encode.
+
+    Returns (frames `[B, H, W, 3]`, tracks `[B, N, T, 2]`, flip `bool [B]` (CPU), chosen
+    `long [encode_tracks]`)."""
+    frames, tracks = batch["frame"], batch["tracks"]
+    b, n = tracks.shape[:2]
+    flip = torch.zeros(b, dtype=torch.bool)
+    if hflip:
+        flip = torch.rand(b, generator=generator) < 0.5
+        frames, tracks = mirror(frames, tracks, flip.to(tracks.device))
+    chosen = torch.randperm(n, generator=generator)[: min(encode_tracks, n)].to(tracks.device)
+    return frames, tracks, flip, chosen
+
+
 class VAETask:
     """The VAE's part of the training loop (see `motion_prior.training.Trainer`)."""
 
@@ -115,12 +131,8 @@ class VAETask:
         return TrajectoryVAE(self.recipe.model)
 
     def loss(self, model, batch: dict, generator: torch.Generator, step: int):
-        frames, tracks, visibility = batch["frame"], batch["tracks"], batch["visibility"]
-        b, n = tracks.shape[:2]
-        if self.recipe.hflip:
-            flip = torch.rand(b, generator=generator) < 0.5
-            frames, tracks = mirror(frames, tracks, flip.to(tracks.device))
-        chosen = torch.randperm(n, generator=generator)[: min(self.recipe.encode_tracks, n)].to(tracks.device)
+        visibility = batch["visibility"]
+        frames, tracks, _, chosen = training_view(batch, self.recipe.hflip, self.recipe.encode_tracks, generator)
         decoded, mean, logvar = model(frames, tracks[:, chosen], visibility[:, chosen], tracks[:, :, 0])
         decoded = decoded.float()
         reconstruction = torch.nn.functional.smooth_l1_loss(decoded, tracks, beta=self.recipe.huber_beta)

@@ -33,7 +33,7 @@ from motion_prior.metrics import l1_pixels, moving_mask, static_baseline
 from motion_prior.shards import ClipStore, shard_name, write_shard
 from motion_prior.training import StepSampler
 from motion_prior.vae import TrajectoryVAE
-from motion_prior.vae_eval import load_vae
+from motion_prior.vae import load_vae
 from motion_prior.vae_training import PRESETS, VAERecipe, latent_statistics, preset, train_vae
 
 OVERFIT_STEPS = 300
