@@ -1,4 +1,5 @@
-"""Shared fixtures: synthetic clips and clip directories built with numpy (no MuJoCo)."""
+"""Shared fixtures: synthetic clips and clip directories built with numpy (no MuJoCo), and a tiny
+trained model (`pipeline_run`, `tiny_model`) for tests that sample futures."""
 
 from __future__ import annotations
 
@@ -76,3 +77,28 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def pipeline_run(tmp_path_factory) -> Path:
+    """`train all --preset tiny` on 32 simulated clips, once per test session: every stage,
+    packed into `run/model` (a `MotionPrior.load`-able tiny model for any test that samples)."""
+    import torch
+
+    from sim_envs.pipeline import train_all
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("train_all") / "run"
+    try:
+        model = train_all(out, "tiny", clips=32, workers=1, device="cpu", progress=False)
+    finally:
+        torch.set_num_threads(before)
+    assert model == out / "model"
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_model(pipeline_run) -> Path:
+    """The directory of the session's tiny model (`vae/` + `flow/`)."""
+    return pipeline_run / "model"

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,17 +21,6 @@ from motion_prior.training import Trainer
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-@pytest.fixture(scope="module")
-def pipeline_run(tmp_path_factory) -> Path:
-    """`train all --preset tiny` on 32 simulated clips: every stage, packed into run/model."""
-    from sim_envs.pipeline import train_all
-
-    out = tmp_path_factory.mktemp("train_all") / "run"
-    model = train_all(out, "tiny", clips=32, workers=1, device="cpu", progress=False)
-    assert model == out / "model"
-    return out
 
 
 @pytest.fixture(scope="module")
