@@ -149,16 +149,16 @@ def _model_pack(args: argparse.Namespace) -> int:
 
 
 def _model_info(args: argparse.Namespace) -> int:
-    from motion_prior.prior import MotionPrior, default_model_dir
+    from motion_prior.prior import MotionPrior, model_dir
 
-    prior = MotionPrior.load(args.model)
-    directory = default_model_dir() if args.model == "default" else Path(args.model)
-    count = {name: sum(p.numel() for p in module.parameters()) for name, module in
-             (("vae", prior.vae), ("flow", prior.flow))}
-    print(f"{directory}: frames {prior.image_size} x {prior.image_size} px, T = {prior.num_frames}, "
-          f"up to {prior.max_pokes} pokes, latent {list(prior.vae.config.latent_shape)}")
+    backend = MotionPrior.load(args.model).backend
+    vae, flow = backend.vae, backend.flow
+    count = {name: sum(p.numel() for p in module.parameters()) for name, module in (("vae", vae), ("flow", flow))}
+    spec = backend.spec
+    print(f"{model_dir(args.model)}: frames {spec.image_size} x {spec.image_size} px, T = {spec.num_frames}, "
+          f"up to {spec.max_pokes} pokes, latent {list(vae.config.latent_shape)}")
     print(f"parameters: VAE {count['vae'] / 1e6:.2f} M, flow {count['flow'] / 1e6:.2f} M; "
-          f"poke-aware decoder: {'yes' if prior.vae.config.decoder_pokes else 'no'}")
+          f"poke-aware decoder: {'yes' if vae.config.decoder_pokes else 'no'}")
     return 0
 
 

@@ -147,9 +147,10 @@ class FlowNetwork(nn.Module):
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
-    def context(self, frame_tokens, pokes, poke_mask, texts, frame_mask=None):
+    def context(self, frame_tokens, pokes, poke_mask, text_ids, frame_mask=None):
         """Condition tokens `[B, M, D]`, their rotary angles `[B, H, M, A]`, key mask `[B, M]`
-        and the latent-token bias `[B, S*G*G, D]`."""
+        and the latent-token bias `[B, S*G*G, D]`; `text_ids long [B, L]` from
+        :func:`motion_prior.text.token_ids`."""
         b = frame_tokens.shape[0]
         device = frame_tokens.device
         frame_mask = torch.ones(b, dtype=torch.bool, device=device) if frame_mask is None else frame_mask
@@ -157,7 +158,7 @@ class FlowNetwork(nn.Module):
         frame_bias = self.frame_direct(sample_grid(frame_tokens, cells)) * frame_mask[:, None, None]
         poke_tokens = self.poke_encoder(pokes)
         bias = frame_bias + self.poke_field(poke_tokens, pokes, poke_mask, cells)
-        text_tokens, text_mask = self.text_encoder(texts)
+        text_tokens, text_mask = self.text_encoder.embed_ids(text_ids)
         tokens = torch.cat([self.null.expand(b, -1, -1), self.frame_in(frame_tokens), poke_tokens,
                             self.text_in(text_tokens)], dim=1)
         num_frame, num_text = frame_tokens.shape[1], text_tokens.shape[1]
@@ -168,9 +169,18 @@ class FlowNetwork(nn.Module):
                           poke_mask, text_mask.to(device)], dim=1)
         return tokens, self.rope(positions), mask, bias
 
+    def text_ids(self, texts: list[str]) -> torch.Tensor:
+        """B strings -> `long [B, L]` word ids on the network's device."""
+        return self.text_encoder.token_ids(texts).to(self.null.device)
+
     def condition(self, frame_tokens, pokes, poke_mask, texts, frame_mask=None) -> Conditioning:
         """Precompute the :class:`Conditioning` of B rows of conditions (see class docstring)."""
-        tokens, angles, mask, bias = self.context(frame_tokens, pokes, poke_mask, texts, frame_mask)
+        return self.condition_ids(frame_tokens, pokes, poke_mask, self.text_ids(texts), frame_mask)
+
+    def condition_ids(self, frame_tokens, pokes, poke_mask, text_ids, frame_mask=None) -> Conditioning:
+        """:meth:`condition` with texts already turned into `text_ids long [B, L]` (the tensor-only
+        path that ONNX export traces)."""
+        tokens, angles, mask, bias = self.context(frame_tokens, pokes, poke_mask, text_ids, frame_mask)
         kv = [block.cross_attn.context_kv(tokens, angles) for block in self.blocks]
         return Conditioning(kv, mask, bias)
 
@@ -189,6 +199,6 @@ class FlowNetwork(nn.Module):
 
     def forward(self, x, t, frame_tokens, pokes, poke_mask, texts, frame_mask=None) -> torch.Tensor:
         """The uncached path (training): `x [B, S*G*G, C]`, `t [B]` -> velocity `[B, S*G*G, C]`."""
-        tokens, angles, mask, bias = self.context(frame_tokens, pokes, poke_mask, texts, frame_mask)
+        tokens, angles, mask, bias = self.context(frame_tokens, pokes, poke_mask, self.text_ids(texts), frame_mask)
         inputs = [{"context": tokens, "context_angles": angles, "mask": mask} for _ in self.blocks]
         return self._run(x, t, bias, inputs)

@@ -154,10 +154,11 @@ class FlowTask:
         horizon: the poked point's end-point error and min-MSE over `val_samples` samples
         (128 x 128 px, `motion_prior.flow_eval`)."""
         from motion_prior.flow_eval import future_errors
+        from motion_prior.backends import TorchBackend
         from motion_prior.prior import MotionPrior
 
         self._to(device)
-        prior = MotionPrior(self.vae, model, self.stats)
+        prior = MotionPrior(TorchBackend(self.vae, model, self.stats))
         subset = Subset(data, range(min(len(data), self.recipe.val_clips)))
         epe, min_mse = [], []
         for batch in DataLoader(subset, batch_size=32):

@@ -29,10 +29,12 @@ from motion_prior.camera import pixels_to_normalized
 from motion_prior.checkpoints import (CheckpointError, STATS_FILE, WEIGHTS_FILE, load_config, load_weights,
                                       read_latent_stats, read_tensors)
 from motion_prior.errors import InputError
+from motion_prior.backends import Backend, TorchBackend
 from motion_prior.flow import Conditioning, FlowConfig, FlowNetwork
 from motion_prior.futures import COORDS, Futures, FuturesBatch, to_coords
 from motion_prior.pokes import validate_pokes
 from motion_prior.samplers import METHODS, guided, integrate
+from motion_prior.text import token_ids
 from motion_prior.vae import TrajectoryVAE, load_vae
 
 # Chosen from `motion-prior eval flow`'s sampler sweep (models/default-eval/flow_eval.md): with
@@ -42,12 +44,20 @@ from motion_prior.vae import TrajectoryVAE, load_vae
 DEFAULT_STEPS = 8
 DEFAULT_GUIDANCE = 2.0
 DEFAULT_GRID = 16
-DECODE_CHUNK = 4096
+BACKENDS = ("torch", "torch-compile", "onnxruntime")
 
 
 def default_model_dir() -> Path:
     """The model shipped inside the package (`motion_prior/models/default`)."""
     return Path(str(resources.files("motion_prior") / "models" / "default"))
+
+
+def model_dir(model: str | Path) -> Path:
+    """`"default"` or a model directory -> its path, checked to hold `vae/` and `flow/`."""
+    directory = default_model_dir() if str(model) == "default" else Path(model)
+    if not (directory / "vae").is_dir() or not (directory / "flow").is_dir():
+        raise CheckpointError(f"{directory}: expected a model directory with vae/ and flow/ checkpoints")
+    return directory
 
 
 def load_vae_with_stats(directory: str | Path) -> tuple[TrajectoryVAE, dict[str, torch.Tensor]]:
@@ -59,48 +69,65 @@ class MotionPrior:
     """Frame + pokes/text -> sampled futures of any points (see the module docstring).
 
     Args:
-        vae: the Stage 1 model (poke-aware decoders use the pokes too).
-        flow: the Stage 2 flow network over its latent.
-        stats: latent statistics {"mean", "std"} `[C]` that normalise the flow's latents.
+        backend: what runs the networks (:class:`motion_prior.backends.TorchBackend`, or
+            `OnnxRuntimeBackend` from `motion_prior.onnx_runtime`); :meth:`load` builds one.
     """
 
-    def __init__(self, vae: TrajectoryVAE, flow: FlowNetwork, stats: dict[str, torch.Tensor]):
-        self.vae, self.flow = vae.eval(), flow.eval()
-        self.stats = stats
-        self.device = next(flow.parameters()).device
+    def __init__(self, backend: Backend):
+        self.backend = backend
+        self.spec = backend.spec
+        self.device = backend.device
 
     @classmethod
-    def load(cls, model: str | Path = "default", device: str = "cpu") -> "MotionPrior":
-        """Load `"default"` (shipped with the package) or a model directory (`vae/` + `flow/`)
-        onto `device` ("cpu", "cuda", "cuda:1", ...)."""
-        directory = default_model_dir() if str(model) == "default" else Path(model)
-        if not (directory / "vae").is_dir() or not (directory / "flow").is_dir():
-            raise CheckpointError(f"{directory}: expected a model directory with vae/ and flow/ checkpoints")
+    def load(cls, model: str | Path = "default", device: str = "cpu", backend: str = "torch",
+             providers: list[str] | None = None, precision: str = "fp32") -> "MotionPrior":
+        """Load `"default"` (shipped with the package) or a model directory (`vae/` + `flow/`).
+
+        Args:
+            device: "cpu", "cuda", "cuda:1", ...
+            backend: "torch" (eager), "torch-compile" or "onnxruntime". ONNX Runtime also
+                takes a directory written by `motion-prior export`; given a model, it exports
+                it once into the cache (`motion_prior.onnx_runtime.cached_export`).
+            providers: ONNX Runtime execution providers in order of preference (default: by
+                `device`, TensorRT > CUDA > CPU for "cuda"); the ones that really run are logged.
+            precision: "fp32", or "fp16" (ONNX Runtime on a GPU).
+        """
+        if backend not in BACKENDS:
+            raise InputError("backend", f"one of {BACKENDS}", backend)
+        if backend == "onnxruntime":
+            from motion_prior.onnx_runtime import OnnxRuntimeBackend
+
+            return cls(OnnxRuntimeBackend.load(model, device, providers, precision))
+        if providers is not None or precision != "fp32":
+            raise InputError("providers/precision", "only with backend='onnxruntime'", f"backend={backend!r}")
+        directory = model_dir(model)
         vae, stats = load_vae_with_stats(directory / "vae")
         flow = FlowNetwork(load_config(directory / "flow", FlowConfig))
         load_weights(flow, directory / "flow" / WEIGHTS_FILE)
         device = torch.device(device)
-        return cls(vae.to(device), flow.to(device), {k: v.to(device) for k, v in stats.items()})
+        return cls(TorchBackend(vae.to(device), flow.to(device), {k: v.to(device) for k, v in stats.items()},
+                                compile=backend == "torch-compile"))
 
     @property
     def image_size(self) -> int:
         """Side of the square frame the model sees, in pixels."""
-        return self.vae.config.frame.image_size
+        return self.spec.image_size
 
     @property
     def max_pokes(self) -> int:
-        return self.flow.config.max_pokes
+        return self.spec.max_pokes
 
     @property
     def num_frames(self) -> int:
-        return self.vae.config.num_frames
+        return self.spec.num_frames
 
     # -- the tensor core -------------------------------------------------------------------
 
     @torch.no_grad()
     def sample_tensors(self, frames, pokes, poke_mask, texts, query_points, num_samples: int,
                        steps: int = DEFAULT_STEPS, method: str = "euler", guidance: float = DEFAULT_GUIDANCE,
-                       generator: torch.Generator | None = None, timing: dict | None = None) -> torch.Tensor:
+                       generator: torch.Generator | None = None, timing: dict | None = None,
+                       noise: torch.Tensor | None = None) -> torch.Tensor:
         """Sample K futures per row, everything in model space.
 
         Args:
@@ -112,35 +139,36 @@ class MotionPrior:
             num_samples: K.
             generator: CPU generator of the noise (same seed, same futures on any device).
             timing: if given, receives seconds for "frame", "flow", "decode".
+            noise: the initial noise `[B * K, N, C]` instead of drawing it (tests, parity).
 
         Returns:
             `[B, K, Q, T, 2]` normalised tracks.
         """
         b, k = pokes.shape[0], num_samples
+        backend = self.backend
         started = time.perf_counter()
-        frame_tokens = self.vae.encode_frame(frames).expand(b, -1, -1)
+        frame_tokens = backend.encode_frame(frames).expand(b, -1, -1)
         encoded = time.perf_counter()
-        conditional = self.flow.condition(frame_tokens, pokes, poke_mask, texts)
+        text_ids = token_ids(texts, self.spec.text).to(self.device)
+        conditional = backend.condition(frame_tokens, pokes, poke_mask, text_ids)
         rows = torch.arange(b, device=frames.device).repeat_interleave(k)
         per_sample = conditional.select(rows)
         if not poke_mask.any() and not any(texts):
             guidance = 1.0  # nothing to guide towards: the unconditional half would be the same
         if guidance != 1.0:
-            unconditional = self.flow.condition(frame_tokens, pokes, torch.zeros_like(poke_mask), [""] * b)
-            both = Conditioning.cat([per_sample, unconditional.select(rows)])
+            unconditional = backend.condition(frame_tokens, pokes, torch.zeros_like(poke_mask),
+                                              torch.zeros_like(text_ids))
+            velocity = backend.velocity(Conditioning.cat([per_sample, unconditional.select(rows)]))
         else:
-            both = per_sample
-
-        def velocity(x, t, is_conditional):
-            return self.flow.velocity(x, t, per_sample if is_conditional else both)
-
-        shape = (b * k, self.flow.config.num_latents, self.flow.config.latent_channels)
-        noise = torch.randn(shape, generator=generator).to(self.device)
-        z = integrate(guided(velocity, guidance), noise, steps, method)
-        latent = (z * self.stats["std"] + self.stats["mean"]).view(b * k, *self.vae.config.latent_shape)
+            velocity = backend.velocity(per_sample)
+        shape = (b * k, self.spec.num_latents, self.spec.latent_channels)
+        if noise is None:
+            noise = torch.randn(shape, generator=generator)
+        elif tuple(noise.shape) != shape:
+            raise InputError("noise", f"a tensor {list(shape)}", list(noise.shape))
+        z = integrate(guided(lambda x, t, _: velocity(x, t), guidance), noise.to(self.device), steps, method)
         sampled = time.perf_counter()
-        tracks = self.vae.decode(None, latent, query_points[rows], frame_tokens[rows], chunk_size=DECODE_CHUNK,
-                                 pokes=pokes[rows], poke_mask=poke_mask[rows])
+        tracks = backend.decode(z, query_points[rows], frame_tokens[rows], pokes[rows], poke_mask[rows])
         if timing is not None:
             if self.device.type == "cuda":
                 torch.cuda.synchronize(self.device)

@@ -49,6 +49,15 @@ def words(text: str) -> list[str]:
     return WORD.findall(text.lower())
 
 
+def token_ids(texts: list[str], config: TextEncoderConfig) -> torch.Tensor:
+    """`B` strings -> `long [B, max_words]` bucket ids (1..buckets), 0 where there is no word."""
+    ids = torch.zeros(len(texts), config.max_words, dtype=torch.long)
+    for row, text in enumerate(texts):
+        for column, word in enumerate(words(text)[: config.max_words]):
+            ids[row, column] = 1 + zlib.crc32(word.encode()) % config.buckets
+    return ids
+
+
 class HashedTextEncoder(nn.Module):
     """The built-in, download-free text encoder (see the module docstring)."""
 
@@ -61,15 +70,15 @@ class HashedTextEncoder(nn.Module):
         self.norm = RMSNorm(config.dim)
 
     def token_ids(self, texts: list[str]) -> torch.Tensor:
-        """`B` strings -> `long [B, max_words]` bucket ids (1..buckets), 0 where there is no word."""
-        ids = torch.zeros(len(texts), self.config.max_words, dtype=torch.long)
-        for row, text in enumerate(texts):
-            for column, word in enumerate(words(text)[: self.config.max_words]):
-                ids[row, column] = 1 + zlib.crc32(word.encode()) % self.config.buckets
-        return ids
+        """`B` strings -> `long [B, max_words]` word ids (:func:`token_ids`)."""
+        return token_ids(texts, self.config)
 
     def forward(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        ids = self.token_ids(texts).to(self.position.device)
+        return self.embed_ids(self.token_ids(texts).to(self.position.device))
+
+    def embed_ids(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`long [B, max_words]` word ids -> (`tokens [B, max_words, dim]`, `mask bool [B, max_words]`).
+        The tensor half of :meth:`forward`, which exported graphs run (strings stay in Python)."""
         x = self.embed(ids) + self.position
         for block in self.blocks:
             x = block(x, None)

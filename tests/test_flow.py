@@ -88,12 +88,12 @@ def test_mirrored_text_swaps_left_and_right_only():
 
 
 def test_conditioning_cache_gives_the_uncached_velocity(prior):
-    flow = prior.flow
+    flow = prior.backend.flow
     generator = torch.Generator().manual_seed(1)
     b, c = 3, flow.config
     x = torch.randn(b, c.num_latents, c.latent_channels, generator=generator)
     t = torch.rand(b, generator=generator)
-    frame_tokens = prior.vae.encode_frame(torch.randint(0, 255, (b, 128, 128, 3), dtype=torch.uint8))
+    frame_tokens = prior.backend.vae.encode_frame(torch.randint(0, 255, (b, 128, 128, 3), dtype=torch.uint8))
     pokes = torch.rand(b, c.max_pokes, 5, generator=generator)
     mask = torch.tensor([[True] * c.max_pokes, [False] * c.max_pokes, [True] + [False] * (c.max_pokes - 1)])
     texts = ["the pusher pushes the box up", "", "nothing moves"]
@@ -108,9 +108,9 @@ def test_conditioning_cache_gives_the_uncached_velocity(prior):
 
 
 def test_masked_pokes_act_as_absent_pokes(prior):
-    flow = prior.flow
+    flow = prior.backend.flow
     c = flow.config
-    frame_tokens = prior.vae.encode_frame(torch.zeros(1, 128, 128, 3, dtype=torch.uint8))
+    frame_tokens = prior.backend.vae.encode_frame(torch.zeros(1, 128, 128, 3, dtype=torch.uint8))
     x, t = torch.randn(1, c.num_latents, c.latent_channels), torch.tensor([0.5])
     with torch.no_grad():
         none = flow(x, t, frame_tokens, torch.zeros(1, 0, 5), torch.zeros(1, 0, dtype=torch.bool), [""])
@@ -121,7 +121,7 @@ def test_masked_pokes_act_as_absent_pokes(prior):
 
 
 def test_poke_aware_decoder_ignores_masked_pokes_and_decodes_chunks_exactly(prior):
-    vae = prior.vae
+    vae = prior.backend.vae
     assert vae.config.decoder_pokes > 0
     latent = torch.randn(1, *vae.config.latent_shape)
     frames = torch.zeros(1, 128, 128, 3, dtype=torch.uint8)
