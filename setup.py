@@ -9,6 +9,13 @@ from glob import glob
 from setuptools import find_packages, setup
 
 PACKAGE = "motion_prior"
+ROS_WHEELS = [
+    f"{wheel}; platform_system == 'Linux' and platform_machine == 'x86_64'"
+    for wheel in ("ros-jazzy-rclpy==7.1.6", "ros-jazzy-rmw-fastrtps-cpp==8.4.3", "ros-jazzy-std-msgs==5.3.6",
+                  "ros-jazzy-sensor-msgs==5.3.6", "ros-jazzy-geometry-msgs==5.3.6",
+                  "ros-jazzy-visualization-msgs==5.3.6", "ros-jazzy-diagnostic-msgs==5.3.6",
+                  "ros-jazzy-rcl-interfaces==2.0.3", "ros-jazzy-lifecycle-msgs==2.0.3")
+]
 
 setup(
     name=PACKAGE,
@@ -35,7 +42,9 @@ setup(
         "onnx==1.23.2",
         "onnxscript==0.7.2",
     ],
-    extras_require={"test": ["pytest==9.2.0"]},
+    # ROS 2 Jazzy's client library and messages from PyPI (Linux x86_64 wheels only), for the
+    # nodes outside a ROS install and for their tests; a colcon build uses the system's ROS instead.
+    extras_require={"ros": ROS_WHEELS, "test": ["pytest==9.2.0", "rosbags==0.11.9", *ROS_WHEELS]},
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
