@@ -213,6 +213,15 @@ def sample_points(
     return body, local
 
 
+def advance_frame(sim: SceneSimulator, script: PusherScript, frame: int) -> None:
+    """Step the physics from frame `frame - 1` to frame `frame` (`sim.steps_per_frame` physics
+    steps), the pusher's mocap target following `script` at every physics step."""
+    fractions = np.arange(1, sim.steps_per_frame + 1) / sim.steps_per_frame
+    for xy in script.position(frame - 1 + fractions):
+        sim.data.mocap_pos[sim.pusher_mocap, :2] = xy
+        mujoco.mj_step(sim.model, sim.data)
+
+
 def simulate(
     sim: SceneSimulator, script: PusherScript, body: np.ndarray, local: np.ndarray,
     renderer: OffscreenRenderer | None, config: GeneratorConfig,
@@ -228,13 +237,9 @@ def simulate(
     tracks = np.empty((N, T, 2), dtype=np.float32)
     visibility = np.empty((N, T), dtype=bool)
     positions, rotations, qpos, frames, frame_indices = [], [], [], [], []
-    step_times = np.arange(1, sim.steps_per_frame + 1) / sim.steps_per_frame
     for t in range(T):
         if t > 0:
-            commanded = script.position(t - 1 + step_times)
-            for xy in commanded:
-                data.mocap_pos[sim.pusher_mocap, :2] = xy
-                mujoco.mj_step(model, data)
+            advance_frame(sim, script, t)
         pos, rot = sim.body_poses()
         positions.append(pos)
         rotations.append(rot)
@@ -326,13 +331,13 @@ def generate_scene_clips(scene_seed: int, config: GeneratorConfig, renderer: Off
     for _ in range(config.scripts_per_scene - 1):
         scripts.append(sample_script(rng, spec, config.script, T, config.fps, start=scripts[0].waypoints[0]))
     sim.reset(scripts[0].waypoints[0])
-    start_state = _get_state(sim)
+    start_state = get_state(sim)
     frame = renderer.render(sim.model, sim.data, CAMERA_NAME)
     pusher_z = float(sim.data.xpos[sim.pusher_body, 2])
     clips = []
     for variant, script in enumerate(scripts):
         point_rng = np.random.default_rng([scene_seed, 1, variant])
-        _set_state(sim, start_state)
+        set_state(sim, start_state)
         body, local = sample_points(sim, point_rng, config)
         result = simulate(sim, script, body, local, renderer, config)
         if np.abs(result["tracks"]).max() > MAX_ABS_COORD:
@@ -372,13 +377,15 @@ def generate_scene_clips(scene_seed: int, config: GeneratorConfig, renderer: Off
     return clips
 
 
-def _get_state(sim: SceneSimulator) -> np.ndarray:
+def get_state(sim: SceneSimulator) -> np.ndarray:
+    """The full integration state of the simulation (to branch rollouts from it)."""
     spec = mujoco.mjtState.mjSTATE_INTEGRATION
     state = np.empty(mujoco.mj_stateSize(sim.model, spec))
     mujoco.mj_getState(sim.model, sim.data, state, spec)
     return state
 
 
-def _set_state(sim: SceneSimulator, state: np.ndarray) -> None:
+def set_state(sim: SceneSimulator, state: np.ndarray) -> None:
+    """Restore a state from :func:`get_state` (and recompute derived quantities)."""
     mujoco.mj_setState(sim.model, sim.data, state, mujoco.mjtState.mjSTATE_INTEGRATION)
     mujoco.mj_forward(sim.model, sim.data)

@@ -60,11 +60,13 @@ class PusherScript:
         return data
 
 
-def _clear_of(point: np.ndarray, discs, margin: float) -> bool:
+def clear_of(point: np.ndarray, discs, margin: float) -> bool:
+    """Whether world xy `point [2]` is more than `margin` (m) outside every (centre, radius) disc."""
     return all(np.linalg.norm(point - c) > r + margin for c, r in discs)
 
 
-def _segment_clear_of(a: np.ndarray, b: np.ndarray, discs, margin: float) -> bool:
+def segment_clear_of(a: np.ndarray, b: np.ndarray, discs, margin: float) -> bool:
+    """Whether the straight segment a -> b (world xy) stays more than `margin` outside every disc."""
     ab = b - a
     for centre, radius in discs:
         s = np.clip(np.dot(centre - a, ab) / max(np.dot(ab, ab), 1e-12), 0.0, 1.0)
@@ -73,7 +75,8 @@ def _segment_clear_of(a: np.ndarray, b: np.ndarray, discs, margin: float) -> boo
     return True
 
 
-def _unit(angle: float) -> np.ndarray:
+def unit(angle: float) -> np.ndarray:
+    """`[2]` unit vector at `angle` radians from the world x axis."""
     return np.array([np.cos(angle), np.sin(angle)])
 
 
@@ -102,22 +105,22 @@ def sample_script(
         centre, radius = discs[target]
         if start is None:
             for _ in range(50):
-                start = centre + _unit(rng.uniform(0, 2 * np.pi)) * (radius + r + rng.uniform(*config.start_gap))
-                if _clear_of(start, discs, r + 0.003):
+                start = centre + unit(rng.uniform(0, 2 * np.pi)) * (radius + r + rng.uniform(*config.start_gap))
+                if clear_of(start, discs, r + 0.003):
                     break
         if rng.random() < config.aim_probability:
             aim = centre + rng.normal(0, 0.3 * radius, 2) - start
             direction = aim / max(np.linalg.norm(aim), 1e-9)
         else:
-            direction = _unit(rng.uniform(0, 2 * np.pi))
+            direction = unit(rng.uniform(0, 2 * np.pi))
         end = start + direction * rng.uniform(*config.segment_length)
         return start, end, names[target]
 
     def free_segment(start: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, None]:
         for _ in range(100):
             a = start if start is not None else rng.uniform(-0.25, 0.25, 2)
-            b = a + _unit(rng.uniform(0, 2 * np.pi)) * rng.uniform(*config.segment_length)
-            if _clear_of(a, discs, r + 0.005) and _segment_clear_of(a, b, discs, r + 0.01):
+            b = a + unit(rng.uniform(0, 2 * np.pi)) * rng.uniform(*config.segment_length)
+            if clear_of(a, discs, r + 0.005) and segment_clear_of(a, b, discs, r + 0.01):
                 return a, b, None
         return a, b, None
 

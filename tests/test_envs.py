@@ -1,0 +1,91 @@
+"""The tabletop Gymnasium environments: API conformance, reproducibility, errors, camera."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+import sim_envs.envs as tabletop
+from motion_prior.errors import InputError
+from sim_envs.poke_functions import mujoco_camera
+
+
+@pytest.fixture(scope="module", params=[tabletop.PUSH_TO_GOAL_ID, tabletop.DOOR_TO_ANGLE_ID])
+def env(request):
+    env = gym.make(request.param, render_mode="rgb_array")
+    yield env
+    env.close()
+
+
+def test_check_env_passes(env):
+    check_env(env.unwrapped, skip_render_check=False)
+
+
+def test_reset_is_reproducible_and_renders(env):
+    first, _ = env.reset(seed=3)
+    second, info = env.reset(seed=3)
+    for key in first:
+        np.testing.assert_array_equal(first[key], second[key])
+    frame = env.render()
+    assert frame.dtype == np.uint8 and frame.shape == first["image"].shape
+    np.testing.assert_array_equal(frame, first["image"])
+    assert not info["is_success"] and info["distance"] > 0
+
+
+def test_step_moves_the_pusher_and_reports(env):
+    observation, _ = env.reset(seed=1)
+    after, reward, terminated, truncated, info = env.step(np.array([0.5, -0.5], np.float32))
+    assert np.linalg.norm(after["pusher_xy"] - observation["pusher_xy"]) > 0.05
+    assert reward == pytest.approx(-info["distance"]) and info["steps"] == 1
+    assert not truncated
+
+
+@pytest.mark.parametrize("action, problem", [([np.nan, 0.0], "finite"), ([2.0, 0.0], "[-1, 1]"), ([0.1], "[..., 2]")])
+def test_bad_actions_raise_and_leave_the_episode_usable(env, action, problem):
+    observation, _ = env.reset(seed=2)
+    with pytest.raises(InputError, match="action") as error:
+        env.step(np.array(action, np.float32))
+    assert problem in str(error.value)
+    after, *_ = env.step(np.zeros(2, np.float32))
+    np.testing.assert_allclose(after["target_xy"], observation["target_xy"], atol=2e-3)
+
+
+def test_episode_truncates_at_the_step_limit():
+    env = tabletop.PushToGoalEnv(max_steps=2)
+    env.reset(seed=0)
+    assert env.step(np.zeros(2))[3] is False
+    assert env.step(np.zeros(2))[3] is True
+    env.close()
+
+
+def test_tabletop_pokes_start_at_the_pusher_and_match_the_camera():
+    env = tabletop.PushToGoalEnv()
+    observation, _ = env.reset(seed=4)
+    task = env.unwrapped
+    # The MuJoCo camera read back from the model is the scene's own pinhole camera.
+    camera = mujoco_camera(task.sim.model, task.sim.data, "main", task.config.scene.image_size)
+    np.testing.assert_allclose(camera.extrinsics, task.camera.extrinsics, atol=1e-5)
+    np.testing.assert_allclose(camera.intrinsics, task.camera.intrinsics, atol=1e-4)
+    pokes = tabletop.tabletop_pokes(env, np.array([[0.5, 0.0], [0.0, 0.5]]))
+    start_px = (pokes[:, :2] + 1) * 64
+    np.testing.assert_allclose(start_px, np.repeat(observation["pusher_pixel"][None], 2, 0), atol=1e-3)
+    assert np.all(np.diff(pokes[:, 4]) > 0) and pokes[-1, 4] <= 1.0
+    with pytest.raises(InputError, match="segments"):
+        tabletop.tabletop_pokes(env, np.full((3, 2), 0.5))
+    env.close()
+
+
+def test_oracle_rollouts_restore_the_state():
+    env = tabletop.PushToGoalEnv()
+    observation, _ = env.reset(seed=5)
+    towards = (observation["target_xy"] - observation["pusher_xy"]) / env.config.max_step
+    actions = np.stack([np.zeros((2, 2)), np.stack([np.clip(towards * 1.5, -1, 1), np.zeros(2)])])
+    tracks = env.simulate_target_tracks(actions)
+    assert tracks.shape == (2, 1, 1, env.config.horizon_frames, 2)
+    np.testing.assert_allclose(tracks[0, 0, 0, -1], observation["target_pixel"], atol=0.05)
+    assert np.linalg.norm(tracks[1, 0, 0, -1] - tracks[1, 0, 0, 0]) > 1.0
+    again = env._observation()
+    np.testing.assert_allclose(again["pusher_xy"], observation["pusher_xy"], atol=1e-6)
+    env.close()
