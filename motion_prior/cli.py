@@ -162,6 +162,23 @@ def _model_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    import json
+
+    from motion_prior.onnx_export import MANIFEST, export_model
+
+    started = time.perf_counter()
+    out = export_model(args.model, args.out, fp16=args.fp16)
+    manifest = json.loads((out / MANIFEST).read_text())
+    for name, graph in manifest["graphs"].items():
+        inputs = ", ".join(f"{i['name']} {i['shape']}" for i in graph["inputs"])
+        print(f"{graph['file']:<19} {graph['bytes'] / 2**20:5.1f} MiB  opset {graph['opsets']['ai.onnx']}  "
+              f"max |onnx - torch| {graph['max_abs_difference_from_torch']:.1e}  ({inputs})")
+    print(f"exported {args.model} to {out} in {time.perf_counter() - started:.0f} s "
+          f"(load it with MotionPrior.load({str(out)!r}, backend='onnxruntime'))")
+    return 0
+
+
 def _add_training_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, help="clip directory")
     parser.add_argument("--out", required=True, help="run directory (checkpoint, logs)")
@@ -286,6 +303,16 @@ def _register_builtin(groups: dict[str, argparse._SubParsersAction]) -> None:
     info.add_argument("model", nargs="?", default="default", help="'default' or a model directory")
     info.set_defaults(func=_model_info)
 
+    export = groups[TOP_LEVEL].add_parser(
+        "export", help="export a model's inference graphs to ONNX (for the onnxruntime backend)",
+        description="Write frame_encoder.onnx, condition.onnx, velocity.onnx and decoder.onnx (dynamic batch and "
+                    "query points, torch's dynamo exporter) and manifest.json (opsets, shapes, checkpoint hashes, "
+                    "versions, difference from torch).")
+    export.add_argument("--model", default="default", help="'default' (shipped) or a model directory")
+    export.add_argument("--out", required=True, help="export directory to write (replaced if it exists)")
+    export.add_argument("--fp16", action="store_true", help="also write float16 graphs (*.fp16.onnx) for GPUs")
+    export.set_defaults(func=_export)
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -297,8 +324,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name, help_text in GROUPS.items():
         group = top.add_parser(name, help=help_text, description=help_text)
         groups[name] = group.add_subparsers(dest="verb", metavar="<verb>", required=True)
-    _register_builtin(groups)
     groups[TOP_LEVEL] = top
+    _register_builtin(groups)
     for entry in entry_points(group="motion_prior.cli"):
         try:
             entry.load()(groups)

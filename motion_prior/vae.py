@@ -307,7 +307,9 @@ class TrajectoryVAE(nn.Module):
     def _check_queries(self, query_points: torch.Tensor, batch: int) -> None:
         if query_points.ndim != 3 or query_points.shape[0] != batch or query_points.shape[2] != 2:
             raise ValueError(f"query_points: expected [{batch}, Q, 2], got {list(query_points.shape)}")
-        if not torch.isfinite(query_points).all():
+        # A value check cannot be traced into a graph: exported and compiled graphs rely on their
+        # callers (MotionPrior validates every query point).
+        if not torch.compiler.is_compiling() and not torch.isfinite(query_points).all():
             raise ValueError("query_points: expected finite values, got non-finite")
 
     def encode_frame(self, frames: torch.Tensor) -> torch.Tensor:
@@ -338,9 +340,9 @@ class TrajectoryVAE(nn.Module):
             poke_mask = torch.ones(pokes.shape[:2], dtype=torch.bool, device=pokes.device)
         memory, memory_angles = self.decoder.memory(
             latent.flatten(1, 3), frame_tokens, self.rope(self.frame_encoder.positions), self.rope)
-        chunk = chunk_size or query_points.shape[1]
+        parts = [query_points] if chunk_size is None else query_points.split(chunk_size, dim=1)
         return torch.cat([self.decoder.query(memory, memory_angles, frame_tokens, part, self.rope, pokes, poke_mask)
-                          for part in query_points.split(chunk, dim=1)], dim=1)
+                          for part in parts], dim=1)
 
     def decode_dense(self, frames, latent, grid_size: int, chunk_size: int = 1024, frame_tokens=None):
         """Decode a regular grid of `grid_size x grid_size` query points at pixel-cell centres.
