@@ -36,6 +36,7 @@ setup(
         "matplotlib==3.11.2",
         "mujoco==3.11.0",
         "gymnasium[mujoco]==1.4.0",
+        "gymnasium-robotics==1.4.2",
         # One wheel provides the `onnxruntime` module; the GPU build also runs on CPU.
         "onnxruntime-gpu==1.31.1; platform_system == 'Linux' and platform_machine == 'x86_64'",
         "onnxruntime==1.31.1; platform_system != 'Linux' or platform_machine != 'x86_64'",
