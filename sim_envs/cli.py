@@ -1,4 +1,4 @@
-"""The `motion-prior` commands that need MuJoCo: `data generate`, `demo` and `train all`.
+"""The `motion-prior` commands that need MuJoCo: `data generate`, `demo`, `train all` and `plan eval`.
 
 Registered into the `motion-prior` CLI through the `motion_prior.cli` entry point.
 """
@@ -56,9 +56,62 @@ def _train_all(args: argparse.Namespace) -> int:
     return 0
 
 
+def _plan_eval(args: argparse.Namespace) -> int:
+    import torch
+
+    from sim_envs.planners import PlannerConfig
+    from sim_envs.planning_eval import PlanEvalConfig, evaluate
+
+    torch.set_num_threads(args.threads)
+    planner = PlannerConfig(horizon=args.horizon, candidates=args.candidates, iterations=args.iterations,
+                            risk=args.risk)
+    config = PlanEvalConfig(env=args.env, methods=tuple(args.planner), episodes=args.episodes, seed=args.seed,
+                            model=args.model, num_samples=args.samples, steps=args.steps, guidance=args.guidance,
+                            planner=planner)
+    result = evaluate(config, args.out)
+    print(f"{'method':<14} {'success':>8} {'distance':>9} {'steps':>6} {'plan s/step':>12}")
+    for method, row in result["summary"].items():
+        print(f"{method:<14} {row['success_rate']:>8.0%} {row['final_distance']:>9.4f} {row['steps']:>6.2f} "
+              f"{row['plan_seconds_per_step']:>12.3f}")
+    print(f"wrote {args.out}/planning_eval.json, planning_eval.png and episode.gif")
+    return 0
+
+
+def _add_plan_commands(top) -> None:
+    from sim_envs.envs import PUSH_TO_GOAL_ID
+    from sim_envs.planning_eval import METHODS
+
+    plan = top.add_parser("plan", help="plan in simulation with the motion prior (Gymnasium envs)")
+    verbs = plan.add_subparsers(dest="verb", metavar="<verb>", required=True)
+    ev = verbs.add_parser(
+        "eval", help="success of prior-based planners against random, scripted and oracle baselines",
+        description="Play seeded episodes with each method, report success rate, final distance, steps and "
+                    "planning time per step; write JSON, a plot and a GIF. Resumable: rerun the same command.")
+    ev.add_argument("--env", default=PUSH_TO_GOAL_ID, help=f"Gymnasium env id (default {PUSH_TO_GOAL_ID})")
+    ev.add_argument("--planner", nargs="+", default=list(METHODS), choices=METHODS,
+                    help="methods to run (default: all)")
+    ev.add_argument("--episodes", type=int, default=50, help="episodes per method (default 50)")
+    ev.add_argument("--seed", type=int, default=0, help="first episode seed (default 0)")
+    ev.add_argument("--out", default="runs/plan-eval", help="output folder (default runs/plan-eval)")
+    ev.add_argument("--model", default="default", help="'default' (shipped) or a model directory")
+    ev.add_argument("--samples", type=int, default=4, help="K futures per candidate (default 4)")
+    ev.add_argument("--steps", type=int, default=4, help="prior sampling steps (default 4)")
+    ev.add_argument("--guidance", type=float, default=1.5, help="prior guidance (default 1.5)")
+    ev.add_argument("--horizon", type=int, default=2, help="actions per candidate sequence (default 2)")
+    ev.add_argument("--candidates", type=int, default=24, help="candidates per iteration (default 24)")
+    ev.add_argument("--iterations", type=int, default=3, help="model calls per step (default 3)")
+    ev.add_argument("--risk", default="mean", choices=("mean", "best", "cvar"), help="how K futures are scored")
+    ev.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    ev.set_defaults(func=_plan_eval)
+
+
 def register(groups: dict) -> None:
-    """Add `data generate`, `demo` and `train all` to the `motion-prior` CLI."""
+    """Add `data generate`, `demo`, `train all`, `plan eval` and `bench` to the `motion-prior` CLI."""
     from motion_prior.cli import TOP_LEVEL
+    from sim_envs.bench import register as register_bench
+
+    _add_plan_commands(groups[TOP_LEVEL])
+    register_bench(groups)
 
     demo = groups[TOP_LEVEL].add_parser(
         "demo", help="sample futures of a simulated push with the shipped model and draw them",

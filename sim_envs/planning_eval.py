@@ -1,0 +1,293 @@
+"""`motion-prior plan eval`: planners with the motion prior against baselines, on seeded episodes.
+
+Methods (every one plays the same episode seeds):
+- "cem", "random", "mppi": `sim_envs.planners.Planner` on futures imagined by the prior.
+- "oracle": CEM with the same settings scoring its candidates by true simulator rollouts (the
+  upper bound of a planner with a perfect model).
+- "random_policy": uniform random actions.
+- "heuristic": scripted pushing (PushToGoal only): get behind the object on the line from the
+  goal through it, going around it if needed, then push through to the goal.
+
+Episodes are appended to `out/episodes.jsonl` as they finish, so an interrupted run resumes
+where it stopped (rerun the same command). The summary goes to `out/planning_eval.json` with a
+plot (`planning_eval.png`) and a GIF of one prior-CEM episode with its imagined futures.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+
+import sim_envs.envs as tabletop
+from motion_prior.camera import pixels_to_normalized
+from motion_prior.errors import InputError
+from sim_envs.planners import GoalCost, Planner, PlannerConfig, PriorModel, SimulatorModel
+from sim_envs.scripts import segment_clear_of
+from sim_envs.wrapper import ImagineConfig, MotionPriorWrapper
+
+PRIOR_METHODS = ("cem", "random", "mppi")
+METHODS = (*PRIOR_METHODS, "oracle", "random_policy", "heuristic")
+GIF_METHOD = "cem"
+
+
+@dataclass
+class PlanEvalConfig:
+    """What `plan eval` runs.
+
+    Attributes:
+        env: a registered env id (the tabletop tasks are registered by `sim_envs.envs`).
+        methods: which of METHODS to run.
+        episodes / seed: episode i uses reset seed `seed + i` for every method.
+        model: "default" or a model directory.
+        num_samples, steps, guidance: the prior's K futures per candidate and its sampler.
+        planner: search settings shared by the prior planners and the oracle (its `method`
+            is set per method).
+        gif_episode: index of the episode drawn as a GIF (CEM with the prior).
+    """
+
+    env: str = tabletop.PUSH_TO_GOAL_ID
+    methods: tuple[str, ...] = METHODS
+    episodes: int = 50
+    seed: int = 0
+    model: str = "default"
+    num_samples: int = 4
+    steps: int = 4
+    guidance: float = 1.5
+    planner: PlannerConfig = field(default_factory=lambda: PlannerConfig(horizon=2, candidates=24, iterations=3))
+    gif_episode: int = 0
+
+    def validate(self) -> "PlanEvalConfig":
+        unknown = [m for m in self.methods if m not in METHODS]
+        if unknown:
+            raise InputError("methods", f"names from {METHODS}", unknown)
+        if self.episodes < 1:
+            raise InputError("episodes", "at least 1", self.episodes)
+        return self
+
+
+class RandomPolicy:
+    """Uniform random actions from the action space, reseeded per episode."""
+
+    def __init__(self, action_space: gym.spaces.Box):
+        self.space = action_space
+
+    def reset(self, seed: int) -> None:
+        self.space.seed(seed)
+
+    def __call__(self, observation: dict) -> np.ndarray:
+        return self.space.sample()
+
+
+class PushHeuristic:
+    """Scripted pushing for PushToGoal, from the simulator state (see the module docstring).
+
+    Args:
+        env: the (wrapped) PushToGoal env.
+        aligned_deg: the pusher pushes once the bearing from it to the object is within this
+            angle of the object-to-goal direction.
+        clearance: metres kept between pusher and object while getting behind it.
+    """
+
+    def __init__(self, env: gym.Env, aligned_deg: float = 25.0, clearance: float = 0.02):
+        self.task: tabletop.PushToGoalEnv = env.unwrapped
+        self.cos_aligned, self.clearance = np.cos(np.deg2rad(aligned_deg)), clearance
+
+    def reset(self, seed: int) -> None:
+        pass
+
+    def __call__(self, observation: dict) -> np.ndarray:
+        task = self.task
+        target, goal, pusher = task.target_point()[:2], task.goal_point()[:2], task.pusher_position()[:2]
+        direction = (goal - target) / max(np.linalg.norm(goal - target), 1e-9)
+        radius, pusher_radius = task.target_radius, task.sim.spec.pusher_radius
+        reach = radius + pusher_radius
+        to_target = target - pusher
+        bearing = np.dot(to_target, direction) / max(np.linalg.norm(to_target), 1e-9)
+        if bearing > self.cos_aligned and np.linalg.norm(to_target) < reach + 0.06:
+            # Push through: stop where the object's centre would sit on the goal (the footprint
+            # disc over-covers a box, hence 0.7 of its radius).
+            waypoint = goal - direction * (0.7 * radius + pusher_radius)
+        else:
+            behind = target - direction * (reach + self.clearance)
+            if segment_clear_of(pusher, behind, [(target, radius)], pusher_radius):
+                waypoint = behind
+            else:  # go round the object on the pusher's side first
+                side = np.array([-direction[1], direction[0]])
+                side = side if np.dot(pusher - target, side) >= 0 else -side
+                waypoint = target + side * (reach + self.clearance + 0.01) - direction * 0.5 * reach
+        return np.clip((waypoint - pusher) / task.config.max_step, -1.0, 1.0).astype(np.float32)
+
+
+class PlannerPolicy:
+    """A `Planner` as an episode policy (reseeded per episode)."""
+
+    def __init__(self, planner: Planner):
+        self.planner = planner
+
+    def reset(self, seed: int) -> None:
+        self.planner.reset(seed)
+
+    def __call__(self, observation: dict) -> np.ndarray:
+        return self.planner(observation)
+
+
+def make_policy(method: str, env: MotionPriorWrapper, config: PlanEvalConfig):
+    """The policy of `method` acting in `env` (a `MotionPriorWrapper`)."""
+    if method == "random_policy":
+        return RandomPolicy(env.action_space)
+    if method == "heuristic":
+        if not isinstance(env.unwrapped, tabletop.PushToGoalEnv):
+            raise InputError("methods", "'heuristic' only with a PushToGoal env", config.env)
+        return PushHeuristic(env)
+    search = PlannerConfig(**{**asdict(config.planner), "method": "cem" if method == "oracle" else method})
+    model = SimulatorModel(env) if method == "oracle" else PriorModel(env, config.num_samples)
+    return PlannerPolicy(Planner(model, GoalCost(), env.action_space, search))
+
+
+def run_episode(env: MotionPriorWrapper, policy, seed: int, record: bool = False) -> dict:
+    """Play one episode; returns its record (success, final distance, steps, planning seconds
+    per step) and, with `record`, the frames and the plans of every step under "trace"."""
+    observation, info = env.reset(seed=seed)
+    policy.reset(seed)
+    seconds, trace = [], []
+    while True:
+        started = time.perf_counter()
+        action = policy(observation)
+        seconds.append(time.perf_counter() - started)
+        plan = getattr(getattr(policy, "planner", None), "last_plan", None)
+        if record:
+            pokes = env.pokes(plan.sequence[None])[0] if plan is not None else None
+            trace.append({"observation": observation, "plan": plan, "pokes": pokes})
+        observation, _, terminated, truncated, info = env.step(action)
+        if terminated or truncated:
+            break
+    result = {"seed": seed, "success": bool(info["is_success"]), "distance": float(info["distance"]),
+              "steps": int(info["steps"]), "plan_seconds": float(np.mean(seconds))}
+    if record:
+        result["trace"] = trace + [{"observation": observation, "plan": None, "pokes": None}]
+    return result
+
+
+def summarize(records: list[dict]) -> dict:
+    """Per-method means of a list of episode records (each with a "method")."""
+    summary = {}
+    for method in dict.fromkeys(r["method"] for r in records):
+        rows = [r for r in records if r["method"] == method]
+        summary[method] = {
+            "episodes": len(rows),
+            "success_rate": float(np.mean([r["success"] for r in rows])),
+            "final_distance": float(np.mean([r["distance"] for r in rows])),
+            "steps": float(np.mean([r["steps"] for r in rows])),
+            "plan_seconds_per_step": float(np.mean([r["plan_seconds"] for r in rows])),
+        }
+    return summary
+
+
+def _read_records(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def evaluate(config: PlanEvalConfig, out: str | Path, progress: bool = True) -> dict:
+    """Run (or resume) the evaluation; write episodes, summary JSON, plot and GIF to `out`.
+
+    Returns the summary: {"config", "summary": {method: means}}.
+    """
+    from motion_prior.prior import MotionPrior
+
+    config.validate()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    episodes_file = out / "episodes.jsonl"
+    records = _read_records(episodes_file)
+    done = {(r["method"], r["seed"]) for r in records}
+    prior = MotionPrior.load(config.model)
+    env = MotionPriorWrapper(gym.make(config.env, render_mode="rgb_array"), prior, tabletop.tabletop_pokes,
+                             ImagineConfig(steps=config.steps, guidance=config.guidance))
+    try:
+        for method in config.methods:
+            policy = make_policy(method, env, config)
+            started = time.perf_counter()
+            for i in range(config.episodes):
+                seed = config.seed + i
+                if (method, seed) in done:
+                    continue
+                record = {"method": method, **run_episode(env, policy, seed)}
+                records.append(record)
+                with episodes_file.open("a") as handle:
+                    handle.write(json.dumps(record) + "\n")
+                if progress:
+                    mine = [r for r in records if r["method"] == method]
+                    print(f"{method} episode {i + 1}/{config.episodes}: {'success' if record['success'] else 'failure'} "
+                          f"in {record['steps']} steps ({record['plan_seconds']:.2f} s planning per step); "
+                          f"success so far {np.mean([r['success'] for r in mine]):.0%} "
+                          f"[{time.perf_counter() - started:.0f} s]", flush=True)
+        wanted = [r for r in records if r["method"] in config.methods and 0 <= r["seed"] - config.seed < config.episodes]
+        result = {"config": {**asdict(config), "methods": list(config.methods)}, "summary": summarize(wanted)}
+        (out / "planning_eval.json").write_text(json.dumps(result, indent=2) + "\n")
+        plot_summary(result["summary"], out / "planning_eval.png", config.env)
+        if GIF_METHOD in config.methods:
+            seed = config.seed + config.gif_episode
+            episode = run_episode(env, make_policy(GIF_METHOD, env, config), seed, record=True)
+            save_episode_gif(episode, out / "episode.gif")
+    finally:
+        env.close()
+    return result
+
+
+def plot_summary(summary: dict, path: Path, title: str) -> Path:
+    """Bar charts of success rate and planning time per step for each method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    methods = list(summary)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    axes[0].bar(methods, [summary[m]["success_rate"] for m in methods], color="tab:blue")
+    axes[0].set_ylabel("success rate")
+    axes[0].set_ylim(0, 1)
+    axes[1].bar(methods, [max(summary[m]["plan_seconds_per_step"], 1e-4) for m in methods], color="tab:orange")
+    axes[1].set_yscale("log")
+    axes[1].set_ylabel("planning time per step (s)")
+    for ax in axes:
+        ax.tick_params(axis="x", rotation=30)
+    fig.suptitle(f"{title}: {summary[methods[0]]['episodes']} episodes per method")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def save_episode_gif(episode: dict, path: Path, scale: int = 3, seconds_per_step: float = 0.8) -> Path:
+    """One GIF frame per step: the frame the planner saw, the futures it imagined for its chosen
+    plan (coloured trails of the target's query points), the goal (white ring) and the pusher
+    action's pokes (white arrows); the last frame shows the outcome."""
+    from PIL import Image, ImageDraw
+
+    from motion_prior.visualize import draw_tracks
+
+    images = []
+    for step in episode["trace"]:
+        observation, plan = step["observation"], step["plan"]
+        frame = observation["image"]
+        size = frame.shape[:2]
+        if plan is not None and plan.tracks is not None:
+            tracks = pixels_to_normalized(plan.tracks, size)
+            picture = draw_tracks(frame, tracks.reshape(-1, *tracks.shape[2:]), pokes=step["pokes"], scale=scale)
+        else:
+            picture = draw_tracks(frame, np.zeros((0, 2, 2)), scale=scale)
+        image = Image.fromarray(picture)
+        draw = ImageDraw.Draw(image)
+        gx, gy = np.asarray(observation["goal_pixel"]) * scale
+        draw.ellipse([gx - 4 * scale, gy - 4 * scale, gx + 4 * scale, gy + 4 * scale], outline=(255, 255, 255), width=2)
+        images.append(image)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    images[0].save(path, save_all=True, append_images=images[1:], duration=int(1000 * seconds_per_step), loop=0)
+    return path

@@ -1,0 +1,102 @@
+"""Planners: risk measures, a short planning episode with the tiny model, the oracle, `plan eval`."""
+
+from __future__ import annotations
+
+import json
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import sim_envs.envs as tabletop
+from motion_prior.errors import InputError
+from motion_prior.prior import MotionPrior
+from sim_envs.planners import GoalCost, Planner, PlannerConfig, PriorModel, SimulatorModel, reduce_risk
+from sim_envs.planning_eval import PlanEvalConfig, PlannerPolicy, PushHeuristic, evaluate, run_episode
+from sim_envs.wrapper import ImagineConfig, MotionPriorWrapper
+
+
+def test_risk_measures():
+    costs = np.array([[1.0, 2.0, 3.0, 10.0], [4.0, 4.0, 4.0, 4.0]])
+    np.testing.assert_allclose(reduce_risk(costs, "mean"), [4.0, 4.0])
+    np.testing.assert_allclose(reduce_risk(costs, "best"), [1.0, 4.0])
+    np.testing.assert_allclose(reduce_risk(costs, "cvar", 0.25), [10.0, 4.0])
+    with pytest.raises(InputError, match="risk"):
+        reduce_risk(costs, "worst")
+
+
+def test_goal_cost_reads_the_target_displacement():
+    observation = {"target_pixel": np.array([10.0, 10.0]), "goal_pixel": np.array([20.0, 10.0])}
+    cost = GoalCost()
+    queries = cost.query_points(observation)
+    tracks = np.repeat(queries[None, None, :, None], 4, axis=3).astype(np.float64)  # [1, 1, N, T, 2]
+    moved = tracks.copy()
+    moved[..., -1, 0] += 10.0
+    np.testing.assert_allclose(cost(observation, np.concatenate([tracks, moved])), [[10.0], [0.0]], atol=1e-5)
+
+
+class _Quadratic:
+    """A fake model whose 'target' moves by 10 px per action unit, to test the search alone."""
+
+    def predict(self, observation, actions, query_points):
+        shift = 10.0 * actions.sum(axis=1)  # [M, 2]
+        start = np.repeat(query_points[None, None, :, None], 2, axis=3)
+        tracks = np.repeat(start, len(actions), axis=0).astype(np.float64)
+        tracks[:, :, :, 1] += shift[:, None, None]
+        return tracks
+
+
+@pytest.mark.parametrize("method", ["cem", "random", "mppi"])
+def test_planners_find_the_goal_direction(method):
+    space = gym.spaces.Box(-1, 1, (2,))
+    observation = {"target_pixel": np.zeros(2), "goal_pixel": np.array([6.0, -4.0])}
+    planner = Planner(_Quadratic(), GoalCost(), space, PlannerConfig(method=method, candidates=32, iterations=4))
+    action = planner(observation)
+    np.testing.assert_allclose(action, [0.6, -0.4], atol=0.2)
+    assert planner.last_plan.model_calls == (1 if method == "random" else 4)
+
+
+def test_planner_config_is_validated():
+    with pytest.raises(InputError, match="PlannerConfig.method"):
+        PlannerConfig(method="gradient").validate()
+
+
+@pytest.fixture(scope="module")
+def push_env(tiny_model, one_torch_thread):
+    env = MotionPriorWrapper(gym.make(tabletop.PUSH_TO_GOAL_ID, max_steps=2), MotionPrior.load(tiny_model),
+                             tabletop.tabletop_pokes, ImagineConfig(steps=2))
+    yield env
+    env.close()
+
+
+def test_a_short_planning_episode_runs_end_to_end(push_env):
+    planner = Planner(PriorModel(push_env, num_samples=2), GoalCost(), push_env.action_space,
+                      PlannerConfig(horizon=2, candidates=4, iterations=2))
+    episode = run_episode(push_env, PlannerPolicy(planner), seed=0, record=True)
+    assert episode["steps"] == 2 or episode["success"]
+    plan = planner.last_plan
+    assert plan.tracks.shape[:2] == (2, 5) and plan.sequence.shape == (2, 2) and plan.model_calls == 2
+    assert push_env.action_space.contains(plan.action)
+
+
+def test_oracle_and_heuristic_act_in_the_env(push_env):
+    oracle = Planner(SimulatorModel(push_env), GoalCost(), push_env.action_space,
+                     PlannerConfig(horizon=2, candidates=6, iterations=2))
+    observation, _ = push_env.reset(seed=3)
+    assert oracle.plan(observation).tracks.shape == (1, 1, push_env.unwrapped.config.horizon_frames, 2)
+    action = PushHeuristic(push_env)(observation)
+    assert push_env.action_space.contains(action)
+
+
+def test_plan_eval_writes_json_plot_and_gif(tiny_model, tmp_path, one_torch_thread):
+    config = PlanEvalConfig(methods=("cem", "random_policy"), episodes=1, model=str(tiny_model), num_samples=2,
+                            steps=2, planner=PlannerConfig(horizon=2, candidates=4, iterations=1))
+    result = evaluate(config, tmp_path, progress=False)
+    assert set(result["summary"]) == {"cem", "random_policy"}
+    for name in ("planning_eval.json", "planning_eval.png", "episode.gif", "episodes.jsonl"):
+        assert (tmp_path / name).is_file()
+    assert json.loads((tmp_path / "planning_eval.json").read_text())["summary"]["cem"]["episodes"] == 1
+    # Resuming runs nothing again.
+    lines = (tmp_path / "episodes.jsonl").read_text().splitlines()
+    evaluate(config, tmp_path, progress=False)
+    assert (tmp_path / "episodes.jsonl").read_text().splitlines() == lines
