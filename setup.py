@@ -53,7 +53,8 @@ setup(
         (f"share/{PACKAGE}/config", glob("config/*.yaml")),
     ],
     entry_points={
-        "console_scripts": ["motion-prior = motion_prior.cli:main"],
+        "console_scripts": ["motion-prior = motion_prior.cli:main",
+                            "motion_prior_node = ros_nodes.motion_prior_node:main"],
         "motion_prior.cli": ["sim_envs = sim_envs.cli:register"],
     },
     zip_safe=False,

@@ -25,6 +25,7 @@ import numpy as np
 from motion_prior.camera import PinholeCamera, normalized_to_pixels, pixels_to_normalized
 from motion_prior.errors import InputError
 from motion_prior.pokes import action_to_pokes, validate_pokes
+from motion_prior.visualize import track_colours
 
 # encoding -> (channels, indices of R, G, B among them)
 ENCODINGS = {
@@ -43,7 +44,15 @@ FUTURES_DTYPE = np.dtype({"names": [name for name, _ in FUTURES_FIELDS],
 
 
 class MessageError(ValueError):
-    """A message that cannot be used; the text names the problem and what was received."""
+    """A message that cannot be used; the text names the problem and what was received.
+
+    Attributes:
+        kind: which problem it is (e.g. "image_encoding"), so warnings can be throttled per kind.
+    """
+
+    def __init__(self, kind: str, text: str):
+        super().__init__(text)
+        self.kind = kind
 
 
 def image_to_rgb(image) -> np.ndarray:
@@ -58,15 +67,15 @@ def image_to_rgb(image) -> np.ndarray:
     """
     height, width, step, encoding = int(image.height), int(image.width), int(image.step), str(image.encoding)
     if height <= 0 or width <= 0:
-        raise MessageError(f"image has zero size ({width} x {height})")
+        raise MessageError("image_size", f"image has zero size ({width} x {height})")
     if encoding not in ENCODINGS:
-        raise MessageError(f"image encoding '{encoding}' is not supported (use one of {', '.join(ENCODINGS)})")
+        raise MessageError("image_encoding", f"image encoding '{encoding}' is not supported (use one of {', '.join(ENCODINGS)})")
     channels, rgb = ENCODINGS[encoding]
     if step < width * channels:
-        raise MessageError(f"image step {step} is smaller than width x channels = {width * channels} ({encoding})")
+        raise MessageError("image_step", f"image step {step} is smaller than width x channels = {width * channels} ({encoding})")
     data = np.frombuffer(image.data, dtype=np.uint8)
     if data.size != step * height:
-        raise MessageError(f"image data has {data.size} bytes, expected step x height = {step * height}")
+        raise MessageError("image_data", f"image data has {data.size} bytes, expected step x height = {step * height}")
     pixels = data.reshape(height, step)[:, : width * channels].reshape(height, width, channels)
     return np.ascontiguousarray(pixels[:, :, list(rgb)])
 
@@ -103,10 +112,10 @@ def camera_from_info(info) -> PinholeCamera:
     """
     height, width = int(info.height), int(info.width)
     if height <= 0 or width <= 0:
-        raise MessageError(f"camera_info has zero size ({width} x {height})")
+        raise MessageError("camera_info", f"camera_info has zero size ({width} x {height})")
     k = np.asarray(info.k, dtype=np.float64)
     if k.shape != (9,) or not np.all(np.isfinite(k)) or k[0] <= 0 or k[4] <= 0:
-        raise MessageError(f"camera_info K must be 9 finite values with positive fx, fy; got {k.tolist()}")
+        raise MessageError("camera_info", f"camera_info K must be 9 finite values with positive fx, fy; got {k.tolist()}")
     intrinsics = k.reshape(3, 3).copy()
     intrinsics[:2, 2] += 0.5  # ROS pixel centres -> motion_prior's pixel corners
     return PinholeCamera(intrinsics, np.eye(4), (height, width))
@@ -129,9 +138,9 @@ def camera_info_fields(camera: PinholeCamera) -> dict:
             "p": projection.reshape(-1).tolist()}
 
 
-def _check_start_in_image(pokes: np.ndarray, what: str) -> np.ndarray:
+def _check_start_in_image(pokes: np.ndarray, kind: str, what: str) -> np.ndarray:
     if np.any(np.abs(pokes[:, 0:2]) > 1.0):
-        raise MessageError(f"{what} starts outside the image (normalised start {np.round(pokes[0, :2], 3).tolist()})")
+        raise MessageError(kind, f"{what} starts outside the image (normalised start {np.round(pokes[0, :2], 3).tolist()})")
     return pokes
 
 
@@ -151,13 +160,13 @@ def action_to_poke(camera: PinholeCamera, position, displacement, end_time: floa
     position = np.asarray(position, dtype=np.float64)
     displacement = np.asarray(displacement, dtype=np.float64)
     if not (np.all(np.isfinite(position)) and np.all(np.isfinite(displacement))):
-        raise MessageError(f"action has non-finite values (position {position.tolist()}, "
+        raise MessageError("action", f"action has non-finite values (position {position.tolist()}, "
                            f"displacement {displacement.tolist()})")
     try:
         pokes = action_to_pokes(camera, position, (position + displacement)[None], np.array([end_time]))
     except InputError as error:
-        raise MessageError(f"action cannot be projected: {error}") from None
-    return _check_start_in_image(pokes, "action")
+        raise MessageError("action", f"action cannot be projected: {error}") from None
+    return _check_start_in_image(pokes, "action", "action")
 
 
 def pixel_poke(start_uv, end_uv, image_size: tuple[int, int], end_time: float) -> np.ndarray:
@@ -170,14 +179,14 @@ def pixel_poke(start_uv, end_uv, image_size: tuple[int, int], end_time: float) -
     """
     ends = np.asarray([start_uv, end_uv], dtype=np.float64)
     if not np.all(np.isfinite(ends)):
-        raise MessageError(f"poke points are not finite: {ends.tolist()}")
+        raise MessageError("poke_point", f"poke points are not finite: {ends.tolist()}")
     normalized = ros_pixels_to_normalized(ends, image_size)
     poke = np.concatenate([normalized.reshape(-1), [end_time]])[None]
     try:
         poke = validate_pokes(poke)
     except InputError as error:
-        raise MessageError(f"poke {ends.tolist()} px is unusable: {error}") from None
-    return _check_start_in_image(poke, f"poke from {ends[0].tolist()} px")
+        raise MessageError("poke_point", f"poke {ends.tolist()} px is unusable: {error}") from None
+    return _check_start_in_image(poke, "poke_point", f"poke from {ends[0].tolist()} px")
 
 
 class Field(NamedTuple):
@@ -241,18 +250,18 @@ def unpack_futures(cloud) -> np.ndarray:
     fields = {f.name: f for f in cloud.fields}
     for name, datatype in FUTURES_FIELDS:
         if name not in fields or int(fields[name].datatype) != datatype or int(fields[name].count) != 1:
-            raise MessageError(f"cloud field '{name}' is missing or not of datatype {datatype}")
+            raise MessageError("cloud", f"cloud field '{name}' is missing or not of datatype {datatype}")
     height, width, step = int(cloud.height), int(cloud.width), int(cloud.point_step)
     data = np.frombuffer(cloud.data, dtype=np.uint8)
     if bool(cloud.is_bigendian) or data.size != height * int(cloud.row_step) or int(cloud.row_step) != width * step:
-        raise MessageError(f"cloud data has {data.size} bytes; expected {height} rows x {width} points x {step} bytes")
+        raise MessageError("cloud", f"cloud data has {data.size} bytes; expected {height} rows x {width} points x {step} bytes")
     dtype = np.dtype({"names": [n for n, _ in FUTURES_FIELDS], "formats": [FUTURES_DTYPE.fields[n][0] for n, _ in FUTURES_FIELDS],
                       "offsets": [int(fields[n].offset) for n, _ in FUTURES_FIELDS], "itemsize": step})
     points = data.view(dtype).reshape(height, width)
     samples, tracks = int(points["sample"].max()) + 1, int(points["track"].max()) + 1
     expected_rows = np.arange(height)
     if samples * tracks != height or not np.array_equal(points["sample"][:, 0] * tracks + points["track"][:, 0], expected_rows):
-        raise MessageError("cloud rows are not ordered by (sample, track)")
+        raise MessageError("cloud", "cloud rows are not ordered by (sample, track)")
     uv = np.stack([points["u"], points["v"]], axis=-1).astype(np.float32)
     return uv.reshape(samples, tracks, width, 2)
 
@@ -263,3 +272,25 @@ def tracks_on_unit_plane(tracks_uv: np.ndarray, camera: PinholeCamera) -> np.nda
     pixels = np.asarray(tracks_uv, dtype=np.float64) + 0.5
     rays = camera.pixel_rays(pixels)
     return rays / rays[..., 2:3]
+
+
+def futures_line_lists(tracks_uv: np.ndarray, camera: PinholeCamera) -> tuple[np.ndarray, np.ndarray]:
+    """Futures as line segments on the z = 1 m plane of the optical frame, one list per sample
+    (a `visualization_msgs/Marker` LINE_LIST each).
+
+    Args:
+        tracks_uv: `[K, N, T, 2]` ROS pixels.
+        camera: from :func:`camera_from_info`.
+
+    Returns:
+        points `[K, N * (T - 1) * 2, 3]` (segment ends, metres) and colours `float32
+        [N * (T - 1) * 2, 3]` in [0, 1] (a track keeps its colour across samples, as in the
+        overlay image).
+    """
+    tracks = np.asarray(tracks_uv, dtype=np.float64)
+    k, n, t, _ = tracks.shape
+    points = tracks_on_unit_plane(tracks, camera)
+    segments = np.stack([points[:, :, :-1], points[:, :, 1:]], axis=3).reshape(k, n * (t - 1) * 2, 3)
+    start = ros_pixels_to_normalized(tracks[0, :, 0], camera.image_size)
+    colours = np.repeat(track_colours(start).astype(np.float32) / 255, (t - 1) * 2, axis=0)
+    return segments, colours

@@ -8,6 +8,7 @@ validate changes with :meth:`ParameterSpec.problem`; the tests check the paramet
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from motion_prior.prior import BACKENDS
@@ -64,11 +65,16 @@ def _has_kind(value, kind: str) -> bool:
         return isinstance(value, float)
     if kind == "string":
         return isinstance(value, str)
+    # rclpy hands arrays over as lists or array.array, YAML as lists.
     if kind == "string_array":
-        return isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
+        return _is_array(value) and all(isinstance(v, str) for v in value)
     if kind == "double_array":
-        return isinstance(value, (list, tuple)) and all(isinstance(v, float) for v in value)
+        return _is_array(value) and all(isinstance(v, float) for v in value)
     raise ValueError(f"unknown parameter kind {kind!r}")
+
+
+def _is_array(value) -> bool:
+    return isinstance(value, Sequence) and not isinstance(value, (str, bytes))
 
 
 MOTION_PRIOR_NODE = "motion_prior_node"
@@ -102,7 +108,7 @@ MOTION_PRIOR_PARAMETERS = (
                   "of the 64-frame horizon", range=(0.01, 1.0)),
     ParameterSpec("poke_lifetime", "double", 2.0, "seconds an action or clicked poke keeps conditioning new "
                   "frames; 0: until replaced", range=(0.0, 3600.0)),
-    ParameterSpec("overlay_samples", "integer", 4, "futures drawn on ~/futures_image", range=(1, 256)),
+    ParameterSpec("overlay_samples", "integer", 4, "futures drawn on ~/futures_image and ~/futures_markers", range=(1, 256)),
     ParameterSpec("publish_markers", "bool", False, "also publish ~/futures_markers (needs CameraInfo)"),
     ParameterSpec("image_topic", "string", "image", "sensor_msgs/Image input", read_only=True),
     ParameterSpec("camera_info_topic", "string", "camera_info", "sensor_msgs/CameraInfo input", read_only=True),

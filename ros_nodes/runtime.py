@@ -1,5 +1,6 @@
 """ROS-free pieces of the motion prior node's run time: the latest-frame slot, the keyed
-warning throttle and the book of pokes (actions and clicked points) that condition frames.
+warning throttle, the book of pokes (actions and clicked points) that condition frames and
+the statistics behind the node's diagnostics.
 
 They hold no ROS types, so the node's load and bad-input behaviour can be reasoned about (and
 tested) apart from the ROS graph. All are thread-safe: ROS callbacks write, the inference
@@ -9,6 +10,7 @@ thread reads.
 from __future__ import annotations
 
 import threading
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,7 +21,8 @@ from ros_nodes.conversions import MessageError, action_to_poke, pixel_poke
 
 class LatestSlot:
     """A queue of length one: `put` replaces an item nobody took yet (counted in `dropped`),
-    so a slow consumer always gets the newest item and nothing piles up."""
+    so a slow consumer always gets the newest item and nothing piles up. Every item put is
+    taken exactly once or counted as dropped."""
 
     def __init__(self):
         self._condition = threading.Condition()
@@ -44,8 +47,9 @@ class LatestSlot:
             return item
 
     def clear(self) -> None:
-        """Forget the waiting item without counting it as dropped."""
+        """Drop the waiting item (if any), counting it in `dropped`."""
         with self._condition:
+            self.dropped += int(self._full)
             self._item, self._full = None, False
 
 
@@ -108,7 +112,7 @@ class PokeBook:
         """
         position = np.asarray(position, dtype=np.float64)
         if not np.all(np.isfinite(position)):
-            raise MessageError(f"end_effector position is not finite: {position.tolist()}")
+            raise MessageError("end_effector", f"end_effector position is not finite: {position.tolist()}")
         with self._lock:
             self._position = (position, time)
 
@@ -121,10 +125,10 @@ class PokeBook:
         """
         displacement = np.asarray(displacement, dtype=np.float64)
         if not np.all(np.isfinite(displacement)):
-            raise MessageError(f"commanded displacement is not finite: {displacement.tolist()}")
+            raise MessageError("displacement", f"commanded displacement is not finite: {displacement.tolist()}")
         with self._lock:
             if self._position is None or _expired(self._position[1], time, lifetime):
-                raise MessageError("commanded displacement ignored: no recent end_effector position")
+                raise MessageError("displacement", "commanded displacement ignored: no recent end_effector position")
             self._action = Action(self._position[0], displacement, time)
 
     def click(self, point, time: float, lifetime: float) -> None:
@@ -135,7 +139,7 @@ class PokeBook:
         """
         point = np.asarray(point, dtype=np.float64)
         if not np.all(np.isfinite(point)):
-            raise MessageError(f"poke point is not finite: {point.tolist()}")
+            raise MessageError("poke_point", f"poke point is not finite: {point.tolist()}")
         with self._lock:
             pending = self._pending_click
             if pending is None or _expired(pending[1], time, lifetime):
@@ -164,12 +168,12 @@ class PokeBook:
             try:
                 pokes.append(_action_poke(camera, image_size, action, end_time))
             except MessageError as error:
-                problems.append(("action", str(error)))
+                problems.append((error.kind, str(error)))
         if clicked is not None:
             try:
                 pokes.append(pixel_poke(clicked.start, clicked.end, image_size, end_time))
             except MessageError as error:
-                problems.append(("poke_point", str(error)))
+                problems.append((error.kind, str(error)))
         if len(pokes) > max_pokes:
             problems.append(("max_pokes", f"the model takes at most {max_pokes} pokes; {len(pokes) - max_pokes} left out"))
             pokes = pokes[:max_pokes]
@@ -183,8 +187,59 @@ def _expired(received: float, now: float, lifetime: float) -> bool:
 def _action_poke(camera: PinholeCamera | None, image_size: tuple[int, int], action: Action,
                  end_time: float) -> np.ndarray:
     if camera is None:
-        raise MessageError("action ignored: no CameraInfo received yet")
+        raise MessageError("camera_info_missing", "action ignored: no CameraInfo received yet")
     if tuple(camera.image_size) != tuple(image_size):
-        raise MessageError(f"action ignored: CameraInfo is {camera.image_size[1]} x {camera.image_size[0]} "
+        raise MessageError("camera_info_size", f"action ignored: CameraInfo is {camera.image_size[1]} x {camera.image_size[0]} "
                            f"but the image is {image_size[1]} x {image_size[0]}")
     return action_to_poke(camera, action.position, action.displacement, end_time)
+
+
+class Statistics:
+    """Counts frames and predictions and keeps the latest latencies, for diagnostics.
+
+    Args:
+        window: how many recent predictions the rate and mean latency are taken over.
+    """
+
+    def __init__(self, window: int = 20):
+        self._lock = threading.Lock()
+        self.received = self.rejected = self.predictions = 0
+        self._latencies: deque[float] = deque(maxlen=window)
+        self._times: deque[float] = deque(maxlen=window)
+        self._timing: dict[str, float] = {}
+        self._pokes = 0
+
+    def frame_received(self) -> None:
+        """An image arrived."""
+        with self._lock:
+            self.received += 1
+
+    def frame_rejected(self) -> None:
+        """An image could not be used."""
+        with self._lock:
+            self.rejected += 1
+
+    def predicted(self, latency: float, timing: dict[str, float], now: float, pokes: int) -> None:
+        """A prediction with `pokes` pokes was published `latency` seconds after its image's
+        stamp, at `now` (monotonic seconds); `timing` is the sampler's breakdown in seconds."""
+        with self._lock:
+            self.predictions += 1
+            self._pokes = pokes
+            self._latencies.append(latency)
+            self._times.append(now)
+            self._timing = dict(timing)
+
+    def summary(self, dropped: int) -> dict[str, float]:
+        """Counters, the rate (predictions/s) and latencies (ms) over the window, and the last
+        prediction's pokes and sampling time split into its parts (ms)."""
+        with self._lock:
+            times, latencies = list(self._times), list(self._latencies)
+            result = {"frames_received": self.received, "frames_dropped": dropped, "frames_rejected": self.rejected,
+                      "predictions": self.predictions, "pokes": self._pokes}
+            if len(times) > 1 and times[-1] > times[0]:
+                result["predictions_per_s"] = (len(times) - 1) / (times[-1] - times[0])
+            if latencies:
+                result["latency_last_ms"] = 1000 * latencies[-1]
+                result["latency_mean_ms"] = 1000 * float(np.mean(latencies))
+            result.update({f"sample_{part}_ms": 1000 * seconds for part, seconds in self._timing.items()})
+            return result

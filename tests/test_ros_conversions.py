@@ -203,7 +203,7 @@ def test_latest_slot_keeps_only_the_newest():
     assert slot.take(timeout=0.0) == 4 and slot.dropped == 4
     slot.put(5)
     slot.clear()
-    assert slot.take(timeout=0.0) is None and slot.dropped == 4
+    assert slot.take(timeout=0.0) is None and slot.dropped == 5
 
 
 def test_warning_throttle_is_per_kind():
@@ -237,6 +237,6 @@ def test_poke_book_names_what_is_missing():
     book.set_position([0.0, 0.0, 0.5], 0.0)
     book.set_displacement([0.02, 0.0, 0.0], 0.1, 2.0)
     pokes, problems = book.pokes(None, (48, 64), 0.2, 2.0, 1.0, 4)
-    assert pokes.shape == (0, 5) and problems == [("action", "action ignored: no CameraInfo received yet")]
+    assert pokes.shape == (0, 5) and problems == [("camera_info_missing", "action ignored: no CameraInfo received yet")]
     camera = camera_from_info(CameraInfo(**camera_info_fields(sim_camera((96, 128)))))
     assert "CameraInfo is 128 x 96 but the image is 64 x 48" in book.pokes(camera, (48, 64), 0.2, 2.0, 1.0, 4)[1][0][1]
