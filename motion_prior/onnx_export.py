@@ -25,6 +25,7 @@ float32) for GPUs.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -188,6 +189,18 @@ def _to_fp16(source: Path, target: Path) -> None:
     onnx.save(model, str(target))
 
 
+@contextlib.contextmanager
+def _quiet(logger: str):
+    """Silence a library's logger below errors (the exporter logs every optional op it skips)."""
+    handle = logging.getLogger(logger)
+    level = handle.level
+    handle.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        handle.setLevel(level)
+
+
 def export_model(model: str | Path, out: str | Path, fp16: bool = False) -> Path:
     """Export `"default"` or a model directory (`vae/` + `flow/`) into `out` (see the module
     docstring). The directory is written next to `out` and renamed into place when complete, so
@@ -210,7 +223,7 @@ def export_model(model: str | Path, out: str | Path, fp16: bool = False) -> Path
         for name in GRAPHS:
             started = time.perf_counter()
             path = staging / f"{name}.onnx"
-            with warnings.catch_warnings():
+            with warnings.catch_warnings(), _quiet("torch.onnx"):
                 warnings.simplefilter("ignore")
                 torch.onnx.export(modules[name], examples[name], str(path), dynamo=True, verbose=False,
                                   input_names=INPUT_NAMES[name], output_names=OUTPUT_NAMES[name],

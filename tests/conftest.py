@@ -102,3 +102,19 @@ def pipeline_run(tmp_path_factory) -> Path:
 def tiny_model(pipeline_run) -> Path:
     """The directory of the session's tiny model (`vae/` + `flow/`)."""
     return pipeline_run / "model"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def onnx_export_cache(tmp_path_factory):
+    """Exports made on the fly by the onnxruntime backend go to a per-session folder, never to
+    the user's ~/.cache (and each session starts without stale exports)."""
+    import os
+
+    path = tmp_path_factory.mktemp("motion_prior_cache")
+    before = os.environ.get("MOTION_PRIOR_CACHE")
+    os.environ["MOTION_PRIOR_CACHE"] = str(path)
+    yield path
+    if before is None:
+        os.environ.pop("MOTION_PRIOR_CACHE")
+    else:
+        os.environ["MOTION_PRIOR_CACHE"] = before
