@@ -54,7 +54,8 @@ setup(
     ],
     entry_points={
         "console_scripts": ["motion-prior = motion_prior.cli:main",
-                            "motion_prior_node = ros_nodes.motion_prior_node:main"],
+                            "motion_prior_node = ros_nodes.motion_prior_node:main",
+                            "sim_camera_node = ros_nodes.sim_camera_node:main"],
         "motion_prior.cli": ["sim_envs = sim_envs.cli:register"],
     },
     zip_safe=False,

@@ -129,8 +129,8 @@ MOTION_PRIOR_PARAMETERS = (
 SIM_CAMERA_PARAMETERS = (
     ParameterSpec("seed", "integer", 0, "scene seed of the first episode (each episode takes the next)",
                   range=(0, INT32_MAX), read_only=True),
-    ParameterSpec("rate", "double", 16.0, "frames per second (Hz), also the simulation's real-time rate",
-                  range=(0.5, 60.0), read_only=True),
+    ParameterSpec("rate", "double", 16.0, "frames published per second (Hz); the simulation advances 1/16 s "
+                  "per frame (the clips' frame rate), so 16 is real time", range=(0.5, 60.0), read_only=True),
     ParameterSpec("image_size", "integer", 256, "side of the square image in pixels", range=(32, 1024),
                   read_only=True),
     ParameterSpec("frame_id", "string", "sim_camera_optical_frame", "frame of the images, CameraInfo and action",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import rclpy
 from rclpy.executors import MultiThreadedExecutor
@@ -55,6 +55,33 @@ class Graph:
     def publisher(self, message_type, topic: str, qos: QoSProfile | int = 10):
         """A publisher of the test node."""
         return self.client.create_publisher(message_type, topic, qos)
+
+
+def open_graph() -> Iterator[Graph]:
+    """A fresh rclpy context with a :class:`Graph` on it, torn down after the yield (the body
+    of a module-scoped fixture, so test modules never share a graph)."""
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    graph = Graph(context)
+    try:
+        yield graph
+    finally:
+        graph.close()
+        rclpy.try_shutdown(context=context)
+
+
+def stamp_of(message) -> tuple[int, int]:
+    """A message's header stamp as (sec, nanosec): it names the frame a prediction is of."""
+    return message.header.stamp.sec, message.header.stamp.nanosec
+
+
+def diagnostics_of(messages: list, node_name: str) -> dict[str, str]:
+    """The latest key/values that the node `node_name` (fully qualified) put on /diagnostics."""
+    for array in reversed(messages):
+        for status in array.status:
+            if status.name.startswith(f"{node_name}:"):
+                return {pair.key: pair.value for pair in status.values}
+    return {}
 
 
 def wait_for(condition: Callable[[], object], timeout: float = 30.0, what: str = "condition",

@@ -30,7 +30,7 @@ from rcl_interfaces.msg import Log  # noqa: E402
 from rclpy.exceptions import InvalidParameterValueException  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.parameter_client import AsyncParameterClient  # noqa: E402
-from ros_graph import Graph, wait_for  # noqa: E402
+from ros_graph import Graph, diagnostics_of, open_graph, stamp_of, wait_for  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 
@@ -46,12 +46,7 @@ FRAME = np.random.default_rng(0).integers(0, 256, (*SIZE, 3), dtype=np.uint8)
 
 @pytest.fixture(scope="module")
 def graph():
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    graph = Graph(context)
-    yield graph
-    graph.close()
-    rclpy.try_shutdown(context=context)
+    yield from open_graph()
 
 
 def start_node(graph: Graph, model: Path, namespace: str = "", **parameters) -> MotionPriorNode:
@@ -107,20 +102,6 @@ class Camera:
         point = PointStamped(header=self.header())
         point.point.x, point.point.y = float(u), float(v)
         self.clicks.publish(point)
-
-
-def stamp_of(message) -> tuple[int, int]:
-    """A message's header stamp as (sec, nanosec): it names the frame a prediction is of."""
-    return message.header.stamp.sec, message.header.stamp.nanosec
-
-
-def diagnostics_of(messages: list, node_name: str) -> dict[str, str]:
-    """The latest key/values the node published on /diagnostics."""
-    for array in reversed(messages):
-        for status in array.status:
-            if status.name.startswith(node_name):
-                return {pair.key: pair.value for pair in status.values}
-    return {}
 
 
 def test_end_to_end_futures_match_their_frame(graph, node):
