@@ -67,9 +67,10 @@ class BenchConfig:
         repeats / max_seconds: timed runs per case (after one warm-up), fewer once a case
             has spent `max_seconds`.
         backends: names from BACKEND_CHOICES (None: all for the device).
-        trajectory_tokens: frames per token f of the trajectory-space baselines.
-        trajectory_futures / trajectory_queries: where they are compared with the latent model
-            (at every step count).
+        trajectory_cases: (frames per token f, queries Q) of the trajectory-space baselines,
+            each compared with the latent model at `trajectory_futures` futures and every step
+            count. f = 1 at Q = 16 is 1,024 tokens per sequence, which is why the comparison
+            uses fewer futures than the main sweep (the ratio is per future either way).
     """
 
     futures: tuple[int, ...] = (1, 16, 64, 256, 1024)
@@ -80,9 +81,8 @@ class BenchConfig:
     repeats: int = 5
     max_seconds: float = 20.0
     backends: tuple[str, ...] | None = None
-    trajectory_tokens: tuple[int, ...] = (1, 64)
-    trajectory_futures: int = 64
-    trajectory_queries: tuple[int, ...] = (16, 64, 256)
+    trajectory_cases: tuple[tuple[int, int], ...] = ((1, 16), (64, 16), (64, 64), (64, 256))
+    trajectory_futures: int = 16
     extra_futures: tuple[int, ...] = (1, 16, 64)
 
     @classmethod
@@ -91,7 +91,7 @@ class BenchConfig:
         which compiles for minutes, is left to full runs)."""
         return cls(futures=(1, 4), steps=(2,), samples=2, queries=4, repeats=1, max_seconds=1.0,
                    backends=("torch", "onnxruntime-cpu"),
-                   trajectory_tokens=(8,), trajectory_futures=2, trajectory_queries=(4,), extra_futures=(2,))
+                   trajectory_cases=((8, 4),), trajectory_futures=2, extra_futures=(2,))
 
 
 # -- measuring ---------------------------------------------------------------------------------
@@ -313,7 +313,7 @@ def _trajectory_comparison(model: str, query: Query, config: BenchConfig, device
     latent = MotionPrior.load(model, device=device)
     ours = {}  # (queries, steps) -> the latent model's case, shared by every f
     rows = []
-    cases = [(f, q, s) for f in config.trajectory_tokens for q in config.trajectory_queries for s in config.steps]
+    cases = [(f, q, s) for f, q in config.trajectory_cases for s in config.steps]
     for frames_per_token, queries, steps in tqdm(cases, desc="trajectory-space baseline", disable=not progress):
         baseline = MotionPrior(TrajectorySpaceBackend(latent, frames_per_token, queries))
         if (queries, steps) not in ours:
