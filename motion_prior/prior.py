@@ -13,6 +13,13 @@ Frames of any size are resized (bilinear, antialiased) to the model's square inp
 are resolution-free in normalised coordinates, so the mapping is exact: a point's normalised
 (x, y) is the same in the caller's frame and in the resized one. Pixel coordinates are the
 caller's frame's (top-left corner at (0, 0), `motion_prior.camera`).
+
+What runs the networks is a backend (`motion_prior.backends`): torch (eager or `torch.compile`)
+or ONNX Runtime (`motion_prior.onnx_runtime`, CPU/CUDA/TensorRT); validation, the sampler loop
+and guidance live here and are the same for all of them:
+
+    prior = MotionPrior.load("default", backend="onnxruntime")                 # CPU
+    prior = MotionPrior.load("default", device="cuda", backend="onnxruntime", precision="fp16")
 """
 
 from __future__ import annotations
