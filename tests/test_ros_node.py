@@ -273,3 +273,15 @@ def test_console_script_runs_with_the_shipped_parameter_file(graph, tiny_model):
         output = process.communicate(timeout=30)[0]
     assert process.returncode == 0, output
 
+
+
+def test_onnxruntime_backend_serves_the_same_topics(graph, tiny_model):
+    node = start_node(graph, tiny_model, namespace="onnx", backend="onnxruntime", providers=["CPUExecutionProvider"])
+    try:
+        assert node._prior.backend.name.startswith("onnxruntime")
+        clouds = graph.collect(PointCloud2, "/onnx/motion_prior_node/futures")
+        camera = Camera(graph, "onnx")
+        wait_for(lambda: clouds, what="futures from ONNX Runtime", every=camera.image, period=0.3)
+        assert unpack_futures(clouds[-1]).shape[:2] == (2, 9)
+    finally:
+        graph.remove(node)
