@@ -248,6 +248,8 @@ class MotionPriorNode(LifecycleNode):
             except InputError as error:
                 self._warn("sampling", f"cannot sample: {error}")
             except Exception as error:  # the node keeps serving whatever one frame did
+                if not self.context.ok():
+                    return  # shutting down (e.g. Ctrl-C): publishing fails, and that is no error
                 self._warn("failure", f"prediction failed: {type(error).__name__}: {error}", level="error")
 
     def _predict(self, message: Image) -> None:
