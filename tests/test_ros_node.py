@@ -33,6 +33,7 @@ from rclpy.parameter_client import AsyncParameterClient  # noqa: E402
 from ros_graph import Graph, diagnostics_of, open_graph, stamp_of, wait_for  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
+from visualization_msgs.msg import Marker, MarkerArray  # noqa: E402
 
 from ros_nodes.motion_prior_node import MotionPriorNode  # noqa: E402
 from ros_nodes.ros_parameters import value  # noqa: E402
@@ -175,6 +176,21 @@ def test_parameter_changes_apply_to_the_next_frame(graph, node):
     finally:
         grid = Parameter("query_points", Parameter.Type.DOUBLE_ARRAY, [])
         assert all(r.successful for r in set_remotely(graph, num_samples=2, query_points=grid))
+
+
+def test_markers_follow_the_futures_on_the_unit_plane(graph, node):
+    markers = graph.collect(MarkerArray, "/motion_prior_node/futures_markers")
+    assert all(r.successful for r in set_remotely(graph, publish_markers=True, overlay_samples=1))
+    try:
+        camera = Camera(graph)
+        wait_for(lambda: markers, what="futures markers", every=lambda: (camera.info(), camera.image()), period=0.3)
+    finally:
+        assert all(r.successful for r in set_remotely(graph, publish_markers=False, overlay_samples=4))
+    clear, lines = markers[-1].markers
+    assert clear.action == Marker.DELETEALL and lines.type == Marker.LINE_LIST
+    assert lines.header.frame_id == FRAME_ID and len(lines.points) == len(lines.colors) == 9 * (
+        node._prior.num_frames - 1) * 2
+    assert all(point.z == pytest.approx(1.0) for point in lines.points)
 
 
 def test_bad_overrides_stop_the_node_from_starting(graph, tiny_model):
