@@ -1,5 +1,6 @@
-"""rclpy nodes of motion_prior (the motion prior node and a simulated camera).
+"""ROS 2 nodes of motion_prior: `motion_prior_node` and `sim_camera_node`.
 
-The nodes arrive with the ROS 2 issue; this package is where they live. Everything here may
-import `motion_prior` (and `sim_envs` for the simulated camera), never the other way round.
+The nodes are thin; what they do to messages lives in ROS-free modules (`conversions`,
+`runtime`, `parameters`, `sim_pushes`) that are tested without a ROS graph. Everything here
+may import `motion_prior` (and `sim_envs` for the simulated camera), never the other way round.
 """

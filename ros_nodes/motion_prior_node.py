@@ -92,6 +92,7 @@ class MotionPriorNode(LifecycleNode):
     # -- lifecycle ---------------------------------------------------------------------------
 
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Create the subscriptions, publishers and diagnostics timer; fail on a missing model."""
         model = value(self, "model")
         if model != "default" and not Path(model).is_dir():
             self.get_logger().error(f"model: no model directory at {model!r} (expected 'default' or a directory "
@@ -119,6 +120,7 @@ class MotionPriorNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Load the model and start the inference thread; fail if the model does not load."""
         options = {name: value(self, name) for name in ("device", "backend", "providers", "precision")}
         try:
             self._prior = MotionPrior.load(value(self, "model"), **options)
@@ -135,14 +137,17 @@ class MotionPriorNode(LifecycleNode):
         return result
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Stop the inference thread and release the model."""
         self._stop_inference()
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Remove the topics and forget the camera and pokes."""
         self._destroy_topics()
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Stop inference and remove the topics."""
         self._stop_inference()
         self._destroy_topics()
         return TransitionCallbackReturn.SUCCESS
