@@ -154,10 +154,16 @@ def run_episode(env: MotionPriorWrapper, policy, seed: int, record: bool = False
     per step) and, with `record`, the frames and the plans of every step under "trace"."""
     observation, info = env.reset(seed=seed)
     policy.reset(seed)
-    seconds, trace = [], []
+    seconds, trace, error = [], [], None
     while True:
         started = time.perf_counter()
-        action = policy(observation)
+        try:
+            action = policy(observation)
+        except InputError as problem:
+            # E.g. the pusher left the camera's view, so no poke can start on it: the episode
+            # ends as a failure (recorded with the reason) instead of ending the evaluation.
+            error = str(problem)
+            break
         seconds.append(time.perf_counter() - started)
         plan = getattr(getattr(policy, "planner", None), "last_plan", None)
         if record:
@@ -167,7 +173,9 @@ def run_episode(env: MotionPriorWrapper, policy, seed: int, record: bool = False
         if terminated or truncated:
             break
     result = {"seed": seed, "success": bool(info["is_success"]), "distance": float(info["distance"]),
-              "steps": int(info["steps"]), "plan_seconds": float(np.mean(seconds))}
+              "steps": int(info["steps"]), "plan_seconds": float(np.mean(seconds)) if seconds else 0.0}
+    if error is not None:
+        result.update(success=False, error=error)
     if record:
         result["trace"] = trace + [{"observation": observation, "plan": None, "pokes": None}]
     return result
