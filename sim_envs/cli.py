@@ -1,4 +1,4 @@
-"""The `motion-prior` commands that need MuJoCo: `data generate`, `demo`, `train all` and `plan eval`.
+"""The `motion-prior` commands that need MuJoCo: `data generate`, `demo`, `train all`, `plan eval` and `plan check`.
 
 Registered into the `motion-prior` CLI through the `motion_prior.cli` entry point.
 """
@@ -77,8 +77,44 @@ def _plan_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_plan_commands(top) -> None:
+def _plan_check(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    import torch
+
+    from sim_envs.planners import PlannerConfig
+    from sim_envs.planning_eval import PlanEvalConfig, check_model
+
+    torch.set_num_threads(args.threads)
+    config = PlanEvalConfig(env=args.env, seed=args.seed, model=args.model, num_samples=args.samples, steps=args.steps,
+                            guidance=args.guidance, planner=PlannerConfig(horizon=args.horizon, risk=args.risk))
+    result = check_model(config, states=args.states, candidates=args.candidates)
+    for name, value in result["metrics"].items():
+        print(f"{name:<26} {value if value is None or isinstance(value, int) else round(value, 3)}")
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+        print(f"wrote {args.out}")
+    return 0
+
+
+def _add_model_arguments(parser) -> None:
+    """The options `plan eval` and `plan check` share: env, model, sampler, horizon and risk."""
     from sim_envs.envs import PUSH_TO_GOAL_ID
+
+    parser.add_argument("--env", default=PUSH_TO_GOAL_ID, help=f"Gymnasium env id (default {PUSH_TO_GOAL_ID})")
+    parser.add_argument("--seed", type=int, default=0, help="first episode seed (default 0)")
+    parser.add_argument("--model", default="default", help="'default' (shipped) or a model directory")
+    parser.add_argument("--samples", type=int, default=4, help="K futures per candidate (default 4)")
+    parser.add_argument("--steps", type=int, default=4, help="prior sampling steps (default 4)")
+    parser.add_argument("--guidance", type=float, default=1.5, help="prior guidance (default 1.5)")
+    parser.add_argument("--horizon", type=int, default=2, help="actions per candidate sequence (default 2)")
+    parser.add_argument("--risk", default="mean", choices=("mean", "best", "cvar"), help="how K futures are scored")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+
+
+def _add_plan_commands(top) -> None:
     from sim_envs.planning_eval import METHODS
 
     plan = top.add_parser("plan", help="plan in simulation with the motion prior (Gymnasium envs)")
@@ -87,22 +123,25 @@ def _add_plan_commands(top) -> None:
         "eval", help="success of prior-based planners against random, scripted and oracle baselines",
         description="Play seeded episodes with each method, report success rate, final distance, steps and "
                     "planning time per step; write JSON, a plot and a GIF. Resumable: rerun the same command.")
-    ev.add_argument("--env", default=PUSH_TO_GOAL_ID, help=f"Gymnasium env id (default {PUSH_TO_GOAL_ID})")
+    _add_model_arguments(ev)
     ev.add_argument("--planner", nargs="+", default=list(METHODS), choices=METHODS,
                     help="methods to run (default: all)")
     ev.add_argument("--episodes", type=int, default=50, help="episodes per method (default 50)")
-    ev.add_argument("--seed", type=int, default=0, help="first episode seed (default 0)")
     ev.add_argument("--out", default="runs/plan-eval", help="output folder (default runs/plan-eval)")
-    ev.add_argument("--model", default="default", help="'default' (shipped) or a model directory")
-    ev.add_argument("--samples", type=int, default=4, help="K futures per candidate (default 4)")
-    ev.add_argument("--steps", type=int, default=4, help="prior sampling steps (default 4)")
-    ev.add_argument("--guidance", type=float, default=1.5, help="prior guidance (default 1.5)")
-    ev.add_argument("--horizon", type=int, default=2, help="actions per candidate sequence (default 2)")
     ev.add_argument("--candidates", type=int, default=24, help="candidates per iteration (default 24)")
     ev.add_argument("--iterations", type=int, default=3, help="model calls per step (default 3)")
-    ev.add_argument("--risk", default="mean", choices=("mean", "best", "cvar"), help="how K futures are scored")
-    ev.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     ev.set_defaults(func=_plan_eval)
+
+    check = verbs.add_parser(
+        "check", help="how well the prior predicts the target's motion under candidate actions, against the simulator",
+        description="On seeded PushToGoal states, imagine candidate action sequences with the prior and roll "
+                    "them out in the simulator; print displacement agreement and how well the prior ranks the "
+                    "candidates by the planner's cost.")
+    _add_model_arguments(check)
+    check.add_argument("--states", type=int, default=12, help="seeded states (default 12)")
+    check.add_argument("--candidates", type=int, default=32, help="candidate action sequences per state (default 32)")
+    check.add_argument("--out", help="also write the result as JSON here")
+    check.set_defaults(func=_plan_check)
 
 
 def register(groups: dict) -> None:

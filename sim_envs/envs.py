@@ -2,8 +2,8 @@
 and swing a door to a goal angle.
 
 Both are built from the same pieces as the training clips (`sim_envs.scenes`,
-`sim_envs.clip_generator.SceneSimulator`, `sim_envs.scripts.PusherScript`), so an action turns
-into pokes exactly as the pusher's scripted action did in training (`tabletop_pokes`).
+`sim_envs.clip_generator.SceneSimulator`, `sim_envs.scripts.PusherScript`), so the prior sees
+scenes like its training clips; `tabletop_pokes` turns an action sequence into pokes.
 
 - Action: `float32 [2]` in [-1, 1]: the pusher's planar displacement for the next segment, in
   units of `max_step` metres (world x, y). The pusher moves there in a straight line with the
@@ -260,16 +260,16 @@ class TabletopEnv(gym.Env):
         truncated = not terminated and self._steps >= self.config.max_steps
         return self._observation(), -self.distance(), terminated, truncated, self._info()
 
-    def simulate_target_tracks(self, actions) -> np.ndarray:
-        """What really happens to the target point under candidate action sequences: the
-        oracle's model. Each candidate is simulated from the current state, which is restored.
+    def simulate_tracks(self, actions) -> np.ndarray:
+        """What really happens under candidate action sequences: the oracle's model. Each
+        candidate is simulated from the current state, which is restored.
 
         Args:
             actions: `[M, H, 2]` action sequences (H segments each).
 
         Returns:
-            `float32 [M, 1, 1, T, 2]` pixel tracks of the target point (T = `horizon_frames`,
-            a prior's layout [M, K = 1, N = 1, T, 2]).
+            `float32 [M, 1, 2, T, 2]` pixel tracks of the target point (index 0) and the pusher's
+            centre (index 1) (T = `horizon_frames`, a prior's layout [M, K = 1, N = 2, T, 2]).
         """
         self._require_reset()
         actions = self.check_actions(actions, "actions")
@@ -277,12 +277,13 @@ class TabletopEnv(gym.Env):
             raise InputError("actions", "an array [M, H, 2] of action sequences", actions)
         state = get_state(self.sim)
         tracks = []
+        record = lambda: np.stack([self.target_point(), self.pusher_position()])  # noqa: E731
         for sequence in actions:
             set_state(self.sim, state)
-            points = self._run(self.segment_script(sequence), self.config.horizon_frames - 1, self.target_point)
-            tracks.append(self.sim.camera.project(np.array(points))[0])
+            points = np.array(self._run(self.segment_script(sequence), self.config.horizon_frames - 1, record))
+            tracks.append(self.sim.camera.project(points.transpose(1, 0, 2))[0])
         set_state(self.sim, state)
-        return np.array(tracks, dtype=np.float32)[:, None, None]
+        return np.array(tracks, dtype=np.float32)[:, None]
 
     # -- observation and rendering ------------------------------------------------------------
 
@@ -439,15 +440,21 @@ class DoorToAngleEnv(TabletopEnv):
 
 
 def tabletop_pokes(env: gym.Env, actions) -> np.ndarray:
-    """Pokes of an action sequence in a tabletop env, as the clip generator made them in training.
+    """Pokes of an action sequence in a tabletop env, as the prior was trained to read them.
+
+    Two pokes per segment, both from the pusher's centre now: its waypoint at the arrival frame,
+    and the same waypoint where its rest ends (the next segment's start; the last frame for the
+    last segment). The prior was trained on pokes drawn from tracks, half of them ending at the
+    last frame; with the arrival pokes alone it follows the pusher loosely (`plan check`:
+    pusher_poke_error_px), since nothing says the pusher then stays put.
 
     Args:
         env: a `TabletopEnv` (or a wrapper of one) after reset.
         actions: `[H, 2]` actions; segment h is the h-th.
 
     Returns:
-        `float32 [H, 5]` normalised pokes: the pusher's centre now -> its waypoint after segment
-        h, reached at end_time = arrival frame / (horizon_frames - 1).
+        `float32 [2 H, 5]` normalised pokes (end_time = frame / (horizon_frames - 1)), in order
+        of end time.
 
     Raises:
         InputError: invalid actions, or a sequence longer than the prior's horizon.
@@ -456,16 +463,24 @@ def tabletop_pokes(env: gym.Env, actions) -> np.ndarray:
     actions = task.check_actions(actions, "actions")
     if actions.ndim != 2:
         raise InputError("actions", "an action sequence [H, 2]", actions)
+    c = task.config
+    last = c.horizon_frames - 1
+    if len(actions) * c.segment_frames > c.horizon_frames:
+        raise InputError("actions", f"at most {c.horizon_frames // c.segment_frames} segments of {c.segment_frames} "
+                         f"frames (the prior's horizon is {c.horizon_frames})", f"{len(actions)} segments")
     script = task.segment_script(actions)
-    arrivals = script.frames[1::2]  # waypoints alternate: arrival, pause until the next segment
-    if arrivals.max() > task.config.horizon_frames - 1:
-        most = task.config.horizon_frames // task.config.segment_frames
-        raise InputError("actions", f"at most {most} segments of {task.config.segment_frames} frames "
-                         f"(the prior's horizon is {task.config.horizon_frames})", f"{len(actions)} segments")
+    arrivals = np.maximum(script.frames[1::2], 1.0)  # waypoints alternate: arrival, pause until the next segment
+    rests = np.minimum(c.segment_frames * np.arange(1, len(actions) + 1), last)
     start = task.pusher_position()
     waypoints = np.concatenate([script.waypoints[1::2], np.full((len(actions), 1), start[2])], axis=1)
-    times = np.maximum(arrivals, 1.0) / (task.config.horizon_frames - 1)
-    return action_to_pokes(task.camera, start, waypoints, times)
+    times = np.stack([arrivals, np.maximum(rests, arrivals)], axis=1).reshape(-1) / last
+    # Each poke grabs its own point of the pusher (a ring around its axis, half its radius out):
+    # training pokes always sit on distinct tracks, and pokes sharing one start point are
+    # followed loosely. The pusher only translates, so every point moves with its centre.
+    angles = 2 * np.pi * np.arange(len(times)) / len(times)
+    offsets = 0.5 * task.sim.spec.pusher_radius * np.stack([np.cos(angles), np.sin(angles), np.zeros_like(angles)], 1)
+    return np.concatenate([action_to_pokes(task.camera, start + o, (w + o)[None], t[None])
+                           for o, w, t in zip(offsets, np.repeat(waypoints, 2, axis=0), times)])
 
 
 gym.register(PUSH_TO_GOAL_ID, entry_point=PushToGoalEnv, max_episode_steps=None)

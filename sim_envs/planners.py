@@ -51,29 +51,44 @@ def reduce_risk(costs: np.ndarray, risk: str = "mean", alpha: float = 0.25) -> n
 
 @dataclass
 class GoalCost:
-    """Image-space goal cost: how far (pixels) the target ends up from the goal.
+    """Image-space pushing cost (pixels): how far the target ends up from the goal, plus how
+    far the pusher ends up from the place behind the target that pushes it on to the goal.
 
     The target's motion is the mean displacement (last frame minus first) of a few query
     points on it: `observation["target_pixel"]` and `pattern` more points `spread` px around
-    it, so one badly decoded point does not decide. The cost is the distance from
+    it, so one badly decoded point does not decide. The goal term is the distance from
     `target_pixel` + that displacement to `observation["goal_pixel"]`.
+
+    The last query point is the pusher (`observation["pusher_pixel"]`). The goal term is flat
+    for every candidate that does not touch the target (most of them while the pusher is
+    away), so the search would wander and a one-step plan has no reason to walk round the
+    target; `reach_weight` times the pusher's final distance to the point `standoff` px
+    behind the target's final position (on the line from the goal through it) draws the
+    pusher there and keeps it in contact while pushing. `standoff` is about the target's
+    plus the pusher's radius in pixels of the default 128 px camera.
     """
 
     spread: float = 2.0
     pattern: int = 4
+    reach_weight: float = 0.3
+    standoff: float = 12.0
 
     def query_points(self, observation: dict) -> np.ndarray:
-        """`[N, 2]` pixel query points on the target (N = 1 + pattern)."""
+        """`[N, 2]` pixel query points: N - 1 = 1 + pattern on the target, then the pusher."""
         centre = np.asarray(observation["target_pixel"], dtype=np.float64)
         angles = 2 * np.pi * np.arange(self.pattern) / max(self.pattern, 1)
         ring = centre + self.spread * np.stack([np.cos(angles), np.sin(angles)], axis=1)
-        return np.concatenate([centre[None], ring]).astype(np.float32)
+        pusher = np.asarray(observation["pusher_pixel"], dtype=np.float64)
+        return np.concatenate([centre[None], ring, pusher[None]]).astype(np.float32)
 
     def __call__(self, observation: dict, tracks: np.ndarray) -> np.ndarray:
-        """`tracks [M, K, N, T, 2]` pixels -> `[M, K]` costs (pixels)."""
-        shift = (tracks[..., -1, :] - tracks[..., 0, :]).mean(axis=2)
+        """`tracks [M, K, N, T, 2]` pixels (target points, then the pusher) -> `[M, K]` costs (pixels)."""
+        shift = (tracks[:, :, :-1, -1] - tracks[:, :, :-1, 0]).mean(axis=2)
         end = np.asarray(observation["target_pixel"]) + shift
-        return np.linalg.norm(end - np.asarray(observation["goal_pixel"]), axis=-1)
+        to_goal = np.asarray(observation["goal_pixel"]) - end
+        goal = np.linalg.norm(to_goal, axis=-1)
+        behind = end - self.standoff * to_goal / np.maximum(goal, 1e-9)[..., None]
+        return goal + self.reach_weight * np.linalg.norm(tracks[:, :, -1, -1] - behind, axis=-1)
 
 
 class PriorModel:
@@ -89,14 +104,15 @@ class PriorModel:
 
 class SimulatorModel:
     """The oracle: each candidate is rolled out in the true simulator from the current state
-    (`env.unwrapped.simulate_target_tracks`). It tracks the task's target point exactly, so
-    it ignores the query points and returns K = N = 1."""
+    (`env.unwrapped.simulate_tracks`). It tracks the task's target point and the pusher
+    exactly (`GoalCost`'s layout: target, then pusher), so it ignores the query points and
+    returns K = 1, N = 2."""
 
     def __init__(self, env):
         self.env = env
 
     def predict(self, observation: dict, actions: np.ndarray, query_points: np.ndarray) -> np.ndarray:
-        return self.env.unwrapped.simulate_target_tracks(actions)
+        return self.env.unwrapped.simulate_tracks(actions)
 
 
 @dataclass

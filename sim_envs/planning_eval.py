@@ -24,9 +24,9 @@ import gymnasium as gym
 import numpy as np
 
 import sim_envs.envs as tabletop
-from motion_prior.camera import pixels_to_normalized
+from motion_prior.camera import normalized_to_pixels, pixels_to_normalized
 from motion_prior.errors import InputError
-from sim_envs.planners import GoalCost, Planner, PlannerConfig, PriorModel, SimulatorModel
+from sim_envs.planners import GoalCost, Planner, PlannerConfig, PriorModel, SimulatorModel, reduce_risk
 from sim_envs.scripts import segment_clear_of
 from sim_envs.wrapper import ImagineConfig, MotionPriorWrapper
 
@@ -202,22 +202,106 @@ def _read_records(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def make_env(config: PlanEvalConfig) -> MotionPriorWrapper:
+    """`config.env` wrapped with `config.model` and its sampler settings."""
+    from motion_prior.prior import MotionPrior
+
+    return MotionPriorWrapper(gym.make(config.env, render_mode="rgb_array"), MotionPrior.load(config.model),
+                              tabletop.tabletop_pokes, ImagineConfig(steps=config.steps, guidance=config.guidance))
+
+
+def check_model(config: PlanEvalConfig, states: int = 12, candidates: int = 32, moved_px: float = 2.0) -> dict:
+    """How well the prior predicts what the planner scores, against the simulator (PushToGoal).
+
+    States: reset seeds `config.seed + i`, each advanced by `i % 3` heuristic steps so some
+    states have the pusher mid-push. Candidates `[M, H, 2]` (H = `config.planner.horizon`):
+    half uniform, half whose first action heads for the target (noisy bearing and length),
+    so a good share of them touch it. Both models are scored with `GoalCost` and the
+    planner's risk measure.
+
+    Returns:
+        {"config", "metrics"}: poke adherence (mean distance, pixels, between the prior's pusher
+        at each poke's end time and the poke's end point); displacement agreement of the target (pixels; "moved" means a
+        displacement over `moved_px`): Pearson correlation of predicted vs true displacement
+        components, share of candidates moving it (true, predicted), contact agreement,
+        median angle error (degrees) and length ratio where both move it; cost ranking: the
+        true cost of the prior's best candidate against the true best, and the true median
+        (pixels, means over states), and the mean Spearman correlation of the costs.
+    """
+    config.validate()
+    env = make_env(config)
+    if not isinstance(env.unwrapped, tabletop.PushToGoalEnv):
+        raise InputError("env", "a PushToGoal env (the heuristic drives the states)", config.env)
+    cost, heuristic = GoalCost(), PushHeuristic(env)
+    prior, oracle = PriorModel(env, config.num_samples), SimulatorModel(env)
+    rng = np.random.default_rng(config.seed)
+    true_shift, pred_shift, ranking, poke_error = [], [], [], []
+    try:
+        for i in range(states):
+            observation, _ = env.reset(seed=config.seed + i)
+            for _ in range(i % 3):
+                observation, *_ = env.step(heuristic(observation))
+            task = env.unwrapped
+            actions = rng.uniform(-1, 1, (candidates, config.planner.horizon, 2))
+            heading = task.target_point()[:2] - task.pusher_position()[:2]
+            bearing = np.arctan2(heading[1], heading[0]) + rng.normal(0, 0.4, candidates // 2)
+            length = rng.uniform(0.3, 1.0, candidates // 2)[:, None]
+            actions[: candidates // 2, 0] = np.clip(length * np.stack([np.cos(bearing), np.sin(bearing)], 1), -1, 1)
+            queries = cost.query_points(observation)
+            tracks = {"true": oracle.predict(observation, actions, queries),
+                      "prior": prior.predict(observation, actions, queries)}
+            true_cost, prior_cost = (reduce_risk(cost(observation, t), config.planner.risk, config.planner.cvar_alpha)
+                                     for t in tracks.values())
+            # The target's displacement: mean over its query points (all but the pusher) and samples.
+            shifts = [(t[:, :, :-1, -1] - t[:, :, :-1, 0]).mean(axis=(1, 2)) for t in tracks.values()]
+            true_shift.append(shifts[0])
+            pred_shift.append(shifts[1])
+            # Poke adherence: where the prior puts the pusher (the last query point, the pokes'
+            # start) at each poke's end time, against the poke's end point.
+            for sequence, pusher in zip(actions, tracks["prior"][:, :, -1]):
+                pokes = env.pokes(sequence[None])[0]
+                frames = np.rint(pokes[:, 4] * (pusher.shape[1] - 1)).astype(int)
+                ends = normalized_to_pixels(pokes[:, 2:4], observation["image"].shape[:2])
+                poke_error.append(np.linalg.norm(pusher[:, frames] - ends, axis=-1).mean())
+            ranks = [np.argsort(np.argsort(c)) for c in (true_cost, prior_cost)]
+            ranking.append((true_cost[np.argmin(prior_cost)], true_cost.min(), np.median(true_cost),
+                            np.corrcoef(*ranks)[0, 1]))
+    finally:
+        env.close()
+    true_shift, pred_shift, ranking = np.concatenate(true_shift), np.concatenate(pred_shift), np.array(ranking)
+    true_len, pred_len = np.linalg.norm(true_shift, axis=1), np.linalg.norm(pred_shift, axis=1)
+    both = (true_len > moved_px) & (pred_len > moved_px)
+    cosine = np.sum(true_shift[both] * pred_shift[both], axis=1) / (true_len[both] * pred_len[both])
+    metrics = {
+        "pairs": len(true_shift),
+        "pusher_poke_error_px": float(np.mean(poke_error)),
+        "displacement_correlation": float(np.corrcoef(true_shift.reshape(-1), pred_shift.reshape(-1))[0, 1]),
+        "moved_share_true": float(np.mean(true_len > moved_px)),
+        "moved_share_prior": float(np.mean(pred_len > moved_px)),
+        "contact_agreement": float(np.mean((true_len > moved_px) == (pred_len > moved_px))),
+        "median_angle_error_deg": float(np.median(np.degrees(np.arccos(np.clip(cosine, -1, 1))))) if both.any() else None,
+        "median_length_ratio": float(np.median(pred_len[both] / true_len[both])) if both.any() else None,
+        "true_cost_of_prior_best": float(ranking[:, 0].mean()),
+        "true_cost_best": float(ranking[:, 1].mean()),
+        "true_cost_median": float(ranking[:, 2].mean()),
+        "cost_rank_correlation": float(np.nanmean(ranking[:, 3])),
+    }
+    return {"config": {**asdict(config), "states": states, "candidates": candidates, "moved_px": moved_px},
+            "metrics": metrics}
+
+
 def evaluate(config: PlanEvalConfig, out: str | Path, progress: bool = True) -> dict:
     """Run (or resume) the evaluation; write episodes, summary JSON, plot and GIF to `out`.
 
     Returns the summary: {"config", "summary": {method: means}}.
     """
-    from motion_prior.prior import MotionPrior
-
     config.validate()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     episodes_file = out / "episodes.jsonl"
     records = _read_records(episodes_file)
     done = {(r["method"], r["seed"]) for r in records}
-    prior = MotionPrior.load(config.model)
-    env = MotionPriorWrapper(gym.make(config.env, render_mode="rgb_array"), prior, tabletop.tabletop_pokes,
-                             ImagineConfig(steps=config.steps, guidance=config.guidance))
+    env = make_env(config)
     try:
         for method in config.methods:
             policy = make_policy(method, env, config)

@@ -69,9 +69,15 @@ def test_tabletop_pokes_start_at_the_pusher_and_match_the_camera():
     np.testing.assert_allclose(camera.extrinsics, task.camera.extrinsics, atol=1e-5)
     np.testing.assert_allclose(camera.intrinsics, task.camera.intrinsics, atol=1e-4)
     pokes = tabletop.tabletop_pokes(env, np.array([[0.5, 0.0], [0.0, 0.5]]))
-    start_px = (pokes[:, :2] + 1) * 64
-    np.testing.assert_allclose(start_px, np.repeat(observation["pusher_pixel"][None], 2, 0), atol=1e-3)
-    assert np.all(np.diff(pokes[:, 4]) > 0) and pokes[-1, 4] <= 1.0
+    assert pokes.shape == (4, 5)  # per segment: arrival, then the end of the rest
+    start_px, end_px = (pokes[:, :2] + 1) * 64, (pokes[:, 2:4] + 1) * 64
+    # Distinct points of the pusher, each a few pixels from its centre.
+    assert np.all(np.linalg.norm(start_px - observation["pusher_pixel"], axis=1) < 4.0)
+    assert np.min(np.linalg.norm(start_px[:, None] - start_px[None], axis=-1)[np.triu_indices(4, 1)]) > 0.1
+    np.testing.assert_allclose(end_px[0] - start_px[0], end_px[1] - start_px[1], atol=0.5)  # the pusher rests
+    horizon = task.config.horizon_frames - 1
+    np.testing.assert_allclose(pokes[[1, 3], 4], [task.config.segment_frames / horizon, 1.0], atol=1e-6)
+    assert np.all(np.diff(pokes[:, 4]) > 0)
     with pytest.raises(InputError, match="segments"):
         tabletop.tabletop_pokes(env, np.full((3, 2), 0.5))
     env.close()
@@ -82,8 +88,9 @@ def test_oracle_rollouts_restore_the_state():
     observation, _ = env.reset(seed=5)
     towards = (observation["target_xy"] - observation["pusher_xy"]) / env.config.max_step
     actions = np.stack([np.zeros((2, 2)), np.stack([np.clip(towards * 1.5, -1, 1), np.zeros(2)])])
-    tracks = env.simulate_target_tracks(actions)
-    assert tracks.shape == (2, 1, 1, env.config.horizon_frames, 2)
+    tracks = env.simulate_tracks(actions)
+    assert tracks.shape == (2, 1, 2, env.config.horizon_frames, 2)
+    np.testing.assert_allclose(tracks[0, 0, 1, 0], observation["pusher_pixel"], atol=0.05)
     np.testing.assert_allclose(tracks[0, 0, 0, -1], observation["target_pixel"], atol=0.05)
     assert np.linalg.norm(tracks[1, 0, 0, -1] - tracks[1, 0, 0, 0]) > 1.0
     again = env._observation()

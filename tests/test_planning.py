@@ -25,14 +25,18 @@ def test_risk_measures():
         reduce_risk(costs, "worst")
 
 
-def test_goal_cost_reads_the_target_displacement():
-    observation = {"target_pixel": np.array([10.0, 10.0]), "goal_pixel": np.array([20.0, 10.0])}
-    cost = GoalCost()
+def test_goal_cost_reads_the_target_displacement_and_the_pusher():
+    observation = {"target_pixel": np.array([10.0, 10.0]), "goal_pixel": np.array([20.0, 10.0]),
+                   "pusher_pixel": np.array([0.0, 10.0])}
+    cost = GoalCost(reach_weight=0.5, standoff=4.0)
     queries = cost.query_points(observation)
+    assert len(queries) == 1 + cost.pattern + 1
+    np.testing.assert_allclose(queries[-1], observation["pusher_pixel"])
     tracks = np.repeat(queries[None, None, :, None], 4, axis=3).astype(np.float64)  # [1, 1, N, T, 2]
     moved = tracks.copy()
-    moved[..., -1, 0] += 10.0
-    np.testing.assert_allclose(cost(observation, np.concatenate([tracks, moved])), [[10.0], [0.0]], atol=1e-5)
+    moved[..., -1, 0] += 8.0  # target and pusher 8 px on towards the goal
+    # Goal terms 10 and 2; either way the pusher ends 6 px short of the point 4 px behind the target.
+    np.testing.assert_allclose(cost(observation, np.concatenate([tracks, moved])), [[10.0 + 3.0], [2.0 + 3.0]], atol=1e-5)
 
 
 class _Quadratic:
@@ -49,8 +53,8 @@ class _Quadratic:
 @pytest.mark.parametrize("method", ["cem", "random", "mppi"])
 def test_planners_find_the_goal_direction(method):
     space = gym.spaces.Box(-1, 1, (2,))
-    observation = {"target_pixel": np.zeros(2), "goal_pixel": np.array([6.0, -4.0])}
-    planner = Planner(_Quadratic(), GoalCost(), space, PlannerConfig(method=method, candidates=32, iterations=4))
+    observation = {"target_pixel": np.zeros(2), "goal_pixel": np.array([6.0, -4.0]), "pusher_pixel": np.zeros(2)}
+    planner = Planner(_Quadratic(), GoalCost(reach_weight=0.0), space, PlannerConfig(method=method, candidates=32, iterations=4))
     action = planner(observation)
     np.testing.assert_allclose(action, [0.6, -0.4], atol=0.2)
     assert planner.last_plan.model_calls == (1 if method == "random" else 4)
@@ -75,7 +79,7 @@ def test_a_short_planning_episode_runs_end_to_end(push_env):
     episode = run_episode(push_env, PlannerPolicy(planner), seed=0, record=True)
     assert episode["steps"] == 2 or episode["success"]
     plan = planner.last_plan
-    assert plan.tracks.shape[:2] == (2, 5) and plan.sequence.shape == (2, 2) and plan.model_calls == 2
+    assert plan.tracks.shape[:2] == (2, 6) and plan.sequence.shape == (2, 2) and plan.model_calls == 2
     assert push_env.action_space.contains(plan.action)
 
 
@@ -83,7 +87,7 @@ def test_oracle_and_heuristic_act_in_the_env(push_env):
     oracle = Planner(SimulatorModel(push_env), GoalCost(), push_env.action_space,
                      PlannerConfig(horizon=2, candidates=6, iterations=2))
     observation, _ = push_env.reset(seed=3)
-    assert oracle.plan(observation).tracks.shape == (1, 1, push_env.unwrapped.config.horizon_frames, 2)
+    assert oracle.plan(observation).tracks.shape == (1, 2, push_env.unwrapped.config.horizon_frames, 2)
     action = PushHeuristic(push_env)(observation)
     assert push_env.action_space.contains(action)
 

@@ -62,7 +62,7 @@ def test_imagine_batches_candidates_and_puts_futures_in_info_and_render(push_env
     observation, _ = push_env.reset(seed=0)
     futures = push_env.imagine(np.array([[[0.5, 0.0], [0.0, 0.5]], [[-0.5, 0.0], [0.0, 0.0]]]),
                                query_points=observation["target_pixel"][None])
-    assert futures.tracks.shape[:3] == (2, 2, 1) and len(futures.pokes[0]) == 2
+    assert futures.tracks.shape[:3] == (2, 2, 1) and len(futures.pokes[0]) == 4  # 2 per action
     _, _, _, _, info = push_env.step(np.array([0.3, 0.3], np.float32))
     assert info["imagined"].tracks.shape[0] == 2
     picture = push_env.render()
