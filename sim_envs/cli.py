@@ -109,7 +109,7 @@ def _add_model_arguments(parser) -> None:
     parser.add_argument("--samples", type=int, default=4, help="K futures per candidate (default 4)")
     parser.add_argument("--steps", type=int, default=4, help="prior sampling steps (default 4)")
     parser.add_argument("--guidance", type=float, default=1.5, help="prior guidance (default 1.5)")
-    parser.add_argument("--horizon", type=int, default=2, help="actions per candidate sequence (default 2)")
+    parser.add_argument("--horizon", type=int, default=1, help="actions per candidate sequence (default 1: `plan check` ranks two-segment plans worse)")
     parser.add_argument("--risk", default="mean", choices=("mean", "best", "cvar"), help="how K futures are scored")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
 

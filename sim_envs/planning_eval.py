@@ -58,7 +58,7 @@ class PlanEvalConfig:
     num_samples: int = 4
     steps: int = 4
     guidance: float = 1.5
-    planner: PlannerConfig = field(default_factory=lambda: PlannerConfig(horizon=2, candidates=24, iterations=3))
+    planner: PlannerConfig = field(default_factory=lambda: PlannerConfig(horizon=1, candidates=24, iterations=3))
     gif_episode: int = 0
 
     def validate(self) -> "PlanEvalConfig":
