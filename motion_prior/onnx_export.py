@@ -41,6 +41,7 @@ from torch import nn
 from motion_prior.backends import ModelSpec
 from motion_prior.flow import Conditioning, FlowNetwork
 from motion_prior.prior import MotionPrior, model_dir
+from motion_prior.shards import file_sha256
 from motion_prior.vae import TrajectoryVAE
 
 MANIFEST = "manifest.json"
@@ -83,14 +84,6 @@ class VelocityGraph(nn.Module):
 
     def forward(self, x, t, mask, bias, keys, values):
         return self.flow.velocity(x, t, Conditioning(list(zip(keys.unbind(0), values.unbind(0))), mask, bias))
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def checkpoint_hashes(directory: Path) -> dict[str, str]:

@@ -31,11 +31,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-import rclpy
 import torch
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Point, PointStamped, Vector3Stamped
-from rclpy.executors import ExternalShutdownException
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.time import Time
@@ -48,6 +46,7 @@ from motion_prior.prior import MotionPrior
 from ros_nodes.conversions import (MessageError, camera_from_info, futures_line_lists, has_distortion, image_to_rgb,
                                    normalized_to_ros_pixels, pack_futures, rgb_to_image_fields,
                                    ros_pixels_to_normalized)
+from ros_nodes.executables import spin_node
 from ros_nodes.parameters import MOTION_PRIOR_NODE, MOTION_PRIOR_PARAMETERS
 from ros_nodes.ros_parameters import declare, value
 from ros_nodes.runtime import LatestSlot, PokeBook, Statistics, WarningThrottle
@@ -331,17 +330,7 @@ def futures_markers(header: Header, tracks_uv: np.ndarray, camera) -> MarkerArra
 
 def main(args: list[str] | None = None) -> None:
     """Entry point of `ros2 run motion_prior motion_prior_node` (takes `--ros-args ...`)."""
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = MotionPriorNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
+    spin_node(MotionPriorNode, args)
 
 
 if __name__ == "__main__":

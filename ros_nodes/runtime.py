@@ -110,9 +110,7 @@ class PokeBook:
         Raises:
             MessageError: non-finite values.
         """
-        position = np.asarray(position, dtype=np.float64)
-        if not np.all(np.isfinite(position)):
-            raise MessageError("end_effector", f"end_effector position is not finite: {position.tolist()}")
+        position = _finite(position, "end_effector", "end_effector position")
         with self._lock:
             self._position = (position, time)
 
@@ -123,9 +121,7 @@ class PokeBook:
         Raises:
             MessageError: non-finite values, or no end-effector position within `lifetime`.
         """
-        displacement = np.asarray(displacement, dtype=np.float64)
-        if not np.all(np.isfinite(displacement)):
-            raise MessageError("displacement", f"commanded displacement is not finite: {displacement.tolist()}")
+        displacement = _finite(displacement, "displacement", "commanded displacement")
         with self._lock:
             if self._position is None or _expired(self._position[1], time, lifetime):
                 raise MessageError("displacement", "commanded displacement ignored: no recent end_effector position")
@@ -137,9 +133,7 @@ class PokeBook:
         Raises:
             MessageError: non-finite values.
         """
-        point = np.asarray(point, dtype=np.float64)
-        if not np.all(np.isfinite(point)):
-            raise MessageError("poke_point", f"poke point is not finite: {point.tolist()}")
+        point = _finite(point, "poke_point", "poke point")
         with self._lock:
             pending = self._pending_click
             if pending is None or _expired(pending[1], time, lifetime):
@@ -178,6 +172,14 @@ class PokeBook:
             problems.append(("max_pokes", f"the model takes at most {max_pokes} pokes; {len(pokes) - max_pokes} left out"))
             pokes = pokes[:max_pokes]
         return (np.concatenate(pokes) if pokes else np.zeros((0, 5), np.float32)), problems
+
+
+def _finite(values, kind: str, what: str) -> np.ndarray:
+    """`values` as a float64 array; raises `MessageError(kind, ...)` naming `what` if any is not finite."""
+    array = np.asarray(values, dtype=np.float64)
+    if not np.all(np.isfinite(array)):
+        raise MessageError(kind, f"{what} is not finite: {array.tolist()}")
+    return array
 
 
 def _expired(received: float, now: float, lifetime: float) -> bool:

@@ -18,15 +18,14 @@ from __future__ import annotations
 import threading
 import time
 
-import rclpy
 from geometry_msgs.msg import Point, PointStamped, Vector3, Vector3Stamped
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
 from ros_nodes.conversions import camera_info_fields, rgb_to_image_fields
+from ros_nodes.executables import spin_node
 from ros_nodes.parameters import SIM_CAMERA_NODE, SIM_CAMERA_PARAMETERS
 from ros_nodes.ros_parameters import declare, value
 from ros_nodes.sim_pushes import PushStream, SimFrame
@@ -81,17 +80,7 @@ class SimCameraNode(Node):
 
 def main(args: list[str] | None = None) -> None:
     """Entry point of `ros2 run motion_prior sim_camera_node` (takes `--ros-args ...`)."""
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = SimCameraNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
+    spin_node(SimCameraNode, args)
 
 
 if __name__ == "__main__":
