@@ -90,11 +90,14 @@ def _recipe(args: argparse.Namespace, recipe_class, preset):
     from motion_prior.configs import load_yaml
 
     recipe = load_yaml(recipe_class, args.recipe) if args.recipe else preset(args.preset)
-    for key, value in {"steps": args.steps, "batch_size": args.batch_size, "seed": args.seed}.items():
+    overrides = {"steps": args.steps, "batch_size": args.batch_size, "seed": args.seed, "lr": args.lr}
+    for key, value in overrides.items():
         if value is not None:
             setattr(recipe.train, key, value)
     if getattr(args, "vae", None):
         recipe.vae = args.vae
+    if getattr(args, "init", None):
+        recipe.init = args.init
     return recipe
 
 
@@ -188,6 +191,7 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, help="override the number of steps")
     parser.add_argument("--batch-size", type=int, help="override the global batch size")
     parser.add_argument("--seed", type=int, help="override the seed")
+    parser.add_argument("--lr", type=float, help="override the peak learning rate")
     parser.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1, ...")
     parser.add_argument("--max-minutes", type=float, help="stop (with a checkpoint) after this much wall time")
 
@@ -256,6 +260,8 @@ def _register_builtin(groups: dict[str, argparse._SubParsersAction]) -> None:
         description="Train the flow network over the latents of a trained (poke-aware) VAE, with pokes, text "
                     "and condition dropout drawn as documented in motion_prior/flow_training.py.")
     flow.add_argument("--vae", help="the trained VAE run directory whose latent space is modelled")
+    flow.add_argument("--init", help="start from this flow's weights (a flow run, or a model's flow/ directory): "
+                                     "a fine-tune, e.g. with the recipe's action_fraction raised")
     _add_training_options(flow)
     flow.set_defaults(func=_train_flow)
 

@@ -8,8 +8,11 @@ A sample is a dict of tensors with fixed shapes, so the default collate batches 
     object_id   int64   [N]
     clip_index  int64   []          global index of the clip in the directory
     text        str                 the clip's description ("" if none); batches hold a list
+    action_pokes        float32 [ACTION_POKES, 5]  the clip's action as pokes (`Clip.pokes`), zero-padded
+    action_poke_count   int64   []                 how many rows of action_pokes are real (0: no action)
 
-Other fields of variable size (pokes, actions) are read with `ClipStore.read_clip`.
+Other fields of variable size (actions in world metres, later frames) are read with
+`ClipStore.read_clip`.
 """
 
 from __future__ import annotations
@@ -29,6 +32,9 @@ from motion_prior.shards import ClipStore, ShardInfo, ShardReader
 
 SPLITS = ("train", "val", "test")
 DEFAULT_FRACTIONS = (0.9, 0.05, 0.05)
+# Room for the action pokes of a sample (the generator's scripts have at most 3 waypoints after
+# the start); a longer action keeps its first ACTION_POKES waypoints.
+ACTION_POKES = 8
 
 
 def split_of(seed: int, fractions: tuple[float, float, float] = DEFAULT_FRACTIONS) -> str:
@@ -48,6 +54,10 @@ def split_of(seed: int, fractions: tuple[float, float, float] = DEFAULT_FRACTION
 
 def clip_to_sample(clip: Clip, clip_index: int) -> dict[str, torch.Tensor]:
     """The fixed-shape tensors of a clip (see the module docstring)."""
+    action_pokes = torch.zeros(ACTION_POKES, 5)
+    count = 0 if clip.pokes is None else min(len(clip.pokes), ACTION_POKES)
+    if count:
+        action_pokes[:count] = torch.from_numpy(clip.pokes[:count])
     return {
         "frame": torch.from_numpy(clip.frame),
         "tracks": torch.from_numpy(clip.tracks),
@@ -55,6 +65,8 @@ def clip_to_sample(clip: Clip, clip_index: int) -> dict[str, torch.Tensor]:
         "object_id": torch.from_numpy(clip.object_id).long(),
         "clip_index": torch.tensor(clip_index, dtype=torch.long),
         "text": clip.text or "",
+        "action_pokes": action_pokes,
+        "action_poke_count": torch.tensor(count, dtype=torch.long),
     }
 
 

@@ -11,9 +11,17 @@ Conditions are drawn to cover what the reference neglects (DESIGN.md §1):
 - end times: with probability `horizon_fraction` the last frame, otherwise a random frame in
   (0, 1] of the horizon;
 - pokes sit on the clip's own tracks, moving ones `moving_weight` + 1 times as likely;
+- with probability `action_fraction` a clip's pokes are instead its own action (the pusher's
+  centre to each waypoint at its arrival time, as `motion_prior.pokes.action_to_pokes` makes
+  them from a robot's command), alone or, half the time, with track pokes filling some of the
+  remaining slots: the pokes a planner or robot gives, which all share one start point and
+  need not sit on a tracked point;
 - text is kept with probability `text_fraction`;
 - condition dropout for classifier-free guidance: with probability `drop_conditions` pokes and
   text are both removed, and the frame is removed with probability `frame_dropout`.
+
+`init` starts the network from a trained flow's weights (a fine-tune, e.g. of the shipped
+model with `action_fraction` > 0); the optimiser and schedule start fresh.
 """
 
 from __future__ import annotations
@@ -25,7 +33,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from motion_prior.checkpoints import load_config
+from motion_prior.checkpoints import WEIGHTS_FILE, load_config, load_weights
 from motion_prior.configs import config_to_yaml, copy_preset
 from motion_prior.flow import FlowConfig, FlowNetwork
 from motion_prior.pokes import draw_pokes
@@ -50,6 +58,8 @@ class FlowRecipe:
     moving_weight: float = 8.0
     horizon_fraction: float = 0.5
     text_fraction: float = 0.5
+    action_fraction: float = 0.0
+    init: str = ""
     drop_conditions: float = 0.1
     frame_dropout: float = 0.1
     hflip: bool = True
@@ -64,16 +74,17 @@ PRESETS = {
                          text=TextEncoderConfig(buckets=64, max_words=8, dim=16, depth=1, head_dim=16)),
         train=TrainConfig(steps=200, batch_size=8, lr=3e-3, warmup_steps=10, ema_decay=0.0, log_every=10,
                           val_every=100, checkpoint_every=100, num_workers=0),
-        encode_tracks=16, val_clips=8, val_samples=2, val_steps=2,
+        encode_tracks=16, val_clips=8, val_samples=2, val_steps=2, action_fraction=0.3,
     ),
     # The CPU default: 6 blocks at width 128 over the 16 latent tokens, 2.4M parameters; a 64-future
     # query at 8 Euler steps takes ~0.5 s on 2 CPU cores (width 192: ~0.8 s).
     "small": FlowRecipe(train=TrainConfig(steps=7000, batch_size=64, lr=1e-3, warmup_steps=300, val_every=1000,
-                                          checkpoint_every=500)),
+                                          checkpoint_every=500), action_fraction=0.3),
     # GPU scale, after the reference's 24 x 1024 network.
     "base": FlowRecipe(model=FlowConfig(width=1024, head_dim=64, depth=24, time_dim=256, max_pokes=16,
                                         rope_freqs_per_axis=8, text=TextEncoderConfig(dim=256, depth=2, head_dim=64)),
-                       train=TrainConfig(steps=400_000, batch_size=256, lr=1e-4, warmup_steps=2000, num_workers=8)),
+                       train=TrainConfig(steps=400_000, batch_size=256, lr=1e-4, warmup_steps=2000, num_workers=8),
+                       action_fraction=0.3),
 }
 
 
@@ -92,6 +103,26 @@ def mirror_text(text: str) -> str:
     return re.sub(r"\b(left|right)\b", lambda m: MIRRORED_WORDS[m.group(1)], text)
 
 
+def mirror_pokes(pokes: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
+    """Pokes `[B, P, 5]` of clips mirrored where `flip [B]` is True: x0 and x1 -> -x (normalised)."""
+    sign = torch.where(flip, -1.0, 1.0).to(pokes)[:, None]
+    return torch.stack([pokes[..., 0] * sign, pokes[..., 1], pokes[..., 2] * sign, pokes[..., 3], pokes[..., 4]], -1)
+
+
+def with_action_pokes(pokes, mask, action_pokes, action_counts, use_action):
+    """Put the first `action_counts[b]` action pokes `[B, A, 5]` in front of the track pokes
+    `[B, P, 5]` (mask `[B, P]`) of the rows where `use_action [B]`; the set keeps P slots, the
+    real pokes first (track pokes drawn for those rows must leave room for the action)."""
+    p = pokes.shape[1]
+    a = action_pokes.shape[1]
+    action_mask = (torch.arange(a, device=pokes.device)[None] < action_counts[:, None]) & use_action[:, None]
+    merged = torch.cat([action_pokes.to(pokes), pokes], dim=1)
+    merged_mask = torch.cat([action_mask, mask], dim=1)
+    # Stable sort on "is real" keeps the real pokes in front, in order: action, then tracks.
+    order = torch.sort((~merged_mask).to(torch.uint8), dim=1, stable=True).indices[:, :p]
+    return merged.gather(1, order[..., None].expand(-1, -1, 5)), merged_mask.gather(1, order)
+
+
 class FlowTask:
     """The flow's part of the training loop (see `motion_prior.training.Trainer`)."""
 
@@ -104,7 +135,10 @@ class FlowTask:
         self.model_config = matched_to_vae(recipe.model, self.vae.config)
 
     def build_model(self) -> FlowNetwork:
-        return FlowNetwork(self.model_config)
+        model = FlowNetwork(self.model_config)
+        if self.recipe.init:
+            load_weights(model, Path(self.recipe.init) / WEIGHTS_FILE)
+        return model
 
     def _to(self, device) -> None:
         if next(self.vae.parameters()).device != torch.device(device):
@@ -115,9 +149,10 @@ class FlowTask:
         """VAE latent means `[B, S, G, G, C]` -> normalised flow targets `[B, S*G*G, C]`."""
         return ((mean - self.stats["mean"]) / self.stats["std"]).flatten(1, 3)
 
-    def conditions(self, tracks, visibility, texts, generator, device):
-        """Draw the training conditions of a batch (see the module docstring):
-        (pokes `[B, P, 5]`, poke_mask `[B, P]`, texts, frame_mask `[B]`)."""
+    def conditions(self, tracks, visibility, texts, generator, device, action_pokes=None, action_counts=None):
+        """Draw the training conditions of a batch (see the module docstring): tracks `[B, N, T, 2]`,
+        visibility `[B, N, T]`, the clips' (mirrored) action pokes `[B, A, 5]` with their counts
+        `[B]` -> (pokes `[B, P, 5]`, poke_mask `[B, P]`, texts, frame_mask `[B]`)."""
         r, b = self.recipe, tracks.shape[0]
         p = self.model_config.max_pokes
         counts = torch.randint(0, p + 1, (b,), generator=generator)
@@ -126,7 +161,17 @@ class FlowTask:
         frame_mask = (torch.rand(b, generator=generator) >= r.frame_dropout).to(device)
         counts = torch.where(dropped, 0, counts)
         horizon = torch.rand(b, generator=generator) < r.horizon_fraction
+        use_action = None
+        if r.action_fraction > 0 and action_pokes is not None:
+            action_counts = action_counts.cpu().clamp(max=p)
+            use_action = (torch.rand(b, generator=generator) < r.action_fraction) & (action_counts > 0) & ~dropped
+            extra = (torch.rand(b, generator=generator) * (p - action_counts + 1)).long()
+            extra = torch.where(torch.rand(b, generator=generator) < 0.5, 0, extra)
+            counts = torch.where(use_action, extra, counts)
         pokes, mask, _ = draw_pokes(tracks, visibility, counts, p, generator, r.moving_weight, at_horizon=horizon)
+        if use_action is not None:
+            pokes, mask = with_action_pokes(pokes, mask, action_pokes, action_counts.to(device),
+                                            use_action.to(device))
         texts = [text if keep and not drop else "" for text, keep, drop in zip(texts, keep_text, dropped)]
         return pokes, mask, texts, frame_mask
 
@@ -140,7 +185,9 @@ class FlowTask:
             frame_tokens = self.vae.encode_frame(frames)
             mean, _ = self.vae.encode(frames, tracks[:, chosen], visibility[:, chosen], frame_tokens)
             z = self.normalise(mean.float())
-        pokes, poke_mask, texts, frame_mask = self.conditions(tracks, visibility, texts, generator, tracks.device)
+        action_pokes = mirror_pokes(batch["action_pokes"], flip.to(tracks.device)) if "action_pokes" in batch else None
+        pokes, poke_mask, texts, frame_mask = self.conditions(tracks, visibility, texts, generator, tracks.device,
+                                                              action_pokes, batch.get("action_poke_count"))
         t = torch.sigmoid(torch.randn(b, generator=generator)).to(z.device)
         noise = torch.randn(z.shape, generator=generator).to(z.device)
         x_t = (1 - t[:, None, None]) * z + t[:, None, None] * noise
@@ -186,6 +233,8 @@ def train_flow(data: str, out: str, recipe: FlowRecipe, resume: bool = False, de
 
     if not recipe.vae or not Path(recipe.vae).is_dir():
         raise ValueError(f"vae: expected a trained VAE run directory, got {recipe.vae!r}")
+    if recipe.init and not (Path(recipe.init) / WEIGHTS_FILE).is_file():
+        raise ValueError(f"init: expected a flow run or model flow/ directory with {WEIGHTS_FILE}, got {recipe.init!r}")
     task = FlowTask(recipe)
     train_data, val_data = open_splits(data, load_config(recipe.vae, VAEConfig))
     trainer = Trainer(task, train_data, val_data if len(val_data) else None, out, recipe.train,

@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader
 
 import motion_prior.shards as shards_module
 from motion_prior.clips import ARRAY_FIELDS, SCALAR_FIELDS
-from motion_prior.datasets import ClipDataset, ClipStream, split_of
+from motion_prior.datasets import ACTION_POKES, ClipDataset, ClipStream, split_of
 from motion_prior.errors import ClipFormatError, CorruptShardError, InputError
 from motion_prior.shards import INDEX_FILE, ClipStore, ShardReader, shard_name, write_shard
 
@@ -319,11 +319,19 @@ def test_dataset_sample_has_the_documented_keys_dtypes_and_shapes(make_clip_dir,
     root = make_clip_dir([[1, 2, 3], [4, 5]], n=6, t=8)
     dataset = ClipDataset(root)
     sample = dataset[3]
-    assert set(sample) == {"frame", "tracks", "visibility", "object_id", "clip_index", "text"}
+    assert set(sample) == {"frame", "tracks", "visibility", "object_id", "clip_index", "text", "action_pokes",
+                           "action_poke_count"}
     assert sample["text"] == ""  # clips without a description
-    assert ClipDataset(make_clip_dir([[7]], name="described", full=True))[0]["text"] == make_clip(7, full=True).text
+    assert int(sample["action_poke_count"]) == 0 and not sample["action_pokes"].any()  # ... or an action
+    described = ClipDataset(make_clip_dir([[7]], name="described", full=True))[0]
+    full = make_clip(7, full=True)
+    assert described["text"] == full.text
+    assert int(described["action_poke_count"]) == len(full.pokes)
+    np.testing.assert_array_equal(described["action_pokes"][: len(full.pokes)].numpy(), full.pokes)
+    assert not described["action_pokes"][len(full.pokes):].any()
     expected = {"frame": (torch.uint8, (12, 16, 3)), "tracks": (torch.float32, (6, 8, 2)),
-                "visibility": (torch.bool, (6, 8)), "object_id": (torch.int64, (6,)), "clip_index": (torch.int64, ())}
+                "visibility": (torch.bool, (6, 8)), "object_id": (torch.int64, (6,)), "clip_index": (torch.int64, ()),
+                "action_pokes": (torch.float32, (ACTION_POKES, 5)), "action_poke_count": (torch.int64, ())}
     for key, (dtype, shape) in expected.items():
         assert sample[key].dtype == dtype and tuple(sample[key].shape) == shape, key
     clip = make_clip(4, n=6, t=8)

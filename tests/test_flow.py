@@ -12,7 +12,8 @@ import torch
 from motion_prior.camera import normalized_to_pixels
 from motion_prior.datasets import ClipDataset
 from motion_prior.errors import InputError
-from motion_prior.flow_training import FlowTask, mirror_text, preset as flow_preset
+from motion_prior.flow_training import (FlowTask, mirror_pokes, mirror_text, preset as flow_preset, train_flow,
+                                        with_action_pokes)
 from motion_prior.pokes import draw_pokes, positions_at
 from motion_prior.prior import MotionPrior
 from motion_prior.samplers import integrate
@@ -82,6 +83,60 @@ def test_hashed_text_encoder_is_deterministic_and_masks_missing_words():
 def test_mirrored_text_swaps_left_and_right_only():
     assert mirror_text("the pusher pushes the red box to the left") == "the pusher pushes the red box to the right"
     assert mirror_text("moves right, leftover stays up") == "moves left, leftover stays up"
+
+
+def test_action_pokes_mirror_and_go_in_front_of_track_pokes():
+    pokes = torch.tensor([[[0.1, 0.2, 0.3, 0.4, 0.5], [-0.6, 0.7, -0.8, 0.9, 1.0]]])
+    mirrored = mirror_pokes(pokes.expand(2, -1, -1), torch.tensor([True, False]))
+    torch.testing.assert_close(mirrored[0, :, [0, 2]], -pokes[0, :, [0, 2]])
+    torch.testing.assert_close(mirrored[0, :, [1, 3, 4]], pokes[0, :, [1, 3, 4]])
+    torch.testing.assert_close(mirrored[1], pokes[0])
+    # Row 0 takes its one action poke before its two track pokes; row 1 keeps its track poke.
+    tracks = torch.arange(2 * 4 * 5, dtype=torch.float32).view(2, 4, 5)
+    track_mask = torch.tensor([[True, True, False, False], [True, False, False, False]])
+    merged, mask = with_action_pokes(tracks, track_mask, pokes.expand(2, -1, -1), torch.tensor([1, 2]),
+                                     torch.tensor([True, False]))
+    assert merged.shape == (2, 4, 5) and mask.tolist() == [[True, True, True, False], [True, False, False, False]]
+    torch.testing.assert_close(merged[0, :3], torch.stack([pokes[0, 0], tracks[0, 0], tracks[0, 1]]))
+    torch.testing.assert_close(merged[1, 0], tracks[1, 0])
+
+
+def test_training_conditions_use_the_clips_action_pokes(pipeline_run):
+    """With action_fraction 1 every clip that has an action and keeps its conditions is poked by
+    that action (mirrored with the clip), and the poke set still fits the network."""
+    from torch.utils.data import DataLoader
+
+    from motion_prior.vae_training import training_view
+
+    recipe = flow_preset("tiny")
+    recipe.vae, recipe.action_fraction, recipe.drop_conditions = str(pipeline_run / "vae-pokes"), 1.0, 0.0
+    task = FlowTask(recipe)
+    batch = next(iter(DataLoader(ClipDataset(pipeline_run / "data"), batch_size=16)))
+    assert (batch["action_poke_count"] > 0).all()  # every simulated clip records its action
+    generator = torch.Generator().manual_seed(0)
+    _, tracks, flip, _ = training_view(batch, True, 8, generator)
+    actions = mirror_pokes(batch["action_pokes"], flip)
+    pokes, mask, _, _ = task.conditions(tracks, batch["visibility"], batch["text"], generator, "cpu", actions,
+                                        batch["action_poke_count"])
+    p = task.model_config.max_pokes
+    assert pokes.shape == (16, p, 5) and flip.any() and not flip.all()
+    for row in range(16):
+        count = min(int(batch["action_poke_count"][row]), p)
+        torch.testing.assert_close(pokes[row, :count], actions[row, :count])
+        assert mask[row, :count].all()
+    assert mask.sum(1).min() >= 1
+
+
+def test_flow_fine_tune_starts_from_the_init_weights(pipeline_run, tmp_path):
+    recipe = flow_preset("tiny")
+    recipe.vae, recipe.init = str(pipeline_run / "vae-pokes"), str(pipeline_run / "model" / "flow")
+    start = FlowTask(recipe).build_model().state_dict()
+    packed = MotionPrior.load(pipeline_run / "model").backend.flow.state_dict()
+    for name, tensor in packed.items():
+        torch.testing.assert_close(start[name], tensor.float(), msg=name)
+    recipe.init = str(tmp_path)
+    with pytest.raises(ValueError, match="init"):
+        train_flow(str(pipeline_run / "data"), str(tmp_path / "run"), recipe, device="cpu", progress=False)
 
 
 # ----------------------------------------------------------------------------- flow network
