@@ -440,21 +440,22 @@ class DoorToAngleEnv(TabletopEnv):
 
 
 def tabletop_pokes(env: gym.Env, actions) -> np.ndarray:
-    """Pokes of an action sequence in a tabletop env, as the prior was trained to read them.
+    """Pokes of an action sequence in a tabletop env, as the training clips record actions.
 
-    Two pokes per segment, both from the pusher's centre now: its waypoint at the arrival frame,
-    and the same waypoint where its rest ends (the next segment's start; the last frame for the
-    last segment). The prior was trained on pokes drawn from tracks, half of them ending at the
-    last frame; with the arrival pokes alone it follows the pusher loosely (`plan check`:
-    pusher_poke_error_px), since nothing says the pusher then stays put.
+    The clip generator stores a pusher script as pokes from the pusher's centre at the start to
+    each waypoint, ending when the waypoint is reached (`motion_prior.pokes.action_to_pokes`),
+    and the prior is trained on those (`FlowRecipe.action_fraction`). The env's segment script
+    is the same kind of script: segment h rests at the previous waypoint until frame
+    h * segment_frames, then moves; so a one-segment plan is one poke, and each later segment
+    adds a poke for the end of the rest and one for the arrival.
 
     Args:
         env: a `TabletopEnv` (or a wrapper of one) after reset.
         actions: `[H, 2]` actions; segment h is the h-th.
 
     Returns:
-        `float32 [2 H, 5]` normalised pokes (end_time = frame / (horizon_frames - 1)), in order
-        of end time.
+        `float32 [2 H - 1, 5]` normalised pokes (end_time = frame / (horizon_frames - 1)), in
+        order of end time, all starting at the pusher's projected centre.
 
     Raises:
         InputError: invalid actions, or a sequence longer than the prior's horizon.
@@ -469,18 +470,11 @@ def tabletop_pokes(env: gym.Env, actions) -> np.ndarray:
         raise InputError("actions", f"at most {c.horizon_frames // c.segment_frames} segments of {c.segment_frames} "
                          f"frames (the prior's horizon is {c.horizon_frames})", f"{len(actions)} segments")
     script = task.segment_script(actions)
-    arrivals = np.maximum(script.frames[1::2], 1.0)  # waypoints alternate: arrival, pause until the next segment
-    rests = np.minimum(c.segment_frames * np.arange(1, len(actions) + 1), last)
     start = task.pusher_position()
-    waypoints = np.concatenate([script.waypoints[1::2], np.full((len(actions), 1), start[2])], axis=1)
-    times = np.stack([arrivals, np.maximum(rests, arrivals)], axis=1).reshape(-1) / last
-    # Each poke grabs its own point of the pusher (a ring around its axis, half its radius out):
-    # training pokes always sit on distinct tracks, and pokes sharing one start point are
-    # followed loosely. The pusher only translates, so every point moves with its centre.
-    angles = 2 * np.pi * np.arange(len(times)) / len(times)
-    offsets = 0.5 * task.sim.spec.pusher_radius * np.stack([np.cos(angles), np.sin(angles), np.zeros_like(angles)], 1)
-    return np.concatenate([action_to_pokes(task.camera, start + o, (w + o)[None], t[None])
-                           for o, w, t in zip(offsets, np.repeat(waypoints, 2, axis=0), times)])
+    waypoints = np.concatenate([script.waypoints[1:], np.full((len(script.waypoints) - 1, 1), start[2])], axis=1)
+    # A zero action arrives at frame 0; a poke must end after the start frame.
+    times = np.clip(script.frames[1:], 1.0, last) / last
+    return action_to_pokes(task.camera, start, waypoints, times)
 
 
 gym.register(PUSH_TO_GOAL_ID, entry_point=PushToGoalEnv, max_episode_steps=None)
