@@ -446,16 +446,20 @@ def tabletop_pokes(env: gym.Env, actions) -> np.ndarray:
     each waypoint, ending when the waypoint is reached (`motion_prior.pokes.action_to_pokes`),
     and the prior is trained on those (`FlowRecipe.action_fraction`). The env's segment script
     is the same kind of script: segment h rests at the previous waypoint until frame
-    h * segment_frames, then moves; so a one-segment plan is one poke, and each later segment
-    adds a poke for the end of the rest and one for the arrival.
+    h * segment_frames, then moves; so segment 1 is one poke, and each later segment adds a
+    poke for the end of the rest and one for the arrival. A last poke holds the final
+    waypoint until the horizon: without it the prior lets the pusher drift on after its
+    arrival (`plan check`: pusher_poke_error_px), since a poke alone does not say the motion
+    ends there.
 
     Args:
         env: a `TabletopEnv` (or a wrapper of one) after reset.
         actions: `[H, 2]` actions; segment h is the h-th.
 
     Returns:
-        `float32 [2 H - 1, 5]` normalised pokes (end_time = frame / (horizon_frames - 1)), in
-        order of end time, all starting at the pusher's projected centre.
+        `float32 [2 H, 5]` normalised pokes (end_time = frame / (horizon_frames - 1)), in
+        order of end time, all starting at the pusher's projected centre; the last ends at 1
+        (`2 H - 1` pokes if the last arrival is the horizon's last frame).
 
     Raises:
         InputError: invalid actions, or a sequence longer than the prior's horizon.
@@ -474,6 +478,8 @@ def tabletop_pokes(env: gym.Env, actions) -> np.ndarray:
     waypoints = np.concatenate([script.waypoints[1:], np.full((len(script.waypoints) - 1, 1), start[2])], axis=1)
     # A zero action arrives at frame 0; a poke must end after the start frame.
     times = np.clip(script.frames[1:], 1.0, last) / last
+    if times[-1] < 1.0:
+        waypoints, times = np.concatenate([waypoints, waypoints[-1:]]), np.append(times, 1.0)
     return action_to_pokes(task.camera, start, waypoints, times)
 
 

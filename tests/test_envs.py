@@ -69,18 +69,19 @@ def test_tabletop_pokes_start_at_the_pusher_and_match_the_camera():
     np.testing.assert_allclose(camera.extrinsics, task.camera.extrinsics, atol=1e-5)
     np.testing.assert_allclose(camera.intrinsics, task.camera.intrinsics, atol=1e-4)
     pokes = tabletop.tabletop_pokes(env, np.array([[0.5, 0.0], [0.0, 0.5]]))
-    assert pokes.shape == (3, 5)  # the first arrival, the end of its rest, the second arrival
+    assert pokes.shape == (4, 5)  # the first arrival, the end of its rest, the second arrival, the hold
     start_px, end_px = (pokes[:, :2] + 1) * 64, (pokes[:, 2:4] + 1) * 64
     # Every poke starts at the pusher's centre, as the clips record actions.
-    np.testing.assert_allclose(start_px, np.repeat(observation["pusher_pixel"][None], 3, axis=0), atol=0.05)
+    np.testing.assert_allclose(start_px, np.repeat(observation["pusher_pixel"][None], 4, axis=0), atol=0.05)
     np.testing.assert_allclose(end_px[0], end_px[1], atol=1e-4)  # the pusher rests until the next segment
+    np.testing.assert_allclose(end_px[2], end_px[3], atol=1e-4)  # ... and holds its last waypoint
     # Half a 0.2 m step moves the pusher visibly, and so does the second segment.
     assert np.linalg.norm(end_px[0] - start_px[0]) > 3.0 and np.linalg.norm(end_px[2] - end_px[1]) > 3.0
     horizon = task.config.horizon_frames - 1
     assert pokes[1, 4] == pytest.approx(task.config.segment_frames / horizon)
-    assert np.all(np.diff(pokes[:, 4]) > 0) and pokes[0, 4] > 0
-    # One segment is one poke; a zero action still ends after the start frame.
-    assert tabletop.tabletop_pokes(env, np.zeros((1, 2)))[:, 4] == pytest.approx([1 / horizon])
+    assert np.all(np.diff(pokes[:, 4]) > 0) and pokes[0, 4] > 0 and pokes[3, 4] == 1.0
+    # One segment: its arrival and the hold; a zero action still ends after the start frame.
+    assert tabletop.tabletop_pokes(env, np.zeros((1, 2)))[:, 4] == pytest.approx([1 / horizon, 1.0])
     with pytest.raises(InputError, match="segments"):
         tabletop.tabletop_pokes(env, np.full((3, 2), 0.5))
     env.close()
