@@ -8,7 +8,9 @@ A sample is a dict of tensors with fixed shapes, so the default collate batches 
     object_id   int64   [N]
     clip_index  int64   []          global index of the clip in the directory
     text        str                 the clip's description ("" if none); batches hold a list
-    action_pokes        float32 [ACTION_POKES, 5]  the clip's action as pokes (`Clip.pokes`), zero-padded
+    action_pokes        float32 [ACTION_POKES, 5]  the clip's action as pokes (`Clip.pokes`) with
+                                                   the hold of its last waypoint
+                                                   (`pokes.hold_last_waypoint`), zero-padded
     action_poke_count   int64   []                 how many rows of action_pokes are real (0: no action)
 
 Other fields of variable size (actions in world metres, later frames) are read with
@@ -22,18 +24,20 @@ import random
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
 from motion_prior.clips import Clip
 from motion_prior.errors import InputError
+from motion_prior.pokes import hold_last_waypoint
 from motion_prior.shards import ClipStore, ShardInfo, ShardReader
 
 SPLITS = ("train", "val", "test")
 DEFAULT_FRACTIONS = (0.9, 0.05, 0.05)
 # Room for the action pokes of a sample (the generator's scripts have at most 3 waypoints after
-# the start); a longer action keeps its first ACTION_POKES waypoints.
+# the start, plus the hold); a longer action keeps its first ACTION_POKES pokes.
 ACTION_POKES = 8
 
 
@@ -55,9 +59,9 @@ def split_of(seed: int, fractions: tuple[float, float, float] = DEFAULT_FRACTION
 def clip_to_sample(clip: Clip, clip_index: int) -> dict[str, torch.Tensor]:
     """The fixed-shape tensors of a clip (see the module docstring)."""
     action_pokes = torch.zeros(ACTION_POKES, 5)
-    count = 0 if clip.pokes is None else min(len(clip.pokes), ACTION_POKES)
-    if count:
-        action_pokes[:count] = torch.from_numpy(clip.pokes[:count])
+    held = hold_last_waypoint(clip.pokes if clip.pokes is not None else np.zeros((0, 5)))[:ACTION_POKES]
+    count = len(held)
+    action_pokes[:count] = torch.from_numpy(held)
     return {
         "frame": torch.from_numpy(clip.frame),
         "tracks": torch.from_numpy(clip.tracks),

@@ -13,7 +13,8 @@ Conditions are drawn to cover what the reference neglects (DESIGN.md §1):
 - pokes sit on the clip's own tracks, moving ones `moving_weight` + 1 times as likely;
 - with probability `action_fraction` a clip's pokes are instead its own action (the pusher's
   centre to each waypoint at its arrival time, as `motion_prior.pokes.action_to_pokes` makes
-  them from a robot's command), alone or, half the time, with track pokes filling some of the
+  them from a robot's command, and the hold of the last waypoint until the horizon, as
+  `datasets.clip_to_sample` completes them), alone or, half the time, with track pokes filling some of the
   remaining slots: the pokes a planner or robot gives, which all share one start point and
   need not sit on a tracked point;
 - text is kept with probability `text_fraction`;
@@ -225,7 +226,7 @@ class FlowTask:
         return {}
 
 
-def train_flow(data: str, out: str, recipe: FlowRecipe, resume: bool = False, device: str = "auto",
+def train_flow(data: str | list[str], out: str, recipe: FlowRecipe, resume: bool = False, device: str = "auto",
                max_minutes: float | None = None, progress: bool = True) -> FlowNetwork:
     """Train (or resume) the flow model in the latent space of `recipe.vae` on clip directory
     `data`; `out` is the run directory (checkpoint: `config.yaml` + `model.safetensors`)."""

@@ -6,7 +6,10 @@ frame). The start position is always the point's position in the start frame.
 
 A robot action becomes pokes by projecting the end-effector's position now and at each
 commanded waypoint through the camera; the Gymnasium wrapper, the ROS node and the clip
-generator all use :func:`action_to_pokes`.
+generator all use :func:`action_to_pokes`. An action ends where its last waypoint is reached;
+:func:`hold_last_waypoint` adds the poke that says the end effector then stays there until the
+horizon, which a poke alone does not say (a tracked point poked mid-way may move on). The flow
+trains on clips' actions held this way and the planners' poke functions send them so.
 """
 
 from __future__ import annotations
@@ -81,6 +84,18 @@ def action_to_pokes(
         [np.repeat(projected[:1], len(waypoints), axis=0), projected[1:], end_times[:, None]], axis=1
     )
     return validate_pokes(pokes)
+
+
+def hold_last_waypoint(pokes: np.ndarray) -> np.ndarray:
+    """An action's pokes `[P, 5]` (in order of end time, one start point) plus a poke holding
+    the last waypoint until the horizon: `[P + 1, 5]`, or `[P, 5]` unchanged if the last poke
+    already ends at 1 or P = 0."""
+    pokes = np.asarray(pokes, dtype=np.float32)
+    if len(pokes) == 0 or pokes[-1, 4] >= 1.0:
+        return pokes
+    hold = pokes[-1:].copy()
+    hold[:, 4] = 1.0
+    return np.concatenate([pokes, hold])
 
 
 def positions_at(tracks: torch.Tensor, end_times: torch.Tensor) -> torch.Tensor:

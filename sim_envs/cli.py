@@ -10,6 +10,7 @@ import time
 
 import yaml
 
+from motion_prior.errors import InputError
 from sim_envs.clip_generator import GeneratorConfig
 
 
@@ -24,7 +25,14 @@ def _parse_shards(text: str) -> range:
 def _generate(args: argparse.Namespace) -> int:
     from sim_envs.generation import generate_clips
 
-    config = GeneratorConfig.from_dict(yaml.safe_load(open(args.config)) or {}) if args.config else GeneratorConfig()
+    if args.config and args.task:
+        raise InputError("--task", "either --config or --task, not both", f"--config {args.config} --task {args.task}")
+    if args.task:
+        from sim_envs.envs import task_clip_config
+
+        config = task_clip_config(args.task)
+    else:
+        config = GeneratorConfig.from_dict(yaml.safe_load(open(args.config)) or {}) if args.config else GeneratorConfig()
     overrides = {"num_points": args.points, "num_frames": args.frames, "fps": args.fps,
                  "store_frames_every": args.store_frames_every, "scripts_per_scene": args.scripts_per_scene}
     for key, value in overrides.items():
@@ -186,6 +194,8 @@ def register(groups: dict) -> None:
     gen.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
     gen.add_argument("--seed", type=int, default=0, help="base seed; same seed and settings, same clips (default 0)")
     gen.add_argument("--config", help="YAML file of GeneratorConfig fields (see sim_envs/clip_generator.py)")
+    gen.add_argument("--task", help="draw scenes and pusher moves like this task's episodes instead "
+                                    "(e.g. motion_prior/PushToGoal-v0; sim_envs.envs.task_clip_config)")
     gen.add_argument("--points", type=int, help="tracked points per clip (default 64)")
     gen.add_argument("--frames", type=int, help="frames per clip (default 64)")
     gen.add_argument("--fps", type=float, help="clip frame rate (default 16)")

@@ -29,11 +29,11 @@ import numpy as np
 
 from motion_prior.camera import PinholeCamera
 from motion_prior.errors import InputError
-from motion_prior.pokes import action_to_pokes
+from motion_prior.pokes import action_to_pokes, hold_last_waypoint
 from sim_envs.clip_generator import GeneratorConfig, SceneSimulator, advance_frame, get_state, set_state
 from sim_envs.rendering import OffscreenRenderer
 from sim_envs.scenes import CAMERA_NAME, SceneConfig, sample_scene
-from sim_envs.scripts import PusherScript, clear_of, unit
+from sim_envs.scripts import PusherScript, ScriptConfig, clear_of, unit
 
 PUSH_TO_GOAL_ID = "motion_prior/PushToGoal-v0"
 DOOR_TO_ANGLE_ID = "motion_prior/DoorToAngle-v0"
@@ -448,9 +448,8 @@ def tabletop_pokes(env: gym.Env, actions) -> np.ndarray:
     is the same kind of script: segment h rests at the previous waypoint until frame
     h * segment_frames, then moves; so segment 1 is one poke, and each later segment adds a
     poke for the end of the rest and one for the arrival. A last poke holds the final
-    waypoint until the horizon: without it the prior lets the pusher drift on after its
-    arrival (`plan check`: pusher_poke_error_px), since a poke alone does not say the motion
-    ends there.
+    waypoint until the horizon (`motion_prior.pokes.hold_last_waypoint`, as in training):
+    without it the prior lets the pusher drift on after its arrival.
 
     Args:
         env: a `TabletopEnv` (or a wrapper of one) after reset.
@@ -478,9 +477,28 @@ def tabletop_pokes(env: gym.Env, actions) -> np.ndarray:
     waypoints = np.concatenate([script.waypoints[1:], np.full((len(script.waypoints) - 1, 1), start[2])], axis=1)
     # A zero action arrives at frame 0; a poke must end after the start frame.
     times = np.clip(script.frames[1:], 1.0, last) / last
-    if times[-1] < 1.0:
-        waypoints, times = np.concatenate([waypoints, waypoints[-1:]]), np.append(times, 1.0)
-    return action_to_pokes(task.camera, start, waypoints, times)
+    return hold_last_waypoint(action_to_pokes(task.camera, start, waypoints, times))
+
+
+def task_clip_config(env_id: str) -> GeneratorConfig:
+    """Clip generator settings that draw scenes and pusher moves the way a tabletop task's
+    episodes do: the task's scene ranges, the pusher starting `pusher_gap` from an object,
+    single moves of up to `max_step` at about the task's speed without a start delay, then a
+    rest (`motion-prior data generate --task`). Clips of the task's distribution, for
+    fine-tuning the prior the way model-based RL fits its model to the task's data; the
+    episodes themselves are never used.
+
+    Raises:
+        InputError: `env_id` is not one of this module's tasks.
+    """
+    configs = {PUSH_TO_GOAL_ID: PushToGoalConfig, DOOR_TO_ANGLE_ID: DoorToAngleConfig}
+    if env_id not in configs:
+        raise InputError("task", f"one of {sorted(configs)}", env_id)
+    c = configs[env_id]()
+    script = ScriptConfig(kinds=("push", "free"), kind_weights=(0.8, 0.2), aim_probability=0.5,
+                          start_gap=c.pusher_gap, segment_length=(0.02, c.max_step),
+                          speed=(0.8 * c.speed, 1.2 * c.speed), start_delay_frames=(0, 0))
+    return GeneratorConfig(num_frames=c.horizon_frames, fps=c.fps, scene=c.scene, script=script).validate()
 
 
 gym.register(PUSH_TO_GOAL_ID, entry_point=PushToGoalEnv, max_episode_steps=None)

@@ -100,3 +100,23 @@ def test_oracle_rollouts_restore_the_state():
     again = env._observation()
     np.testing.assert_allclose(again["pusher_xy"], observation["pusher_xy"], atol=1e-6)
     env.close()
+
+
+def test_task_clip_config_draws_scenes_and_moves_like_the_task(tmp_path, capsys):
+    from motion_prior.cli import main
+    from motion_prior.datasets import ClipDataset
+
+    task = tabletop.PushToGoalConfig()
+    config = tabletop.task_clip_config(tabletop.PUSH_TO_GOAL_ID)
+    assert config.scene == task.scene and config.fps == task.fps and config.num_frames == task.horizon_frames
+    assert config.script.start_gap == task.pusher_gap and config.script.start_delay_frames == (0, 0)
+    assert config.script.segment_length[1] == task.max_step and "multi" not in config.script.kinds
+    with pytest.raises(InputError, match="task"):
+        tabletop.task_clip_config("CartPole-v1")
+    assert main(["data", "generate", "--task", tabletop.PUSH_TO_GOAL_ID, "--out", str(tmp_path / "clips"),
+                 "--clips", "4", "--workers", "1"]) == 0
+    clips = ClipDataset(tmp_path / "clips")
+    assert len(clips) == 4 and all(len(clips.clip(i).object_names) >= 1 for i in range(4))
+    assert main(["data", "generate", "--task", tabletop.PUSH_TO_GOAL_ID, "--config", "x.yaml",
+                 "--out", str(tmp_path / "both")]) == 2
+    assert "either --config or --task" in capsys.readouterr().err

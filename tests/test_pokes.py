@@ -8,7 +8,7 @@ import pytest
 from motion_prior.camera import PinholeCamera, look_at
 from motion_prior.clips import MAX_ABS_COORD
 from motion_prior.errors import InputError
-from motion_prior.pokes import action_to_pokes, validate_pokes
+from motion_prior.pokes import action_to_pokes, hold_last_waypoint, validate_pokes
 
 
 def _camera() -> PinholeCamera:
@@ -137,3 +137,12 @@ def test_action_to_pokes_bad_arguments(start, waypoints, end_times, argument):
 def test_action_to_pokes_rejects_end_times_outside_zero_one():
     with pytest.raises(InputError, match="end_time"):
         action_to_pokes(_camera(), [0.0, 0.2, 0.0], [[0.0, 0.3, 0.0]], [0.0])
+
+
+def test_hold_last_waypoint_keeps_the_end_effector_there_until_the_horizon():
+    action = np.array([[0.1, 0.2, 0.3, 0.4, 0.25], [0.1, 0.2, -0.5, 0.6, 0.5]], dtype=np.float32)
+    held = hold_last_waypoint(action)
+    np.testing.assert_array_equal(held[:2], action)
+    np.testing.assert_allclose(held[2], [0.1, 0.2, -0.5, 0.6, 1.0])
+    np.testing.assert_array_equal(hold_last_waypoint(held), held)  # already ends at the horizon
+    assert hold_last_waypoint(np.zeros((0, 5))).shape == (0, 5)
