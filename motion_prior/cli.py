@@ -183,7 +183,8 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _add_training_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", required=True, help="clip directory")
+    parser.add_argument("--data", required=True, nargs="+",
+                        help="clip directory, or several (their train splits are concatenated)")
     parser.add_argument("--out", required=True, help="run directory (checkpoint, logs)")
     parser.add_argument("--preset", default="small", help="tiny (tests), small (CPU default), base (GPU, VAE and flow)")
     parser.add_argument("--recipe", help="a recipe.yaml to use instead of a preset")

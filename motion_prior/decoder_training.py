@@ -168,7 +168,7 @@ def _poke_epe(decoded: torch.Tensor, pokes: torch.Tensor, mask: torch.Tensor, in
     return error.mean() if error.numel() else torch.zeros(())
 
 
-def finetune_decoder(data: str, out: str, recipe: DecoderRecipe, resume: bool = False, device: str = "auto",
+def finetune_decoder(data: str | list[str], out: str, recipe: DecoderRecipe, resume: bool = False, device: str = "auto",
                      max_minutes: float | None = None, progress: bool = True) -> TrajectoryVAE:
     """Fine-tune the decoder of `recipe.vae` to read pokes; `out` becomes a complete VAE
     checkpoint (config with `decoder_pokes`, weights, latent statistics)."""

@@ -19,6 +19,7 @@ full-size steps, which collapses the posterior onto the prior within 100 steps (
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from dataclasses import dataclass, field
 
 import torch
@@ -180,21 +181,33 @@ def latent_statistics(model: TrajectoryVAE, data: Dataset, recipe: VAERecipe, de
 
 
 
-def open_splits(data: str, config: VAEConfig) -> tuple[Dataset, Dataset]:
-    """The train and val splits of clip directory `data`, checked against a model config."""
+def open_splits(data: str | list[str], config: VAEConfig) -> tuple[Dataset, Dataset]:
+    """The train and val splits of clip directory `data` (or of several, concatenated), checked
+    against a model config."""
+    from torch.utils.data import ConcatDataset
+
     from motion_prior.datasets import ClipDataset
 
-    train_data, val_data = ClipDataset(data, split="train"), ClipDataset(data, split="val")
-    clip = train_data.clip(0)
-    expected = (config.frame.image_size, config.frame.image_size, 3)
-    if clip.frame.shape != expected or clip.num_frames != config.num_frames:
-        raise ValueError(
-            f"{data}: clips have frames {list(clip.frame.shape)} and T = {clip.num_frames}; the model expects "
-            f"{list(expected)} and T = {config.num_frames}")
-    return train_data, val_data
+    roots = [data] if isinstance(data, (str, Path)) else list(data)
+    if not roots:
+        raise ValueError("data: expected at least one clip directory, got none")
+    splits = {"train": [], "val": []}
+    for root in roots:
+        train_data = ClipDataset(root, split="train")
+        clip = train_data.clip(0)
+        expected = (config.frame.image_size, config.frame.image_size, 3)
+        if clip.frame.shape != expected or clip.num_frames != config.num_frames:
+            raise ValueError(
+                f"{root}: clips have frames {list(clip.frame.shape)} and T = {clip.num_frames}; the model expects "
+                f"{list(expected)} and T = {config.num_frames}")
+        splits["train"].append(train_data)
+        splits["val"].append(ClipDataset(root, split="val"))
+    if len(roots) == 1:
+        return splits["train"][0], splits["val"][0]
+    return ConcatDataset(splits["train"]), ConcatDataset(splits["val"])
 
 
-def train_vae(data: str, out: str, recipe: VAERecipe, resume: bool = False, device: str = "auto",
+def train_vae(data: str | list[str], out: str, recipe: VAERecipe, resume: bool = False, device: str = "auto",
               max_minutes: float | None = None, progress: bool = True) -> TrajectoryVAE:
     """Train (or resume) a VAE on the train split of clip directory `data`, validating on its
     val split; the run directory `out` is the checkpoint. Returns the weights to use."""

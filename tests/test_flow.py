@@ -382,3 +382,17 @@ def test_decoder_fine_tune_refuses_torchrun_with_a_clear_error(pipeline_run, tmp
     monkeypatch.setenv("WORLD_SIZE", "2")
     with pytest.raises(ValueError, match="one process"):
         finetune_decoder(str(pipeline_run / "data"), str(tmp_path / "run"), recipe)
+
+
+def test_training_data_can_be_several_clip_directories(pipeline_run):
+    from motion_prior.checkpoints import load_config
+    from motion_prior.vae import VAEConfig
+    from motion_prior.vae_training import open_splits
+
+    config = load_config(pipeline_run / "vae-pokes", VAEConfig)
+    one_train, one_val = open_splits(str(pipeline_run / "data"), config)
+    two_train, two_val = open_splits([str(pipeline_run / "data")] * 2, config)
+    assert len(two_train) == 2 * len(one_train) and len(two_val) == 2 * len(one_val)
+    torch.testing.assert_close(two_train[len(one_train)]["tracks"], one_train[0]["tracks"])
+    with pytest.raises(ValueError, match="data"):
+        open_splits([], config)
