@@ -2,8 +2,9 @@
 
 Protocol: on held-out clips (the test split by default), encode `encode_tracks` tracks of
 each clip (a random subset seeded by the clip's index), decode all N tracks from their start points through the latent mean, and
-compare with the truth: all points, moving points (> 2 px at 128 px), and held-out points (not
-encoded). The same figures are computed for two baselines on the same clips: static (every
+compare with the truth: all points, moving points (> 2 px at 128 px), held-out points (not
+encoded), and moving points per category (object, pusher, background) where the clips'
+producer records it (`metadata["point_categories"]`, as the MuJoCo generator does). The same figures are computed for two baselines on the same clips: static (every
 point stays) and constant velocity (extrapolating the first 4 frames). Dense decoding
 throughput (query points per second) is timed on a 64 x 64 grid.
 
@@ -38,6 +39,16 @@ from motion_prior.vae_training import encoded_subset, gather_tracks
 from motion_prior.visualize import draw_tracks, save_png
 
 EVAL_SIZE = 128
+CATEGORIES = ("object", "pusher", "background")
+
+
+def point_categories(clip) -> torch.Tensor:
+    """`long [N]` index into CATEGORIES of each track's category, -1 where the clip does not
+    record one (`metadata["point_categories"]`, e.g. imported tracker output)."""
+    names = clip.metadata.get("point_categories") or []
+    if len(names) != clip.num_tracks:
+        return torch.full((clip.num_tracks,), -1, dtype=torch.long)
+    return torch.tensor([CATEGORIES.index(n) if n in CATEGORIES else -1 for n in names], dtype=torch.long)
 
 
 def _summary(errors: torch.Tensor, hits: torch.Tensor, mask: torch.Tensor) -> dict:
@@ -67,8 +78,10 @@ def evaluate_vae(model_dir: str, data: str, out: str, split: str = "test", max_c
     methods = ("model", "static", "constant_velocity")
     errors = {m: [] for m in methods}
     hits = {m: [] for m in methods}
-    moving, encoded_mask, examples = [], [], []
-    for batch in tqdm(DataLoader(subset, batch_size=32), desc="evaluating", disable=not progress):
+    moving, encoded_mask, categories, examples = [], [], [], []
+    batch_size = 32
+    for number, batch in enumerate(tqdm(DataLoader(subset, batch_size=batch_size), desc="evaluating",
+                                        disable=not progress)):
         frames, tracks = batch["frame"].to(device), batch["tracks"].to(device)
         visibility = batch["visibility"].to(device)
         n = tracks.shape[1]
@@ -83,11 +96,13 @@ def evaluate_vae(model_dir: str, data: str, out: str, split: str = "test", max_c
             errors[name].append(l1_pixels_per_frame(predicted, tracks, EVAL_SIZE).flatten(0, 1).cpu())
             hits[name].append(pck(predicted, tracks).flatten(1, 2).cpu())
         moving.append(moving_mask(tracks).flatten().cpu())
+        first = number * batch_size
+        categories.append(torch.cat([point_categories(dataset.clip(i)) for i in range(first, first + len(tracks))]))
         encoded = torch.zeros(tracks.shape[:2], dtype=torch.bool, device=device).scatter_(1, chosen, True)
         encoded_mask.append(encoded.flatten().cpu())
         if len(examples) < pictures:
             examples.extend(zip(frames.cpu(), tracks.cpu(), predictions["model"].cpu(), batch["clip_index"]))
-    moving, encoded_mask = torch.cat(moving), torch.cat(encoded_mask)
+    moving, encoded_mask, categories = torch.cat(moving), torch.cat(encoded_mask), torch.cat(categories)
     everything = torch.ones_like(moving)
     report = {"model": str(model_dir), "data": str(data), "split": split, "clips": len(subset),
               "encode_tracks": encode_tracks, "l1_unit": f"pixels at {EVAL_SIZE} px",
@@ -99,6 +114,7 @@ def evaluate_vae(model_dir: str, data: str, out: str, split: str = "test", max_c
             "all": _summary(e, h, everything),
             "moving": _summary(e, h, moving),
             "moving_not_encoded": _summary(e, h, moving & ~encoded_mask),
+            **{f"moving_{c}": _summary(e, h, moving & (categories == i)) for i, c in enumerate(CATEGORIES)},
         }
         horizon[name] = {"all": e.mean(0).tolist(), "moving": e[moving].mean(0).tolist() if moving.any() else []}
     report["horizon_l1_px"] = horizon
@@ -154,6 +170,12 @@ def markdown_table(report: dict) -> str:
             f"{m['moving_not_encoded'].get('l1_px', float('nan')):.2f} | {m['all']['delta_avg']:.3f} | "
             f"{m['moving']['delta_avg']:.3f} | {m['moving']['pck_1px']:.3f} | {m['moving']['pck_4px']:.3f} | "
             f"{m['moving']['pck_16px']:.3f} |")
+    lines += ["", "L1 (px) of moving points by category (points in brackets):", "",
+              "| method | " + " | ".join(CATEGORIES) + " |", "|---|" + "---|" * len(CATEGORIES)]
+    for key, label in names.items():
+        cells = [report["methods"][key].get(f"moving_{c}", {"points": 0}) for c in CATEGORIES]
+        lines.append(f"| {label} | " + " | ".join(f"{c['l1_px']:.2f} ({c['points']})" if c["points"] else "-"
+                                                   for c in cells) + " |")
     quarters = report.get("l1_px_moving_by_quarter", {})
     if quarters:
         lines += ["", "L1 (px) of moving points by quarter of the horizon:", "",

@@ -460,6 +460,11 @@ def test_cli_trains_and_evaluates_a_vae(clip_dir, tmp_path, capsys):
             assert 0.0 <= figures[subset]["delta_avg"] <= 1.0, (name, subset)
             assert figures[subset]["l1_px"] >= 0.0
     assert report["methods"]["static"]["all"]["points"] == 8 * 32
+    # Simulated clips record each point's category: the pusher always moves, the background never.
+    model = report["methods"]["model"]
+    assert model["moving_pusher"]["points"] > 0 and model["moving_background"]["points"] == 0
+    assert sum(model[f"moving_{c}"]["points"] for c in ("object", "pusher", "background")) == model["moving"]["points"]
+    assert "by category" in (evaluation / "vae_eval.md").read_text()
     assert "static baseline" in (evaluation / "vae_eval.md").read_text()
     assert (evaluation / "error_vs_horizon.png").stat().st_size > 0
     assert len(list(evaluation.glob("reconstruction-*.png"))) == 2
@@ -497,3 +502,11 @@ def test_evaluation_encodes_a_seeded_random_subset_not_a_prefix():
     assert not torch.equal(chosen[0].sort().values, torch.arange(32))
     tracks = torch.arange(64.0).view(1, 64, 1, 1).expand(3, 64, 64, 2)
     assert torch.equal(gather_tracks(tracks, chosen)[:, :, 0, 0], chosen.float())
+
+
+def test_point_categories_are_unknown_where_the_clip_records_none(make_clip):
+    from motion_prior.vae_eval import point_categories
+
+    assert point_categories(make_clip(0, n=5)).tolist() == [-1] * 5
+    named = make_clip(0, n=3, metadata={"point_categories": ["pusher", "object", "background"]})
+    assert point_categories(named).tolist() == [1, 0, 2]
