@@ -106,8 +106,9 @@ def mirror_text(text: str) -> str:
 
 def mirror_pokes(pokes: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
     """Pokes `[B, P, 5]` of clips mirrored where `flip [B]` is True: x0 and x1 -> -x (normalised)."""
-    sign = torch.where(flip, -1.0, 1.0).to(pokes)[:, None]
-    return torch.stack([pokes[..., 0] * sign, pokes[..., 1], pokes[..., 2] * sign, pokes[..., 3], pokes[..., 4]], -1)
+    sign = torch.where(flip, -1.0, 1.0).to(pokes)[:, None, None]
+    x_columns = torch.tensor([True, False, True, False, False], device=pokes.device)
+    return torch.where(x_columns, pokes * sign, pokes)
 
 
 def with_action_pokes(pokes, mask, action_pokes, action_counts, use_action):
@@ -150,7 +151,7 @@ class FlowTask:
         """VAE latent means `[B, S, G, G, C]` -> normalised flow targets `[B, S*G*G, C]`."""
         return ((mean - self.stats["mean"]) / self.stats["std"]).flatten(1, 3)
 
-    def conditions(self, tracks, visibility, texts, generator, device, action_pokes=None, action_counts=None):
+    def conditions(self, tracks, visibility, texts, generator, device, action_pokes, action_counts):
         """Draw the training conditions of a batch (see the module docstring): tracks `[B, N, T, 2]`,
         visibility `[B, N, T]`, the clips' (mirrored) action pokes `[B, A, 5]` with their counts
         `[B]` -> (pokes `[B, P, 5]`, poke_mask `[B, P]`, texts, frame_mask `[B]`)."""
@@ -163,7 +164,7 @@ class FlowTask:
         counts = torch.where(dropped, 0, counts)
         horizon = torch.rand(b, generator=generator) < r.horizon_fraction
         use_action = None
-        if r.action_fraction > 0 and action_pokes is not None:
+        if r.action_fraction > 0:
             action_counts = action_counts.cpu().clamp(max=p)
             use_action = (torch.rand(b, generator=generator) < r.action_fraction) & (action_counts > 0) & ~dropped
             extra = (torch.rand(b, generator=generator) * (p - action_counts + 1)).long()
@@ -186,9 +187,9 @@ class FlowTask:
             frame_tokens = self.vae.encode_frame(frames)
             mean, _ = self.vae.encode(frames, tracks[:, chosen], visibility[:, chosen], frame_tokens)
             z = self.normalise(mean.float())
-        action_pokes = mirror_pokes(batch["action_pokes"], flip.to(tracks.device)) if "action_pokes" in batch else None
+        action_pokes = mirror_pokes(batch["action_pokes"], flip.to(tracks.device))
         pokes, poke_mask, texts, frame_mask = self.conditions(tracks, visibility, texts, generator, tracks.device,
-                                                              action_pokes, batch.get("action_poke_count"))
+                                                              action_pokes, batch["action_poke_count"])
         t = torch.sigmoid(torch.randn(b, generator=generator)).to(z.device)
         noise = torch.randn(z.shape, generator=generator).to(z.device)
         x_t = (1 - t[:, None, None]) * z + t[:, None, None] * noise

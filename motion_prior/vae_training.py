@@ -19,8 +19,8 @@ full-size steps, which collapses the posterior onto the prior within 100 steps (
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
