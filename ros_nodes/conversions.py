@@ -24,7 +24,7 @@ import numpy as np
 
 from motion_prior.camera import PinholeCamera, normalized_to_pixels, pixels_to_normalized
 from motion_prior.errors import InputError
-from motion_prior.pokes import action_to_pokes, validate_pokes
+from motion_prior.pokes import action_to_pokes, hold_last_waypoint, validate_pokes
 from motion_prior.visualize import track_colours
 
 # encoding -> (channels, indices of R, G, B among them)
@@ -145,7 +145,10 @@ def _check_start_in_image(pokes: np.ndarray, kind: str, what: str) -> np.ndarray
 
 
 def action_to_poke(camera: PinholeCamera, position, displacement, end_time: float) -> np.ndarray:
-    """An end-effector action in the optical frame -> one normalised poke `float32 [1, 5]`.
+    """An end-effector action in the optical frame -> normalised pokes `float32 [P, 5]`: the
+    poke to the commanded position at `end_time` (P = 1) and, when `end_time` < 1, a second
+    one holding it there until the horizon (P = 2), as the prior was trained on actions
+    (`motion_prior.pokes.hold_last_waypoint`): without it the prior lets the end effector drift on.
 
     Args:
         camera: from :func:`camera_from_info` (its world frame is the optical frame).
@@ -166,7 +169,7 @@ def action_to_poke(camera: PinholeCamera, position, displacement, end_time: floa
         pokes = action_to_pokes(camera, position, (position + displacement)[None], np.array([end_time]))
     except InputError as error:
         raise MessageError("action", f"action cannot be projected: {error}") from None
-    return _check_start_in_image(pokes, "action", "action")
+    return hold_last_waypoint(_check_start_in_image(pokes, "action", "action"))
 
 
 def pixel_poke(start_uv, end_uv, image_size: tuple[int, int], end_time: float) -> np.ndarray:

@@ -179,6 +179,14 @@ def test_action_projects_through_camera_info():
         action_to_poke(camera, [2.0, 0.0, 0.5], [0.0, 0.0, 0.0], 1.0)
 
 
+def test_action_done_before_the_horizon_is_held_there():
+    camera = camera_from_info(CameraInfo(**camera_info_fields(sim_camera())))
+    pokes = action_to_poke(camera, [0.0, 0.0, 0.5], [0.05, 0.0, 0.0], 0.5)
+    assert pokes.shape == (2, 5)
+    np.testing.assert_array_equal(pokes[1, :4], pokes[0, :4])  # same point, same end position
+    assert pokes[0, 4] == pytest.approx(0.5) and pokes[1, 4] == 1.0
+
+
 def test_pixel_poke_needs_a_start_in_the_image():
     poke = pixel_poke([31.5, 23.5], [80.0, 23.5], (48, 64), 0.5)  # the end may leave the image
     np.testing.assert_allclose(poke[0], [0.0, 0.0, 80.5 / 32 - 1, 0.0, 0.5], atol=1e-6)
@@ -221,11 +229,12 @@ def test_poke_book_pairs_clicks_and_expires():
     book.set_position([0.0, 0.0, 0.5], 0.5)
     book.set_displacement([0.02, 0.0, 0.0], 0.6, 2.0)
     pokes, problems = book.pokes(camera, (48, 64), 1.0, 2.0, 0.5, 4)
-    assert pokes.shape == (2, 5) and not problems
-    np.testing.assert_allclose(pokes[0, :2], 0.0, atol=1e-6)  # the action comes first
+    assert pokes.shape == (3, 5) and not problems  # the action, its hold, the click
+    np.testing.assert_allclose(pokes[:2, :2], 0.0, atol=1e-6)  # the action comes first
+    assert pokes[1, 4] == 1.0
     assert book.pokes(camera, (48, 64), 1.0, 2.0, 0.5, 1)[1][0][0] == "max_pokes"
     assert book.pokes(camera, (48, 64), 3.0, 2.0, 0.5, 4)[0].shape == (0, 5)  # both expired
-    assert book.pokes(camera, (48, 64), 3.0, 0.0, 0.5, 4)[0].shape == (2, 5)  # lifetime 0: kept
+    assert book.pokes(camera, (48, 64), 3.0, 0.0, 0.5, 4)[0].shape == (3, 5)  # lifetime 0: kept
 
 
 def test_poke_book_names_what_is_missing():
