@@ -33,6 +33,7 @@ from sim_envs.wrapper import ImagineConfig, MotionPriorWrapper
 PRIOR_METHODS = ("cem", "random", "mppi")
 METHODS = (*PRIOR_METHODS, "oracle", "random_policy", "heuristic")
 GIF_METHOD = "cem"
+SETTINGS_FILE = "settings.json"
 
 
 @dataclass
@@ -149,12 +150,27 @@ def make_policy(method: str, env: MotionPriorWrapper, config: PlanEvalConfig):
     return PlannerPolicy(Planner(model, GoalCost(), env.action_space, search))
 
 
+def true_cost_of_plan(env: gym.Env, planner: Planner, observation: dict, plan) -> float | None:
+    """The planner's cost of its chosen sequence under a true simulator rollout (pixels), to set
+    against `plan.cost`, the cost its model predicted: a planner on a learned model picks the
+    candidates whose cost the model underestimates most, so the gap measures how much it
+    exploits the model's errors. None where it is not defined: an env without
+    `simulate_tracks`, or MPPI, whose plan is a weighted mean that was never scored."""
+    if plan is None or planner.config.method == "mppi" or not hasattr(env.unwrapped, "simulate_tracks"):
+        return None
+    tracks = env.unwrapped.simulate_tracks(plan.sequence[None])
+    return float(reduce_risk(planner.cost(observation, tracks), planner.config.risk, planner.config.cvar_alpha)[0])
+
+
 def run_episode(env: MotionPriorWrapper, policy, seed: int, record: bool = False) -> dict:
     """Play one episode; returns its record (success, final distance, steps, planning seconds
-    per step) and, with `record`, the frames and the plans of every step under "trace"."""
+    per step; for planners the mean predicted and true cost of the chosen plans, see
+    :func:`true_cost_of_plan`) and, with `record`, the frames and the plans of every step
+    under "trace"."""
     observation, info = env.reset(seed=seed)
     policy.reset(seed)
     seconds, trace, error = [], [], None
+    costs = []  # (predicted, true) of each step's chosen plan
     while True:
         started = time.perf_counter()
         try:
@@ -165,7 +181,11 @@ def run_episode(env: MotionPriorWrapper, policy, seed: int, record: bool = False
             error = str(problem)
             break
         seconds.append(time.perf_counter() - started)
-        plan = getattr(getattr(policy, "planner", None), "last_plan", None)
+        planner = getattr(policy, "planner", None)
+        plan = getattr(planner, "last_plan", None)
+        true_cost = true_cost_of_plan(env, planner, observation, plan) if planner is not None else None
+        if true_cost is not None:
+            costs.append((plan.cost, true_cost))
         if record:
             pokes = env.pokes(plan.sequence[None])[0] if plan is not None else None
             trace.append({"observation": observation, "plan": plan, "pokes": pokes})
@@ -174,6 +194,8 @@ def run_episode(env: MotionPriorWrapper, policy, seed: int, record: bool = False
             break
     result = {"seed": seed, "success": bool(info["is_success"]), "distance": float(info["distance"]),
               "steps": int(info["steps"]), "plan_seconds": float(np.mean(seconds)) if seconds else 0.0}
+    if costs:
+        result["predicted_cost"], result["true_cost"] = (float(c) for c in np.mean(costs, axis=0))
     if error is not None:
         result.update(success=False, error=error)
     if record:
@@ -182,7 +204,8 @@ def run_episode(env: MotionPriorWrapper, policy, seed: int, record: bool = False
 
 
 def summarize(records: list[dict]) -> dict:
-    """Per-method means of a list of episode records (each with a "method")."""
+    """Per-method means of a list of episode records (each with a "method"); the predicted
+    and true plan costs (pixels) only for methods whose records have them."""
     summary = {}
     for method in dict.fromkeys(r["method"] for r in records):
         rows = [r for r in records if r["method"] == method]
@@ -193,7 +216,28 @@ def summarize(records: list[dict]) -> dict:
             "steps": float(np.mean([r["steps"] for r in rows])),
             "plan_seconds_per_step": float(np.mean([r["plan_seconds"] for r in rows])),
         }
+        scored = [r for r in rows if "true_cost" in r]
+        if scored:
+            summary[method]["predicted_plan_cost"] = float(np.mean([r["predicted_cost"] for r in scored]))
+            summary[method]["true_plan_cost"] = float(np.mean([r["true_cost"] for r in scored]))
     return summary
+
+
+def _check_resume_settings(path: Path, config: PlanEvalConfig, resuming: bool) -> None:
+    """Refuse to add episodes to a folder whose earlier episodes ran with other settings (a
+    different model, sampler, planner, env or seed), which would mix them into one summary;
+    which methods and how many episodes may change. Writes the settings for a new run."""
+    settings = {k: v for k, v in asdict(config).items() if k not in ("methods", "episodes", "gif_episode")}
+    settings = json.loads(json.dumps(settings))  # tuples -> lists, as they read back
+    if resuming:
+        earlier = json.loads(path.read_text()) if path.is_file() else None
+        if earlier != settings:
+            changed = "no record of its settings" if earlier is None else \
+                "other " + ", ".join(sorted(k for k in settings if earlier.get(k) != settings[k]))
+            raise InputError("out", "a new folder, or one whose episodes ran with the same settings",
+                             f"{path.parent} holds episodes run with {changed}")
+    else:
+        path.write_text(json.dumps(settings, indent=2) + "\n")
 
 
 def _read_records(path: Path) -> list[dict]:
@@ -300,6 +344,7 @@ def evaluate(config: PlanEvalConfig, out: str | Path, progress: bool = True) -> 
     out.mkdir(parents=True, exist_ok=True)
     episodes_file = out / "episodes.jsonl"
     records = _read_records(episodes_file)
+    _check_resume_settings(out / SETTINGS_FILE, config, bool(records))
     done = {(r["method"], r["seed"]) for r in records}
     env = make_env(config)
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import gymnasium as gym
 import numpy as np
@@ -99,8 +100,18 @@ def test_plan_eval_writes_json_plot_and_gif(tiny_model, tmp_path, one_torch_thre
     assert set(result["summary"]) == {"cem", "random_policy"}
     for name in ("planning_eval.json", "planning_eval.png", "episode.gif", "episodes.jsonl"):
         assert (tmp_path / name).is_file()
-    assert json.loads((tmp_path / "planning_eval.json").read_text())["summary"]["cem"]["episodes"] == 1
-    # Resuming runs nothing again.
+    summary = json.loads((tmp_path / "planning_eval.json").read_text())["summary"]
+    assert summary["cem"]["episodes"] == 1
+    # The cost CEM predicted for its plans, and their cost under true rollouts.
+    assert summary["cem"]["predicted_plan_cost"] > 0 and summary["cem"]["true_plan_cost"] > 0
+    assert "true_plan_cost" not in summary["random_policy"]
+    # Resuming runs nothing again; more episodes add only theirs.
     lines = (tmp_path / "episodes.jsonl").read_text().splitlines()
     evaluate(config, tmp_path, progress=False)
     assert (tmp_path / "episodes.jsonl").read_text().splitlines() == lines
+    evaluate(replace(config, methods=("random_policy",), episodes=2), tmp_path, progress=False)
+    assert (tmp_path / "episodes.jsonl").read_text().splitlines()[:2] == lines and len(lines) == 2
+    assert len((tmp_path / "episodes.jsonl").read_text().splitlines()) == 3
+    # Episodes of other settings are not mixed into the folder.
+    with pytest.raises(InputError, match="other guidance, steps"):
+        evaluate(replace(config, steps=3, guidance=3.0), tmp_path, progress=False)
