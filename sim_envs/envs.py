@@ -38,10 +38,6 @@ from sim_envs.scripts import PusherScript, ScriptConfig, clear_of, unit
 PUSH_TO_GOAL_ID = "motion_prior/PushToGoal-v0"
 DOOR_TO_ANGLE_ID = "motion_prior/DoorToAngle-v0"
 MAX_SCENE_TRIES = 100
-# Task-like clips (`task_clip_config`): the pusher's smallest start gap to an object (m; the
-# generator keeps 3 mm of clearance) and the shortest move (m).
-CONTACT_GAP = 0.004
-MIN_MOVE = 0.005
 
 
 @dataclass
@@ -486,10 +482,9 @@ def tabletop_pokes(env: gym.Env, actions) -> np.ndarray:
 
 def task_clip_config(env_id: str) -> GeneratorConfig:
     """Clip generator settings that draw scenes and pusher moves the way a tabletop task's
-    episodes do: the task's scene ranges, the pusher starting from touching an object
-    (`CONTACT_GAP`) up to the task's largest `pusher_gap` from it, single moves of `MIN_MOVE` up
-    to `max_step` at about the task's speed without a start delay, then a rest
-    (`motion-prior data generate --task`). Clips of the task's distribution, for
+    episodes do: the task's scene ranges, the pusher starting `pusher_gap` from an object,
+    single moves of up to `max_step` at about the task's speed without a start delay, then a
+    rest (`motion-prior data generate --task`). Clips of the task's distribution, for
     fine-tuning the prior the way model-based RL fits its model to the task's data; the
     episodes themselves are never used.
 
@@ -500,11 +495,8 @@ def task_clip_config(env_id: str) -> GeneratorConfig:
     if env_id not in configs:
         raise InputError("task", f"one of {sorted(configs)}", env_id)
     c = configs[env_id]()
-    # After a push the pusher rests against the object, and planners try near-zero moves: the
-    # generator's defaults (a gap of 1 cm or more, moves of 2 cm or more) never show the prior
-    # either, and it then predicts motion where a touching pusher stays or backs away.
     script = ScriptConfig(kinds=("push", "free"), kind_weights=(0.8, 0.2), aim_probability=0.5,
-                          start_gap=(CONTACT_GAP, c.pusher_gap[1]), segment_length=(MIN_MOVE, c.max_step),
+                          start_gap=c.pusher_gap, segment_length=(0.02, c.max_step),
                           speed=(0.8 * c.speed, 1.2 * c.speed), start_delay_frames=(0, 0))
     return GeneratorConfig(num_frames=c.horizon_frames, fps=c.fps, scene=c.scene, script=script).validate()
 

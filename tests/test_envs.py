@@ -109,11 +109,8 @@ def test_task_clip_config_draws_scenes_and_moves_like_the_task(tmp_path, capsys)
     task = tabletop.PushToGoalConfig()
     config = tabletop.task_clip_config(tabletop.PUSH_TO_GOAL_ID)
     assert config.scene == task.scene and config.fps == task.fps and config.num_frames == task.horizon_frames
-    # From touching the object (as after a push) to the task's largest start gap; moves from
-    # near zero (a planner's small actions) to the task's longest.
-    assert config.script.start_gap == (tabletop.CONTACT_GAP, task.pusher_gap[1])
-    assert config.script.segment_length == (tabletop.MIN_MOVE, task.max_step)
-    assert config.script.start_delay_frames == (0, 0) and "multi" not in config.script.kinds
+    assert config.script.start_gap == task.pusher_gap and config.script.start_delay_frames == (0, 0)
+    assert config.script.segment_length[1] == task.max_step and "multi" not in config.script.kinds
     with pytest.raises(InputError, match="task"):
         tabletop.task_clip_config("CartPole-v1")
     assert main(["data", "generate", "--task", tabletop.PUSH_TO_GOAL_ID, "--out", str(tmp_path / "clips"),
