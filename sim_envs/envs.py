@@ -254,6 +254,10 @@ class TabletopEnv(gym.Env):
         if action.shape != (2,):
             raise InputError("action", "an array of shape [2]", action)
         self._run(self.segment_script(action[None]), self.config.segment_frames)
+        # mj_step leaves body positions (xpos) computed before its last integration; bring them
+        # to the current state, which a restore after an oracle rollout also does, so rollouts
+        # between steps cannot change the episode, and the observation is the current state.
+        mujoco.mj_forward(self.sim.model, self.sim.data)
         self._steps += 1
         self._frame = self._render_camera()
         terminated = self.success()

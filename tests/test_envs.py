@@ -102,6 +102,25 @@ def test_oracle_rollouts_restore_the_state():
     env.close()
 
 
+def test_oracle_rollouts_leave_the_episode_unchanged():
+    """An oracle (or a diagnostic) rolling candidates out mid-episode must not change what
+    the episode does next: the same actions give the same states to the last bit."""
+    actions = [np.array([0.4, -0.3]), np.array([-0.5, 0.2]), np.array([0.3, 0.6])]
+    runs = []
+    for rollouts in (False, True):
+        env = tabletop.PushToGoalEnv()
+        env.reset(seed=7)
+        states = []
+        for action in actions:
+            if rollouts:
+                env.simulate_tracks(np.stack([action, -action])[:, None])
+            observation, *_ = env.step(action)
+            states.append(np.concatenate([observation["pusher_xy"], observation["target_xy"]]))
+        runs.append(np.array(states))
+        env.close()
+    np.testing.assert_array_equal(runs[0], runs[1])
+
+
 def test_task_clip_config_draws_scenes_and_moves_like_the_task(tmp_path, capsys):
     from motion_prior.cli import main
     from motion_prior.datasets import ClipDataset
