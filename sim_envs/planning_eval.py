@@ -150,13 +150,13 @@ def make_policy(method: str, env: MotionPriorWrapper, config: PlanEvalConfig):
     return PlannerPolicy(Planner(model, GoalCost(), env.action_space, search))
 
 
-def true_cost_of_plan(env: gym.Env, planner: Planner, observation: dict, plan) -> float | None:
+def true_cost_of_plan(env: gym.Env, planner: Planner | None, observation: dict, plan) -> float | None:
     """The planner's cost of its chosen sequence under a true simulator rollout (pixels), to set
     against `plan.cost`, the cost its model predicted: a planner on a learned model picks the
     candidates whose cost the model underestimates most, so the gap measures how much it
-    exploits the model's errors. None where it is not defined: an env without
-    `simulate_tracks`, or MPPI, whose plan is a weighted mean that was never scored."""
-    if plan is None or planner.config.method == "mppi" or not hasattr(env.unwrapped, "simulate_tracks"):
+    exploits the model's errors. None where it is not defined: a policy that is no planner,
+    an env without `simulate_tracks`, or MPPI, whose plan is a weighted mean never scored."""
+    if planner is None or plan is None or planner.config.method == "mppi" or not hasattr(env.unwrapped, "simulate_tracks"):
         return None
     tracks = env.unwrapped.simulate_tracks(plan.sequence[None])
     return float(reduce_risk(planner.cost(observation, tracks), planner.config.risk, planner.config.cvar_alpha)[0])
@@ -183,7 +183,7 @@ def run_episode(env: MotionPriorWrapper, policy, seed: int, record: bool = False
         seconds.append(time.perf_counter() - started)
         planner = getattr(policy, "planner", None)
         plan = getattr(planner, "last_plan", None)
-        true_cost = true_cost_of_plan(env, planner, observation, plan) if planner is not None else None
+        true_cost = true_cost_of_plan(env, planner, observation, plan)
         if true_cost is not None:
             costs.append((plan.cost, true_cost))
         if record:
