@@ -22,10 +22,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from motion_prior.datasets import ClipDataset
+from motion_prior.datasets import ClipDataset, clip_to_sample
 from motion_prior.metrics import (
     PCK_THRESHOLDS,
     constant_velocity_baseline,
@@ -51,6 +51,21 @@ def point_categories(clip) -> torch.Tensor:
     return torch.tensor([CATEGORIES.index(n) if n in CATEGORIES else -1 for n in names], dtype=torch.long)
 
 
+class _CategorisedClips(Dataset):
+    """The first `count` samples of a `ClipDataset`, each with `point_categories [N]`, read
+    from the same clip (one read per clip)."""
+
+    def __init__(self, clips: ClipDataset, count: int):
+        self.clips, self.count = clips, count
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        clip = self.clips.clip(i)
+        return {**clip_to_sample(clip, self.clips.indices[i]), "point_categories": point_categories(clip)}
+
+
 def _summary(errors: torch.Tensor, hits: torch.Tensor, mask: torch.Tensor) -> dict:
     """errors `[P, T]` L1 px, hits `[K, P]` PCK per point, mask `[P]` -> figures over masked points."""
     if not mask.any():
@@ -72,16 +87,14 @@ def evaluate_vae(model_dir: str, data: str, out: str, split: str = "test", max_c
     dataset = ClipDataset(data, split=split)
     if len(dataset) == 0:
         raise ValueError(f"{data}: the {split} split holds no clips")
-    subset = Subset(dataset, range(min(len(dataset), max_clips)))
+    subset = _CategorisedClips(dataset, min(len(dataset), max_clips))
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     methods = ("model", "static", "constant_velocity")
     errors = {m: [] for m in methods}
     hits = {m: [] for m in methods}
     moving, encoded_mask, categories, examples = [], [], [], []
-    batch_size = 32
-    for number, batch in enumerate(tqdm(DataLoader(subset, batch_size=batch_size), desc="evaluating",
-                                        disable=not progress)):
+    for batch in tqdm(DataLoader(subset, batch_size=32), desc="evaluating", disable=not progress):
         frames, tracks = batch["frame"].to(device), batch["tracks"].to(device)
         visibility = batch["visibility"].to(device)
         n = tracks.shape[1]
@@ -96,8 +109,7 @@ def evaluate_vae(model_dir: str, data: str, out: str, split: str = "test", max_c
             errors[name].append(l1_pixels_per_frame(predicted, tracks, EVAL_SIZE).flatten(0, 1).cpu())
             hits[name].append(pck(predicted, tracks).flatten(1, 2).cpu())
         moving.append(moving_mask(tracks).flatten().cpu())
-        first = number * batch_size
-        categories.append(torch.cat([point_categories(dataset.clip(i)) for i in range(first, first + len(tracks))]))
+        categories.append(batch["point_categories"].flatten())
         encoded = torch.zeros(tracks.shape[:2], dtype=torch.bool, device=device).scatter_(1, chosen, True)
         encoded_mask.append(encoded.flatten().cpu())
         if len(examples) < pictures:

@@ -210,9 +210,14 @@ class Planner:
     def __call__(self, observation: dict) -> np.ndarray:
         return self.plan(observation).action
 
+    def score(self, observation: dict, tracks: np.ndarray) -> np.ndarray:
+        """Futures `[M, K, N, T, 2]` (pixels) of M candidates -> `[M]` costs, the K futures of
+        each reduced by the configured risk measure."""
+        return reduce_risk(self.cost(observation, tracks), self.config.risk, self.config.cvar_alpha)
+
     def _evaluate(self, observation, candidates, queries):
         tracks = self.model.predict(observation, candidates, queries)
-        return reduce_risk(self.cost(observation, tracks), self.config.risk, self.config.cvar_alpha), tracks
+        return self.score(observation, tracks), tracks
 
     def plan(self, observation: dict) -> Plan:
         """Search for the best action sequence from this observation (see :class:`PlannerConfig`)."""

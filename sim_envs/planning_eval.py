@@ -159,7 +159,7 @@ def true_cost_of_plan(env: gym.Env, planner: Planner | None, observation: dict, 
     if planner is None or plan is None or planner.config.method == "mppi" or not hasattr(env.unwrapped, "simulate_tracks"):
         return None
     tracks = env.unwrapped.simulate_tracks(plan.sequence[None])
-    return float(reduce_risk(planner.cost(observation, tracks), planner.config.risk, planner.config.cvar_alpha)[0])
+    return float(planner.score(observation, tracks)[0])
 
 
 def run_episode(env: MotionPriorWrapper, policy, seed: int, record: bool = False) -> dict:
