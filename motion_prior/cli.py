@@ -292,7 +292,7 @@ def _register_builtin(groups: dict[str, argparse._SubParsersAction]) -> None:
     evf.add_argument("--steps", type=int, default=8, help="Euler steps for the main table (default 8)")
     evf.add_argument("--guidance", type=float, default=2.0, help="guidance scale for the main table (default 2)")
     evf.add_argument("--pool", type=int, default=4096, help="training clips the retrieval baseline searches")
-    evf.add_argument("--sweep-clips", type=int, default=128, help="clips of the steps sweep (default 128)")
+    evf.add_argument("--sweep-clips", type=int, default=128, help="clips of the steps sweep (default 128; 0: no sweep)")
     evf.add_argument("--pictures", type=int, default=4, help="pictures of K futures to draw (default 4)")
     evf.add_argument("--device", default="cpu")
     evf.set_defaults(func=_eval_flow)

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
+from motion_prior.errors import InputError
 from motion_prior.pokes import draw_pokes, positions_at
 from motion_prior.prior import DEFAULT_GUIDANCE, DEFAULT_STEPS, MotionPrior
 
@@ -174,8 +175,15 @@ def evaluate_flow(prior: MotionPrior, data: str, out: str, split: str = "test", 
                   pool_size: int = 4096, sweep_clips: int = 128,
                   pictures: int = 4, batch_size: int = 16, progress: bool = True) -> dict:
     """Run every case (module docstring) and write `flow_eval.json`, `flow_eval.md`, plots and
-    pictures to `out`. Returns the report."""
+    pictures to `out`; `sweep_clips` = 0 leaves the sampler sweep out. Returns the report.
+
+    Raises:
+        InputError: a negative `sweep_clips`.
+    """
     from motion_prior.datasets import ClipDataset
+
+    if sweep_clips < 0:
+        raise InputError("sweep_clips", "0 (no sampler sweep) or a number of clips", sweep_clips)
 
     test = ClipDataset(data, split=split)
     if len(test) == 0:
@@ -236,7 +244,7 @@ def evaluate_flow(prior: MotionPrior, data: str, out: str, split: str = "test", 
               "text_direction_agreement": {k: round(float(np.mean(v)), 3) if v else None for k, v in agreement.items()},
               "text_direction_clips": len(agreement["text"])}
     report["sampler_sweep"] = sampler_sweep(prior, Subset(test, range(min(sweep_clips, len(test)))), num_samples,
-                                            batch_size, progress)
+                                            batch_size, progress) if sweep_clips else []
     (out_dir / "flow_eval.json").write_text(json.dumps(report, indent=1))
     (out_dir / "flow_eval.md").write_text(markdown_report(report))
     _plots(report, out_dir)
@@ -327,10 +335,11 @@ def markdown_report(report: dict) -> str:
     agreement = report["text_direction_agreement"]
     lines += ["", f"Text direction agreement on {report['text_direction_clips']} clips whose text names a push "
               f"direction: text-conditioned {agreement['text']}, unconditional {agreement['unconditional']} "
-              f"(ground truth {agreement['truth']}; chance 0.25).", "",
-              "1 poke at the horizon, against the sampler:", "",
-              "| sampler | steps | guidance | min-MSE | EPE (px) | diversity (px) | ms per future |",
-              "|---|---|---|---|---|---|---|"]
+              f"(ground truth {agreement['truth']}; chance 0.25).", ""]
+    if report["sampler_sweep"]:
+        lines += ["1 poke at the horizon, against the sampler:", "",
+                  "| sampler | steps | guidance | min-MSE | EPE (px) | diversity (px) | ms per future |",
+                  "|---|---|---|---|---|---|---|"]
     for row in report["sampler_sweep"]:
         lines.append(f"| {row['method']} | {row['steps']} | {row['guidance']} | {row['min_mse']} | {row['epe']} | "
                      f"{row['diversity']} | {row['ms_per_future']} |")

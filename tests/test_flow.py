@@ -352,6 +352,11 @@ def test_eval_flow_reports_every_case_with_baselines(prior, pipeline_run, tmp_pa
     assert json.loads((tmp_path / "flow_eval.json").read_text())["clips"] == 3
     for name in ("flow_eval.md", "flow_eval.png", "futures_1_poke_0.png"):
         assert (tmp_path / name).stat().st_size > 0
+    quick = evaluate_flow(prior, str(pipeline_run / "data"), str(tmp_path / "quick"), split="train", max_clips=2,
+                          num_samples=2, steps=2, pool_size=8, sweep_clips=0, pictures=0, progress=False)
+    assert quick["sampler_sweep"] == [] and "against the sampler" not in (tmp_path / "quick" / "flow_eval.md").read_text()
+    with pytest.raises(InputError, match="sweep_clips"):
+        evaluate_flow(prior, str(pipeline_run / "data"), str(tmp_path / "bad"), sweep_clips=-1, progress=False)
 
 
 def test_poke_only_baseline_hits_the_poke_exactly():
