@@ -20,12 +20,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Protocol
 
 import torch
 from torch import nn
 
 from motion_prior.flow import Conditioning, FlowNetwork
+from motion_prior.model_directory import load_model
 from motion_prior.text import TextEncoderConfig
 from motion_prior.vae import TrajectoryVAE
 
@@ -115,6 +117,13 @@ class TorchBackend:
             self.name = "torch-compile"
             self._velocity = torch.compile(self.flow.velocity, dynamic=True)
             self._decode = torch.compile(self.decoder, dynamic=True)
+
+    @classmethod
+    def load(cls, model: str | Path = "default", device: str = "cpu", compile: bool = False) -> "TorchBackend":
+        """`"default"` or a model directory (`motion_prior.model_directory`) on `device`."""
+        vae, flow, stats = load_model(model)
+        device = torch.device(device)
+        return cls(vae.to(device), flow.to(device), {k: v.to(device) for k, v in stats.items()}, compile)
 
     def encode_frame(self, frames: torch.Tensor) -> torch.Tensor:
         return self.vae.encode_frame(frames)

@@ -35,7 +35,8 @@ from tqdm import tqdm
 
 from motion_prior.backends import ModelSpec, Velocity
 from motion_prior.flow import Conditioning, FlowNetwork
-from motion_prior.prior import MotionPrior, model_dir
+from motion_prior.model_directory import model_dir
+from motion_prior.prior import MotionPrior
 
 # name -> (MotionPrior.load backend, ONNX Runtime providers, precision)
 BACKEND_CHOICES = {
@@ -253,7 +254,7 @@ def machine_info(device: torch.device) -> dict:
     return info
 
 
-def load_backend(model: str, name: str, device: str) -> MotionPrior:
+def load_backend(model: str | Path, name: str, device: str) -> MotionPrior:
     """A `MotionPrior` on the backend called `name` (a key of BACKEND_CHOICES)."""
     if name not in BACKEND_CHOICES:
         raise ValueError(f"backends: expected names from {sorted(BACKEND_CHOICES)}, got {name!r}")
@@ -276,7 +277,7 @@ def run_benchmark(model: str, frame: np.ndarray, poke: np.ndarray, config: Bench
     Returns the results as a JSON-ready dict (`machine`, `config`, `cases`, `unavailable`,
     `trajectory_space`, `extras`).
     """
-    model_dir(model)  # a wrong path is the caller's error, not an unavailable backend
+    directory = model_dir(model)  # resolved once; a wrong path is the caller's error, not an unavailable backend
     torch_device = torch.device(device)
     names = config.backends or (GPU_BACKENDS if torch_device.type == "cuda" else CPU_BACKENDS)
     query = make_query(frame, np.asarray(poke, np.float32), 1, config.queries)
@@ -287,7 +288,7 @@ def run_benchmark(model: str, frame: np.ndarray, poke: np.ndarray, config: Bench
     for name in names:
         done = 0
         try:
-            prior = load_backend(model, name, device)
+            prior = load_backend(directory, name, device)
             for futures in config.futures:
                 for steps in config.steps:
                     bar.set_postfix_str(f"{name} {futures} futures {steps} steps")
@@ -299,7 +300,7 @@ def run_benchmark(model: str, frame: np.ndarray, poke: np.ndarray, config: Bench
             results["unavailable"][name] = f"{type(error).__name__}: {error}"[:500]
             bar.update(per_backend - done)
     bar.close()
-    results["trajectory_space"] = _trajectory_comparison(model, query, config, device, progress)
+    results["trajectory_space"] = _trajectory_comparison(directory, query, config, device, progress)
     for extra_name, timer in (extras or {}).items():
         for candidates in config.extra_futures:
             seconds = timer(candidates)
@@ -308,7 +309,7 @@ def run_benchmark(model: str, frame: np.ndarray, poke: np.ndarray, config: Bench
     return results
 
 
-def _trajectory_comparison(model: str, query: Query, config: BenchConfig, device: str, progress: bool) -> list:
+def _trajectory_comparison(model: Path, query: Query, config: BenchConfig, device: str, progress: bool) -> list:
     """Latent model and trajectory-space baselines on torch eager, side by side per case."""
     latent = MotionPrior.load(model, device=device)
     ours = {}  # (queries, steps) -> the latent model's case, shared by every f

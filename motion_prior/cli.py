@@ -143,7 +143,7 @@ def _eval_flow(args: argparse.Namespace) -> int:
 
 
 def _model_pack(args: argparse.Namespace) -> int:
-    from motion_prior.prior import pack_model
+    from motion_prior.packing import pack_model
 
     out = pack_model(args.vae, args.flow, args.out, args.dtype)
     size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
@@ -152,7 +152,8 @@ def _model_pack(args: argparse.Namespace) -> int:
 
 
 def _model_info(args: argparse.Namespace) -> int:
-    from motion_prior.prior import MotionPrior, model_dir
+    from motion_prior.model_directory import model_dir
+    from motion_prior.prior import MotionPrior
 
     backend = MotionPrior.load(args.model).backend
     vae, flow = backend.vae, backend.flow

@@ -37,6 +37,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from motion_prior.checkpoints import WEIGHTS_FILE, load_config, load_weights
 from motion_prior.configs import config_to_yaml, copy_preset
 from motion_prior.flow import FlowConfig, FlowNetwork
+from motion_prior.model_directory import load_vae_with_stats
 from motion_prior.pokes import draw_pokes
 from motion_prior.text import TextEncoderConfig
 from motion_prior.training import TrainConfig
@@ -129,8 +130,6 @@ class FlowTask:
     """The flow's part of the training loop (see `motion_prior.training.Trainer`)."""
 
     def __init__(self, recipe: FlowRecipe):
-        from motion_prior.prior import load_vae_with_stats
-
         self.recipe = recipe
         self.vae, self.stats = load_vae_with_stats(recipe.vae)
         self.vae.requires_grad_(False)

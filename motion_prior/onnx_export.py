@@ -38,9 +38,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from motion_prior.backends import ModelSpec
+from motion_prior.backends import ModelSpec, TorchBackend
+from motion_prior.checkpoints import CheckpointError
 from motion_prior.flow import Conditioning, FlowNetwork
-from motion_prior.prior import MotionPrior, model_dir
+from motion_prior.model_directory import model_dir
 from motion_prior.shards import file_sha256
 from motion_prior.vae import TrajectoryVAE
 
@@ -97,10 +98,10 @@ def checkpoint_id(directory: Path) -> str:
     return hashlib.sha256(json.dumps(checkpoint_hashes(directory), sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _examples(prior: MotionPrior, batch: int = 2, queries: int = 3) -> dict[str, tuple]:
+def _examples(backend: TorchBackend, batch: int = 2, queries: int = 3) -> dict[str, tuple]:
     """Example inputs of each graph. Batch and query counts are >= 2 so that the exporter
     does not specialise a dynamic dimension to 1."""
-    spec, backend = prior.spec, prior.backend
+    spec = backend.spec
     generator = torch.Generator().manual_seed(0)
     frames = torch.randint(0, 256, (batch, spec.image_size, spec.image_size, 3), dtype=torch.uint8, generator=generator)
     pokes = torch.rand(batch, spec.max_pokes, 5, generator=generator) * 2 - 1
@@ -203,11 +204,10 @@ def export_model(model: str | Path, out: str | Path, fp16: bool = False) -> Path
     import onnxscript
 
     source = model_dir(model)
-    prior = MotionPrior.load(source)
-    backend = prior.backend
+    backend = TorchBackend.load(source)
     modules = {"frame_encoder": FrameGraph(backend.vae), "condition": ConditionGraph(backend.flow),
                "velocity": VelocityGraph(backend.flow), "decoder": backend.decoder}
-    examples = _examples(prior)
+    examples = _examples(backend)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
@@ -229,7 +229,7 @@ def export_model(model: str | Path, out: str | Path, fp16: bool = False) -> Path
             log.info("exported %s in %.1f s", name, time.perf_counter() - started)
         manifest = {
             "format": FORMAT,
-            "spec": prior.spec.to_dict(),
+            "spec": backend.spec.to_dict(),
             "graphs": graphs,
             "source": {"model": str(source), "checkpoint_id": checkpoint_id(source),
                        "sha256": checkpoint_hashes(source)},
@@ -249,8 +249,6 @@ def export_model(model: str | Path, out: str | Path, fp16: bool = False) -> Path
 def read_manifest(directory: str | Path) -> tuple[dict, ModelSpec]:
     """An export directory's manifest and model spec; raises `CheckpointError` if it is not one
     this version can read."""
-    from motion_prior.checkpoints import CheckpointError
-
     path = Path(directory) / MANIFEST
     if not path.is_file():
         raise CheckpointError(f"{directory}: expected an ONNX export directory with {MANIFEST} "

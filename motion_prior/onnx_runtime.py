@@ -27,6 +27,7 @@ from motion_prior.backends import DECODE_CHUNK, Velocity
 from motion_prior.checkpoints import CheckpointError
 from motion_prior.errors import InputError
 from motion_prior.flow import Conditioning
+from motion_prior.model_directory import model_dir
 from motion_prior.onnx_export import GRAPHS, MANIFEST, checkpoint_id, export_model, read_manifest
 
 PREFERENCE = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
@@ -86,8 +87,6 @@ def cache_dir() -> Path:
 def cached_export(model: str | Path, fp16: bool = False) -> Path:
     """The ONNX export of a model directory, written into :func:`cache_dir` on first use
     (about a minute for the default model) and keyed by the checkpoint's hash."""
-    from motion_prior.prior import model_dir
-
     source = model_dir(model)
     target = cache_dir() / "onnx" / f"{checkpoint_id(source)}{'-fp16' if fp16 else ''}"
     if not (target / MANIFEST).is_file():

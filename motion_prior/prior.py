@@ -5,9 +5,8 @@
     futures.endpoints([0])                                 # [K, 1, 2] pixels
     batch = prior.sample_batch(frame, candidate_pokes, num_samples=16)   # planners: one call
 
-A model directory holds `vae/` (a Stage 1 checkpoint: `config.yaml`, `model.safetensors`,
-`latent_stats.safetensors`) and `flow/` (`config.yaml`, `model.safetensors`); weights may be
-stored in float16 and are loaded as float32.
+A model is `"default"` (shipped in the package) or a model directory (`vae/` + `flow/`,
+`motion_prior.model_directory`).
 
 Frames of any size are resized (bilinear, antialiased) to the model's square input. Positions
 are resolution-free in normalised coordinates, so the mapping is exact: a point's normalised
@@ -25,24 +24,21 @@ and guidance live here and are the same for all of them:
 from __future__ import annotations
 
 import time
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from motion_prior.camera import pixels_to_normalized
-from motion_prior.checkpoints import (CheckpointError, STATS_FILE, WEIGHTS_FILE, load_config, load_weights,
-                                      read_latent_stats, read_tensors)
-from motion_prior.errors import InputError
 from motion_prior.backends import Backend, TorchBackend
-from motion_prior.flow import Conditioning, FlowConfig, FlowNetwork
+from motion_prior.camera import pixels_to_normalized
+from motion_prior.errors import InputError
+from motion_prior.flow import Conditioning
 from motion_prior.futures import COORDS, Futures, FuturesBatch, to_coords
+from motion_prior.onnx_runtime import OnnxRuntimeBackend
 from motion_prior.pokes import validate_pokes
 from motion_prior.samplers import METHODS, guided, integrate
 from motion_prior.text import token_ids
-from motion_prior.vae import TrajectoryVAE, load_vae
 
 # Chosen from `motion-prior eval flow`'s sampler sweep (models/default-eval/flow_eval.md): with
 # guidance 2 the poked point's error drops from 3.3 to 2.0 px at 8 Euler steps for a ~6% higher
@@ -52,24 +48,6 @@ DEFAULT_STEPS = 8
 DEFAULT_GUIDANCE = 2.0
 DEFAULT_GRID = 16
 BACKENDS = ("torch", "torch-compile", "onnxruntime")
-
-
-def default_model_dir() -> Path:
-    """The model shipped inside the package (`motion_prior/models/default`)."""
-    return Path(str(resources.files("motion_prior") / "models" / "default"))
-
-
-def model_dir(model: str | Path) -> Path:
-    """`"default"` or a model directory -> its path, checked to hold `vae/` and `flow/`."""
-    directory = default_model_dir() if str(model) == "default" else Path(model)
-    if not (directory / "vae").is_dir() or not (directory / "flow").is_dir():
-        raise CheckpointError(f"{directory}: expected a model directory with vae/ and flow/ checkpoints")
-    return directory
-
-
-def load_vae_with_stats(directory: str | Path) -> tuple[TrajectoryVAE, dict[str, torch.Tensor]]:
-    """A Stage 1 checkpoint: (the VAE in eval mode, latent statistics {"mean", "std"} `[C]`)."""
-    return load_vae(directory), read_latent_stats(directory)
 
 
 class MotionPrior:
@@ -102,18 +80,10 @@ class MotionPrior:
         if backend not in BACKENDS:
             raise InputError("backend", f"one of {BACKENDS}", backend)
         if backend == "onnxruntime":
-            from motion_prior.onnx_runtime import OnnxRuntimeBackend
-
             return cls(OnnxRuntimeBackend.load(model, device, providers, precision))
         if providers is not None or precision != "fp32":
             raise InputError("providers/precision", "only with backend='onnxruntime'", f"backend={backend!r}")
-        directory = model_dir(model)
-        vae, stats = load_vae_with_stats(directory / "vae")
-        flow = FlowNetwork(load_config(directory / "flow", FlowConfig))
-        load_weights(flow, directory / "flow" / WEIGHTS_FILE)
-        device = torch.device(device)
-        return cls(TorchBackend(vae.to(device), flow.to(device), {k: v.to(device) for k, v in stats.items()},
-                                compile=backend == "torch-compile"))
+        return cls(TorchBackend.load(model, device, compile=backend == "torch-compile"))
 
     @property
     def image_size(self) -> int:
@@ -325,27 +295,3 @@ class MotionPrior:
             caller_pokes.append(p)
         return FuturesBatch(result, to_coords(queries, coords, size), caller_pokes, text, coords, size, original, timing)
 
-
-def pack_model(vae_run: str | Path, flow_run: str | Path, out: str | Path, dtype: str = "float16") -> Path:
-    """Assemble a model directory (`vae/` + `flow/`) from a Stage 1 and a Stage 2 run.
-
-    Floating-point weights are stored as `dtype` ("float16" halves the size; loading casts
-    them back to float32); latent statistics stay float32. Each part's `recipe.yaml` and
-    `hardware.json` are kept as provenance. Returns `out`.
-    """
-    from motion_prior.checkpoints import CONFIG_FILE, write_checkpoint
-
-    if dtype not in ("float16", "float32"):
-        raise InputError("dtype", "float16 or float32", dtype)
-    store = getattr(torch, dtype)
-    out = Path(out)
-    for part, run, extra in (("vae", Path(vae_run), (STATS_FILE,)), ("flow", Path(flow_run), ())):
-        weights = read_tensors(run / WEIGHTS_FILE)
-        files = {WEIGHTS_FILE: {k: v.to(store) if v.is_floating_point() else v for k, v in weights.items()}}
-        for name in (CONFIG_FILE, *extra, "recipe.yaml", "hardware.json"):
-            if not (run / name).is_file():
-                raise CheckpointError(f"{run}: {name} is missing; is this a finished {part} run?")
-            files[name] = (run / name).read_bytes()
-        write_checkpoint(out / part, files)
-    MotionPrior.load(out)  # fail here, not at the user's first call, if the parts do not fit
-    return out

@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from motion_prior.checkpoints import WEIGHTS_FILE, load_config, load_weights
 from motion_prior.conditioning import PokeEncoder, PokeField, poke_positions
 from motion_prior.frame_encoder import FrameEncoderConfig, build_frame_encoder
 from motion_prior.layers import InputMLP, OutputMLP, RMSNorm, Rotary3D, TransformerBlock, frame_time_centres, grid_positions
@@ -370,8 +371,6 @@ class TrajectoryVAE(nn.Module):
 def load_vae(directory: str | Path, device: str = "cpu") -> TrajectoryVAE:
     """Load a VAE checkpoint directory (`config.yaml` + `model.safetensors`; float16 weights
     are cast to float32) onto `device`, in eval mode."""
-    from motion_prior.checkpoints import WEIGHTS_FILE, load_config, load_weights
-
     model = TrajectoryVAE(load_config(directory, VAEConfig))
     load_weights(model, Path(directory) / WEIGHTS_FILE)
     return model.to(device).eval()

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from motion_prior import decoder_training, flow_training, vae_training
-from motion_prior.prior import pack_model
+from motion_prior.packing import pack_model
 from sim_envs.generation import generate_clips
 
 DEFAULT_CLIPS = {"tiny": 64, "small": 40_000}

@@ -74,7 +74,7 @@ def test_each_graph_matches_torch_at_other_batch_and_query_sizes(priors, exporte
     modules = {"frame_encoder": FrameGraph(backend.vae), "condition": ConditionGraph(backend.flow),
                "velocity": VelocityGraph(backend.flow), "decoder": backend.decoder}
     for batch, queries in ((1, 1), (5, 37)):
-        for name, inputs in _examples(torch_prior, batch=batch, queries=queries).items():
+        for name, inputs in _examples(backend, batch=batch, queries=queries).items():
             session = _session(exported, name)
             outputs = session.run(None, {i.name: x.numpy() for i, x in zip(session.get_inputs(), inputs)})
             with torch.no_grad():
