@@ -34,8 +34,10 @@ import torch
 from tqdm import tqdm
 
 from motion_prior.backends import ModelSpec, Velocity
+from motion_prior.camera import grid_points, normalized_to_pixels
 from motion_prior.flow import Conditioning, FlowNetwork
 from motion_prior.model_directory import model_dir
+from motion_prior.pokes import END, ends, starts
 from motion_prior.prior import MotionPrior
 
 # name -> (MotionPrior.load backend, ONNX Runtime providers, precision)
@@ -160,13 +162,11 @@ def make_query(frame: np.ndarray, poke: np.ndarray, candidates: int, queries: in
     directions (a planner's candidate actions); query points on a regular grid."""
     height, width = frame.shape[:2]
     angles = np.linspace(0, 2 * np.pi, candidates, endpoint=False)
-    offset = poke[2:4] - poke[0:2]
     rotation = np.stack([np.cos(angles), -np.sin(angles), np.sin(angles), np.cos(angles)], -1).reshape(-1, 2, 2)
-    ends = poke[0:2] + np.einsum("mij,j->mi", rotation, offset)
-    pokes = np.concatenate([np.repeat(poke[None, 0:2], candidates, 0), ends, np.full((candidates, 1), poke[4])], 1)
+    pokes = np.repeat(np.asarray(poke, np.float32)[None], candidates, 0)
+    pokes[:, END] = starts(poke) + np.einsum("mij,j->mi", rotation, ends(poke) - starts(poke))
     side = int(np.ceil(np.sqrt(queries)))
-    centres = (np.arange(side) + 0.5) / side
-    grid = np.stack(np.meshgrid(centres * width, centres * height), -1).reshape(-1, 2)[:queries]
+    grid = normalized_to_pixels(grid_points(side), (height, width))[:queries]
     return Query(frame, pokes[:, None].astype(np.float32), grid.astype(np.float32))
 
 

@@ -19,6 +19,10 @@ import numpy as np
 
 from motion_prior.errors import InputError, describe
 
+# Normalised positions further than this from the image centre (8 image widths off-screen) are
+# almost surely in the wrong unit (pixels) or a projection blow-up: clips and pokes refuse them.
+MAX_ABS_COORD = 16.0
+
 
 def pixels_to_normalized(points: np.ndarray, image_size: tuple[int, int]) -> np.ndarray:
     """Convert pixel coordinates to normalised image coordinates.
@@ -55,6 +59,17 @@ def normalized_to_pixels(points: np.ndarray, image_size: tuple[int, int]) -> np.
         points = points.astype(np.float32)
     scale = np.array([width / 2.0, height / 2.0], dtype=points.dtype)
     return (points + 1.0) * scale
+
+
+def cell_centres(count: int) -> np.ndarray:
+    """`float32 [count]` normalised centres of `count` equal cells across [-1, 1]: (2k + 1) / count - 1."""
+    return (2 * np.arange(count, dtype=np.float32) + 1) / count - 1
+
+
+def grid_points(size: int) -> np.ndarray:
+    """`float32 [size * size, 2]` normalised (x, y) of a square grid's cell centres, row-major (y outer)."""
+    y, x = np.meshgrid(cell_centres(size), cell_centres(size), indexing="ij")
+    return np.stack([x, y], axis=-1).reshape(-1, 2)
 
 
 def _check_image_size(image_size) -> tuple[int, int]:

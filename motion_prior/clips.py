@@ -12,11 +12,9 @@ from dataclasses import dataclass, field, fields
 
 import numpy as np
 
+from motion_prior.camera import MAX_ABS_COORD
 from motion_prior.errors import ClipFormatError
-
-# Tracks further than this from the image centre (in normalised units, i.e. 8 image widths
-# off-screen) are almost surely in the wrong unit (pixels) or a projection blow-up.
-MAX_ABS_COORD = 16.0
+from motion_prior.pokes import END_TIME, END_TIME_RULE, end_times, end_times_valid
 
 
 @dataclass
@@ -122,10 +120,9 @@ class Clip:
             check.finite_within("action_times", self.action_times, 1.0, lower=0.0)
         if self.pokes is not None:
             check.array("pokes", self.pokes, np.float32, (None, 5))
-            check.finite_within("pokes", self.pokes[:, :4], MAX_ABS_COORD)
-            end_times = self.pokes[:, 4]
-            if np.any(~np.isfinite(end_times)) or np.any(end_times <= 0) or np.any(end_times > 1):
-                raise ClipFormatError("pokes", "end_time (column 4) in (0, 1]", end_times, where)
+            check.finite_within("pokes", self.pokes[:, :END_TIME], MAX_ABS_COORD)
+            if not end_times_valid(end_times(self.pokes)):
+                raise ClipFormatError("pokes", END_TIME_RULE, end_times(self.pokes), where)
         if not isinstance(self.seed, (int, np.integer)):
             raise ClipFormatError("seed", "an integer", repr(self.seed), where)
         if self.text is not None and not isinstance(self.text, str):

@@ -21,13 +21,15 @@ import torch
 from torch import nn
 
 from motion_prior.layers import InputMLP
+from motion_prior.pokes import end_times, ends, starts
 
 FIELD_WIDTHS = (0.02, 0.08, 0.3)
 
 
 def poke_positions(pokes: torch.Tensor) -> torch.Tensor:
     """`[B, P, 5]` pokes -> `[B, P, 3]` rotary positions (t, y, x) = (2 end_time - 1, y0, x0)."""
-    return torch.stack([2 * pokes[..., 4] - 1, pokes[..., 1], pokes[..., 0]], dim=-1)
+    x0, y0 = starts(pokes).unbind(-1)
+    return torch.stack([2 * end_times(pokes) - 1, y0, x0], dim=-1)
 
 
 class PokeEncoder(nn.Module):
@@ -40,8 +42,8 @@ class PokeEncoder(nn.Module):
         self.displacement = nn.Linear(3, dim, bias=False)
 
     def forward(self, pokes: torch.Tensor) -> torch.Tensor:
-        shift = (pokes[..., 2:4] - pokes[..., 0:2]) * self.displacement_scale
-        return self.fourier(pokes) + self.displacement(torch.cat([shift, pokes[..., 4:5]], dim=-1))
+        shift = (ends(pokes) - starts(pokes)) * self.displacement_scale
+        return self.fourier(pokes) + self.displacement(torch.cat([shift, end_times(pokes)[..., None]], dim=-1))
 
 
 class PokeField(nn.Module):
@@ -58,7 +60,7 @@ class PokeField(nn.Module):
         self.register_buffer("widths", torch.tensor(FIELD_WIDTHS), persistent=False)
 
     def forward(self, tokens: torch.Tensor, pokes: torch.Tensor, mask: torch.Tensor, points: torch.Tensor):
-        distance2 = (points[:, :, None] - pokes[:, None, :, 0:2]).pow(2).sum(-1)  # [B, Q, P]
+        distance2 = (points[:, :, None] - starts(pokes)[:, None]).pow(2).sum(-1)  # [B, Q, P]
         weights = torch.exp(-distance2[..., None] / (2 * self.widths**2)) * mask[:, None, :, None]  # [B, Q, P, S]
         gathered = torch.einsum("bqps,bpd->bqsd", weights.to(tokens.dtype), tokens)
         return self.project(gathered.flatten(2))

@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from motion_prior.checkpoints import CheckpointError, WEIGHTS_FILE, load_config, read_latent_stats, read_tensors
 from motion_prior.configs import config_to_yaml, copy_preset
 from motion_prior.metrics import l1_pixels, moving_mask
-from motion_prior.pokes import draw_pokes, positions_at
+from motion_prior.pokes import draw_pokes, end_times, ends, positions_at
 from motion_prior.training import TrainConfig
 from motion_prior.vae import TrajectoryVAE, VAEConfig
 from motion_prior.vae_training import STATS_FILE, encoded_subset, gather_tracks, open_splits, training_view
@@ -161,8 +161,8 @@ def _poke_epe(decoded: torch.Tensor, pokes: torch.Tensor, mask: torch.Tensor, in
     """End-point error in pixels of each poked track at its poke's end time (the poke's own
     target): `decoded [B, N, T, 2]`, `pokes [B, P, 5]`, `mask [B, P]`, `indices [B, P]`."""
     tracks = gather_tracks(decoded, indices)
-    reached = positions_at(tracks, pokes[..., 4])
-    error = (reached - pokes[..., 2:4]).norm(dim=-1)[mask] * size / 2
+    reached = positions_at(tracks, end_times(pokes))
+    error = (reached - ends(pokes)).norm(dim=-1)[mask] * size / 2
     if not reduce:
         return error
     return error.mean() if error.numel() else torch.zeros(())

@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
 from motion_prior.errors import InputError
-from motion_prior.pokes import draw_pokes, positions_at
+from motion_prior.pokes import draw_pokes, end_times, ends, positions_at, starts
 from motion_prior.prior import DEFAULT_GUIDANCE, DEFAULT_STEPS, MotionPrior
 
 METRIC_SCALE = 64.0  # normalised -> pixels of a 128 x 128 image
@@ -65,8 +65,8 @@ def future_errors(futures: torch.Tensor, tracks: torch.Tensor, pokes: torch.Tens
     diversity = pairs.sum(dim=(1, 2)) / max(1, k * (k - 1))
     p = indices.shape[1]
     poked = futures.gather(2, indices[:, None, :, None, None].expand(b, k, p, t, 2)).reshape(b * k, p, t, 2)
-    reached = positions_at(poked, pokes[..., 4].repeat_interleave(k, dim=0)).view(b, k, p, 2)
-    epe = ((reached - pokes[:, None, :, 2:4]).norm(dim=-1) * METRIC_SCALE).mean(1)[mask]
+    reached = positions_at(poked, end_times(pokes).repeat_interleave(k, dim=0)).view(b, k, p, 2)
+    epe = ((reached - ends(pokes)[:, None]).norm(dim=-1) * METRIC_SCALE).mean(1)[mask]
     return {"min_mse": mse.min(1).values.cpu(), "mean_mse": mse.mean(1).cpu(), "meant_mse": meant.cpu(),
             "diversity": diversity.cpu(), "epe": epe.cpu()}
 
@@ -79,7 +79,8 @@ def poke_only_baseline(tracks: torch.Tensor, pokes: torch.Tensor, mask: torch.Te
     frames = torch.arange(t, dtype=tracks.dtype, device=tracks.device) / (t - 1)
     for row in range(b):
         for p in torch.nonzero(mask[row]).flatten().tolist():
-            x0, x1, end = pokes[row, p, 0:2], pokes[row, p, 2:4], pokes[row, p, 4].clamp_min(1e-6)
+            poke = pokes[row, p]
+            x0, x1, end = starts(poke), ends(poke), end_times(poke).clamp_min(1e-6)
             fraction = (frames / end).clamp(max=1.0)[:, None]
             out[row, indices[row, p]] = x0 + fraction * (x1 - x0)
     return out[:, None]
@@ -104,9 +105,9 @@ class RetrievalBaseline:
             if len(active):
                 cost = torch.zeros(len(self.tracks))
                 for poke in active:
-                    ends = positions_at(self.tracks, poke[4].expand(self.tracks.shape[:2]))  # [R, N, 2]
-                    distance = ((self.tracks[:, :, 0] - poke[0:2]).pow(2).sum(-1)
-                                + (ends - poke[2:4]).pow(2).sum(-1))  # [R, N]
+                    reached = positions_at(self.tracks, end_times(poke).expand(self.tracks.shape[:2]))  # [R, N, 2]
+                    distance = ((self.tracks[:, :, 0] - starts(poke)).pow(2).sum(-1)
+                                + (reached - ends(poke)).pow(2).sum(-1))  # [R, N]
                     cost += distance.min(dim=1).values
             else:
                 cost = (self.thumbs - _thumbnail(frames[row: row + 1])).pow(2).flatten(1).sum(-1)
@@ -226,15 +227,13 @@ def evaluate_flow(prior: MotionPrior, data: str, out: str, split: str = "test", 
         without = prior.sample_tensors(frames, *none, [""] * b, starts, num_samples, steps, generator=generator)
         _accumulate(results["text"]["model"], future_errors(with_text, tracks, *none, index0))
         _accumulate(results["text"]["unconditional"], future_errors(without, tracks, *none, index0))
-        full_clips = [test.clip(batch_number * batch_size + row) for row in range(b)]  # names, action pokes
-        names = [clip.object_names for clip in full_clips]
+        names = [test.clip(batch_number * batch_size + row).object_names for row in range(b)]
         text_agree, truth = _direction_agreement(with_text.cpu(), tracks.cpu(), batch["object_id"], texts, names)
         plain_agree, _ = _direction_agreement(without.cpu(), tracks.cpu(), batch["object_id"], texts, names)
         agreement["text"] += text_agree
         agreement["unconditional"] += plain_agree
         agreement["truth"] += truth
-        _action_case(prior, [clip.pokes for clip in full_clips], batch, results["action"], retrieval, num_samples,
-                     steps, guidance, generator)
+        _action_case(prior, batch, results["action"], retrieval, num_samples, steps, guidance, generator)
         bar.update(b)
     bar.close()
     report = {"clips": len(clips), "split": split, "num_samples": num_samples, "steps": steps, "guidance": guidance,
@@ -251,21 +250,19 @@ def evaluate_flow(prior: MotionPrior, data: str, out: str, split: str = "test", 
     return report
 
 
-def _action_case(prior, sets, batch, results, retrieval, num_samples, steps, guidance, generator) -> None:
-    """The pusher's own action pokes (`sets`: each clip's `[P, 5]` or None; start -> each
-    waypoint), at most `prior.max_pokes`."""
+def _action_case(prior, batch, results, retrieval, num_samples, steps, guidance, generator) -> None:
+    """The pusher's own action as pokes (start -> each waypoint, then holding the last one until
+    the horizon: the samples' `action_pokes`, as training and every robot path send them), at
+    most `prior.max_pokes`, for the clips that record an action."""
     device = prior.device
-    keep = [row for row, p in enumerate(sets) if p is not None and len(p)]
-    if not keep:
+    counts = batch["action_poke_count"]
+    keep = torch.nonzero(counts > 0).flatten()
+    if not len(keep):
         return
-    most = min(prior.max_pokes, max(len(sets[row]) for row in keep))
-    pokes = torch.zeros(len(keep), most, 5)
-    mask = torch.zeros(len(keep), most, dtype=torch.bool)
-    for i, row in enumerate(keep):
-        p = torch.from_numpy(sets[row][:most])
-        pokes[i, : len(p)], mask[i, : len(p)] = p, True
+    most = min(prior.max_pokes, int(counts[keep].max()))
+    pokes = batch["action_pokes"][keep, :most].to(device)
+    mask = (torch.arange(most)[None] < counts[keep, None]).to(device)
     frames, tracks = batch["frame"][keep].to(device), batch["tracks"][keep].to(device)
-    pokes, mask = pokes.to(device), mask.to(device)
     futures = prior.sample_tensors(frames, pokes, mask, [""] * len(keep), tracks[:, :, 0], num_samples, steps,
                                    guidance=guidance, generator=generator)
     no_index = torch.zeros(len(keep), most, dtype=torch.long, device=device)

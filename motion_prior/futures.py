@@ -16,7 +16,7 @@ import torch
 
 from motion_prior.camera import normalized_to_pixels, pixels_to_normalized
 from motion_prior.errors import InputError
-from motion_prior.pokes import positions_at
+from motion_prior.pokes import pokes_to_normalized, positions_at
 from motion_prior.visualize import draw_tracks, save_gif, save_png
 
 COORDS = ("pixels", "normalized")
@@ -86,11 +86,7 @@ class Futures:
         return self.tracks if self.coords == "normalized" else pixels_to_normalized(self.tracks, self.image_size)
 
     def _normalized_pokes(self) -> np.ndarray:
-        pokes = self.pokes.copy()
-        if self.coords == "pixels" and len(pokes):
-            pokes[:, 0:2] = pixels_to_normalized(pokes[:, 0:2], self.image_size)
-            pokes[:, 2:4] = pixels_to_normalized(pokes[:, 2:4], self.image_size)
-        return pokes
+        return pokes_to_normalized(self.pokes, self.image_size) if self.coords == "pixels" else self.pokes.copy()
 
     def picture(self, samples: int | None = None, scale: int = 4) -> np.ndarray:
         """`uint8 [H * scale, W * scale, 3]`: the first `samples` (default all) futures drawn

@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from motion_prior.camera import cell_centres
+
 
 class RMSNorm(nn.Module):
     """x / rms(x) * scale, statistics in float32."""
@@ -262,11 +264,11 @@ class OutputMLP(nn.Module):
 def grid_positions(size: int, t: float) -> torch.Tensor:
     """`[size * size, 3]` (t, y, x) positions of a square grid's cell centres in [-1, 1],
     row-major (y outer)."""
-    centres = (2 * torch.arange(size, dtype=torch.float32) + 1) / size - 1
+    centres = torch.from_numpy(cell_centres(size))
     y, x = torch.meshgrid(centres, centres, indexing="ij")
     return torch.stack([torch.full_like(y, t), y, x], dim=-1).view(-1, 3)
 
 
 def frame_time_centres(num_frames: int) -> torch.Tensor:
     """`[T]` time positions of frame centres in [-1, 1]: (2k + 1) / T - 1."""
-    return (2 * torch.arange(num_frames, dtype=torch.float32) + 1) / num_frames - 1
+    return torch.from_numpy(cell_centres(num_frames))

@@ -42,6 +42,7 @@ from motion_prior.backends import ModelSpec, TorchBackend
 from motion_prior.checkpoints import CheckpointError
 from motion_prior.flow import Conditioning, FlowNetwork
 from motion_prior.model_directory import model_dir
+from motion_prior.pokes import END_TIME, end_times
 from motion_prior.shards import file_sha256
 from motion_prior.vae import TrajectoryVAE
 
@@ -105,7 +106,7 @@ def _examples(backend: TorchBackend, batch: int = 2, queries: int = 3) -> dict[s
     generator = torch.Generator().manual_seed(0)
     frames = torch.randint(0, 256, (batch, spec.image_size, spec.image_size, 3), dtype=torch.uint8, generator=generator)
     pokes = torch.rand(batch, spec.max_pokes, 5, generator=generator) * 2 - 1
-    pokes[..., 4] = pokes[..., 4].abs().clamp(min=0.1)
+    pokes[..., END_TIME] = end_times(pokes).abs().clamp(min=0.1)
     counts = (2 * torch.arange(batch) + 1) % (spec.max_pokes + 1)  # 1, 3, 5, ... pokes, some rows none
     poke_mask = torch.arange(spec.max_pokes)[None] < counts[:, None]
     text_ids = torch.zeros(batch, spec.text.max_words, dtype=torch.long)

@@ -28,6 +28,7 @@ from motion_prior.checkpoints import CheckpointError
 from motion_prior.errors import InputError
 from motion_prior.flow import Conditioning
 from motion_prior.model_directory import model_dir
+from motion_prior.pokes import END_TIME
 from motion_prior.onnx_export import GRAPHS, MANIFEST, checkpoint_id, export_model, read_manifest
 
 PREFERENCE = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
@@ -154,7 +155,7 @@ class OnnxRuntimeBackend:
         """Pokes padded to the graphs' `max_pokes` with masked rows (the same futures)."""
         b, p, _ = pokes.shape
         padded = torch.zeros(b, self.spec.max_pokes, 5)
-        padded[..., 4] = 1.0
+        padded[..., END_TIME] = 1.0  # a valid end time in the masked rows
         mask = torch.zeros(b, self.spec.max_pokes, dtype=torch.bool)
         padded[:, :p], mask[:, :p] = pokes, poke_mask
         return padded, mask

@@ -2,7 +2,10 @@
 
 A poke set is `float32 [P, 5]` = (x0, y0, x1, y1, end_time) with positions in normalised image
 coordinates (DESIGN.md §3) and end_time in (0, 1] as a fraction of the horizon (1 = the last
-frame). The start position is always the point's position in the start frame.
+frame). The start position is always the point's position in the start frame. This module owns
+the layout: read the columns with :func:`starts`, :func:`ends` and :func:`end_times` (numpy or
+torch, any leading dimensions), convert positions with :func:`pokes_to_pixels` /
+:func:`pokes_to_normalized`, and check end times with :func:`end_times_valid`.
 
 A robot action becomes pokes by projecting the end-effector's position now and at each
 commanded waypoint through the camera; the Gymnasium wrapper, the ROS node and the clip
@@ -17,9 +20,50 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from motion_prior.camera import PinholeCamera
-from motion_prior.clips import MAX_ABS_COORD
+from motion_prior.camera import MAX_ABS_COORD, PinholeCamera, normalized_to_pixels, pixels_to_normalized
 from motion_prior.errors import InputError
+
+START, END, END_TIME = slice(0, 2), slice(2, 4), 4
+END_TIME_RULE = "end_time (column 4) in (0, 1]"
+
+
+def starts(pokes):
+    """`[..., P, 2]` where each poked point is in the start frame."""
+    return pokes[..., START]
+
+
+def ends(pokes):
+    """`[..., P, 2]` where each poked point is at its end time."""
+    return pokes[..., END]
+
+
+def end_times(pokes):
+    """`[..., P]` each poke's end time, a fraction of the horizon in (0, 1]."""
+    return pokes[..., END_TIME]
+
+
+def end_times_valid(times) -> bool:
+    """Whether all end times are finite and in (0, 1] (the one rule, for pokes and clips)."""
+    times = np.asarray(times)
+    return bool(np.all(np.isfinite(times)) and np.all(times > 0) and np.all(times <= 1))
+
+
+def _convert_positions(pokes, convert, image_size) -> np.ndarray:
+    converted = np.array(pokes, dtype=np.float32)
+    converted[..., START] = convert(converted[..., START], image_size)
+    converted[..., END] = convert(converted[..., END], image_size)
+    return converted
+
+
+def pokes_to_pixels(pokes, image_size: tuple[int, int]) -> np.ndarray:
+    """`[..., P, 5]` pokes with normalised positions -> a float32 copy with pixel positions of an
+    image of `image_size` (height, width); end times unchanged (`motion_prior.camera`)."""
+    return _convert_positions(pokes, normalized_to_pixels, image_size)
+
+
+def pokes_to_normalized(pokes, image_size: tuple[int, int]) -> np.ndarray:
+    """Inverse of :func:`pokes_to_pixels`."""
+    return _convert_positions(pokes, pixels_to_normalized, image_size)
 
 
 def validate_pokes(pokes, max_pokes: int | None = None, argument: str = "pokes") -> np.ndarray:
@@ -39,11 +83,11 @@ def validate_pokes(pokes, max_pokes: int | None = None, argument: str = "pokes")
         raise InputError(argument, f"at most {max_pokes} pokes", f"{array.shape[0]} pokes")
     if not np.all(np.isfinite(array)):
         raise InputError(argument, "finite values", f"{int(np.sum(~np.isfinite(array)))} non-finite values")
-    if array.size and np.abs(array[:, :4]).max() > MAX_ABS_COORD:
-        raise InputError(argument, f"normalised positions within ±{MAX_ABS_COORD}", f"max |value| {np.abs(array[:, :4]).max():.4g}")
-    end_times = array[:, 4]
-    if np.any(end_times <= 0) or np.any(end_times > 1):
-        raise InputError(argument, "end_time (column 4) in (0, 1]", end_times)
+    positions = np.abs(array[:, :END_TIME])
+    if array.size and positions.max() > MAX_ABS_COORD:
+        raise InputError(argument, f"normalised positions within ±{MAX_ABS_COORD}", f"max |value| {positions.max():.4g}")
+    if not end_times_valid(end_times(array)):
+        raise InputError(argument, END_TIME_RULE, end_times(array))
     return array
 
 
@@ -91,10 +135,10 @@ def hold_last_waypoint(pokes: np.ndarray) -> np.ndarray:
     the last waypoint until the horizon: `[P + 1, 5]`, or `[P, 5]` unchanged if the last poke
     already ends at 1 or P = 0."""
     pokes = np.asarray(pokes, dtype=np.float32)
-    if len(pokes) == 0 or pokes[-1, 4] >= 1.0:
+    if len(pokes) == 0 or end_times(pokes)[-1] >= 1.0:
         return pokes
     hold = pokes[-1:].copy()
-    hold[:, 4] = 1.0
+    hold[:, END_TIME] = 1.0
     return np.concatenate([pokes, hold])
 
 

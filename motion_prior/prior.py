@@ -31,12 +31,12 @@ import torch
 import torch.nn.functional as F
 
 from motion_prior.backends import Backend, TorchBackend
-from motion_prior.camera import pixels_to_normalized
+from motion_prior.camera import grid_points, pixels_to_normalized
 from motion_prior.errors import InputError
 from motion_prior.flow import Conditioning
 from motion_prior.futures import COORDS, Futures, FuturesBatch, to_coords
 from motion_prior.onnx_runtime import OnnxRuntimeBackend
-from motion_prior.pokes import validate_pokes
+from motion_prior.pokes import pokes_to_normalized, pokes_to_pixels, validate_pokes
 from motion_prior.samplers import METHODS, guided, integrate
 from motion_prior.text import token_ids
 
@@ -175,8 +175,7 @@ class MotionPrior:
             raise InputError(argument, "a numeric array [P, 5] of (x0, y0, x1, y1, end_time)", array)
         array = array.astype(np.float32)
         if coords == "pixels" and np.all(np.isfinite(array)):
-            array = np.concatenate([pixels_to_normalized(array[:, 0:2], image_size),
-                                    pixels_to_normalized(array[:, 2:4], image_size), array[:, 4:5]], axis=1)
+            array = pokes_to_normalized(array, image_size)
         return validate_pokes(array, self.max_pokes, argument)
 
     def _queries(self, query_points, coords: str, image_size, grid_size: int) -> np.ndarray:
@@ -184,9 +183,7 @@ class MotionPrior:
         if query_points is None:
             if not isinstance(grid_size, (int, np.integer)) or grid_size < 1:
                 raise InputError("grid_size", "a positive integer", grid_size)
-            centres = (2 * np.arange(grid_size, dtype=np.float32) + 1) / grid_size - 1
-            y, x = np.meshgrid(centres, centres, indexing="ij")
-            return np.stack([x, y], axis=-1).reshape(-1, 2)
+            return grid_points(grid_size)
         array = np.asarray(query_points)
         if array.ndim != 2 or array.shape[1] != 2 or array.shape[0] < 1 or not np.issubdtype(array.dtype, np.number):
             raise InputError("query_points", "a numeric array [N, 2] with N >= 1", array)
@@ -288,10 +285,6 @@ class MotionPrior:
             float(guidance), self._generator(seed, generator), timing)
         result = to_coords(tracks.float().cpu().numpy(), coords, size)
         timing["total"] = time.perf_counter() - started
-        caller_pokes = []
-        for p in sets:
-            p = p.copy()
-            p[:, 0:2], p[:, 2:4] = to_coords(p[:, 0:2], coords, size), to_coords(p[:, 2:4], coords, size)
-            caller_pokes.append(p)
+        caller_pokes = [pokes_to_pixels(p, size) if coords == "pixels" else p.copy() for p in sets]
         return FuturesBatch(result, to_coords(queries, coords, size), caller_pokes, text, coords, size, original, timing)
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from motion_prior.camera import pixels_to_normalized
-from motion_prior.clips import MAX_ABS_COORD, Clip
+from motion_prior.camera import MAX_ABS_COORD, pixels_to_normalized
+from motion_prior.clips import Clip
 from motion_prior.errors import InputError
 from motion_prior.shards import ClipStore, shard_name, write_shard
 

@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from motion_prior.camera import grid_points
 from motion_prior.checkpoints import WEIGHTS_FILE, load_config, load_weights
 from motion_prior.conditioning import PokeEncoder, PokeField, poke_positions
 from motion_prior.frame_encoder import FrameEncoderConfig, build_frame_encoder
@@ -350,9 +351,7 @@ class TrajectoryVAE(nn.Module):
 
         Returns (tracks `[B, grid_size**2, T, 2]`, query points `[grid_size**2, 2]`), row-major.
         """
-        centres = (2 * torch.arange(grid_size, dtype=torch.float32, device=latent.device) + 1) / grid_size - 1
-        y, x = torch.meshgrid(centres, centres, indexing="ij")
-        points = torch.stack([x, y], dim=-1).view(-1, 2)
+        points = torch.from_numpy(grid_points(grid_size)).to(latent.device)
         tracks = self.decode(frames, latent, points.expand(latent.shape[0], -1, -1), frame_tokens, chunk_size)
         return tracks, points
 

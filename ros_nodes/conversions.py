@@ -24,7 +24,7 @@ import numpy as np
 
 from motion_prior.camera import PinholeCamera, normalized_to_pixels, pixels_to_normalized
 from motion_prior.errors import InputError
-from motion_prior.pokes import action_to_pokes, hold_last_waypoint, validate_pokes
+from motion_prior.pokes import action_to_pokes, hold_last_waypoint, starts, validate_pokes
 from motion_prior.visualize import track_colours
 
 # encoding -> (channels, indices of R, G, B among them)
@@ -139,8 +139,8 @@ def camera_info_fields(camera: PinholeCamera) -> dict:
 
 
 def _check_start_in_image(pokes: np.ndarray, kind: str, what: str) -> np.ndarray:
-    if np.any(np.abs(pokes[:, 0:2]) > 1.0):
-        raise MessageError(kind, f"{what} starts outside the image (normalised start {np.round(pokes[0, :2], 3).tolist()})")
+    if np.any(np.abs(starts(pokes)) > 1.0):
+        raise MessageError(kind, f"{what} starts outside the image (normalised start {np.round(starts(pokes)[0], 3).tolist()})")
     return pokes
 
 

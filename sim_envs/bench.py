@@ -15,7 +15,7 @@ import time
 import numpy as np
 
 from motion_prior.bench import BACKEND_CHOICES, BenchConfig, run_benchmark, table, write_results
-from motion_prior.camera import normalized_to_pixels
+from motion_prior.pokes import pokes_to_pixels
 from sim_envs.clip_generator import (GeneratorConfig, SceneSimulator, get_state, sample_points, set_state,
                                      simulate)
 from sim_envs.demo import pushing_clip
@@ -56,9 +56,7 @@ def _bench(args: argparse.Namespace) -> int:
             setattr(config, key, tuple(value) if isinstance(value, list) else value)
     clip, scene_seed = pushing_clip(args.seed)
     height, width = clip.frame.shape[:2]
-    poke = clip.pokes[0].copy()
-    poke[0:2] = normalized_to_pixels(poke[0:2], (height, width))
-    poke[2:4] = normalized_to_pixels(poke[2:4], (height, width))
+    poke = pokes_to_pixels(clip.pokes[0], (height, width))
     extras = {} if args.no_simulator else {"simulator": rollout_timer(scene_seed, config.queries)}
     results = run_benchmark(args.model, clip.frame, poke, config, args.device, extras)
     results["scene_seed"] = scene_seed

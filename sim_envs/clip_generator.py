@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 import mujoco
 import numpy as np
 
-from motion_prior.camera import PinholeCamera
-from motion_prior.clips import MAX_ABS_COORD, Clip
+from motion_prior.camera import MAX_ABS_COORD, PinholeCamera
+from motion_prior.clips import Clip
 from motion_prior.configs import config_from_dict, config_to_dict
 from motion_prior.pokes import action_to_pokes
 from sim_envs.rendering import OffscreenRenderer

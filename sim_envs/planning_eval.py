@@ -24,8 +24,9 @@ import gymnasium as gym
 import numpy as np
 
 import sim_envs.envs as tabletop
-from motion_prior.camera import normalized_to_pixels, pixels_to_normalized
+from motion_prior.camera import pixels_to_normalized
 from motion_prior.errors import InputError
+from motion_prior.pokes import end_times, ends, pokes_to_pixels
 from sim_envs.planners import GoalCost, Planner, PlannerConfig, PriorModel, SimulatorModel, reduce_risk
 from sim_envs.scripts import segment_clear_of
 from sim_envs.wrapper import ImagineConfig, MotionPriorWrapper
@@ -304,9 +305,9 @@ def check_model(config: PlanEvalConfig, states: int = 12, candidates: int = 32, 
             # start) at each poke's end time, against the poke's end point.
             for sequence, pusher in zip(actions, tracks["prior"][:, :, -1]):
                 pokes = env.pokes(sequence[None])[0]
-                frames = np.rint(pokes[:, 4] * (pusher.shape[1] - 1)).astype(int)
-                ends = normalized_to_pixels(pokes[:, 2:4], observation["image"].shape[:2])
-                poke_error.append(np.linalg.norm(pusher[:, frames] - ends, axis=-1).mean())
+                pokes = pokes_to_pixels(pokes, observation["image"].shape[:2])
+                frames = np.rint(end_times(pokes) * (pusher.shape[1] - 1)).astype(int)
+                poke_error.append(np.linalg.norm(pusher[:, frames] - ends(pokes), axis=-1).mean())
             ranks = [np.argsort(np.argsort(c)) for c in (true_cost, prior_cost)]
             ranking.append((true_cost[np.argmin(prior_cost)], true_cost.min(), np.median(true_cost),
                             np.corrcoef(*ranks)[0, 1]))

@@ -19,10 +19,9 @@ import gymnasium as gym
 import numpy as np
 from PIL import Image
 
-from motion_prior.camera import normalized_to_pixels
 from motion_prior.errors import InputError
 from motion_prior.futures import Futures, FuturesBatch
-from motion_prior.pokes import validate_pokes
+from motion_prior.pokes import pokes_to_pixels, starts, validate_pokes
 
 PokeFunction = Callable[[gym.Env, np.ndarray], np.ndarray]
 
@@ -111,7 +110,7 @@ class MotionPriorWrapper(gym.Wrapper):
         sets = []
         for sequence in self.candidate_actions(actions):
             pokes = validate_pokes(self.poke_fn(self.env, sequence), self.prior.max_pokes, "poke_fn(env, actions)")
-            outside = np.abs(pokes[:, :2]).max(initial=0.0)
+            outside = np.abs(starts(pokes)).max(initial=0.0)
             if outside > 1.0:
                 raise InputError("poke_fn(env, actions)", "poke start points inside the image (normalised |x|, |y| <= 1)",
                                  f"a start point at max |coordinate| {outside:.3g}")
@@ -140,8 +139,7 @@ class MotionPriorWrapper(gym.Wrapper):
         size = frame.shape[:2]
         # Poke functions speak normalised coordinates (as action_to_pokes); the caller's query
         # points and the returned tracks are pixels of the frame.
-        pixel_pokes = [np.concatenate([normalized_to_pixels(p[:, 0:2], size), normalized_to_pixels(p[:, 2:4], size),
-                                       p[:, 4:5]], axis=1) for p in self.pokes(actions)]
+        pixel_pokes = [pokes_to_pixels(p, size) for p in self.pokes(actions)]
         return self.prior.sample_batch(frame, pixel_pokes, num_samples=num_samples or self.config.num_samples,
                                        query_points=query_points, seed=self.config.seed if seed is None else seed,
                                        coords="pixels", **options)

@@ -401,3 +401,31 @@ def test_training_data_can_be_several_clip_directories(pipeline_run):
     torch.testing.assert_close(two_train[len(one_train)]["tracks"], one_train[0]["tracks"])
     with pytest.raises(ValueError, match="data"):
         open_splits([], config)
+
+
+def test_eval_flow_action_case_conditions_on_the_held_action(make_clip):
+    """`eval flow`'s action case sends the pokes training and every robot path send: the action,
+    then a poke holding its last waypoint until the horizon (pokes.hold_last_waypoint)."""
+    from motion_prior.datasets import clip_to_sample
+    from motion_prior.flow_eval import _action_case
+    from motion_prior.pokes import hold_last_waypoint
+
+    action = np.array([[0.1, -0.2, 0.3, 0.4, 0.25], [0.1, -0.2, 0.5, 0.0, 0.5]], np.float32)
+    clips = [make_clip(0, pokes=action), make_clip(1)]  # the second records no action
+    batch = torch.utils.data.default_collate([clip_to_sample(c, i) for i, c in enumerate(clips)])
+    sent = {}
+
+    class Recorder:
+        max_pokes, device = 8, torch.device("cpu")
+
+        def sample_tensors(self, frames, pokes, mask, texts, queries, k, steps, guidance, generator):
+            sent.update(pokes=pokes, mask=mask)
+            return torch.zeros(len(frames), k, *batch["tracks"].shape[1:])
+
+    results = {"model": {}, "static": {}, "retrieval": {}}
+    _action_case(Recorder(), batch, results, lambda f, t, p, m, k: torch.zeros(len(f), k, *t.shape[1:]), 2, 1, 1.0,
+                 torch.Generator())
+    held = hold_last_waypoint(action)
+    assert len(held) == 3 and sent["pokes"].shape == (1, 3, 5) and sent["mask"].all()
+    np.testing.assert_array_equal(sent["pokes"][0].numpy(), held)
+    assert results["model"]["min_mse"][0].shape == (1,)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from motion_prior.camera import PinholeCamera, look_at
-from motion_prior.clips import MAX_ABS_COORD
+from motion_prior.camera import MAX_ABS_COORD
 from motion_prior.errors import InputError
 from motion_prior.pokes import action_to_pokes, hold_last_waypoint, validate_pokes
 
