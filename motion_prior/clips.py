@@ -16,6 +16,9 @@ from motion_prior.camera import MAX_ABS_COORD
 from motion_prior.errors import ClipFormatError
 from motion_prior.pokes import END_TIME, END_TIME_RULE, end_times, end_times_valid
 
+# What a simulated clip's points sit on (its metadata's `point_categories`).
+CATEGORIES = ("object", "pusher", "background")
+
 
 @dataclass
 class Clip:

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
+from motion_prior.descriptions import image_direction, pushed_object
 from motion_prior.errors import InputError
 from motion_prior.pokes import draw_pokes, end_times, ends, positions_at, starts
 from motion_prior.prior import DEFAULT_GUIDANCE, DEFAULT_STEPS, MotionPrior
@@ -40,7 +41,6 @@ POKE_COUNTS = (0, 1, 2, 4, 8)
 STEP_COUNTS = (1, 2, 4, 8, 16, 32)
 GUIDANCE_SCALES = (1.5, 2.0, 3.0)
 GUIDED_STEPS = (1, 4, 8)
-DIRECTIONS = {"to the right": (1.0, 0.0), "to the left": (-1.0, 0.0), "down": (0.0, 1.0), "up": (0.0, -1.0)}
 MOVING_WEIGHT = 8.0
 
 
@@ -142,32 +142,22 @@ def _accumulate(store: dict, errors: dict) -> None:
 
 def _direction_agreement(futures, tracks, object_id, texts, names_per_clip) -> tuple[list[float], list[float]]:
     """Per clip whose text says "pushes the X <direction>": the share of samples whose mean end
-    displacement of X's points points in that direction (the text's dominant-axis rule), and
+    displacement of X's points points in that direction (`descriptions.image_direction`), and
     the same for the truth."""
     model, truth = [], []
     for row, text in enumerate(texts):
-        for phrase, vector in DIRECTIONS.items():
-            marker = " pushes the "
-            if marker in text and text.split(",")[0].endswith(phrase):
-                name = text.split(marker, 1)[1].split(",")[0][: -len(phrase)].strip()
-                if name not in names_per_clip[row]:
-                    continue
-                points = object_id[row] == names_per_clip[row].index(name)
-                if not points.any():
-                    continue
-                shift = (futures[row, :, points, -1] - futures[row, :, points, 0]).mean(1)  # [K, 2]
-                true_shift = (tracks[row, points, -1] - tracks[row, points, 0]).mean(0)
-                model.append(float(np.mean([_direction_of(s) == vector for s in shift.tolist()])))
-                truth.append(float(_direction_of(true_shift.tolist()) == vector))
-                break
+        pushed = pushed_object(text)
+        if pushed is None or pushed[0] not in names_per_clip[row]:
+            continue
+        name, direction = pushed
+        points = object_id[row] == names_per_clip[row].index(name)
+        if not points.any():
+            continue
+        shift = (futures[row, :, points, -1] - futures[row, :, points, 0]).mean(1)  # [K, 2]
+        true_shift = (tracks[row, points, -1] - tracks[row, points, 0]).mean(0)
+        model.append(float(np.mean([image_direction(*s) == direction for s in shift.tolist()])))
+        truth.append(float(image_direction(*true_shift.tolist()) == direction))
     return model, truth
-
-
-def _direction_of(shift) -> tuple[float, float]:
-    dx, dy = shift
-    if abs(dx) >= abs(dy):
-        return (1.0, 0.0) if dx > 0 else (-1.0, 0.0)
-    return (0.0, 1.0) if dy > 0 else (0.0, -1.0)
 
 
 @torch.no_grad()

@@ -25,6 +25,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from motion_prior.clips import CATEGORIES
 from motion_prior.datasets import ClipDataset, clip_to_sample
 from motion_prior.metrics import (
     PCK_THRESHOLDS,
@@ -39,7 +40,6 @@ from motion_prior.vae_training import encoded_subset, gather_tracks
 from motion_prior.visualize import draw_tracks, save_png
 
 EVAL_SIZE = 128
-CATEGORIES = ("object", "pusher", "background")
 
 
 def point_categories(clip) -> torch.Tensor:

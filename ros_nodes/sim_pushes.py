@@ -15,10 +15,11 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from motion_prior.camera import PinholeCamera
-from sim_envs.clip_generator import GeneratorConfig, SceneSimulator, advance_frame
+from sim_envs.clip_generator import GeneratorConfig
 from sim_envs.rendering import OffscreenRenderer
 from sim_envs.scenes import CAMERA_NAME, sample_scene
 from sim_envs.scripts import PusherScript, sample_script
+from sim_envs.simulation import SceneSimulator, advance_frame
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,7 @@ class PushStream:
         rng = np.random.default_rng([seed, 0])
         spec = sample_scene(rng, self.config.scene)
         self.episode = seed
-        self.sim = SceneSimulator(spec, self.config)
+        self.sim = SceneSimulator(spec, self.config.physics)
         self.script: PusherScript = sample_script(rng, spec, self.config.script, self.config.num_frames,
                                                   self.config.fps)
         self.sim.reset(self.script.waypoints[0])

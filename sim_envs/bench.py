@@ -16,11 +16,11 @@ import numpy as np
 
 from motion_prior.bench import BACKEND_CHOICES, BenchConfig, run_benchmark, table, write_results
 from motion_prior.pokes import pokes_to_pixels
-from sim_envs.clip_generator import (GeneratorConfig, SceneSimulator, get_state, sample_points, set_state,
-                                     simulate)
+from sim_envs.clip_generator import GeneratorConfig, sample_points, simulate
 from sim_envs.demo import pushing_clip
 from sim_envs.scenes import sample_scene
 from sim_envs.scripts import sample_script
+from sim_envs.simulation import SceneSimulator, get_state, set_state
 
 
 def rollout_timer(scene_seed: int, queries: int, config: GeneratorConfig | None = None):
@@ -30,7 +30,7 @@ def rollout_timer(scene_seed: int, queries: int, config: GeneratorConfig | None 
     config.num_points = queries
     rng = np.random.default_rng([scene_seed, 0])
     spec = sample_scene(rng, config.scene)
-    sim = SceneSimulator(spec, config)
+    sim = SceneSimulator(spec, config.physics)
     first = sample_script(rng, spec, config.script, config.num_frames, config.fps)
     sim.reset(first.waypoints[0])
     start = get_state(sim)

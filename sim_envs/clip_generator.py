@@ -13,28 +13,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import mujoco
 import numpy as np
 
-from motion_prior.camera import MAX_ABS_COORD, PinholeCamera
-from motion_prior.clips import Clip
+from motion_prior.camera import MAX_ABS_COORD
+from motion_prior.clips import CATEGORIES, Clip
 from motion_prior.configs import config_from_dict, config_to_dict
+from motion_prior.descriptions import image_direction, push_sentence
 from motion_prior.pokes import action_to_pokes
 from sim_envs.rendering import OffscreenRenderer
-from sim_envs.scenes import (
-    CAMERA_NAME,
-    PUSHER_BODY,
-    PUSHER_TARGET_BODY,
-    SceneConfig,
-    SceneSpec,
-    build_mjcf,
-    sample_scene,
-)
+from sim_envs.scenes import CAMERA_NAME, SceneConfig, sample_scene
 from sim_envs.scripts import PusherScript, ScriptConfig, sample_script
+from sim_envs.simulation import SceneSimulator, SimConfig, advance_frame, get_state, set_state
 
 GENERATOR_NAME = "sim_envs.tabletop_push"
 GENERATOR_VERSION = "1.1"
-CATEGORIES = ("object", "pusher", "background")
 
 
 @dataclass
@@ -78,14 +70,12 @@ class GeneratorConfig:
         """Raise ValueError naming the first setting out of range; return self."""
         checks = [
             ("num_frames", self.num_frames >= 2, "at least 2"),
-            ("fps", self.fps > 0, "positive"),
+            *self.physics.problems(),
             ("num_points", self.num_points >= 1, "at least 1"),
             ("point_mix", len(self.point_mix) == 3 and min(self.point_mix) >= 0 and sum(self.point_mix) > 0,
              "three non-negative fractions (object, pusher, background), not all zero"),
             ("scripts_per_scene", self.scripts_per_scene >= 1, "at least 1"),
-            ("settle_seconds", self.settle_seconds >= 0, "non-negative"),
             ("store_frames_every", self.store_frames_every >= 0, "non-negative"),
-            ("timestep", 0 < self.timestep <= 1.0 / self.fps, "positive and at most one frame"),
             ("scene.image_size", len(self.scene.image_size) == 2 and min(self.scene.image_size) >= 16,
              "(height, width) of at least 16 pixels"),
             ("scene.min_objects", 0 <= self.scene.min_objects <= self.scene.max_objects, "0 <= min <= max_objects"),
@@ -94,6 +84,11 @@ class GeneratorConfig:
             if not ok:
                 raise ValueError(f"generator config: {name}: expected {expected}, got {_setting(self, name)}")
         return self
+
+    @property
+    def physics(self) -> SimConfig:
+        """The simulator's settings of these clips."""
+        return SimConfig(self.fps, self.timestep, self.settle_seconds, self.visibility_tolerance)
 
     def producer(self) -> dict:
         """The `producer` entry of a clip directory's index."""
@@ -104,78 +99,6 @@ def _setting(config, dotted: str):
     for part in dotted.split("."):
         config = getattr(config, part)
     return config
-
-
-class SceneSimulator:
-    """One compiled scene: its model, the settled start state, and the bookkeeping that maps
-    MuJoCo bodies to the clip's object ids."""
-
-    def __init__(self, spec: SceneSpec, config: GeneratorConfig):
-        self.spec, self.config = spec, config
-        self.model = mujoco.MjModel.from_xml_string(build_mjcf(spec, config.timestep))
-        self.data = mujoco.MjData(self.model)
-        self.camera: PinholeCamera = spec.camera
-        self.pusher_body = self.model.body(PUSHER_BODY).id
-        target = self.model.body(PUSHER_TARGET_BODY).id
-        self.pusher_mocap = self.model.body_mocapid[target]
-        bodies = [b for b in range(1, self.model.nbody) if b != target]
-        self.object_names = ["background"] + [self.model.body(b).name for b in bodies]
-        self.body_to_object = np.zeros(self.model.nbody, dtype=np.int32)
-        self.body_to_object[bodies] = np.arange(1, len(bodies) + 1)
-        self.steps_per_frame = max(1, round(1.0 / (config.fps * config.timestep)))
-
-    def reset(self, pusher_xy: np.ndarray) -> None:
-        """Put the scene in its initial state with the pusher at `pusher_xy` and let it settle."""
-        model, data = self.model, self.data
-        mujoco.mj_resetData(model, data)
-        for art in self.spec.articulated:
-            joint = model.joint(f"{art.name} {'hinge' if art.kind == 'door' else 'slide'}")
-            data.qpos[joint.qposadr[0]] = art.opening
-        data.qpos[model.joint("pusher x").qposadr[0]] = pusher_xy[0]
-        data.qpos[model.joint("pusher y").qposadr[0]] = pusher_xy[1]
-        data.mocap_pos[self.pusher_mocap, :2] = pusher_xy
-        for _ in range(round(self.config.settle_seconds / self.config.timestep)):
-            mujoco.mj_step(model, data)
-        data.qvel[:] = 0.0
-        mujoco.mj_forward(model, data)
-
-    def cast(self, directions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Cast rays from the camera centre. `directions [M, 3]` unit, world frame.
-
-        Returns (body id `[M]`, -1 for no hit; hit distance `[M]` in metres).
-        """
-        m = len(directions)
-        geom = np.empty(m, dtype=np.int32)
-        dist = np.empty(m, dtype=np.float64)
-        mujoco.mj_multiRay(self.model, self.data, self.camera.position, directions.reshape(-1).copy(), None, 1, -1,
-                           geom, dist, None, m, 100.0)
-        body = np.where(geom >= 0, self.model.geom_bodyid[np.maximum(geom, 0)], -1)
-        return body, dist
-
-    def observe(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Project world points `[N, 3]` in the current state.
-
-        Returns (normalised image positions `[N, 2]`, visibility `bool [N]`). A point is visible
-        when it is in front of the camera, inside the image, and the camera ray towards it
-        hits no surface more than `visibility_tolerance` before it (other bodies, or the far
-        side of its own body).
-        """
-        normalized, in_front = self.camera.project_normalized(points)
-        offsets = points - self.camera.position
-        distance = np.linalg.norm(offsets, axis=1)
-        hit_body, hit_dist = self.cast(offsets / distance[:, None])
-        on_screen = np.all(np.abs(normalized) <= 1.0, axis=1)
-        unobstructed = (hit_body >= 0) & (hit_dist >= distance - self.config.visibility_tolerance)
-        return normalized.astype(np.float32), in_front & on_screen & unobstructed
-
-    def body_poses(self) -> tuple[np.ndarray, np.ndarray]:
-        """(positions `[nbody, 3]`, rotations `[nbody, 3, 3]`) of all bodies, world frame."""
-        return self.data.xpos.copy(), self.data.xmat.reshape(-1, 3, 3).copy()
-
-    def category_of(self, bodies: np.ndarray) -> np.ndarray:
-        """Index into CATEGORIES for each body id (-1 for none)."""
-        category = np.where(bodies == self.pusher_body, 1, np.where(bodies == 0, 2, 0))
-        return np.where(bodies < 0, -1, category)
 
 
 def sample_points(
@@ -211,15 +134,6 @@ def sample_points(
     body = bodies[chosen]
     local = np.einsum("nji,nj->ni", rotations[body], world - positions[body])
     return body, local
-
-
-def advance_frame(sim: SceneSimulator, script: PusherScript, frame: int) -> None:
-    """Step the physics from frame `frame - 1` to frame `frame` (`sim.steps_per_frame` physics
-    steps), the pusher's mocap target following `script` at every physics step."""
-    fractions = np.arange(1, sim.steps_per_frame + 1) / sim.steps_per_frame
-    for xy in script.position(frame - 1 + fractions):
-        sim.data.mocap_pos[sim.pusher_mocap, :2] = xy
-        mujoco.mj_step(sim.model, sim.data)
 
 
 def simulate(
@@ -260,13 +174,6 @@ def simulate(
     }
 
 
-def _image_direction(displacement: np.ndarray) -> str:
-    dx, dy = displacement
-    if abs(dx) >= abs(dy):
-        return "to the right" if dx > 0 else "to the left"
-    return "down" if dy > 0 else "up"
-
-
 def describe_motion(sim: SceneSimulator, result: dict, script: PusherScript) -> tuple[str, dict]:
     """A one-sentence description of what happened, from the simulated outcome (not the
     script's intent), and the per-object numbers it was made from.
@@ -301,7 +208,7 @@ def describe_motion(sim: SceneSimulator, result: dict, script: PusherScript) -> 
         pusher = camera.project(positions[[0, -1], sim.pusher_body])[0]
         if np.linalg.norm(pusher[1] - pusher[0]) < 1.0:
             return "nothing moves", moves
-        return f"the pusher moves {_image_direction(pusher[1] - pusher[0])} without touching anything", moves
+        return f"the pusher moves {image_direction(*(pusher[1] - pusher[0]))} without touching anything", moves
     name, info = movers[0], moves[movers[0]]
     if "joint_change" in info:
         opening = abs(info["joint_start"] + info["joint_change"]) > abs(info["joint_start"])
@@ -312,7 +219,7 @@ def describe_motion(sim: SceneSimulator, result: dict, script: PusherScript) -> 
     elif info["tilt_deg"] > 45.0:
         text = f"the pusher knocks over the {name}"
     else:
-        text = f"the pusher pushes the {name} {_image_direction(np.array(info['image_shift_px']))}"
+        text = push_sentence(name, image_direction(*info["image_shift_px"]))
     if len(movers) > 1:
         text += f", and the {movers[1]} moves too"
     return text, moves
@@ -325,7 +232,7 @@ def generate_scene_clips(scene_seed: int, config: GeneratorConfig, renderer: Off
     """
     rng = np.random.default_rng([scene_seed, 0])
     spec = sample_scene(rng, config.scene)
-    sim = SceneSimulator(spec, config)
+    sim = SceneSimulator(spec, config.physics)
     T = config.num_frames
     scripts = [sample_script(rng, spec, config.script, T, config.fps)]
     for _ in range(config.scripts_per_scene - 1):
@@ -375,17 +282,3 @@ def generate_scene_clips(scene_seed: int, config: GeneratorConfig, renderer: Off
             )
         )
     return clips
-
-
-def get_state(sim: SceneSimulator) -> np.ndarray:
-    """The full integration state of the simulation (to branch rollouts from it)."""
-    spec = mujoco.mjtState.mjSTATE_INTEGRATION
-    state = np.empty(mujoco.mj_stateSize(sim.model, spec))
-    mujoco.mj_getState(sim.model, sim.data, state, spec)
-    return state
-
-
-def set_state(sim: SceneSimulator, state: np.ndarray) -> None:
-    """Restore a state from :func:`get_state` (and recompute derived quantities)."""
-    mujoco.mj_setState(sim.model, sim.data, state, mujoco.mjtState.mjSTATE_INTEGRATION)
-    mujoco.mj_forward(sim.model, sim.data)

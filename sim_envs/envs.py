@@ -2,7 +2,7 @@
 and swing a door to a goal angle.
 
 Both are built from the same pieces as the training clips (`sim_envs.scenes`,
-`sim_envs.clip_generator.SceneSimulator`, `sim_envs.scripts.PusherScript`), so the prior sees
+`sim_envs.simulation.SceneSimulator`, `sim_envs.scripts.PusherScript`), so the prior sees
 scenes like its training clips; `tabletop_pokes` turns an action sequence into pokes.
 
 - Action: `float32 [2]` in [-1, 1]: the pusher's planar displacement for the next segment, in
@@ -30,10 +30,11 @@ import numpy as np
 from motion_prior.camera import PinholeCamera
 from motion_prior.errors import InputError
 from motion_prior.pokes import action_to_pokes, hold_last_waypoint
-from sim_envs.clip_generator import GeneratorConfig, SceneSimulator, advance_frame, get_state, set_state
+from sim_envs.clip_generator import GeneratorConfig
 from sim_envs.rendering import OffscreenRenderer
 from sim_envs.scenes import CAMERA_NAME, SceneConfig, sample_scene
 from sim_envs.scripts import PusherScript, ScriptConfig, clear_of, unit
+from sim_envs.simulation import SceneSimulator, SimConfig, advance_frame, get_state, set_state
 
 PUSH_TO_GOAL_ID = "motion_prior/PushToGoal-v0"
 DOOR_TO_ANGLE_ID = "motion_prior/DoorToAngle-v0"
@@ -119,7 +120,7 @@ class TabletopEnv(gym.Env):
             "goal_xy": _box(-np.inf, np.inf, (2,)),
             "pusher_pixel": pixels, "target_pixel": pixels, "goal_pixel": pixels,
         })
-        self._generator = GeneratorConfig(fps=config.fps, scene=config.scene).validate()
+        self._physics = SimConfig(fps=config.fps).validate("task config")
         self._renderer: OffscreenRenderer | None = None
         self.sim: SceneSimulator | None = None
         self._frame: np.ndarray | None = None
@@ -148,7 +149,7 @@ class TabletopEnv(gym.Env):
             rng = np.random.default_rng(int(self.np_random.integers(2**63)))
             spec = sample_scene(rng, self.config.scene)
             if self._scene_usable(spec):
-                self.sim = SceneSimulator(spec, self._generator)
+                self.sim = SceneSimulator(spec, self._physics)
                 if self._place_goal(rng):
                     break
         else:

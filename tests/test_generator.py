@@ -8,18 +8,14 @@ import torch
 
 from motion_prior.camera import look_at, normalized_to_pixels
 from motion_prior.datasets import ClipDataset
+from motion_prior.descriptions import DIRECTIONS, image_direction, push_sentence, pushed_object
 from motion_prior.shards import ClipStore
-from sim_envs.clip_generator import (
-    GeneratorConfig,
-    SceneSimulator,
-    generate_scene_clips,
-    sample_points,
-    simulate,
-)
+from sim_envs.clip_generator import GeneratorConfig, generate_scene_clips, sample_points, simulate
 from sim_envs.generation import generate_clips
 from sim_envs.rendering import OffscreenRenderer
 from sim_envs.scenes import CAMERA_NAME, ObjectSpec, SceneSpec, sample_scene
 from sim_envs.scripts import PusherScript, sample_script
+from sim_envs.simulation import SceneSimulator
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +58,7 @@ def test_scripts_of_a_scene_share_the_start_frame_but_not_the_future(renderer):
 def _simulated(seed: int, renderer, config: GeneratorConfig):
     rng = np.random.default_rng(seed)
     spec = sample_scene(rng, config.scene)
-    sim = SceneSimulator(spec, config)
+    sim = SceneSimulator(spec, config.physics)
     script = sample_script(rng, spec, config.script, config.num_frames, config.fps)
     sim.reset(script.waypoints[0])
     body, local = sample_points(sim, rng, config)
@@ -97,7 +93,7 @@ def _two_object_scene(camera_to_world: np.ndarray) -> SceneSpec:
 def test_points_behind_another_body_or_on_the_far_side_are_invisible():
     # Camera in front of the wall (at -y), looking along +y: the ball sits behind the wall.
     camera_to_world = look_at(np.array([0.0, -0.6, 0.06]), np.array([0.0, 0.2, 0.04]))
-    sim = SceneSimulator(_two_object_scene(camera_to_world), _small_config())
+    sim = SceneSimulator(_two_object_scene(camera_to_world), _small_config().physics)
     sim.reset(np.array([0.4, -0.3]))
     points = np.array([
         [0.0, 0.17, 0.03],   # the ball's front, hidden by the wall
@@ -114,7 +110,7 @@ def test_action_poke_starts_on_the_pusher(renderer):
         config = _small_config()
         rng = np.random.default_rng([seed, 0])
         spec = sample_scene(rng, config.scene)
-        sim = SceneSimulator(spec, config)
+        sim = SceneSimulator(spec, config.physics)
         sim.reset(clip.action_points[0, :2].astype(np.float64))
         ids = renderer.render_body_ids(sim.model, sim.data, CAMERA_NAME)
         u, v = normalized_to_pixels(clip.pokes[0, :2], (128, 128))
@@ -179,3 +175,12 @@ def test_track_order_is_not_grouped_by_category(renderer):
     categories = clip.metadata["point_categories"]
     first_half = set(categories[: len(categories) // 2])
     assert len(first_half) > 1, "a prefix of the tracks must not hold a single category"
+
+
+def test_push_sentences_the_generator_writes_are_read_back_by_the_same_rule():
+    for direction in DIRECTIONS:
+        assert pushed_object(push_sentence("red box", direction) + ", and the cup moves too") == ("red box", direction)
+    assert pushed_object("the pusher pushes the drawer closed") is None
+    assert pushed_object("the pusher moves up without touching anything") is None
+    assert [image_direction(*d) for d in ((3, -1), (-3, 1), (0.5, 2), (0.5, -2))] == ["to the right", "to the left",
+                                                                                    "down", "up"]
