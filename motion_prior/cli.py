@@ -17,6 +17,7 @@ import time
 from importlib.metadata import entry_points
 from pathlib import Path
 
+from motion_prior.samplers import DEFAULT_GUIDANCE, DEFAULT_STEPS
 
 TOP_LEVEL = "top-level"
 GROUPS = {
@@ -290,8 +291,9 @@ def _register_builtin(groups: dict[str, argparse._SubParsersAction]) -> None:
     evf.add_argument("--split", default="test", choices=("train", "val", "test"), help="default test")
     evf.add_argument("--clips", type=int, default=256, help="at most this many clips (default 256)")
     evf.add_argument("--samples", type=int, default=8, help="K futures per case (default 8)")
-    evf.add_argument("--steps", type=int, default=8, help="Euler steps for the main table (default 8)")
-    evf.add_argument("--guidance", type=float, default=2.0, help="guidance scale for the main table (default 2)")
+    evf.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="Euler steps for the main table (default %(default)s)")
+    evf.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE,
+                     help="guidance scale for the main table (default %(default)s)")
     evf.add_argument("--pool", type=int, default=4096, help="training clips the retrieval baseline searches")
     evf.add_argument("--sweep-clips", type=int, default=128, help="clips of the steps sweep (default 128; 0: no sweep)")
     evf.add_argument("--pictures", type=int, default=4, help="pictures of K futures to draw (default 4)")

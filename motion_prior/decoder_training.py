@@ -23,19 +23,21 @@ poke-aware decoder, 5 px with one). So the decoder gets a poke path
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from motion_prior.checkpoints import CheckpointError, WEIGHTS_FILE, load_config, read_latent_stats, read_tensors
+from motion_prior.batch_views import encoded_subset, gather_tracks, open_splits, training_view
+from motion_prior.checkpoints import CheckpointError, STATS_FILE, WEIGHTS_FILE, load_config, read_latent_stats, read_tensors
 from motion_prior.configs import config_to_yaml, copy_preset
 from motion_prior.metrics import l1_pixels, moving_mask
-from motion_prior.pokes import draw_pokes, end_times, ends, positions_at
-from motion_prior.training import TrainConfig
+from motion_prior.poke_sampling import draw_pokes
+from motion_prior.pokes import end_times, ends, positions_at
+from motion_prior.training import TrainConfig, Trainer
 from motion_prior.vae import TrajectoryVAE, VAEConfig
-from motion_prior.vae_training import STATS_FILE, encoded_subset, gather_tracks, open_splits, training_view
 
 
 @dataclass
@@ -172,17 +174,13 @@ def finetune_decoder(data: str | list[str], out: str, recipe: DecoderRecipe, res
                      max_minutes: float | None = None, progress: bool = True) -> TrajectoryVAE:
     """Fine-tune the decoder of `recipe.vae` to read pokes; `out` becomes a complete VAE
     checkpoint (config with `decoder_pokes`, weights, latent statistics)."""
-    import os
-
-    from motion_prior.training import Trainer
-
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         # The loss corrupts the latent between encoder and decoder, outside the module's
         # forward, which DistributedDataParallel needs to see; the job is short enough to run in
         # one process (23 minutes on 2 CPU cores).
         raise ValueError("train decoder: runs in one process; start it without torchrun")
     task = DecoderTask(recipe)
-    train_data, val_data = open_splits(data, task.model_config)
+    train_data, val_data = open_splits(data, task.model_config.frame.image_size, task.model_config.num_frames)
     trainer = Trainer(task, train_data, val_data if len(val_data) else None, out, recipe.train,
                       config_to_yaml(recipe), device=device, resume=resume, progress=progress)
     return trainer.fit(max_minutes)

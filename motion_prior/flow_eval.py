@@ -33,42 +33,19 @@ from tqdm import tqdm
 
 from motion_prior.descriptions import image_direction, pushed_object
 from motion_prior.errors import InputError
-from motion_prior.pokes import draw_pokes, end_times, ends, positions_at, starts
-from motion_prior.prior import DEFAULT_GUIDANCE, DEFAULT_STEPS, MotionPrior
+from motion_prior.metrics import future_errors
+from motion_prior.poke_sampling import draw_pokes
+from motion_prior.pokes import end_times, ends, positions_at, starts
+from motion_prior.datasets import ClipDataset
+from motion_prior.futures import Futures
+from motion_prior.prior import MotionPrior
+from motion_prior.samplers import DEFAULT_GUIDANCE, DEFAULT_STEPS
 
-METRIC_SCALE = 64.0  # normalised -> pixels of a 128 x 128 image
 POKE_COUNTS = (0, 1, 2, 4, 8)
 STEP_COUNTS = (1, 2, 4, 8, 16, 32)
 GUIDANCE_SCALES = (1.5, 2.0, 3.0)
 GUIDED_STEPS = (1, 4, 8)
 MOVING_WEIGHT = 8.0
-
-
-def future_errors(futures: torch.Tensor, tracks: torch.Tensor, pokes: torch.Tensor, mask: torch.Tensor,
-                  indices: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Metrics of K futures per clip (see module docstring).
-
-    Args:
-        futures: `[B, K, N, T, 2]` normalised; tracks: `[B, N, T, 2]` the truth.
-        pokes / mask / indices: `[B, P, 5]`, `bool [B, P]`, `long [B, P]` poked tracks.
-
-    Returns:
-        "min_mse", "mean_mse", "meant_mse", "diversity": `[B]`; "epe": `[number of pokes]`
-        (each poke's error averaged over samples).
-    """
-    px = futures.float() * METRIC_SCALE
-    truth = tracks.float()[:, None] * METRIC_SCALE
-    mse = (px - truth).pow(2).mean(dim=(2, 3, 4))  # [B, K]
-    meant = (px.mean(1, keepdim=True) - truth).pow(2).mean(dim=(1, 2, 3, 4))
-    b, k, n, t, _ = futures.shape
-    pairs = (px[:, :, None] - px[:, None]).norm(dim=-1).mean(dim=(3, 4))  # [B, K, K]
-    diversity = pairs.sum(dim=(1, 2)) / max(1, k * (k - 1))
-    p = indices.shape[1]
-    poked = futures.gather(2, indices[:, None, :, None, None].expand(b, k, p, t, 2)).reshape(b * k, p, t, 2)
-    reached = positions_at(poked, end_times(pokes).repeat_interleave(k, dim=0)).view(b, k, p, 2)
-    epe = ((reached - ends(pokes)[:, None]).norm(dim=-1) * METRIC_SCALE).mean(1)[mask]
-    return {"min_mse": mse.min(1).values.cpu(), "mean_mse": mse.mean(1).cpu(), "meant_mse": meant.cpu(),
-            "diversity": diversity.cpu(), "epe": epe.cpu()}
 
 
 def poke_only_baseline(tracks: torch.Tensor, pokes: torch.Tensor, mask: torch.Tensor, indices: torch.Tensor):
@@ -171,8 +148,6 @@ def evaluate_flow(prior: MotionPrior, data: str, out: str, split: str = "test", 
     Raises:
         InputError: a negative `sweep_clips`.
     """
-    from motion_prior.datasets import ClipDataset
-
     if sweep_clips < 0:
         raise InputError("sweep_clips", "0 (no sampler sweep) or a number of clips", sweep_clips)
 
@@ -296,8 +271,6 @@ def sampler_sweep(prior: MotionPrior, clips, num_samples: int, batch_size: int, 
 
 
 def _pictures(out_dir: Path, batch: dict, futures: torch.Tensor, pokes, mask, count: int) -> int:
-    from motion_prior.futures import Futures
-
     drawn = 0
     for row in range(min(count, len(futures))):
         result = Futures(futures[row].cpu().numpy(), batch["tracks"][row, :, 0].numpy(),

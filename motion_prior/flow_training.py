@@ -34,15 +34,18 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from motion_prior.backends import TorchBackend
+from motion_prior.batch_views import open_splits, training_view
 from motion_prior.checkpoints import WEIGHTS_FILE, load_config, load_weights
 from motion_prior.configs import config_to_yaml, copy_preset
 from motion_prior.flow import FlowConfig, FlowNetwork
 from motion_prior.model_directory import load_vae_with_stats
-from motion_prior.pokes import draw_pokes
+from motion_prior.metrics import future_errors
+from motion_prior.poke_sampling import draw_pokes
+from motion_prior.prior import MotionPrior
 from motion_prior.text import TextEncoderConfig
-from motion_prior.training import TrainConfig
+from motion_prior.training import TrainConfig, Trainer
 from motion_prior.vae import VAEConfig
-from motion_prior.vae_training import open_splits, training_view
 
 MIRRORED_WORDS = {"left": "right", "right": "left"}
 
@@ -200,11 +203,7 @@ class FlowTask:
     def validate(self, model: FlowNetwork, data: Dataset, device) -> dict:
         """Sampling quality on the first `val_clips` clips with one poke ending at the
         horizon: the poked point's end-point error and min-MSE over `val_samples` samples
-        (128 x 128 px, `motion_prior.flow_eval`)."""
-        from motion_prior.flow_eval import future_errors
-        from motion_prior.backends import TorchBackend
-        from motion_prior.prior import MotionPrior
-
+        (128 x 128 px, `motion_prior.metrics.future_errors`)."""
         self._to(device)
         prior = MotionPrior(TorchBackend(self.vae, model, self.stats))
         subset = Subset(data, range(min(len(data), self.recipe.val_clips)))
@@ -230,14 +229,13 @@ def train_flow(data: str | list[str], out: str, recipe: FlowRecipe, resume: bool
                max_minutes: float | None = None, progress: bool = True) -> FlowNetwork:
     """Train (or resume) the flow model in the latent space of `recipe.vae` on clip directory
     `data`; `out` is the run directory (checkpoint: `config.yaml` + `model.safetensors`)."""
-    from motion_prior.training import Trainer
-
     if not recipe.vae or not Path(recipe.vae).is_dir():
         raise ValueError(f"vae: expected a trained VAE run directory, got {recipe.vae!r}")
     if recipe.init and not (Path(recipe.init) / WEIGHTS_FILE).is_file():
         raise ValueError(f"init: expected a flow run or model flow/ directory with {WEIGHTS_FILE}, got {recipe.init!r}")
     task = FlowTask(recipe)
-    train_data, val_data = open_splits(data, load_config(recipe.vae, VAEConfig))
+    vae_config = load_config(recipe.vae, VAEConfig)
+    train_data, val_data = open_splits(data, vae_config.frame.image_size, vae_config.num_frames)
     trainer = Trainer(task, train_data, val_data if len(val_data) else None, out, recipe.train,
                       config_to_yaml(recipe), device=device, resume=resume, progress=progress)
     return trainer.fit(max_minutes)

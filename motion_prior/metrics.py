@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import torch
 
+from motion_prior.pokes import end_times, ends, positions_at
+
 PCK_THRESHOLDS = (1, 2, 4, 8, 16)
 PCK_SIZE = 256
 MOVING_PX = 2.0
 MOVING_SIZE = 128
+METRIC_SCALE = 64.0  # normalised -> pixels of a 128 x 128 image (eval flow)
 
 
 def l1_pixels(predicted: torch.Tensor, target: torch.Tensor, size: int = 128) -> torch.Tensor:
@@ -53,3 +56,30 @@ def constant_velocity_baseline(tracks: torch.Tensor, observed: int = 4) -> torch
     velocity = (tracks[..., observed - 1, :] - tracks[..., 0, :]) / (observed - 1)
     steps = torch.arange(tracks.shape[-2], dtype=tracks.dtype, device=tracks.device).view(-1, 1)
     return tracks[..., :1, :] + steps * velocity[..., None, :]
+
+
+def future_errors(futures: torch.Tensor, tracks: torch.Tensor, pokes: torch.Tensor, mask: torch.Tensor,
+                  indices: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Metrics of K futures per clip, in pixels of a 128 x 128 image (`motion-prior eval flow`).
+
+    Args:
+        futures: `[B, K, N, T, 2]` normalised; tracks: `[B, N, T, 2]` the truth.
+        pokes / mask / indices: `[B, P, 5]`, `bool [B, P]`, `long [B, P]` poked tracks.
+
+    Returns:
+        "min_mse", "mean_mse", "meant_mse", "diversity": `[B]`; "epe": `[number of pokes]`
+        (each poke's error averaged over samples).
+    """
+    px = futures.float() * METRIC_SCALE
+    truth = tracks.float()[:, None] * METRIC_SCALE
+    mse = (px - truth).pow(2).mean(dim=(2, 3, 4))  # [B, K]
+    meant = (px.mean(1, keepdim=True) - truth).pow(2).mean(dim=(1, 2, 3, 4))
+    b, k, n, t, _ = futures.shape
+    pairs = (px[:, :, None] - px[:, None]).norm(dim=-1).mean(dim=(3, 4))  # [B, K, K]
+    diversity = pairs.sum(dim=(1, 2)) / max(1, k * (k - 1))
+    p = indices.shape[1]
+    poked = futures.gather(2, indices[:, None, :, None, None].expand(b, k, p, t, 2)).reshape(b * k, p, t, 2)
+    reached = positions_at(poked, end_times(pokes).repeat_interleave(k, dim=0)).view(b, k, p, 2)
+    epe = ((reached - ends(pokes)[:, None]).norm(dim=-1) * METRIC_SCALE).mean(1)[mask]
+    return {"min_mse": mse.min(1).values.cpu(), "mean_mse": mse.mean(1).cpu(), "meant_mse": meant.cpu(),
+            "diversity": diversity.cpu(), "epe": epe.cpu()}

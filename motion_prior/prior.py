@@ -37,15 +37,9 @@ from motion_prior.flow import Conditioning
 from motion_prior.futures import COORDS, Futures, FuturesBatch, to_coords
 from motion_prior.onnx_runtime import OnnxRuntimeBackend
 from motion_prior.pokes import pokes_to_normalized, pokes_to_pixels, validate_pokes
-from motion_prior.samplers import METHODS, guided, integrate
+from motion_prior.samplers import DEFAULT_GUIDANCE, DEFAULT_STEPS, METHODS, guided, integrate
 from motion_prior.text import token_ids
 
-# Chosen from `motion-prior eval flow`'s sampler sweep (models/default-eval/flow_eval.md): with
-# guidance 2 the poked point's error drops from 3.3 to 2.0 px at 8 Euler steps for a ~6% higher
-# min-MSE; more steps than 8 buy nothing measurable, Heun does not help, and 4 steps with
-# guidance 1.5 match 8 with 2 at ~60% of the time (a candidate default for speed work).
-DEFAULT_STEPS = 8
-DEFAULT_GUIDANCE = 2.0
 DEFAULT_GRID = 16
 BACKENDS = ("torch", "torch-compile", "onnxruntime")
 

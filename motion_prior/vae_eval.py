@@ -25,6 +25,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from motion_prior.batch_views import encoded_subset, gather_tracks
 from motion_prior.clips import CATEGORIES
 from motion_prior.datasets import ClipDataset, clip_to_sample
 from motion_prior.metrics import (
@@ -36,7 +37,6 @@ from motion_prior.metrics import (
     static_baseline,
 )
 from motion_prior.vae import TrajectoryVAE, load_vae
-from motion_prior.vae_training import encoded_subset, gather_tracks
 from motion_prior.visualize import draw_tracks, save_png
 
 EVAL_SIZE = 128

@@ -20,18 +20,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from motion_prior.batch_views import encoded_subset, gather_tracks, open_splits, training_view
+from motion_prior.checkpoints import STATS_FILE
 from motion_prior.configs import config_to_yaml, copy_preset
 from motion_prior.frame_encoder import FrameEncoderConfig
 from motion_prior.metrics import l1_pixels, moving_mask
-from motion_prior.training import TrainConfig
+from motion_prior.training import TrainConfig, Trainer
 from motion_prior.vae import TrajectoryVAE, VAEConfig, kl_divergence
-
-STATS_FILE = "latent_stats.safetensors"
 
 
 @dataclass
@@ -77,49 +76,6 @@ PRESETS = {
 
 def preset(name: str) -> VAERecipe:
     return copy_preset(PRESETS, name)
-
-
-def encoded_subset(batch: dict, count: int) -> torch.Tensor:
-    """`[B, count]` indices of the tracks to encode for evaluation: a random subset per clip,
-    seeded by the clip's index, so every run encodes the same tracks.
-
-    Never "the first `count`": a clip's track order may follow how points were picked (the
-    generator up to version 1.0 lists object points first), and encoding a prefix would hide
-    whole categories of points from the encoder.
-    """
-    n = batch["tracks"].shape[1]
-    return torch.stack([
-        torch.randperm(n, generator=torch.Generator().manual_seed(int(i)))[:count] for i in batch["clip_index"]
-    ]).to(batch["tracks"].device)
-
-
-def gather_tracks(values: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
-    """`values [B, N, ...]` -> `[B, K, ...]` at `indices [B, K]`."""
-    shape = indices.shape + (1,) * (values.ndim - 2)
-    return values.gather(1, indices.view(shape).expand(*indices.shape, *values.shape[2:]))
-
-
-def mirror(frames: torch.Tensor, tracks: torch.Tensor, flip: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mirror the clips where `flip [B]` is True: frames `[B, H, W, 3]` left-right, track x -> -x."""
-    frames = torch.where(flip.view(-1, 1, 1, 1), frames.flip(2), frames)
-    sign = torch.where(flip, -1.0, 1.0).to(tracks).view(-1, 1, 1, 1)
-    return frames, tracks * torch.cat([sign, torch.ones_like(sign)], dim=-1)
-
-
-def training_view(batch: dict, hflip: bool, encode_tracks: int, generator: torch.Generator):
-    """The random view of a batch that every training task starts from: clips mirrored with
-    probability 1/2 (if `hflip`) and the indices of the tracks to encode.
-
-    Returns (frames `[B, H, W, 3]`, tracks `[B, N, T, 2]`, flip `bool [B]` (CPU), chosen
-    `long [encode_tracks]`)."""
-    frames, tracks = batch["frame"], batch["tracks"]
-    b, n = tracks.shape[:2]
-    flip = torch.zeros(b, dtype=torch.bool)
-    if hflip:
-        flip = torch.rand(b, generator=generator) < 0.5
-        frames, tracks = mirror(frames, tracks, flip.to(tracks.device))
-    chosen = torch.randperm(n, generator=generator)[: min(encode_tracks, n)].to(tracks.device)
-    return frames, tracks, flip, chosen
 
 
 class VAETask:
@@ -180,40 +136,11 @@ def latent_statistics(model: TrajectoryVAE, data: Dataset, recipe: VAERecipe, de
     return {"mean": values.mean(0), "std": values.std(0).clamp_min(1e-6), "count": torch.tensor(len(subset))}
 
 
-
-def open_splits(data: str | list[str], config: VAEConfig) -> tuple[Dataset, Dataset]:
-    """The train and val splits of clip directory `data` (or of several, concatenated), checked
-    against a model config."""
-    from torch.utils.data import ConcatDataset
-
-    from motion_prior.datasets import ClipDataset
-
-    roots = [data] if isinstance(data, (str, Path)) else list(data)
-    if not roots:
-        raise ValueError("data: expected at least one clip directory, got none")
-    splits = {"train": [], "val": []}
-    for root in roots:
-        train_data = ClipDataset(root, split="train")
-        clip = train_data.clip(0)
-        expected = (config.frame.image_size, config.frame.image_size, 3)
-        if clip.frame.shape != expected or clip.num_frames != config.num_frames:
-            raise ValueError(
-                f"{root}: clips have frames {list(clip.frame.shape)} and T = {clip.num_frames}; the model expects "
-                f"{list(expected)} and T = {config.num_frames}")
-        splits["train"].append(train_data)
-        splits["val"].append(ClipDataset(root, split="val"))
-    if len(roots) == 1:
-        return splits["train"][0], splits["val"][0]
-    return ConcatDataset(splits["train"]), ConcatDataset(splits["val"])
-
-
 def train_vae(data: str | list[str], out: str, recipe: VAERecipe, resume: bool = False, device: str = "auto",
               max_minutes: float | None = None, progress: bool = True) -> TrajectoryVAE:
     """Train (or resume) a VAE on the train split of clip directory `data`, validating on its
     val split; the run directory `out` is the checkpoint. Returns the weights to use."""
-    from motion_prior.training import Trainer
-
-    train_data, val_data = open_splits(data, recipe.model)
+    train_data, val_data = open_splits(data, recipe.model.frame.image_size, recipe.model.num_frames)
     task = VAETask(recipe, train_data)
     trainer = Trainer(task, train_data, val_data if len(val_data) else None, out, recipe.train,
                       config_to_yaml(recipe), device=device, resume=resume, progress=progress)

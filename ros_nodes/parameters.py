@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from motion_prior.prior import BACKENDS
+from motion_prior.samplers import DEFAULT_GUIDANCE, DEFAULT_STEPS
 
 KINDS = ("bool", "integer", "double", "string", "string_array", "double_array")
 INT32_MAX = 2**31 - 1
@@ -93,8 +94,8 @@ MOTION_PRIOR_PARAMETERS = (
     ParameterSpec("precision", "string", "fp32", "fp16 runs ONNX Runtime on a GPU in half precision",
                   choices=("fp32", "fp16"), read_only=True),
     ParameterSpec("num_samples", "integer", 16, "futures sampled per frame (K)", range=(1, 256)),
-    ParameterSpec("steps", "integer", 8, "flow integration steps per prediction", range=(1, 100)),
-    ParameterSpec("guidance", "double", 2.0, "classifier-free guidance towards the pokes (1: none)",
+    ParameterSpec("steps", "integer", DEFAULT_STEPS, "flow integration steps per prediction", range=(1, 100)),
+    ParameterSpec("guidance", "double", DEFAULT_GUIDANCE, "classifier-free guidance towards the pokes (1: none)",
                   range=(1.0, 10.0)),
     ParameterSpec("grid_size", "integer", 8, "query points form a grid_size x grid_size grid over the image "
                   "(unless query_points is set)", range=(1, 64)),

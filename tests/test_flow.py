@@ -14,7 +14,8 @@ from motion_prior.datasets import ClipDataset
 from motion_prior.errors import InputError
 from motion_prior.flow_training import (FlowTask, mirror_pokes, mirror_text, preset as flow_preset, train_flow,
                                         with_action_pokes)
-from motion_prior.pokes import draw_pokes, positions_at
+from motion_prior.poke_sampling import draw_pokes
+from motion_prior.pokes import positions_at
 from motion_prior.prior import MotionPrior
 from motion_prior.samplers import integrate
 from motion_prior.text import HashedTextEncoder, TextEncoderConfig
@@ -106,7 +107,7 @@ def test_training_conditions_use_the_clips_action_pokes(pipeline_run):
     that action (mirrored with the clip), and the poke set still fits the network."""
     from torch.utils.data import DataLoader
 
-    from motion_prior.vae_training import training_view
+    from motion_prior.batch_views import training_view
 
     recipe = flow_preset("tiny")
     recipe.vae, recipe.action_fraction, recipe.drop_conditions = str(pipeline_run / "vae-pokes"), 1.0, 0.0
@@ -360,7 +361,8 @@ def test_eval_flow_reports_every_case_with_baselines(prior, pipeline_run, tmp_pa
 
 
 def test_poke_only_baseline_hits_the_poke_exactly():
-    from motion_prior.flow_eval import future_errors, poke_only_baseline
+    from motion_prior.flow_eval import poke_only_baseline
+    from motion_prior.metrics import future_errors
 
     tracks = torch.rand(1, 4, 8, 2)
     pokes = torch.tensor([[[*tracks[0, 2, 0].tolist(), 0.3, 0.4, 3 / 7]]])  # frame 3 of 0..7
@@ -390,17 +392,18 @@ def test_decoder_fine_tune_refuses_torchrun_with_a_clear_error(pipeline_run, tmp
 
 
 def test_training_data_can_be_several_clip_directories(pipeline_run):
+    from motion_prior.batch_views import open_splits
     from motion_prior.checkpoints import load_config
     from motion_prior.vae import VAEConfig
-    from motion_prior.vae_training import open_splits
 
     config = load_config(pipeline_run / "vae-pokes", VAEConfig)
-    one_train, one_val = open_splits(str(pipeline_run / "data"), config)
-    two_train, two_val = open_splits([str(pipeline_run / "data")] * 2, config)
+    shape = config.frame.image_size, config.num_frames
+    one_train, one_val = open_splits(str(pipeline_run / "data"), *shape)
+    two_train, two_val = open_splits([str(pipeline_run / "data")] * 2, *shape)
     assert len(two_train) == 2 * len(one_train) and len(two_val) == 2 * len(one_val)
     torch.testing.assert_close(two_train[len(one_train)]["tracks"], one_train[0]["tracks"])
     with pytest.raises(ValueError, match="data"):
-        open_splits([], config)
+        open_splits([], *shape)
 
 
 def test_eval_flow_action_case_conditions_on_the_held_action(make_clip):

@@ -492,7 +492,7 @@ def test_unknown_recipe_keys_are_rejected():
 
 
 def test_evaluation_encodes_a_seeded_random_subset_not_a_prefix():
-    from motion_prior.vae_training import encoded_subset, gather_tracks
+    from motion_prior.batch_views import encoded_subset, gather_tracks
 
     batch = {"tracks": torch.zeros(3, 64, 64, 2), "clip_index": torch.tensor([0, 1, 2])}
     chosen = encoded_subset(batch, 32)
