@@ -56,7 +56,7 @@ setup(
         "console_scripts": ["motion-prior = motion_prior.cli:main",
                             "motion_prior_node = ros_nodes.motion_prior_node:main",
                             "sim_camera_node = ros_nodes.sim_camera_node:main"],
-        "motion_prior.cli": ["sim_envs = sim_envs.cli:register"],
+        "motion_prior.cli": ["sim_envs = sim_envs.apps.cli:register"],
     },
     zip_safe=False,
 )

@@ -18,8 +18,8 @@ import time
 
 import numpy as np
 
-from sim_envs.clip_generator import GeneratorConfig
-from sim_envs.generation import generate_clips
+from sim_envs.generation.clip_generator import GeneratorConfig
+from sim_envs.generation.clip_writer import generate_clips
 
 
 def main() -> None:

@@ -13,11 +13,11 @@ __all__ = ["MotionPrior", "Futures", "FuturesBatch"]
 def __getattr__(name: str):
     # Lazy, so that light modules (camera, pokes, clips) import without loading the models.
     if name == "MotionPrior":
-        from motion_prior.prior import MotionPrior
+        from motion_prior.inference.prior import MotionPrior
 
         return MotionPrior
     if name in ("Futures", "FuturesBatch"):
-        from motion_prior import futures
+        from motion_prior.inference import futures
 
         return getattr(futures, name)
     raise AttributeError(f"module 'motion_prior' has no attribute {name!r}")

@@ -17,7 +17,7 @@ import time
 from importlib.metadata import entry_points
 from pathlib import Path
 
-from motion_prior.samplers import DEFAULT_GUIDANCE, DEFAULT_STEPS
+from motion_prior.inference.samplers import DEFAULT_GUIDANCE, DEFAULT_STEPS
 
 TOP_LEVEL = "top-level"
 GROUPS = {
@@ -29,8 +29,8 @@ GROUPS = {
 
 
 def _data_show(args: argparse.Namespace) -> int:
-    from motion_prior.shards import ClipStore
-    from motion_prior.visualize import draw_tracks, save_gif, save_png
+    from motion_prior.data.shards import ClipStore
+    from motion_prior.foundation.visualize import draw_tracks, save_gif, save_png
 
     store = ClipStore.open(args.directory)
     clip = store.read_clip(args.index)
@@ -48,7 +48,7 @@ def _data_show(args: argparse.Namespace) -> int:
 
 
 def _data_info(args: argparse.Namespace) -> int:
-    from motion_prior.shards import ClipStore
+    from motion_prior.data.shards import ClipStore
 
     store = ClipStore.open(args.directory)
     producer = store.producer
@@ -65,7 +65,7 @@ def _data_info(args: argparse.Namespace) -> int:
 
 
 def _data_verify(args: argparse.Namespace) -> int:
-    from motion_prior.shards import ClipStore
+    from motion_prior.data.shards import ClipStore
 
     store = ClipStore.open(args.directory)
     problems = store.verify()
@@ -76,7 +76,7 @@ def _data_verify(args: argparse.Namespace) -> int:
 
 
 def _data_import(args: argparse.Namespace) -> int:
-    from motion_prior.tracker_import import import_tracker_files
+    from motion_prior.data.tracker_import import import_tracker_files
 
     store = import_tracker_files(
         args.frames, args.tracks, args.out, fps=args.fps, clip_length=args.clip_length, stride=args.stride,
@@ -88,7 +88,7 @@ def _data_import(args: argparse.Namespace) -> int:
 
 def _recipe(args: argparse.Namespace, recipe_class, preset):
     """The recipe a `train` verb runs: --recipe file or --preset, with command-line overrides."""
-    from motion_prior.configs import load_yaml
+    from motion_prior.foundation.configs import load_yaml
 
     recipe = load_yaml(recipe_class, args.recipe) if args.recipe else preset(args.preset)
     overrides = {"steps": args.steps, "batch_size": args.batch_size, "seed": args.seed, "lr": args.lr}
@@ -110,13 +110,13 @@ def _run_training(args: argparse.Namespace, train, recipe, what: str) -> int:
 
 
 def _train_vae(args: argparse.Namespace) -> int:
-    from motion_prior.vae_training import VAERecipe, preset, train_vae
+    from motion_prior.training.vae_stage import VAERecipe, preset, train_vae
 
     return _run_training(args, train_vae, _recipe(args, VAERecipe, preset), "trained VAE")
 
 
 def _train_decoder(args: argparse.Namespace) -> int:
-    from motion_prior.decoder_training import DecoderRecipe, finetune_decoder, preset
+    from motion_prior.training.decoder_stage import DecoderRecipe, finetune_decoder, preset
 
     recipe = _recipe(args, DecoderRecipe, preset)
     if not recipe.vae:
@@ -125,14 +125,14 @@ def _train_decoder(args: argparse.Namespace) -> int:
 
 
 def _train_flow(args: argparse.Namespace) -> int:
-    from motion_prior.flow_training import FlowRecipe, preset, train_flow
+    from motion_prior.training.flow_stage import FlowRecipe, preset, train_flow
 
     return _run_training(args, train_flow, _recipe(args, FlowRecipe, preset), "trained flow")
 
 
 def _eval_flow(args: argparse.Namespace) -> int:
-    from motion_prior.flow_eval import evaluate_flow
-    from motion_prior.prior import MotionPrior
+    from motion_prior.evaluation.eval_flow import evaluate_flow
+    from motion_prior.inference.prior import MotionPrior
 
     prior = MotionPrior.load(args.model, device=args.device)
     out = args.out or "flow-eval"
@@ -144,7 +144,7 @@ def _eval_flow(args: argparse.Namespace) -> int:
 
 
 def _model_pack(args: argparse.Namespace) -> int:
-    from motion_prior.packing import pack_model
+    from motion_prior.inference.packing import pack_model
 
     out = pack_model(args.vae, args.flow, args.out, args.dtype)
     size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
@@ -153,8 +153,8 @@ def _model_pack(args: argparse.Namespace) -> int:
 
 
 def _model_info(args: argparse.Namespace) -> int:
-    from motion_prior.model_directory import model_dir
-    from motion_prior.prior import MotionPrior
+    from motion_prior.inference.model_directory import model_dir
+    from motion_prior.inference.prior import MotionPrior
 
     backend = MotionPrior.load(args.model).backend
     vae, flow = backend.vae, backend.flow
@@ -170,7 +170,7 @@ def _model_info(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     import json
 
-    from motion_prior.onnx_export import MANIFEST, export_model
+    from motion_prior.inference.onnx_export import MANIFEST, export_model
 
     started = time.perf_counter()
     out = export_model(args.model, args.out, fp16=args.fp16)
@@ -200,7 +200,7 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _eval_vae(args: argparse.Namespace) -> int:
-    from motion_prior.vae_eval import evaluate_vae
+    from motion_prior.evaluation.eval_vae import evaluate_vae
 
     out = args.out or str(Path(args.model) / "eval")
     report = evaluate_vae(args.model, args.data, out, split=args.split, max_clips=args.clips,
@@ -261,7 +261,7 @@ def _register_builtin(groups: dict[str, argparse._SubParsersAction]) -> None:
     flow = groups["train"].add_parser(
         "flow", help="train the conditional flow sampler in a VAE's latent space (Stage 2)",
         description="Train the flow network over the latents of a trained (poke-aware) VAE, with pokes, text "
-                    "and condition dropout drawn as documented in motion_prior/flow_training.py.")
+                    "and condition dropout drawn as documented in motion_prior/training/flow_stage.py.")
     flow.add_argument("--vae", help="the trained VAE run directory whose latent space is modelled")
     flow.add_argument("--init", help="start from this flow's weights (a flow run, or a model's flow/ directory): "
                                      "a fine-tune, e.g. with the recipe's action_fraction raised")

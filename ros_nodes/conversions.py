@@ -5,7 +5,7 @@ accepts an rclpy message, a `rosbags` message or any object with those attribute
 module imports no ROS package: it is tested against real CDR bytes without a ROS graph.
 
 Pixel conventions. ROS (CameraInfo's K, OpenCV, rqt_image_view's mouse clicks) puts the
-*centre* of the top-left pixel at (0, 0); `motion_prior.camera` puts the top-left *corner*
+*centre* of the top-left pixel at (0, 0); `motion_prior.foundation.camera` puts the top-left *corner*
 there. They differ by half a pixel, and this module is where messages cross over:
 `ros_pixels_to_normalized` / `normalized_to_ros_pixels` for points, `camera_from_info` /
 `camera_info_fields` for intrinsics. Everything published by the nodes is in ROS pixels.
@@ -22,10 +22,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-from motion_prior.camera import PinholeCamera, normalized_to_pixels, pixels_to_normalized
-from motion_prior.errors import InputError
-from motion_prior.pokes import action_to_pokes, hold_last_waypoint, starts, validate_pokes
-from motion_prior.visualize import track_colours
+from motion_prior.foundation.camera import PinholeCamera, normalized_to_pixels, pixels_to_normalized
+from motion_prior.foundation.errors import InputError
+from motion_prior.foundation.pokes import action_to_pokes, hold_last_waypoint, starts, validate_pokes
+from motion_prior.foundation.visualize import track_colours
 
 # encoding -> (channels, indices of R, G, B among them)
 ENCODINGS = {
@@ -148,7 +148,7 @@ def action_to_poke(camera: PinholeCamera, position, displacement, end_time: floa
     """An end-effector action in the optical frame -> normalised pokes `float32 [P, 5]`: the
     poke to the commanded position at `end_time` (P = 1) and, when `end_time` < 1, a second
     one holding it there until the horizon (P = 2), as the prior was trained on actions
-    (`motion_prior.pokes.hold_last_waypoint`): without it the prior lets the end effector drift on.
+    (`motion_prior.foundation.pokes.hold_last_waypoint`): without it the prior lets the end effector drift on.
 
     Args:
         camera: from :func:`camera_from_info` (its world frame is the optical frame).

@@ -41,14 +41,14 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
 from std_msgs.msg import ColorRGBA, Header
 from visualization_msgs.msg import Marker, MarkerArray
 
-from motion_prior.errors import InputError
-from motion_prior.prior import MotionPrior
+from motion_prior.foundation.errors import InputError
+from motion_prior.inference.prior import MotionPrior
 from ros_nodes.conversions import (MessageError, camera_from_info, futures_line_lists, has_distortion, image_to_rgb,
                                    normalized_to_ros_pixels, pack_futures, rgb_to_image_fields,
                                    ros_pixels_to_normalized)
 from ros_nodes.executables import spin_node
-from ros_nodes.parameters import MOTION_PRIOR_NODE, MOTION_PRIOR_PARAMETERS
-from ros_nodes.ros_parameters import declare, value
+from ros_nodes.parameter_declaration import declare, value
+from ros_nodes.parameter_specs import MOTION_PRIOR_NODE, MOTION_PRIOR_PARAMETERS
 from ros_nodes.runtime import LatestSlot, PokeBook, Statistics, WarningThrottle
 
 WARNING_PERIOD = 5.0  # seconds between two warnings of one kind

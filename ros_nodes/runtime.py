@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from motion_prior.camera import PinholeCamera
+from motion_prior.foundation.camera import PinholeCamera
 from ros_nodes.conversions import MessageError, action_to_poke, pixel_poke
 
 

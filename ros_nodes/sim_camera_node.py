@@ -26,8 +26,8 @@ from std_msgs.msg import Header
 
 from ros_nodes.conversions import camera_info_fields, rgb_to_image_fields
 from ros_nodes.executables import spin_node
-from ros_nodes.parameters import SIM_CAMERA_NODE, SIM_CAMERA_PARAMETERS
-from ros_nodes.ros_parameters import declare, value
+from ros_nodes.parameter_declaration import declare, value
+from ros_nodes.parameter_specs import SIM_CAMERA_NODE, SIM_CAMERA_PARAMETERS
 from ros_nodes.sim_pushes import PushStream, SimFrame
 
 

@@ -14,12 +14,12 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from motion_prior.camera import PinholeCamera
-from sim_envs.clip_generator import GeneratorConfig
-from sim_envs.rendering import OffscreenRenderer
-from sim_envs.scenes import CAMERA_NAME, sample_scene
-from sim_envs.scripts import PusherScript, sample_script
-from sim_envs.simulation import SceneSimulator, advance_frame
+from motion_prior.foundation.camera import PinholeCamera
+from sim_envs.generation.clip_generator import GeneratorConfig
+from sim_envs.simulation.rendering import OffscreenRenderer
+from sim_envs.simulation.scenes import CAMERA_NAME, sample_scene
+from sim_envs.simulation.scripts import PusherScript, sample_script
+from sim_envs.simulation.simulator import SceneSimulator, advance_frame
 
 
 @dataclass(frozen=True)

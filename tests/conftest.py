@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from motion_prior.clips import Clip
-from motion_prior.shards import ClipStore, shard_name, write_shard
+from motion_prior.data.clips import Clip
+from motion_prior.data.shards import ClipStore, shard_name, write_shard
 
 
 def build_clip(seed: int = 0, n: int = 6, t: int = 8, height: int = 12, width: int = 16, full: bool = False,
@@ -85,7 +85,7 @@ def pipeline_run(tmp_path_factory) -> Path:
     packed into `run/model` (a `MotionPrior.load`-able tiny model for any test that samples)."""
     import torch
 
-    from sim_envs.pipeline import train_all
+    from sim_envs.apps.pipeline import train_all
 
     before = torch.get_num_threads()
     torch.set_num_threads(1)

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from motion_prior.bench import TrajectorySpaceBackend, make_query, split_futures
 from motion_prior.cli import main
-from motion_prior.prior import MotionPrior
+from motion_prior.evaluation.bench import TrajectorySpaceBackend, make_query, split_futures
+from motion_prior.inference.prior import MotionPrior
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -1,18 +1,18 @@
-"""Pinhole camera geometry and pixel <-> normalised conversion (motion_prior.camera)."""
+"""Pinhole camera geometry and pixel <-> normalised conversion (motion_prior.foundation.camera)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from motion_prior.camera import (
+from motion_prior.foundation.camera import (
     PinholeCamera,
     invert_rigid,
     look_at,
     normalized_to_pixels,
     pixels_to_normalized,
 )
-from motion_prior.errors import InputError
+from motion_prior.foundation.errors import InputError
 
 H, W = 12, 16
 

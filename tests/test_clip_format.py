@@ -13,11 +13,11 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-import motion_prior.shards as shards_module
-from motion_prior.clips import ARRAY_FIELDS, SCALAR_FIELDS
-from motion_prior.datasets import ACTION_POKES, ClipDataset, ClipStream, split_of
-from motion_prior.errors import ClipFormatError, CorruptShardError, InputError
-from motion_prior.shards import INDEX_FILE, ClipStore, ShardReader, shard_name, write_shard
+import motion_prior.data.shards as shards_module
+from motion_prior.data.clips import ARRAY_FIELDS, SCALAR_FIELDS
+from motion_prior.data.datasets import ACTION_POKES, ClipDataset, ClipStream, split_of
+from motion_prior.data.shards import INDEX_FILE, ClipStore, ShardReader, shard_name, write_shard
+from motion_prior.foundation.errors import ClipFormatError, CorruptShardError, InputError
 
 
 def _assert_same_clip(read, written):
@@ -165,7 +165,7 @@ def test_foreign_safetensors_file_is_not_accepted(tmp_path):
     from safetensors.numpy import save_file
 
     save_file({"x": np.zeros(3, np.float32)}, str(tmp_path / "other.safetensors"))
-    with pytest.raises(CorruptShardError, match="not a motion_prior.clips shard"):
+    with pytest.raises(CorruptShardError, match="not a motion_prior.data.clips shard"):
         ShardReader(tmp_path / "other.safetensors")
     (tmp_path / "junk.safetensors").write_bytes(b"\x00" * 64)
     with pytest.raises(CorruptShardError, match="junk.safetensors"):

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-import sim_envs.envs as tabletop
-from motion_prior.errors import InputError
-from sim_envs.poke_functions import mujoco_camera
+import sim_envs.tasks.envs as tabletop
+from motion_prior.foundation.errors import InputError
+from sim_envs.tasks.poke_functions import mujoco_camera
 
 
 @pytest.fixture(scope="module", params=[tabletop.PUSH_TO_GOAL_ID, tabletop.DOOR_TO_ANGLE_ID])
@@ -123,7 +123,7 @@ def test_oracle_rollouts_leave_the_episode_unchanged():
 
 def test_task_clip_config_draws_scenes_and_moves_like_the_task(tmp_path, capsys):
     from motion_prior.cli import main
-    from motion_prior.datasets import ClipDataset
+    from motion_prior.data.datasets import ClipDataset
 
     task = tabletop.PushToGoalConfig()
     config = tabletop.task_clip_config(tabletop.PUSH_TO_GOAL_ID)

@@ -9,17 +9,17 @@ import numpy as np
 import pytest
 import torch
 
-from motion_prior.camera import normalized_to_pixels
-from motion_prior.datasets import ClipDataset
-from motion_prior.errors import InputError
-from motion_prior.flow_training import (FlowTask, mirror_pokes, mirror_text, preset as flow_preset, train_flow,
+from motion_prior.data.datasets import ClipDataset
+from motion_prior.foundation.camera import normalized_to_pixels
+from motion_prior.foundation.errors import InputError
+from motion_prior.foundation.pokes import positions_at
+from motion_prior.inference.prior import MotionPrior
+from motion_prior.inference.samplers import integrate
+from motion_prior.networks.text_encoder import HashedTextEncoder, TextEncoderConfig
+from motion_prior.training.flow_stage import (FlowTask, mirror_pokes, mirror_text, preset as flow_preset, train_flow,
                                         with_action_pokes)
-from motion_prior.poke_sampling import draw_pokes
-from motion_prior.pokes import positions_at
-from motion_prior.prior import MotionPrior
-from motion_prior.samplers import integrate
-from motion_prior.text import HashedTextEncoder, TextEncoderConfig
-from motion_prior.training import Trainer
+from motion_prior.training.loop import Trainer
+from motion_prior.training.poke_sampling import draw_pokes
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -107,7 +107,7 @@ def test_training_conditions_use_the_clips_action_pokes(pipeline_run):
     that action (mirrored with the clip), and the poke set still fits the network."""
     from torch.utils.data import DataLoader
 
-    from motion_prior.batch_views import training_view
+    from motion_prior.data.batch_views import training_view
 
     recipe = flow_preset("tiny")
     recipe.vae, recipe.action_fraction, recipe.drop_conditions = str(pipeline_run / "vae-pokes"), 1.0, 0.0
@@ -205,7 +205,7 @@ def test_integrators_solve_a_known_flow():
 
 def test_tiny_flow_overfits_one_clip(pipeline_run, tmp_path):
     """Trained on a single clip, sampling from noise lands on that clip's latent."""
-    from motion_prior.shards import ClipStore, shard_name, write_shard
+    from motion_prior.data.shards import ClipStore, shard_name, write_shard
 
     source = ClipDataset(pipeline_run / "data", split="train")
     root = tmp_path / "one"
@@ -340,7 +340,7 @@ def test_train_all_records_every_stage_and_packs_float16_weights(pipeline_run):
 
 
 def test_eval_flow_reports_every_case_with_baselines(prior, pipeline_run, tmp_path):
-    from motion_prior.flow_eval import evaluate_flow
+    from motion_prior.evaluation.eval_flow import evaluate_flow
 
     report = evaluate_flow(prior, str(pipeline_run / "data"), str(tmp_path), split="train", max_clips=3,
                            num_samples=2, steps=2, pool_size=8, sweep_clips=2, pictures=1, progress=False)
@@ -361,8 +361,8 @@ def test_eval_flow_reports_every_case_with_baselines(prior, pipeline_run, tmp_pa
 
 
 def test_poke_only_baseline_hits_the_poke_exactly():
-    from motion_prior.flow_eval import poke_only_baseline
-    from motion_prior.metrics import future_errors
+    from motion_prior.evaluation.eval_flow import poke_only_baseline
+    from motion_prior.foundation.metrics import future_errors
 
     tracks = torch.rand(1, 4, 8, 2)
     pokes = torch.tensor([[[*tracks[0, 2, 0].tolist(), 0.3, 0.4, 3 / 7]]])  # frame 3 of 0..7
@@ -382,7 +382,7 @@ def test_cli_samples_the_model_in_a_demo(pipeline_run, tmp_path):
 
 
 def test_decoder_fine_tune_refuses_torchrun_with_a_clear_error(pipeline_run, tmp_path, monkeypatch):
-    from motion_prior.decoder_training import finetune_decoder, preset as decoder_preset
+    from motion_prior.training.decoder_stage import finetune_decoder, preset as decoder_preset
 
     recipe = decoder_preset("tiny")
     recipe.vae = str(pipeline_run / "vae")
@@ -392,9 +392,9 @@ def test_decoder_fine_tune_refuses_torchrun_with_a_clear_error(pipeline_run, tmp
 
 
 def test_training_data_can_be_several_clip_directories(pipeline_run):
-    from motion_prior.batch_views import open_splits
-    from motion_prior.checkpoints import load_config
-    from motion_prior.vae import VAEConfig
+    from motion_prior.data.batch_views import open_splits
+    from motion_prior.foundation.checkpoints import load_config
+    from motion_prior.networks.trajectory_vae import VAEConfig
 
     config = load_config(pipeline_run / "vae-pokes", VAEConfig)
     shape = config.frame.image_size, config.num_frames
@@ -409,9 +409,9 @@ def test_training_data_can_be_several_clip_directories(pipeline_run):
 def test_eval_flow_action_case_conditions_on_the_held_action(make_clip):
     """`eval flow`'s action case sends the pokes training and every robot path send: the action,
     then a poke holding its last waypoint until the horizon (pokes.hold_last_waypoint)."""
-    from motion_prior.datasets import clip_to_sample
-    from motion_prior.flow_eval import _action_case
-    from motion_prior.pokes import hold_last_waypoint
+    from motion_prior.data.datasets import clip_to_sample
+    from motion_prior.evaluation.eval_flow import _action_case
+    from motion_prior.foundation.pokes import hold_last_waypoint
 
     action = np.array([[0.1, -0.2, 0.3, 0.4, 0.25], [0.1, -0.2, 0.5, 0.0, 0.5]], np.float32)
     clips = [make_clip(0, pokes=action), make_clip(1)]  # the second records no action

@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from motion_prior.frame_encoder import FrameEncoderConfig, build_frame_encoder
-from motion_prior.vae import TrajectoryVAE, VAEConfig
+from motion_prior.networks.frame_encoder import FrameEncoderConfig, build_frame_encoder
+from motion_prior.networks.trajectory_vae import TrajectoryVAE, VAEConfig
 
 
 def _frames(batch: int = 2, size: int = 64) -> torch.Tensor:

@@ -6,16 +6,16 @@ import numpy as np
 import pytest
 import torch
 
-from motion_prior.camera import look_at, normalized_to_pixels
-from motion_prior.datasets import ClipDataset
-from motion_prior.descriptions import DIRECTIONS, image_direction, push_sentence, pushed_object
-from motion_prior.shards import ClipStore
-from sim_envs.clip_generator import GeneratorConfig, generate_scene_clips, sample_points, simulate
-from sim_envs.generation import generate_clips
-from sim_envs.rendering import OffscreenRenderer
-from sim_envs.scenes import CAMERA_NAME, ObjectSpec, SceneSpec, sample_scene
-from sim_envs.scripts import PusherScript, sample_script
-from sim_envs.simulation import SceneSimulator
+from motion_prior.data.datasets import ClipDataset
+from motion_prior.data.shards import ClipStore
+from motion_prior.foundation.camera import look_at, normalized_to_pixels
+from motion_prior.foundation.descriptions import DIRECTIONS, image_direction, push_sentence, pushed_object
+from sim_envs.generation.clip_generator import GeneratorConfig, generate_scene_clips, sample_points, simulate
+from sim_envs.generation.clip_writer import generate_clips
+from sim_envs.simulation.rendering import OffscreenRenderer
+from sim_envs.simulation.scenes import CAMERA_NAME, ObjectSpec, SceneSpec, sample_scene
+from sim_envs.simulation.scripts import PusherScript, sample_script
+from sim_envs.simulation.simulator import SceneSimulator
 
 
 @pytest.fixture(scope="module")

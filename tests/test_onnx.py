@@ -16,13 +16,13 @@ import onnxruntime
 import pytest
 import torch
 
-from motion_prior.checkpoints import CheckpointError
 from motion_prior.cli import main
-from motion_prior.errors import InputError
-from motion_prior.onnx_export import (ConditionGraph, FrameGraph, GRAPHS, MANIFEST, VelocityGraph, _examples,
+from motion_prior.foundation.checkpoints import CheckpointError
+from motion_prior.foundation.errors import InputError
+from motion_prior.inference.onnx_export import (ConditionGraph, FrameGraph, GRAPHS, MANIFEST, VelocityGraph, _examples,
                                       checkpoint_hashes)
-from motion_prior.onnx_runtime import OnnxRuntimeBackend, cached_export, choose_providers
-from motion_prior.prior import MotionPrior
+from motion_prior.inference.onnx_runtime import OnnxRuntimeBackend, cached_export, choose_providers
+from motion_prior.inference.prior import MotionPrior
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 TOLERANCE = 1e-4  # the bound for fp32 on the CPU, in normalised coordinates
@@ -129,7 +129,7 @@ def test_provider_choice_prefers_tensorrt_then_cuda_then_cpu():
 @pytest.mark.skipif("CUDAExecutionProvider" not in onnxruntime.get_available_providers() or torch.cuda.is_available(),
                     reason="needs onnxruntime-gpu on a machine without a usable GPU")
 def test_missing_cuda_libraries_fall_back_to_cpu_and_say_so(exported, caplog):
-    with caplog.at_level(logging.WARNING, logger="motion_prior.onnx_runtime"):
+    with caplog.at_level(logging.WARNING, logger="motion_prior.inference.onnx_runtime"):
         backend = OnnxRuntimeBackend(exported, device="cuda")
     assert backend.providers == ["CPUExecutionProvider"]
     assert "runs on ['CPUExecutionProvider']" in caplog.text
@@ -179,7 +179,7 @@ def test_model_directories_are_exported_once_into_the_cache(tiny_model, exported
             (target / path.name).write_bytes(path.read_bytes())
         return target
 
-    monkeypatch.setattr("motion_prior.onnx_runtime.export_model", fake_export)
+    monkeypatch.setattr("motion_prior.inference.onnx_runtime.export_model", fake_export)
     first = cached_export(tiny_model)
     assert first.parent == tmp_path / "onnx" and (first / MANIFEST).is_file()
     prior = MotionPrior.load(tiny_model, backend="onnxruntime")

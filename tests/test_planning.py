@@ -9,12 +9,12 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-import sim_envs.envs as tabletop
-from motion_prior.errors import InputError
-from motion_prior.prior import MotionPrior
-from sim_envs.planners import GoalCost, Planner, PlannerConfig, PriorModel, SimulatorModel, reduce_risk
-from sim_envs.planning_eval import PlanEvalConfig, PlannerPolicy, PushHeuristic, evaluate, run_episode
-from sim_envs.wrapper import ImagineConfig, MotionPriorWrapper
+import sim_envs.tasks.envs as tabletop
+from motion_prior.foundation.errors import InputError
+from motion_prior.inference.prior import MotionPrior
+from sim_envs.planning.plan_eval import PlanEvalConfig, PlannerPolicy, PushHeuristic, evaluate, run_episode
+from sim_envs.planning.planners import GoalCost, Planner, PlannerConfig, PriorModel, SimulatorModel, reduce_risk
+from sim_envs.tasks.wrapper import ImagineConfig, MotionPriorWrapper
 
 
 def test_risk_measures():

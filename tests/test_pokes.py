@@ -1,14 +1,14 @@
-"""Poke validation and action -> poke projection (motion_prior.pokes)."""
+"""Poke validation and action -> poke projection (motion_prior.foundation.pokes)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from motion_prior.camera import PinholeCamera, look_at
-from motion_prior.camera import MAX_ABS_COORD
-from motion_prior.errors import InputError
-from motion_prior.pokes import action_to_pokes, hold_last_waypoint, validate_pokes
+from motion_prior.foundation.camera import PinholeCamera, look_at
+from motion_prior.foundation.camera import MAX_ABS_COORD
+from motion_prior.foundation.errors import InputError
+from motion_prior.foundation.pokes import action_to_pokes, hold_last_waypoint, validate_pokes
 
 
 def _camera() -> PinholeCamera:

@@ -99,8 +99,8 @@ def test_cli_errors_name_the_problem_and_exit_nonzero(tmp_path, capsys):
 def test_default_model_ships_inside_the_package_and_loads():
     from fnmatch import fnmatch
 
-    from motion_prior.model_directory import default_model_dir
-    from motion_prior.prior import MotionPrior
+    from motion_prior.inference.model_directory import default_model_dir
+    from motion_prior.inference.prior import MotionPrior
 
     directory = default_model_dir()
     files = [p.relative_to(directory.parent.parent).as_posix() for p in directory.rglob("*") if p.is_file()]

@@ -12,7 +12,7 @@ import pytest
 from ros_support import require_rclpy
 from rosbags.typesys import Stores, get_typestore
 
-from motion_prior.camera import PinholeCamera, look_at
+from motion_prior.foundation.camera import PinholeCamera, look_at
 from ros_nodes.conversions import (ENCODINGS, MessageError, action_to_poke, camera_from_info, camera_info_fields,
                                    has_distortion, image_to_rgb, normalized_to_ros_pixels, pack_futures, pixel_poke,
                                    rgb_to_image_fields, ros_pixels_to_normalized, tracks_on_unit_plane, unpack_futures)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ros_nodes.parameters import NODE_PARAMETERS
+from ros_nodes.parameter_specs import NODE_PARAMETERS
 
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCH_FILES = sorted((ROOT / "launch").glob("*.launch.xml"))

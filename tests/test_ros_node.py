@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 from ros_support import require_rclpy
 
-from motion_prior.camera import PinholeCamera, look_at
+from motion_prior.foundation.camera import PinholeCamera, look_at
 from ros_nodes.conversions import camera_info_fields, rgb_to_image_fields, unpack_futures
-from ros_nodes.parameters import MOTION_PRIOR_PARAMETERS
+from ros_nodes.parameter_specs import MOTION_PRIOR_PARAMETERS
 
 rclpy = require_rclpy()
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
@@ -36,7 +36,7 @@ from std_msgs.msg import Header  # noqa: E402
 from visualization_msgs.msg import Marker, MarkerArray  # noqa: E402
 
 from ros_nodes.motion_prior_node import MotionPriorNode  # noqa: E402
-from ros_nodes.ros_parameters import value  # noqa: E402
+from ros_nodes.parameter_declaration import value  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = (48, 64)  # height, width of the test camera

@@ -9,7 +9,7 @@ from ros_support import require_rclpy
 
 from ros_nodes.conversions import action_to_poke, camera_from_info, camera_info_fields
 from ros_nodes.sim_pushes import PushStream
-from sim_envs.clip_generator import GeneratorConfig
+from sim_envs.generation.clip_generator import GeneratorConfig
 
 rclpy = require_rclpy()
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402

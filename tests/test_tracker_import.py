@@ -1,4 +1,4 @@
-"""Importing video + point-tracker output as clips (motion_prior.tracker_import, `data import`)."""
+"""Importing video + point-tracker output as clips (motion_prior.data.tracker_import, `data import`)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import pytest
 from PIL import Image
 
 from motion_prior.cli import main
-from motion_prior.errors import InputError
-from motion_prior.shards import ClipStore
-from motion_prior.tracker_import import clips_from_tracker, load_frames
+from motion_prior.data.shards import ClipStore
+from motion_prior.data.tracker_import import clips_from_tracker, load_frames
+from motion_prior.foundation.errors import InputError
 
 F, H, W, N, T = 150, 32, 48, 12, 64
 
@@ -190,7 +190,7 @@ def test_cli_import_from_npy_frames(tmp_path, capsys):
         np.testing.assert_array_equal(read.frame, clip.frame)
         assert read.text == "pouring" and read.fps == 30.0 and read.seed == clip.seed
         assert read.metadata == clip.metadata
-    assert store.producer["name"] == "motion_prior.tracker_import"
+    assert store.producer["name"] == "motion_prior.data.tracker_import"
 
 
 def test_cli_import_from_a_folder_of_png_images(tmp_path):

@@ -24,17 +24,17 @@ import yaml
 from safetensors.torch import load_file
 from torch.utils.data import default_collate
 
-from motion_prior import vae_training
-from motion_prior.checkpoints import CheckpointError
 from motion_prior.cli import main
-from motion_prior.configs import config_from_yaml, config_to_yaml
-from motion_prior.datasets import ClipDataset
-from motion_prior.metrics import l1_pixels, moving_mask, static_baseline
-from motion_prior.shards import ClipStore, shard_name, write_shard
-from motion_prior.training import StepSampler
-from motion_prior.vae import TrajectoryVAE
-from motion_prior.vae import load_vae
-from motion_prior.vae_training import PRESETS, VAERecipe, latent_statistics, preset, train_vae
+from motion_prior.data.datasets import ClipDataset
+from motion_prior.data.shards import ClipStore, shard_name, write_shard
+from motion_prior.foundation.checkpoints import CheckpointError
+from motion_prior.foundation.configs import config_from_yaml, config_to_yaml
+from motion_prior.foundation.metrics import l1_pixels, moving_mask, static_baseline
+from motion_prior.networks.trajectory_vae import TrajectoryVAE
+from motion_prior.networks.trajectory_vae import load_vae
+from motion_prior.training import train_vae as vae_training
+from motion_prior.training.loop import StepSampler
+from motion_prior.training.vae_stage import PRESETS, VAERecipe, latent_statistics, preset, train_vae
 
 OVERFIT_STEPS = 300
 
@@ -48,8 +48,8 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 @pytest.fixture(scope="module")
 def clip_dir(tmp_path_factory) -> Path:
     """24 simulated clips (64 frames, 128 x 128, 32 tracks each)."""
-    from sim_envs.clip_generator import GeneratorConfig
-    from sim_envs.generation import generate_clips
+    from sim_envs.generation.clip_generator import GeneratorConfig
+    from sim_envs.generation.clip_writer import generate_clips
 
     root = tmp_path_factory.mktemp("vae_data") / "clips"
     generate_clips(root, num_clips=24, seed=0, workers=1, config=GeneratorConfig(num_points=32),
@@ -381,9 +381,9 @@ _DDP_WORKER = textwrap.dedent("""
     import os, sys
     import torch
     from safetensors.torch import save_file
-    from motion_prior.datasets import ClipDataset
-    from motion_prior.training import Trainer
-    from motion_prior.vae_training import VAETask, preset
+    from motion_prior.data.datasets import ClipDataset
+    from motion_prior.training.loop import Trainer
+    from motion_prior.training.vae_stage import VAETask, preset
 
     torch.set_num_threads(1)
     data, out = sys.argv[1], sys.argv[2]
@@ -492,7 +492,7 @@ def test_unknown_recipe_keys_are_rejected():
 
 
 def test_evaluation_encodes_a_seeded_random_subset_not_a_prefix():
-    from motion_prior.batch_views import encoded_subset, gather_tracks
+    from motion_prior.data.batch_views import encoded_subset, gather_tracks
 
     batch = {"tracks": torch.zeros(3, 64, 64, 2), "clip_index": torch.tensor([0, 1, 2])}
     chosen = encoded_subset(batch, 32)
@@ -505,7 +505,7 @@ def test_evaluation_encodes_a_seeded_random_subset_not_a_prefix():
 
 
 def test_point_categories_are_unknown_where_the_clip_records_none(make_clip):
-    from motion_prior.vae_eval import point_categories
+    from motion_prior.evaluation.eval_vae import point_categories
 
     assert point_categories(make_clip(0, n=5)).tolist() == [-1] * 5
     named = make_clip(0, n=3, metadata={"point_categories": ["pusher", "object", "background"]})

@@ -1,4 +1,4 @@
-"""Track pictures and animations (motion_prior.visualize)."""
+"""Track pictures and animations (motion_prior.foundation.visualize)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageSequence
 
-from motion_prior.camera import normalized_to_pixels
-from motion_prior.errors import InputError
-from motion_prior.visualize import draw_tracks, save_gif, save_png, track_colours
+from motion_prior.foundation.camera import normalized_to_pixels
+from motion_prior.foundation.errors import InputError
+from motion_prior.foundation.visualize import draw_tracks, save_gif, save_png, track_colours
 
 H, W, T = 12, 16, 10
 BACKGROUND = 40

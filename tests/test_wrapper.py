@@ -6,11 +6,11 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-import sim_envs.envs as tabletop
-from motion_prior.errors import InputError
-from motion_prior.prior import MotionPrior
-from sim_envs.poke_functions import FetchPushPokes, PusherV5Pokes, make_fetch_push, make_pusher_v5, mujoco_camera
-from sim_envs.wrapper import ImagineConfig, MotionPriorWrapper
+import sim_envs.tasks.envs as tabletop
+from motion_prior.foundation.errors import InputError
+from motion_prior.inference.prior import MotionPrior
+from sim_envs.tasks.poke_functions import FetchPushPokes, PusherV5Pokes, make_fetch_push, make_pusher_v5, mujoco_camera
+from sim_envs.tasks.wrapper import ImagineConfig, MotionPriorWrapper
 
 
 @pytest.fixture(scope="module")

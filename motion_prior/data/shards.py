@@ -1,0 +1,279 @@
+"""On-disk storage of clips: safetensors shards of many clips plus an `index.json`.
+
+Layout of a clip directory::
+
+    DIR/index.json               what is there: shards, clip counts, shapes, seeds, checksums,
+                                 and the config/version of whatever produced the clips
+    DIR/shard-00000.safetensors  tensors "<i>/<field>" for clip i of the shard; per-clip
+                                 scalars (fps, text, seed, ...) as JSON in the header metadata
+
+Shards are written to a temporary file and renamed into place, and the index is rewritten the
+same way after each shard, so a killed writer never leaves anything a reader would accept half
+done. Each shard's SHA-256 sits in the index; readers check it before trusting a shard.
+safetensors holds only raw tensors (no pickle), so reading untrusted data is safe.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from safetensors import SafetensorError, safe_open
+from safetensors.numpy import save
+
+from motion_prior.data.clips import ARRAY_FIELDS, SCALAR_FIELDS, Clip
+from motion_prior.foundation.errors import ClipFormatError, CorruptShardError
+
+FORMAT_NAME = "motion_prior.data.clips"
+FORMAT_VERSION = 1
+INDEX_FILE = "index.json"
+
+
+def shard_name(number: int) -> str:
+    return f"shard-{number:05d}.safetensors"
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write `data` to `path` through a temporary file in the same directory plus a rename."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass
+class ShardInfo:
+    """What the index records about one shard."""
+
+    file: str
+    num_clips: int
+    sha256: str
+    bytes: int
+    seeds: list[int]
+    frame_shape: list[int]
+    tracks_shape: list[int]
+    producer_info: dict = field(default_factory=dict)
+    """Whatever the producer records per shard (the generator: its scenes and skipped ones)."""
+
+    @classmethod
+    def from_json(cls, data: dict) -> "ShardInfo":
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+
+
+def write_shard(path: Path, clips: list[Clip], producer_info: dict | None = None) -> ShardInfo:
+    """Validate `clips` and write them atomically as one shard at `path`.
+
+    Safe to call from worker processes: it touches only `path` (and a temporary sibling).
+    """
+    path = Path(path)
+    if not clips:
+        raise ValueError("write_shard: clips: expected at least one clip, got none")
+    tensors: dict[str, np.ndarray] = {}
+    scalars = []
+    for i, clip in enumerate(clips):
+        clip.validate(f"{path.name}, clip {i} (being written)")
+        for name, value in clip.array_fields().items():
+            tensors[f"{i}/{name}"] = np.ascontiguousarray(value)
+        scalars.append({k: (int(v) if k == "seed" else v) for k, v in clip.scalar_fields().items()})
+    metadata = {
+        "format": FORMAT_NAME,
+        "format_version": str(FORMAT_VERSION),
+        "num_clips": str(len(clips)),
+        "clips": json.dumps(scalars),
+    }
+    data = save(tensors, metadata=metadata)
+    atomic_write_bytes(path, data)
+    return ShardInfo(
+        file=path.name,
+        num_clips=len(clips),
+        sha256=hashlib.sha256(data).hexdigest(),
+        bytes=len(data),
+        seeds=[int(c.seed) for c in clips],
+        frame_shape=list(clips[0].frame.shape),
+        tracks_shape=list(clips[0].tracks.shape),
+        producer_info=producer_info or {},
+    )
+
+
+class ShardReader:
+    """Reads clips from one shard after checking it against its index entry.
+
+    Raises:
+        CorruptShardError: the file is missing, has the wrong size or checksum, or its header
+            cannot be parsed.
+    """
+
+    def __init__(self, path: Path, info: ShardInfo | None = None):
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise CorruptShardError(str(self.path), "file is missing")
+        if info is not None:
+            size = self.path.stat().st_size
+            if size != info.bytes:
+                raise CorruptShardError(str(self.path), f"size {size} bytes, index says {info.bytes} (truncated?)")
+            sha = file_sha256(self.path)
+            if sha != info.sha256:
+                raise CorruptShardError(str(self.path), f"SHA-256 {sha[:12]}..., index says {info.sha256[:12]}...")
+        try:
+            self._handle = safe_open(str(self.path), framework="numpy")
+            metadata = self._handle.metadata() or {}
+        except (SafetensorError, OSError) as error:
+            raise CorruptShardError(str(self.path), f"cannot parse safetensors header ({error})") from None
+        if metadata.get("format") != FORMAT_NAME:
+            raise CorruptShardError(str(self.path), f"not a {FORMAT_NAME} shard (format={metadata.get('format')!r})")
+        if int(metadata.get("format_version", -1)) > FORMAT_VERSION:
+            raise CorruptShardError(
+                str(self.path), f"format version {metadata['format_version']} is newer than this reader ({FORMAT_VERSION})"
+            )
+        self._scalars = json.loads(metadata["clips"])
+        self._keys = set(self._handle.keys())
+
+    def __len__(self) -> int:
+        return len(self._scalars)
+
+    def read(self, i: int) -> Clip:
+        """Read and validate clip `i` of this shard."""
+        if not 0 <= i < len(self):
+            raise IndexError(f"clip index {i} out of range for {self.path.name} with {len(self)} clips")
+        where = f"{self.path.name}, clip {i}"
+        arrays = {}
+        for name in ARRAY_FIELDS:
+            key = f"{i}/{name}"
+            if key in self._keys:
+                try:
+                    arrays[name] = self._handle.get_tensor(key)
+                except (SafetensorError, OSError) as error:
+                    raise CorruptShardError(str(self.path), f"{where}: cannot read field '{name}' ({error})") from None
+        for required in ("frame", "tracks", "visibility", "object_id"):
+            if required not in arrays:
+                raise ClipFormatError(required, "a stored array", "nothing", where)
+        scalars = {k: self._scalars[i][k] for k in SCALAR_FIELDS if k in self._scalars[i]}
+        return Clip(**arrays, **scalars).validate(where)
+
+
+@dataclass
+class ClipStore:
+    """A directory of clip shards and its index.
+
+    Use :meth:`create` to start or resume writing, :meth:`open` to read.
+    """
+
+    root: Path
+    shards: list[ShardInfo] = field(default_factory=list)
+    producer: dict = field(default_factory=dict)
+
+    @classmethod
+    def open(cls, root: str | Path) -> "ClipStore":
+        root = Path(root)
+        index_path = root / INDEX_FILE
+        if not index_path.is_file():
+            raise FileNotFoundError(f"{root}: no {INDEX_FILE}; is this a clip directory (motion-prior data generate)?")
+        try:
+            index = json.loads(index_path.read_text())
+        except json.JSONDecodeError as error:
+            raise CorruptShardError(str(index_path), f"invalid JSON ({error})") from None
+        if index.get("format") != FORMAT_NAME:
+            raise CorruptShardError(str(index_path), f"not a {FORMAT_NAME} index (format={index.get('format')!r})")
+        try:
+            shards = [ShardInfo.from_json(s) for s in index["shards"]]
+        except (KeyError, TypeError) as error:
+            raise CorruptShardError(str(index_path), f"malformed shard entry ({error!r})") from None
+        return cls(root=root, shards=shards, producer=index.get("producer", {}))
+
+    @classmethod
+    def create(cls, root: str | Path, producer: dict) -> "ClipStore":
+        """Open `root` for writing, creating it if needed.
+
+        An existing store is resumed only if it was made by the same `producer` (generator
+        name, version and config), so resumed data never mixes two configurations.
+        """
+        root = Path(root)
+        root.mkdir(parents=True, exist_ok=True)
+        if (root / INDEX_FILE).exists():
+            store = cls.open(root)
+            if store.producer != producer:
+                raise ValueError(
+                    f"{root} holds clips made with a different producer config; "
+                    f"stored {json.dumps(store.producer, sort_keys=True)[:300]}, "
+                    f"requested {json.dumps(producer, sort_keys=True)[:300]}. Use a new --out directory."
+                )
+            return store
+        store = cls(root=root, producer=producer)
+        store.save_index()
+        return store
+
+    def save_index(self) -> None:
+        index = {
+            "format": FORMAT_NAME,
+            "format_version": FORMAT_VERSION,
+            "num_clips": self.num_clips,
+            "producer": self.producer,
+            "shards": [vars(s) for s in sorted(self.shards, key=lambda s: s.file)],
+        }
+        atomic_write_bytes(self.root / INDEX_FILE, json.dumps(index, indent=1).encode())
+
+    def add_shard(self, info: ShardInfo) -> None:
+        """Record a shard written by :func:`write_shard` into this directory."""
+        self.shards = [s for s in self.shards if s.file != info.file] + [info]
+        self.shards.sort(key=lambda s: s.file)
+        self.save_index()
+
+    def has_shard(self, file: str) -> bool:
+        return any(s.file == file for s in self.shards) and (self.root / file).is_file()
+
+    @property
+    def num_clips(self) -> int:
+        return sum(s.num_clips for s in self.shards)
+
+    def locate(self, index: int) -> tuple[ShardInfo, int]:
+        """Map a global clip index to (shard, index within shard)."""
+        if not 0 <= index < self.num_clips:
+            raise IndexError(f"clip index {index} out of range for {self.root} with {self.num_clips} clips")
+        for info in self.shards:
+            if index < info.num_clips:
+                return info, index
+            index -= info.num_clips
+        raise AssertionError("unreachable")
+
+    def reader(self, info: ShardInfo, verify: bool = True) -> ShardReader:
+        return ShardReader(self.root / info.file, info if verify else None)
+
+    def read_clip(self, index: int) -> Clip:
+        info, local = self.locate(index)
+        return self.reader(info).read(local)
+
+    def seeds(self) -> list[int]:
+        """The seed of every clip, in global index order."""
+        return [seed for info in self.shards for seed in info.seeds]
+
+    def verify(self) -> list[CorruptShardError | ClipFormatError]:
+        """Check every shard's checksum and every clip's fields; return the problems found."""
+        problems = []
+        for info in self.shards:
+            try:
+                reader = self.reader(info)
+                for i in range(len(reader)):
+                    reader.read(i)
+            except (CorruptShardError, ClipFormatError) as error:
+                problems.append(error)
+        return problems

@@ -1,0 +1,1 @@
+"""Evaluation: `eval vae`, `eval flow` and the inference benchmark."""

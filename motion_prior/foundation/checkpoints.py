@@ -1,0 +1,120 @@
+"""Checkpoint directories: `config.yaml` + `model.safetensors` (+ `latent_stats.safetensors`).
+
+No pickle anywhere. Every file is written to a temporary name and renamed, and the directory
+itself is assembled next to its final place and swapped in, so a reader never sees a mix of
+two saves. Loading checks that the weights match the config's architecture and names what
+disagrees.
+
+The training state (optimizer moments, step, RNG) lives in `training_state.safetensors` plus
+`training_state.json` in the same directory; see `motion_prior.training.loop`.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from motion_prior.foundation.configs import config_from_yaml, config_to_yaml
+
+CONFIG_FILE = "config.yaml"
+WEIGHTS_FILE = "model.safetensors"
+STATS_FILE = "latent_stats.safetensors"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint directory is missing a file, truncated, or disagrees with its config."""
+
+
+def write_checkpoint(directory: str | Path, files: dict[str, bytes | dict[str, torch.Tensor]]) -> None:
+    """Atomically (re)write a checkpoint directory.
+
+    Args:
+        files: file name -> bytes (written as is) or a dict of tensors (written as safetensors).
+            Files already in the directory but not named here are kept (copied over).
+    """
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    staging = directory.with_name(f".{directory.name}.staging")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    if directory.exists():
+        # Only what is not being rewritten is carried over (e.g. an eval/ folder, metrics.jsonl).
+        for kept in directory.iterdir():
+            if kept.name in files:
+                continue
+            if kept.is_dir():
+                shutil.copytree(kept, staging / kept.name)
+            else:
+                shutil.copy2(kept, staging / kept.name)
+    for name, content in files.items():
+        if isinstance(content, bytes):
+            (staging / name).write_bytes(content)
+        else:
+            save_file({k: v.detach().contiguous().cpu() for k, v in content.items()}, str(staging / name))
+    old = directory.with_name(f".{directory.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if directory.exists():
+        directory.rename(old)
+    staging.rename(directory)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def save_model(directory: str | Path, config, model: nn.Module, extra: dict[str, bytes | dict] | None = None) -> None:
+    """Write `config.yaml` + `model.safetensors` (+ `extra` files) atomically."""
+    write_checkpoint(directory, {CONFIG_FILE: config_to_yaml(config).encode(), WEIGHTS_FILE: model.state_dict(), **(extra or {})})
+
+
+def read_tensors(path: Path) -> dict[str, torch.Tensor]:
+    """Load a safetensors file, turning missing/truncated files into :class:`CheckpointError`."""
+    if not path.is_file():
+        raise CheckpointError(f"{path}: file is missing")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError) as error:
+        raise CheckpointError(f"{path}: cannot read safetensors ({error}); truncated or not a safetensors file") from None
+
+
+def load_config(directory: str | Path, cls):
+    path = Path(directory) / CONFIG_FILE
+    if not path.is_file():
+        raise CheckpointError(f"{directory}: no {CONFIG_FILE}; is this a checkpoint directory?")
+    try:
+        return config_from_yaml(cls, path.read_text(), str(path))
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f"{path}: invalid config ({error})") from None
+
+
+def load_weights(model: nn.Module, path: Path) -> None:
+    """Load a state dict into `model`; raise :class:`CheckpointError` naming missing,
+    unexpected or mis-shaped tensors (weights and config disagree)."""
+    state = read_tensors(path)
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    mismatched = [f"{k}: config expects {list(expected[k].shape)}, file has {list(state[k].shape)}"
+                  for k in sorted(expected.keys() & state.keys()) if expected[k].shape != state[k].shape]
+    if missing or unexpected or mismatched:
+        details = "; ".join(filter(None, [
+            f"missing {missing[:5]}{'...' if len(missing) > 5 else ''}" if missing else "",
+            f"unexpected {unexpected[:5]}{'...' if len(unexpected) > 5 else ''}" if unexpected else "",
+            "; ".join(mismatched[:5]),
+        ]))
+        raise CheckpointError(f"{path}: weights do not match {Path(path).parent / CONFIG_FILE}: {details}")
+    model.load_state_dict(state)
+
+
+def read_latent_stats(directory: str | Path) -> dict[str, torch.Tensor]:
+    """A Stage 1 checkpoint's latent statistics: {"mean", "std"}, float32 `[C]`, what Stage 2
+    normalises latents with."""
+    stats = read_tensors(Path(directory) / STATS_FILE)
+    return {"mean": stats["mean"].float(), "std": stats["std"].float()}
+
+
+def json_bytes(data) -> bytes:
+    return json.dumps(data, indent=1).encode()

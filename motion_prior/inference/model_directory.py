@@ -1,0 +1,44 @@
+"""Model directories on disk: `"default"` or a path -> the checked directory and its torch modules.
+
+A model directory holds `vae/` (a Stage 1 checkpoint: `config.yaml`, `model.safetensors`,
+`latent_stats.safetensors`) and `flow/` (`config.yaml`, `model.safetensors`); weights may be
+stored in float16 and are loaded as float32. The shipped model is `motion_prior/models/default`.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+import torch
+
+from motion_prior.foundation.checkpoints import CheckpointError, WEIGHTS_FILE, load_config, load_weights, read_latent_stats
+from motion_prior.networks.latent_flow import FlowConfig, FlowNetwork
+from motion_prior.networks.trajectory_vae import TrajectoryVAE, load_vae
+
+
+def default_model_dir() -> Path:
+    """The model shipped inside the package (`motion_prior/models/default`)."""
+    return Path(str(resources.files("motion_prior") / "models" / "default"))
+
+
+def model_dir(model: str | Path) -> Path:
+    """`"default"` or a model directory -> its path, checked to hold `vae/` and `flow/`."""
+    directory = default_model_dir() if str(model) == "default" else Path(model)
+    if not (directory / "vae").is_dir() or not (directory / "flow").is_dir():
+        raise CheckpointError(f"{directory}: expected a model directory with vae/ and flow/ checkpoints")
+    return directory
+
+
+def load_vae_with_stats(directory: str | Path) -> tuple[TrajectoryVAE, dict[str, torch.Tensor]]:
+    """A Stage 1 checkpoint: (the VAE in eval mode, latent statistics {"mean", "std"} `[C]`)."""
+    return load_vae(directory), read_latent_stats(directory)
+
+
+def load_model(model: str | Path) -> tuple[TrajectoryVAE, FlowNetwork, dict[str, torch.Tensor]]:
+    """`"default"` or a model directory -> (VAE, flow network, latent statistics), on the CPU."""
+    directory = model_dir(model)
+    vae, stats = load_vae_with_stats(directory / "vae")
+    flow = FlowNetwork(load_config(directory / "flow", FlowConfig))
+    load_weights(flow, directory / "flow" / WEIGHTS_FILE)
+    return vae, flow, stats

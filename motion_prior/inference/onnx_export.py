@@ -1,0 +1,261 @@
+"""ONNX export of the parts of a model that run at inference (`motion-prior export`).
+
+Four graphs, exported with torch's default (dynamo) exporter, each with a dynamic batch
+dimension (and the decoder with a dynamic number of query points):
+
+    frame_encoder.onnx  frames uint8 [B, S, S, 3]                        -> frame_tokens [B, F, Df]
+    condition.onnx      frame_tokens, pokes [B, P, 5], poke_mask bool [B, P],
+                        text_ids int64 [B, L]                             -> mask bool [B, M], bias [B, N, D],
+                                                                             keys, values [depth, B, H, M, E]
+    velocity.onnx       x [B, N, C], t [B], mask, bias, keys, values      -> velocity [B, N, C]
+    decoder.onnx        z [B, N, C], query_points [B, Q, 2], frame_tokens,
+                        pokes, poke_mask                                  -> tracks [B, Q, T, 2]
+
+P is always `max_pokes` (absent pokes are masked, which gives the same futures) and L the text
+encoder's `max_words`, so only B and Q vary. Splitting condition from velocity keeps the
+conditioning cache: the context's keys and values are computed once per query and fed to every
+sampling step. Text stays in Python: word ids come from `motion_prior.networks.text_encoder.token_ids`.
+
+The directory also holds `manifest.json`: the model's `ModelSpec`, every graph's inputs and
+outputs with their (symbolic) shapes and dtypes, its opsets and SHA-256, the SHA-256 of the
+source checkpoint files, the exporter's versions, and the largest difference from torch on the
+export's example inputs. `--fp16` adds float16 copies (`*.fp16.onnx`, inputs and outputs stay
+float32) for GPUs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import shutil
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from motion_prior.data.shards import file_sha256
+from motion_prior.foundation.checkpoints import CheckpointError
+from motion_prior.foundation.pokes import END_TIME, end_times
+from motion_prior.inference.backends import ModelSpec, TorchBackend
+from motion_prior.inference.model_directory import model_dir
+from motion_prior.networks.latent_flow import Conditioning, FlowNetwork
+from motion_prior.networks.trajectory_vae import TrajectoryVAE
+
+MANIFEST = "manifest.json"
+FORMAT = 1
+GRAPHS = ("frame_encoder", "condition", "velocity", "decoder")
+log = logging.getLogger(__name__)
+
+
+class FrameGraph(nn.Module):
+    """frames `uint8 [B, S, S, 3]` -> frame tokens `[B, F, Df]`."""
+
+    def __init__(self, vae: TrajectoryVAE):
+        super().__init__()
+        self.vae = vae
+
+    def forward(self, frames):
+        return self.vae.encode_frame(frames)
+
+
+class ConditionGraph(nn.Module):
+    """`FlowNetwork.condition_ids` with its per-block keys and values stacked: -> (mask
+    `[B, M]`, bias `[B, N, D]`, keys `[depth, B, H, M, E]`, values `[depth, B, H, M, E]`)."""
+
+    def __init__(self, flow: FlowNetwork):
+        super().__init__()
+        self.flow = flow
+
+    def forward(self, frame_tokens, pokes, poke_mask, text_ids):
+        conditioning = self.flow.condition_ids(frame_tokens, pokes, poke_mask, text_ids)
+        keys, values = (torch.stack(parts) for parts in zip(*conditioning.kv))
+        return conditioning.mask, conditioning.bias, keys, values
+
+
+class VelocityGraph(nn.Module):
+    """`FlowNetwork.velocity` reading the stacked conditioning of :class:`ConditionGraph`."""
+
+    def __init__(self, flow: FlowNetwork):
+        super().__init__()
+        self.flow = flow
+
+    def forward(self, x, t, mask, bias, keys, values):
+        return self.flow.velocity(x, t, Conditioning(list(zip(keys.unbind(0), values.unbind(0))), mask, bias))
+
+
+def checkpoint_hashes(directory: Path) -> dict[str, str]:
+    """SHA-256 of every file of a model directory's `vae/` and `flow/` checkpoints."""
+    return {str(path.relative_to(directory)): file_sha256(path)
+            for part in ("vae", "flow") for path in sorted((directory / part).iterdir()) if path.is_file()}
+
+
+def checkpoint_id(directory: Path) -> str:
+    """A short, stable identity of a model directory's weights (keys the export cache)."""
+    return hashlib.sha256(json.dumps(checkpoint_hashes(directory), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _examples(backend: TorchBackend, batch: int = 2, queries: int = 3) -> dict[str, tuple]:
+    """Example inputs of each graph. Batch and query counts are >= 2 so that the exporter
+    does not specialise a dynamic dimension to 1."""
+    spec = backend.spec
+    generator = torch.Generator().manual_seed(0)
+    frames = torch.randint(0, 256, (batch, spec.image_size, spec.image_size, 3), dtype=torch.uint8, generator=generator)
+    pokes = torch.rand(batch, spec.max_pokes, 5, generator=generator) * 2 - 1
+    pokes[..., END_TIME] = end_times(pokes).abs().clamp(min=0.1)
+    counts = (2 * torch.arange(batch) + 1) % (spec.max_pokes + 1)  # 1, 3, 5, ... pokes, some rows none
+    poke_mask = torch.arange(spec.max_pokes)[None] < counts[:, None]
+    text_ids = torch.zeros(batch, spec.text.max_words, dtype=torch.long)
+    text_ids[0, :3] = torch.tensor([5, 17, 2])
+    with torch.no_grad():
+        frame_tokens = backend.encode_frame(frames)
+        mask, bias, keys, values = ConditionGraph(backend.flow)(frame_tokens, pokes, poke_mask, text_ids)
+    x = torch.randn(batch, spec.num_latents, spec.latent_channels, generator=generator)
+    t = torch.rand(batch, generator=generator)
+    query_points = torch.rand(batch, queries, 2, generator=generator) * 2 - 1
+    return {
+        "frame_encoder": (frames,),
+        "condition": (frame_tokens, pokes, poke_mask, text_ids),
+        "velocity": (x, t, mask, bias, keys, values),
+        "decoder": (x, query_points, frame_tokens, pokes, poke_mask),
+    }
+
+
+INPUT_NAMES = {
+    "frame_encoder": ["frames"],
+    "condition": ["frame_tokens", "pokes", "poke_mask", "text_ids"],
+    "velocity": ["x", "t", "mask", "bias", "keys", "values"],
+    "decoder": ["z", "query_points", "frame_tokens", "pokes", "poke_mask"],
+}
+OUTPUT_NAMES = {
+    "frame_encoder": ["frame_tokens"],
+    "condition": ["mask", "bias", "keys", "values"],
+    "velocity": ["velocity"],
+    "decoder": ["tracks"],
+}
+
+
+def _dynamic_shapes(name: str) -> tuple:
+    batch = torch.export.Dim("batch", min=1)
+    if name == "velocity":
+        return ({0: batch}, {0: batch}, {0: batch}, {0: batch}, {1: batch}, {1: batch})
+    if name == "decoder":
+        return ({0: batch}, {0: batch, 1: torch.export.Dim("queries", min=1)}, {0: batch}, {0: batch}, {0: batch})
+    return tuple({0: batch} for _ in INPUT_NAMES[name])
+
+
+def _describe(path: Path) -> dict:
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+
+    def tensors(values):
+        return [{"name": v.name, "dtype": onnx.helper.tensor_dtype_to_np_dtype(v.type.tensor_type.elem_type).name,
+                 "shape": [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]} for v in values]
+
+    return {"file": path.name, "sha256": file_sha256(path), "bytes": path.stat().st_size,
+            "opsets": {entry.domain or "ai.onnx": entry.version for entry in model.opset_import},
+            "inputs": tensors(model.graph.input), "outputs": tensors(model.graph.output)}
+
+
+def _max_difference(path: Path, module: nn.Module, inputs: tuple) -> float:
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    feeds = {i.name: x.numpy() for i, x in zip(session.get_inputs(), inputs)}
+    with torch.no_grad():
+        expected = module(*inputs)
+    expected = expected if isinstance(expected, tuple) else (expected,)
+    return max(float((torch.from_numpy(got) - want.float()).abs().max())
+               for got, want in zip(session.run(None, feeds), expected) if want.is_floating_point())
+
+
+def _to_fp16(source: Path, target: Path) -> None:
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # it warns about every value it clamps to float16's range
+        model = convert_float_to_float16(onnx.load(str(source)), keep_io_types=True)
+    onnx.save(model, str(target))
+
+
+@contextlib.contextmanager
+def _quiet(logger: str):
+    """Silence a library's logger below errors (the exporter logs every optional op it skips)."""
+    handle = logging.getLogger(logger)
+    level = handle.level
+    handle.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        handle.setLevel(level)
+
+
+def export_model(model: str | Path, out: str | Path, fp16: bool = False) -> Path:
+    """Export `"default"` or a model directory (`vae/` + `flow/`) into `out` (see the module
+    docstring). The directory is written next to `out` and renamed into place when complete, so
+    a crash never leaves a half-written export. Returns `out`."""
+    import onnx
+    import onnxruntime
+    import onnxscript
+
+    source = model_dir(model)
+    backend = TorchBackend.load(source)
+    modules = {"frame_encoder": FrameGraph(backend.vae), "condition": ConditionGraph(backend.flow),
+               "velocity": VelocityGraph(backend.flow), "decoder": backend.decoder}
+    examples = _examples(backend)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        graphs = {}
+        for name in GRAPHS:
+            started = time.perf_counter()
+            path = staging / f"{name}.onnx"
+            with warnings.catch_warnings(), _quiet("torch.onnx"):
+                warnings.simplefilter("ignore")
+                torch.onnx.export(modules[name], examples[name], str(path), dynamo=True, verbose=False,
+                                  input_names=INPUT_NAMES[name], output_names=OUTPUT_NAMES[name],
+                                  dynamic_shapes=_dynamic_shapes(name), external_data=False)
+            graphs[name] = _describe(path)
+            graphs[name]["max_abs_difference_from_torch"] = _max_difference(path, modules[name], examples[name])
+            if fp16:
+                _to_fp16(path, staging / f"{name}.fp16.onnx")
+                graphs[name]["fp16"] = _describe(staging / f"{name}.fp16.onnx")
+            log.info("exported %s in %.1f s", name, time.perf_counter() - started)
+        manifest = {
+            "format": FORMAT,
+            "spec": backend.spec.to_dict(),
+            "graphs": graphs,
+            "source": {"model": str(source), "checkpoint_id": checkpoint_id(source),
+                       "sha256": checkpoint_hashes(source)},
+            "exporter": {"torch": torch.__version__, "dynamo": True, "onnx": onnx.__version__,
+                         "onnxscript": onnxscript.__version__, "onnxruntime": onnxruntime.__version__},
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        if out.exists():
+            shutil.rmtree(out)
+        staging.rename(out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return out
+
+
+def read_manifest(directory: str | Path) -> tuple[dict, ModelSpec]:
+    """An export directory's manifest and model spec; raises `CheckpointError` if it is not one
+    this version can read."""
+    path = Path(directory) / MANIFEST
+    if not path.is_file():
+        raise CheckpointError(f"{directory}: expected an ONNX export directory with {MANIFEST} "
+                              "(write one with `motion-prior export`)")
+    manifest = json.loads(path.read_text())
+    if manifest.get("format") != FORMAT or set(manifest.get("graphs", {})) != set(GRAPHS):
+        raise CheckpointError(f"{path}: expected format {FORMAT} with graphs {GRAPHS}, got format "
+                              f"{manifest.get('format')} with {sorted(manifest.get('graphs', {}))}")
+    return manifest, ModelSpec.from_dict(manifest["spec"])

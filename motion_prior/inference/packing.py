@@ -1,0 +1,35 @@
+"""`motion-prior pack`: assemble a model directory from a Stage 1 and a Stage 2 training run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from motion_prior.foundation.checkpoints import CONFIG_FILE, STATS_FILE, WEIGHTS_FILE, CheckpointError, read_tensors, write_checkpoint
+from motion_prior.foundation.errors import InputError
+from motion_prior.inference.backends import TorchBackend
+
+
+def pack_model(vae_run: str | Path, flow_run: str | Path, out: str | Path, dtype: str = "float16") -> Path:
+    """Assemble a model directory (`vae/` + `flow/`, `motion_prior.inference.model_directory`) from a Stage 1
+    and a Stage 2 run.
+
+    Floating-point weights are stored as `dtype` ("float16" halves the size; loading casts
+    them back to float32); latent statistics stay float32. Each part's `recipe.yaml` and
+    `hardware.json` are kept as provenance. Returns `out`.
+    """
+    if dtype not in ("float16", "float32"):
+        raise InputError("dtype", "float16 or float32", dtype)
+    store = getattr(torch, dtype)
+    out = Path(out)
+    for part, run, extra in (("vae", Path(vae_run), (STATS_FILE,)), ("flow", Path(flow_run), ())):
+        weights = read_tensors(run / WEIGHTS_FILE)
+        files = {WEIGHTS_FILE: {k: v.to(store) if v.is_floating_point() else v for k, v in weights.items()}}
+        for name in (CONFIG_FILE, *extra, "recipe.yaml", "hardware.json"):
+            if not (run / name).is_file():
+                raise CheckpointError(f"{run}: {name} is missing; is this a finished {part} run?")
+            files[name] = (run / name).read_bytes()
+        write_checkpoint(out / part, files)
+    TorchBackend.load(out)  # fail here, not at the user's first call, if the parts do not fit
+    return out

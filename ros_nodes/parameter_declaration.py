@@ -1,0 +1,68 @@
+"""Declare a node's parameters from its :class:`ros_nodes.parameter_specs.ParameterSpec` table:
+descriptors with descriptions and ranges, and one check for every change (at start and at
+run time) that rejects bad values with a reason naming the parameter."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
+from rclpy.exceptions import ParameterUninitializedException
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+
+from ros_nodes.parameter_specs import ParameterSpec
+
+TYPES = {
+    "bool": Parameter.Type.BOOL,
+    "integer": Parameter.Type.INTEGER,
+    "double": Parameter.Type.DOUBLE,
+    "string": Parameter.Type.STRING,
+    "string_array": Parameter.Type.STRING_ARRAY,
+    "double_array": Parameter.Type.DOUBLE_ARRAY,
+}
+
+
+def descriptor(spec: ParameterSpec) -> ParameterDescriptor:
+    """The ROS descriptor of a parameter: description, read-only flag and range."""
+    text = spec.description + (f" (one of: {', '.join(spec.choices)})" if spec.choices else "")
+    result = ParameterDescriptor(description=text, read_only=spec.read_only)
+    if spec.range is not None and spec.kind == "integer":
+        result.integer_range = [IntegerRange(from_value=int(spec.range[0]), to_value=int(spec.range[1]), step=1)]
+    elif spec.range is not None:
+        result.floating_point_range = [FloatingPointRange(from_value=float(spec.range[0]),
+                                                          to_value=float(spec.range[1]), step=0.0)]
+    return result
+
+
+def declare(node: Node, specs: Sequence[ParameterSpec]) -> None:
+    """Declare every parameter of `specs` on `node`, checking overrides and later changes.
+
+    Raises:
+        rclpy.exceptions.InvalidParameterValueException: an override (from a parameter file or
+            the command line) is out of range or of the wrong kind.
+    """
+    by_name = {spec.name: spec for spec in specs}
+
+    def check(parameters: list[Parameter]) -> SetParametersResult:
+        for parameter in parameters:
+            spec = by_name.get(parameter.name)
+            if spec is None or parameter.type_ == Parameter.Type.NOT_SET:
+                continue
+            problem = spec.problem(parameter.value)
+            if problem is not None:
+                return SetParametersResult(successful=False, reason=problem)
+        return SetParametersResult(successful=True)
+
+    node.add_on_set_parameters_callback(check)
+    for spec in specs:
+        default = TYPES[spec.kind] if spec.default is None else spec.default
+        node.declare_parameter(spec.name, default, descriptor(spec))
+
+
+def value(node: Node, name: str):
+    """A parameter's value, or None for an array parameter that was left unset."""
+    try:
+        return node.get_parameter(name).value
+    except ParameterUninitializedException:
+        return None

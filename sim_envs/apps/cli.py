@@ -1,0 +1,207 @@
+"""The `motion-prior` commands that need MuJoCo: `data generate`, `demo`, `train all`, `plan eval` and `plan check`.
+
+Registered into the `motion-prior` CLI through the `motion_prior.cli` entry point.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import yaml
+
+from motion_prior.foundation.errors import InputError
+from sim_envs.generation.clip_generator import GeneratorConfig
+
+
+def _parse_shards(text: str) -> range:
+    try:
+        first, last = (int(v) for v in text.split(":"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected FIRST:END shard numbers (END exclusive), got {text!r}") from None
+    return range(first, last)
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from sim_envs.generation.clip_writer import generate_clips
+
+    if args.config and args.task:
+        raise InputError("--task", "either --config or --task, not both", f"--config {args.config} --task {args.task}")
+    if args.task:
+        from sim_envs.tasks.envs import task_clip_config
+
+        config = task_clip_config(args.task)
+    else:
+        config = GeneratorConfig.from_dict(yaml.safe_load(open(args.config)) or {}) if args.config else GeneratorConfig()
+    overrides = {"num_points": args.points, "num_frames": args.frames, "fps": args.fps,
+                 "store_frames_every": args.store_frames_every, "scripts_per_scene": args.scripts_per_scene}
+    for key, value in overrides.items():
+        if value is not None:
+            setattr(config, key, value)
+    if args.image_size is not None:
+        config.scene.image_size = (args.image_size, args.image_size)
+    start = time.perf_counter()
+    store = generate_clips(args.out, args.clips, seed=args.seed, workers=args.workers, config=config,
+                           scenes_per_shard=args.scenes_per_shard, shards=args.shards)
+    elapsed = time.perf_counter() - start
+    print(f"{store.num_clips} clips in {store.root} ({elapsed:.1f} s this run)")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from sim_envs.apps.demo import print_summary, run_demo
+
+    print_summary(run_demo(args.out, args.model, args.seed, args.samples, args.steps, args.device))
+    return 0
+
+
+def _train_all(args: argparse.Namespace) -> int:
+    from sim_envs.apps.pipeline import train_all
+
+    model = train_all(args.out, args.preset, clips=args.clips, workers=args.workers, seed=args.seed,
+                      device=args.device)
+    print(f"model ready: {model} (load it with MotionPrior.load({str(model)!r}))")
+    return 0
+
+
+def _plan_eval(args: argparse.Namespace) -> int:
+    import torch
+
+    from sim_envs.planning.planners import PlannerConfig
+    from sim_envs.planning.plan_eval import PlanEvalConfig, evaluate
+
+    torch.set_num_threads(args.threads)
+    planner = PlannerConfig(horizon=args.horizon, candidates=args.candidates, iterations=args.iterations,
+                            risk=args.risk)
+    config = PlanEvalConfig(env=args.env, methods=tuple(args.planner), episodes=args.episodes, seed=args.seed,
+                            model=args.model, num_samples=args.samples, steps=args.steps, guidance=args.guidance,
+                            planner=planner)
+    result = evaluate(config, args.out)
+    print(f"{'method':<14} {'success':>8} {'distance':>9} {'steps':>6} {'plan s/step':>12}")
+    for method, row in result["summary"].items():
+        print(f"{method:<14} {row['success_rate']:>8.0%} {row['final_distance']:>9.4f} {row['steps']:>6.2f} "
+              f"{row['plan_seconds_per_step']:>12.3f}")
+    print(f"wrote {args.out}/planning_eval.json, planning_eval.png and episode.gif")
+    return 0
+
+
+def _plan_check(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    import torch
+
+    from sim_envs.planning.planners import PlannerConfig
+    from sim_envs.planning.plan_eval import PlanEvalConfig, check_model
+
+    torch.set_num_threads(args.threads)
+    config = PlanEvalConfig(env=args.env, seed=args.seed, model=args.model, num_samples=args.samples, steps=args.steps,
+                            guidance=args.guidance, planner=PlannerConfig(horizon=args.horizon, risk=args.risk))
+    result = check_model(config, states=args.states, candidates=args.candidates)
+    for name, value in result["metrics"].items():
+        print(f"{name:<26} {value if value is None or isinstance(value, int) else round(value, 3)}")
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+        print(f"wrote {args.out}")
+    return 0
+
+
+def _add_model_arguments(parser) -> None:
+    """The options `plan eval` and `plan check` share: env, model, sampler, horizon and risk."""
+    from sim_envs.tasks.envs import PUSH_TO_GOAL_ID
+
+    parser.add_argument("--env", default=PUSH_TO_GOAL_ID, help=f"Gymnasium env id (default {PUSH_TO_GOAL_ID})")
+    parser.add_argument("--seed", type=int, default=0, help="first episode seed (default 0)")
+    parser.add_argument("--model", default="default", help="'default' (shipped) or a model directory")
+    parser.add_argument("--samples", type=int, default=4, help="K futures per candidate (default 4)")
+    parser.add_argument("--steps", type=int, default=4, help="prior sampling steps (default 4)")
+    parser.add_argument("--guidance", type=float, default=1.5, help="prior guidance (default 1.5)")
+    parser.add_argument("--horizon", type=int, default=1, help="actions per candidate sequence (default 1: `plan check` ranks two-segment plans worse)")
+    parser.add_argument("--risk", default="mean", choices=("mean", "best", "cvar"), help="how K futures are scored")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+
+
+def _add_plan_commands(top) -> None:
+    from sim_envs.planning.plan_eval import METHODS
+
+    plan = top.add_parser("plan", help="plan in simulation with the motion prior (Gymnasium envs)")
+    verbs = plan.add_subparsers(dest="verb", metavar="<verb>", required=True)
+    ev = verbs.add_parser(
+        "eval", help="success of prior-based planners against random, scripted and oracle baselines",
+        description="Play seeded episodes with each method, report success rate, final distance, steps and "
+                    "planning time per step; write JSON, a plot and a GIF. Resumable: rerun the same command.")
+    _add_model_arguments(ev)
+    ev.add_argument("--planner", nargs="+", default=list(METHODS), choices=METHODS,
+                    help="methods to run (default: all)")
+    ev.add_argument("--episodes", type=int, default=50, help="episodes per method (default 50)")
+    ev.add_argument("--out", default="runs/plan-eval", help="output folder (default runs/plan-eval)")
+    ev.add_argument("--candidates", type=int, default=24, help="candidates per iteration (default 24)")
+    ev.add_argument("--iterations", type=int, default=3, help="model calls per step (default 3)")
+    ev.set_defaults(func=_plan_eval)
+
+    check = verbs.add_parser(
+        "check", help="how well the prior predicts the target's motion under candidate actions, against the simulator",
+        description="On seeded PushToGoal states, imagine candidate action sequences with the prior and roll "
+                    "them out in the simulator; print displacement agreement and how well the prior ranks the "
+                    "candidates by the planner's cost.")
+    _add_model_arguments(check)
+    check.add_argument("--states", type=int, default=12, help="seeded states (default 12)")
+    check.add_argument("--candidates", type=int, default=32, help="candidate action sequences per state (default 32)")
+    check.add_argument("--out", help="also write the result as JSON here")
+    check.set_defaults(func=_plan_check)
+
+
+def register(groups: dict) -> None:
+    """Add `data generate`, `demo`, `train all`, `plan eval` and `bench` to the `motion-prior` CLI."""
+    from motion_prior.cli import TOP_LEVEL
+    from sim_envs.apps.bench import register as register_bench
+
+    _add_plan_commands(groups[TOP_LEVEL])
+    register_bench(groups)
+
+    demo = groups[TOP_LEVEL].add_parser(
+        "demo", help="sample futures of a simulated push with the shipped model and draw them",
+        description="Build a simulated tabletop scene, turn the pusher's action into pokes, sample K futures "
+                    "with the model and write a picture (simulated | sampled) and a GIF.")
+    demo.add_argument("--out", default="demo", help="output folder (default demo/)")
+    demo.add_argument("--model", default="default", help="'default' (shipped) or a model directory")
+    demo.add_argument("--seed", type=int, default=0, help="first scene seed to try and sampling seed (default 0)")
+    demo.add_argument("--samples", type=int, default=8, help="K futures (default 8)")
+    demo.add_argument("--steps", type=int, help="sampling steps (default: the model's default)")
+    demo.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    demo.set_defaults(func=_demo)
+
+    everything = groups["train"].add_parser(
+        "all", help="train a model from scratch: generate data, Stage 1, poke decoder, Stage 2, pack",
+        description="The reproducible recipe of the shipped default model. Every stage resumes: rerun the "
+                    "same command after an interruption.")
+    everything.add_argument("--out", default="runs/all", help="run folder (default runs/all)")
+    everything.add_argument("--preset", default="small", help="tiny (tests) or small (the shipped model)")
+    everything.add_argument("--clips", type=int, help="clips to generate (default: 40000 for small)")
+    everything.add_argument("--workers", type=int, default=2, help="generator processes (default 2)")
+    everything.add_argument("--seed", type=int, default=0, help="data seed (default 0)")
+    everything.add_argument("--device", default="auto", help="training device (default auto)")
+    everything.set_defaults(func=_train_all)
+
+    gen = groups["data"].add_parser(
+        "generate", help="simulate tabletop pushes in MuJoCo and write clips with exact point tracks",
+        description="Simulate randomised tabletop scenes and write clips (resumable: rerun the same "
+                    "command to continue an interrupted run).",
+    )
+    gen.add_argument("--out", required=True, help="output clip directory")
+    gen.add_argument("--clips", type=int, default=256, help="number of clips (default 256)")
+    gen.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
+    gen.add_argument("--seed", type=int, default=0, help="base seed; same seed and settings, same clips (default 0)")
+    gen.add_argument("--config", help="YAML file of GeneratorConfig fields (see sim_envs/generation/clip_generator.py)")
+    gen.add_argument("--task", help="draw scenes and pusher moves like this task's episodes instead "
+                                    "(e.g. motion_prior/PushToGoal-v0; sim_envs.tasks.envs.task_clip_config)")
+    gen.add_argument("--points", type=int, help="tracked points per clip (default 64)")
+    gen.add_argument("--frames", type=int, help="frames per clip (default 64)")
+    gen.add_argument("--fps", type=float, help="clip frame rate (default 16)")
+    gen.add_argument("--image-size", type=int, help="square image size in pixels (default 128)")
+    gen.add_argument("--scripts-per-scene", type=int, help="pusher scripts replayed per scene (default 2)")
+    gen.add_argument("--store-frames-every", type=int, help="also store every k-th frame (default 0: start frame only)")
+    gen.add_argument("--scenes-per-shard", type=int, default=32, help="scenes per shard file (default 32)")
+    gen.add_argument("--shards", type=_parse_shards, help="make only shards FIRST:END (to split a run over machines)")
+    gen.set_defaults(func=_generate)

@@ -1,0 +1,2 @@
+"""Planning: sampling-based planners with their goal cost, and their evaluation (`plan eval`,
+`plan check`)."""

@@ -1,0 +1,431 @@
+"""`motion-prior plan eval`: planners with the motion prior against baselines, on seeded episodes.
+
+Methods (every one plays the same episode seeds):
+- "cem", "random", "mppi": `sim_envs.planning.planners.Planner` on futures imagined by the prior.
+- "oracle": CEM with the same settings scoring its candidates by true simulator rollouts (the
+  upper bound of a planner with a perfect model).
+- "random_policy": uniform random actions.
+- "heuristic": scripted pushing (PushToGoal only): get behind the object on the line from the
+  goal through it, going around it if needed, then push through to the goal.
+
+Episodes are appended to `out/episodes.jsonl` as they finish, so an interrupted run resumes
+where it stopped (rerun the same command). The summary goes to `out/planning_eval.json` with a
+plot (`planning_eval.png`) and a GIF of one prior-CEM episode with its imagined futures.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+
+import sim_envs.tasks.envs as tabletop
+from motion_prior.foundation.camera import pixels_to_normalized
+from motion_prior.foundation.errors import InputError
+from motion_prior.foundation.pokes import end_times, ends, pokes_to_pixels
+from sim_envs.planning.planners import GoalCost, Planner, PlannerConfig, PriorModel, SimulatorModel, reduce_risk
+from sim_envs.simulation.scripts import segment_clear_of
+from sim_envs.tasks.wrapper import ImagineConfig, MotionPriorWrapper
+
+PRIOR_METHODS = ("cem", "random", "mppi")
+METHODS = (*PRIOR_METHODS, "oracle", "random_policy", "heuristic")
+GIF_METHOD = "cem"
+SETTINGS_FILE = "settings.json"
+
+
+@dataclass
+class PlanEvalConfig:
+    """What `plan eval` runs.
+
+    Attributes:
+        env: a registered env id (the tabletop tasks are registered by `sim_envs.tasks.envs`).
+        methods: which of METHODS to run.
+        episodes / seed: episode i uses reset seed `seed + i` for every method.
+        model: "default" or a model directory.
+        num_samples, steps, guidance: the prior's K futures per candidate and its sampler.
+        planner: search settings shared by the prior planners and the oracle (its `method`
+            is set per method).
+        gif_episode: index of the episode drawn as a GIF (CEM with the prior).
+    """
+
+    env: str = tabletop.PUSH_TO_GOAL_ID
+    methods: tuple[str, ...] = METHODS
+    episodes: int = 50
+    seed: int = 0
+    model: str = "default"
+    num_samples: int = 4
+    steps: int = 4
+    guidance: float = 1.5
+    planner: PlannerConfig = field(default_factory=lambda: PlannerConfig(horizon=1, candidates=24, iterations=3))
+    gif_episode: int = 0
+
+    def validate(self) -> "PlanEvalConfig":
+        unknown = [m for m in self.methods if m not in METHODS]
+        if unknown:
+            raise InputError("methods", f"names from {METHODS}", unknown)
+        if self.episodes < 1:
+            raise InputError("episodes", "at least 1", self.episodes)
+        return self
+
+
+class RandomPolicy:
+    """Uniform random actions from the action space, reseeded per episode."""
+
+    def __init__(self, action_space: gym.spaces.Box):
+        self.space = action_space
+
+    def reset(self, seed: int) -> None:
+        self.space.seed(seed)
+
+    def __call__(self, observation: dict) -> np.ndarray:
+        return self.space.sample()
+
+
+class PushHeuristic:
+    """Scripted pushing for PushToGoal, from the simulator state (see the module docstring).
+
+    Args:
+        env: the (wrapped) PushToGoal env.
+        aligned_deg: the pusher pushes once the bearing from it to the object is within this
+            angle of the object-to-goal direction.
+        clearance: metres kept between pusher and object while getting behind it.
+    """
+
+    def __init__(self, env: gym.Env, aligned_deg: float = 25.0, clearance: float = 0.02):
+        self.task: tabletop.PushToGoalEnv = env.unwrapped
+        self.cos_aligned, self.clearance = np.cos(np.deg2rad(aligned_deg)), clearance
+
+    def reset(self, seed: int) -> None:
+        pass
+
+    def __call__(self, observation: dict) -> np.ndarray:
+        task = self.task
+        target, goal, pusher = task.target_point()[:2], task.goal_point()[:2], task.pusher_position()[:2]
+        direction = (goal - target) / max(np.linalg.norm(goal - target), 1e-9)
+        radius, pusher_radius = task.target_radius, task.sim.spec.pusher_radius
+        reach = radius + pusher_radius
+        to_target = target - pusher
+        bearing = np.dot(to_target, direction) / max(np.linalg.norm(to_target), 1e-9)
+        if bearing > self.cos_aligned and np.linalg.norm(to_target) < reach + 0.06:
+            # Push through: stop where the object's centre would sit on the goal (the footprint
+            # disc over-covers a box, hence 0.7 of its radius).
+            waypoint = goal - direction * (0.7 * radius + pusher_radius)
+        else:
+            behind = target - direction * (reach + self.clearance)
+            if segment_clear_of(pusher, behind, [(target, radius)], pusher_radius):
+                waypoint = behind
+            else:  # go round the object on the pusher's side first
+                side = np.array([-direction[1], direction[0]])
+                side = side if np.dot(pusher - target, side) >= 0 else -side
+                waypoint = target + side * (reach + self.clearance + 0.01) - direction * 0.5 * reach
+        return np.clip((waypoint - pusher) / task.config.max_step, -1.0, 1.0).astype(np.float32)
+
+
+class PlannerPolicy:
+    """A `Planner` as an episode policy (reseeded per episode)."""
+
+    def __init__(self, planner: Planner):
+        self.planner = planner
+
+    def reset(self, seed: int) -> None:
+        self.planner.reset(seed)
+
+    def __call__(self, observation: dict) -> np.ndarray:
+        return self.planner(observation)
+
+
+def make_policy(method: str, env: MotionPriorWrapper, config: PlanEvalConfig):
+    """The policy of `method` acting in `env` (a `MotionPriorWrapper`)."""
+    if method == "random_policy":
+        return RandomPolicy(env.action_space)
+    if method == "heuristic":
+        if not isinstance(env.unwrapped, tabletop.PushToGoalEnv):
+            raise InputError("methods", "'heuristic' only with a PushToGoal env", config.env)
+        return PushHeuristic(env)
+    search = PlannerConfig(**{**asdict(config.planner), "method": "cem" if method == "oracle" else method})
+    model = SimulatorModel(env) if method == "oracle" else PriorModel(env, config.num_samples)
+    return PlannerPolicy(Planner(model, GoalCost(), env.action_space, search))
+
+
+def true_cost_of_plan(env: gym.Env, planner: Planner | None, observation: dict, plan) -> float | None:
+    """The planner's cost of its chosen sequence under a true simulator rollout (pixels), to set
+    against `plan.cost`, the cost its model predicted: a planner on a learned model picks the
+    candidates whose cost the model underestimates most, so the gap measures how much it
+    exploits the model's errors. None where it is not defined: a policy that is no planner,
+    an env without `simulate_tracks`, or MPPI, whose plan is a weighted mean never scored."""
+    if planner is None or plan is None or planner.config.method == "mppi" or not hasattr(env.unwrapped, "simulate_tracks"):
+        return None
+    tracks = env.unwrapped.simulate_tracks(plan.sequence[None])
+    return float(planner.score(observation, tracks)[0])
+
+
+def run_episode(env: MotionPriorWrapper, policy, seed: int, record: bool = False) -> dict:
+    """Play one episode; returns its record (success, final distance, steps, planning seconds
+    per step; for planners the mean predicted and true cost of the chosen plans, see
+    :func:`true_cost_of_plan`) and, with `record`, the frames and the plans of every step
+    under "trace"."""
+    observation, info = env.reset(seed=seed)
+    policy.reset(seed)
+    seconds, trace, error = [], [], None
+    costs = []  # (predicted, true) of each step's chosen plan
+    while True:
+        started = time.perf_counter()
+        try:
+            action = policy(observation)
+        except InputError as problem:
+            # E.g. the pusher left the camera's view, so no poke can start on it: the episode
+            # ends as a failure (recorded with the reason) instead of ending the evaluation.
+            error = str(problem)
+            break
+        seconds.append(time.perf_counter() - started)
+        planner = getattr(policy, "planner", None)
+        plan = getattr(planner, "last_plan", None)
+        true_cost = true_cost_of_plan(env, planner, observation, plan)
+        if true_cost is not None:
+            costs.append((plan.cost, true_cost))
+        if record:
+            pokes = env.pokes(plan.sequence[None])[0] if plan is not None else None
+            trace.append({"observation": observation, "plan": plan, "pokes": pokes})
+        observation, _, terminated, truncated, info = env.step(action)
+        if terminated or truncated:
+            break
+    result = {"seed": seed, "success": bool(info["is_success"]), "distance": float(info["distance"]),
+              "steps": int(info["steps"]), "plan_seconds": float(np.mean(seconds)) if seconds else 0.0}
+    if costs:
+        result["predicted_cost"], result["true_cost"] = (float(c) for c in np.mean(costs, axis=0))
+    if error is not None:
+        result.update(success=False, error=error)
+    if record:
+        result["trace"] = trace + [{"observation": observation, "plan": None, "pokes": None}]
+    return result
+
+
+def summarize(records: list[dict]) -> dict:
+    """Per-method means of a list of episode records (each with a "method"); the predicted
+    and true plan costs (pixels) only for methods whose records have them."""
+    summary = {}
+    for method in dict.fromkeys(r["method"] for r in records):
+        rows = [r for r in records if r["method"] == method]
+        summary[method] = {
+            "episodes": len(rows),
+            "success_rate": float(np.mean([r["success"] for r in rows])),
+            "final_distance": float(np.mean([r["distance"] for r in rows])),
+            "steps": float(np.mean([r["steps"] for r in rows])),
+            "plan_seconds_per_step": float(np.mean([r["plan_seconds"] for r in rows])),
+        }
+        scored = [r for r in rows if "true_cost" in r]
+        if scored:
+            summary[method]["predicted_plan_cost"] = float(np.mean([r["predicted_cost"] for r in scored]))
+            summary[method]["true_plan_cost"] = float(np.mean([r["true_cost"] for r in scored]))
+    return summary
+
+
+def _check_resume_settings(path: Path, config: PlanEvalConfig, resuming: bool) -> None:
+    """Refuse to add episodes to a folder whose earlier episodes ran with other settings (a
+    different model, sampler, planner, env or seed), which would mix them into one summary;
+    which methods and how many episodes may change. Writes the settings for a new run."""
+    settings = {k: v for k, v in asdict(config).items() if k not in ("methods", "episodes", "gif_episode")}
+    settings = json.loads(json.dumps(settings))  # tuples -> lists, as they read back
+    if resuming:
+        earlier = json.loads(path.read_text()) if path.is_file() else None
+        if earlier != settings:
+            changed = "no record of its settings" if earlier is None else \
+                "other " + ", ".join(sorted(k for k in settings if earlier.get(k) != settings[k]))
+            raise InputError("out", "a new folder, or one whose episodes ran with the same settings",
+                             f"{path.parent} holds episodes run with {changed}")
+    else:
+        path.write_text(json.dumps(settings, indent=2) + "\n")
+
+
+def _read_records(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def make_env(config: PlanEvalConfig) -> MotionPriorWrapper:
+    """`config.env` wrapped with `config.model` and its sampler settings."""
+    from motion_prior.inference.prior import MotionPrior
+
+    return MotionPriorWrapper(gym.make(config.env, render_mode="rgb_array"), MotionPrior.load(config.model),
+                              tabletop.tabletop_pokes, ImagineConfig(steps=config.steps, guidance=config.guidance))
+
+
+def check_model(config: PlanEvalConfig, states: int = 12, candidates: int = 32, moved_px: float = 2.0) -> dict:
+    """How well the prior predicts what the planner scores, against the simulator (PushToGoal).
+
+    States: reset seeds `config.seed + i`, each advanced by `i % 3` heuristic steps so some
+    states have the pusher mid-push. Candidates `[M, H, 2]` (H = `config.planner.horizon`):
+    half uniform, half whose first action heads for the target (noisy bearing and length),
+    so a good share of them touch it. Both models are scored with `GoalCost` and the
+    planner's risk measure.
+
+    Returns:
+        {"config", "metrics"}: poke adherence (mean distance, pixels, between the prior's pusher
+        at each poke's end time and the poke's end point); displacement agreement of the target (pixels; "moved" means a
+        displacement over `moved_px`): Pearson correlation of predicted vs true displacement
+        components, share of candidates moving it (true, predicted), contact agreement,
+        median angle error (degrees) and length ratio where both move it; cost ranking: the
+        true cost of the prior's best candidate against the true best, and the true median
+        (pixels, means over states), and the mean Spearman correlation of the costs.
+    """
+    config.validate()
+    env = make_env(config)
+    if not isinstance(env.unwrapped, tabletop.PushToGoalEnv):
+        raise InputError("env", "a PushToGoal env (the heuristic drives the states)", config.env)
+    cost, heuristic = GoalCost(), PushHeuristic(env)
+    prior, oracle = PriorModel(env, config.num_samples), SimulatorModel(env)
+    rng = np.random.default_rng(config.seed)
+    true_shift, pred_shift, ranking, poke_error = [], [], [], []
+    try:
+        for i in range(states):
+            observation, _ = env.reset(seed=config.seed + i)
+            for _ in range(i % 3):
+                observation, *_ = env.step(heuristic(observation))
+            task = env.unwrapped
+            actions = rng.uniform(-1, 1, (candidates, config.planner.horizon, 2))
+            heading = task.target_point()[:2] - task.pusher_position()[:2]
+            bearing = np.arctan2(heading[1], heading[0]) + rng.normal(0, 0.4, candidates // 2)
+            length = rng.uniform(0.3, 1.0, candidates // 2)[:, None]
+            actions[: candidates // 2, 0] = np.clip(length * np.stack([np.cos(bearing), np.sin(bearing)], 1), -1, 1)
+            queries = cost.query_points(observation)
+            tracks = {"true": oracle.predict(observation, actions, queries),
+                      "prior": prior.predict(observation, actions, queries)}
+            true_cost, prior_cost = (reduce_risk(cost(observation, t), config.planner.risk, config.planner.cvar_alpha)
+                                     for t in tracks.values())
+            # The target's displacement: mean over its query points (all but the pusher) and samples.
+            shifts = [(t[:, :, :-1, -1] - t[:, :, :-1, 0]).mean(axis=(1, 2)) for t in tracks.values()]
+            true_shift.append(shifts[0])
+            pred_shift.append(shifts[1])
+            # Poke adherence: where the prior puts the pusher (the last query point, the pokes'
+            # start) at each poke's end time, against the poke's end point.
+            for sequence, pusher in zip(actions, tracks["prior"][:, :, -1]):
+                pokes = env.pokes(sequence[None])[0]
+                pokes = pokes_to_pixels(pokes, observation["image"].shape[:2])
+                frames = np.rint(end_times(pokes) * (pusher.shape[1] - 1)).astype(int)
+                poke_error.append(np.linalg.norm(pusher[:, frames] - ends(pokes), axis=-1).mean())
+            ranks = [np.argsort(np.argsort(c)) for c in (true_cost, prior_cost)]
+            ranking.append((true_cost[np.argmin(prior_cost)], true_cost.min(), np.median(true_cost),
+                            np.corrcoef(*ranks)[0, 1]))
+    finally:
+        env.close()
+    true_shift, pred_shift, ranking = np.concatenate(true_shift), np.concatenate(pred_shift), np.array(ranking)
+    true_len, pred_len = np.linalg.norm(true_shift, axis=1), np.linalg.norm(pred_shift, axis=1)
+    both = (true_len > moved_px) & (pred_len > moved_px)
+    cosine = np.sum(true_shift[both] * pred_shift[both], axis=1) / (true_len[both] * pred_len[both])
+    metrics = {
+        "pairs": len(true_shift),
+        "pusher_poke_error_px": float(np.mean(poke_error)),
+        "displacement_correlation": float(np.corrcoef(true_shift.reshape(-1), pred_shift.reshape(-1))[0, 1]),
+        "moved_share_true": float(np.mean(true_len > moved_px)),
+        "moved_share_prior": float(np.mean(pred_len > moved_px)),
+        "contact_agreement": float(np.mean((true_len > moved_px) == (pred_len > moved_px))),
+        "median_angle_error_deg": float(np.median(np.degrees(np.arccos(np.clip(cosine, -1, 1))))) if both.any() else None,
+        "median_length_ratio": float(np.median(pred_len[both] / true_len[both])) if both.any() else None,
+        "true_cost_of_prior_best": float(ranking[:, 0].mean()),
+        "true_cost_best": float(ranking[:, 1].mean()),
+        "true_cost_median": float(ranking[:, 2].mean()),
+        "cost_rank_correlation": float(np.nanmean(ranking[:, 3])),
+    }
+    return {"config": {**asdict(config), "states": states, "candidates": candidates, "moved_px": moved_px},
+            "metrics": metrics}
+
+
+def evaluate(config: PlanEvalConfig, out: str | Path, progress: bool = True) -> dict:
+    """Run (or resume) the evaluation; write episodes, summary JSON, plot and GIF to `out`.
+
+    Returns the summary: {"config", "summary": {method: means}}.
+    """
+    config.validate()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    episodes_file = out / "episodes.jsonl"
+    records = _read_records(episodes_file)
+    _check_resume_settings(out / SETTINGS_FILE, config, bool(records))
+    done = {(r["method"], r["seed"]) for r in records}
+    env = make_env(config)
+    try:
+        for method in config.methods:
+            policy = make_policy(method, env, config)
+            started = time.perf_counter()
+            for i in range(config.episodes):
+                seed = config.seed + i
+                if (method, seed) in done:
+                    continue
+                record = {"method": method, **run_episode(env, policy, seed)}
+                records.append(record)
+                with episodes_file.open("a") as handle:
+                    handle.write(json.dumps(record) + "\n")
+                if progress:
+                    mine = [r for r in records if r["method"] == method]
+                    print(f"{method} episode {i + 1}/{config.episodes}: {'success' if record['success'] else 'failure'} "
+                          f"in {record['steps']} steps ({record['plan_seconds']:.2f} s planning per step); "
+                          f"success so far {np.mean([r['success'] for r in mine]):.0%} "
+                          f"[{time.perf_counter() - started:.0f} s]", flush=True)
+        wanted = [r for r in records if r["method"] in config.methods and 0 <= r["seed"] - config.seed < config.episodes]
+        result = {"config": {**asdict(config), "methods": list(config.methods)}, "summary": summarize(wanted)}
+        (out / "planning_eval.json").write_text(json.dumps(result, indent=2) + "\n")
+        plot_summary(result["summary"], out / "planning_eval.png", config.env)
+        if GIF_METHOD in config.methods:
+            seed = config.seed + config.gif_episode
+            episode = run_episode(env, make_policy(GIF_METHOD, env, config), seed, record=True)
+            save_episode_gif(episode, out / "episode.gif")
+    finally:
+        env.close()
+    return result
+
+
+def plot_summary(summary: dict, path: Path, title: str) -> Path:
+    """Bar charts of success rate and planning time per step for each method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    methods = list(summary)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    axes[0].bar(methods, [summary[m]["success_rate"] for m in methods], color="tab:blue")
+    axes[0].set_ylabel("success rate")
+    axes[0].set_ylim(0, 1)
+    axes[1].bar(methods, [max(summary[m]["plan_seconds_per_step"], 1e-4) for m in methods], color="tab:orange")
+    axes[1].set_yscale("log")
+    axes[1].set_ylabel("planning time per step (s)")
+    for ax in axes:
+        ax.tick_params(axis="x", rotation=30)
+    fig.suptitle(f"{title}: {summary[methods[0]]['episodes']} episodes per method")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def save_episode_gif(episode: dict, path: Path, scale: int = 3, seconds_per_step: float = 0.8) -> Path:
+    """One GIF frame per step: the frame the planner saw, the futures it imagined for its chosen
+    plan (coloured trails of the target's query points), the goal (white ring) and the pusher
+    action's pokes (white arrows); the last frame shows the outcome."""
+    from PIL import Image, ImageDraw
+
+    from motion_prior.foundation.visualize import draw_tracks
+
+    images = []
+    for step in episode["trace"]:
+        observation, plan = step["observation"], step["plan"]
+        frame = observation["image"]
+        size = frame.shape[:2]
+        if plan is not None and plan.tracks is not None:
+            tracks = pixels_to_normalized(plan.tracks, size)
+            picture = draw_tracks(frame, tracks.reshape(-1, *tracks.shape[2:]), pokes=step["pokes"], scale=scale)
+        else:
+            picture = draw_tracks(frame, np.zeros((0, 2, 2)), scale=scale)
+        image = Image.fromarray(picture)
+        draw = ImageDraw.Draw(image)
+        gx, gy = np.asarray(observation["goal_pixel"]) * scale
+        draw.ellipse([gx - 4 * scale, gy - 4 * scale, gx + 4 * scale, gy + 4 * scale], outline=(255, 255, 255), width=2)
+        images.append(image)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    images[0].save(path, save_all=True, append_images=images[1:], duration=int(1000 * seconds_per_step), loop=0)
+    return path

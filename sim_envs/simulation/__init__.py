@@ -1,0 +1,1 @@
+"""Simulation: MuJoCo tabletop scenes, pusher scripts, offscreen rendering and the simulator."""
