@@ -1,6 +1,8 @@
 """The `motion-prior` command line: `motion-prior <group> <verb> [options]`.
 
-The library's own commands live here. Packages that build on the library (e.g. `sim_envs`,
+The library's own commands live here: `data show|info|verify|import`, `train vae|decoder|flow`,
+`eval vae|flow`, `model pack|info` and `export`. `sim_envs` adds `data generate`, `train all`,
+`plan eval|check`, `bench` and `demo` (`sim_envs.apps.cli`); `motion-prior --help` lists them all. Packages that build on the library (e.g. `sim_envs`,
 which may import MuJoCo) add theirs through the `motion_prior.cli` entry-point group: each
 entry point is a function `register(groups)` that receives a dict of group name ->
 argparse sub-parser collection and adds verbs; the key `TOP_LEVEL` holds the top-level
@@ -11,13 +13,26 @@ those packages to `motion_prior`, never back.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import time
 from importlib.metadata import entry_points
 from pathlib import Path
 
+from motion_prior.data.shards import ClipStore
+from motion_prior.data.tracker_import import import_tracker_files
+from motion_prior.evaluation.eval_flow import evaluate_flow
+from motion_prior.evaluation.eval_vae import evaluate_vae
+from motion_prior.foundation.configs import load_yaml
+from motion_prior.foundation.visualize import draw_tracks, save_gif, save_png
+from motion_prior.inference.backends import TorchBackend
+from motion_prior.inference.model_directory import model_dir
+from motion_prior.inference.onnx_export import MANIFEST, export_model
+from motion_prior.inference.packing import pack_model
+from motion_prior.inference.prior import MotionPrior
 from motion_prior.inference.samplers import DEFAULT_GUIDANCE, DEFAULT_STEPS
+from motion_prior.training import decoder_stage, flow_stage, vae_stage
 
 TOP_LEVEL = "top-level"
 GROUPS = {
@@ -29,9 +44,6 @@ GROUPS = {
 
 
 def _data_show(args: argparse.Namespace) -> int:
-    from motion_prior.data.shards import ClipStore
-    from motion_prior.foundation.visualize import draw_tracks, save_gif, save_png
-
     store = ClipStore.open(args.directory)
     clip = store.read_clip(args.index)
     out = Path(args.out or f"clip-{args.index:05d}.png")
@@ -48,8 +60,6 @@ def _data_show(args: argparse.Namespace) -> int:
 
 
 def _data_info(args: argparse.Namespace) -> int:
-    from motion_prior.data.shards import ClipStore
-
     store = ClipStore.open(args.directory)
     producer = store.producer
     print(f"{store.root}: {store.num_clips} clips in {len(store.shards)} shards")
@@ -65,8 +75,6 @@ def _data_info(args: argparse.Namespace) -> int:
 
 
 def _data_verify(args: argparse.Namespace) -> int:
-    from motion_prior.data.shards import ClipStore
-
     store = ClipStore.open(args.directory)
     problems = store.verify()
     for problem in problems:
@@ -76,8 +84,6 @@ def _data_verify(args: argparse.Namespace) -> int:
 
 
 def _data_import(args: argparse.Namespace) -> int:
-    from motion_prior.data.tracker_import import import_tracker_files
-
     store = import_tracker_files(
         args.frames, args.tracks, args.out, fps=args.fps, clip_length=args.clip_length, stride=args.stride,
         pixel_origin=args.pixel_origin, text=args.text, min_tracks=args.min_tracks,
@@ -88,8 +94,6 @@ def _data_import(args: argparse.Namespace) -> int:
 
 def _recipe(args: argparse.Namespace, recipe_class, preset):
     """The recipe a `train` verb runs: --recipe file or --preset, with command-line overrides."""
-    from motion_prior.foundation.configs import load_yaml
-
     recipe = load_yaml(recipe_class, args.recipe) if args.recipe else preset(args.preset)
     overrides = {"steps": args.steps, "batch_size": args.batch_size, "seed": args.seed, "lr": args.lr}
     for key, value in overrides.items():
@@ -110,30 +114,21 @@ def _run_training(args: argparse.Namespace, train, recipe, what: str) -> int:
 
 
 def _train_vae(args: argparse.Namespace) -> int:
-    from motion_prior.training.vae_stage import VAERecipe, preset, train_vae
-
-    return _run_training(args, train_vae, _recipe(args, VAERecipe, preset), "trained VAE")
+    return _run_training(args, vae_stage.train_vae, _recipe(args, vae_stage.VAERecipe, vae_stage.preset), "trained VAE")
 
 
 def _train_decoder(args: argparse.Namespace) -> int:
-    from motion_prior.training.decoder_stage import DecoderRecipe, finetune_decoder, preset
-
-    recipe = _recipe(args, DecoderRecipe, preset)
+    recipe = _recipe(args, decoder_stage.DecoderRecipe, decoder_stage.preset)
     if not recipe.vae:
         raise ValueError("--vae: expected the VAE run directory to start from, got nothing")
-    return _run_training(args, finetune_decoder, recipe, "poke-aware VAE")
+    return _run_training(args, decoder_stage.finetune_decoder, recipe, "poke-aware VAE")
 
 
 def _train_flow(args: argparse.Namespace) -> int:
-    from motion_prior.training.flow_stage import FlowRecipe, preset, train_flow
-
-    return _run_training(args, train_flow, _recipe(args, FlowRecipe, preset), "trained flow")
+    return _run_training(args, flow_stage.train_flow, _recipe(args, flow_stage.FlowRecipe, flow_stage.preset), "trained flow")
 
 
 def _eval_flow(args: argparse.Namespace) -> int:
-    from motion_prior.evaluation.eval_flow import evaluate_flow
-    from motion_prior.inference.prior import MotionPrior
-
     prior = MotionPrior.load(args.model, device=args.device)
     out = args.out or "flow-eval"
     evaluate_flow(prior, args.data, out, split=args.split, max_clips=args.clips, num_samples=args.samples,
@@ -144,8 +139,6 @@ def _eval_flow(args: argparse.Namespace) -> int:
 
 
 def _model_pack(args: argparse.Namespace) -> int:
-    from motion_prior.inference.packing import pack_model
-
     out = pack_model(args.vae, args.flow, args.out, args.dtype)
     size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
     print(f"packed {args.vae} + {args.flow} into {out} ({size / 2**20:.1f} MiB, {args.dtype} weights)")
@@ -153,14 +146,12 @@ def _model_pack(args: argparse.Namespace) -> int:
 
 
 def _model_info(args: argparse.Namespace) -> int:
-    from motion_prior.inference.model_directory import model_dir
-    from motion_prior.inference.prior import MotionPrior
-
-    backend = MotionPrior.load(args.model).backend
+    directory = model_dir(args.model)
+    backend = TorchBackend.load(directory)
     vae, flow = backend.vae, backend.flow
     count = {name: sum(p.numel() for p in module.parameters()) for name, module in (("vae", vae), ("flow", flow))}
     spec = backend.spec
-    print(f"{model_dir(args.model)}: frames {spec.image_size} x {spec.image_size} px, T = {spec.num_frames}, "
+    print(f"{directory}: frames {spec.image_size} x {spec.image_size} px, T = {spec.num_frames}, "
           f"up to {spec.max_pokes} pokes, latent {list(vae.config.latent_shape)}")
     print(f"parameters: VAE {count['vae'] / 1e6:.2f} M, flow {count['flow'] / 1e6:.2f} M; "
           f"poke-aware decoder: {'yes' if vae.config.decoder_pokes else 'no'}")
@@ -168,10 +159,6 @@ def _model_info(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    import json
-
-    from motion_prior.inference.onnx_export import MANIFEST, export_model
-
     started = time.perf_counter()
     out = export_model(args.model, args.out, fp16=args.fp16)
     manifest = json.loads((out / MANIFEST).read_text())
@@ -200,8 +187,6 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _eval_vae(args: argparse.Namespace) -> int:
-    from motion_prior.evaluation.eval_vae import evaluate_vae
-
     out = args.out or str(Path(args.model) / "eval")
     report = evaluate_vae(args.model, args.data, out, split=args.split, max_clips=args.clips,
                           encode_tracks=args.encode_tracks, pictures=args.pictures, device=args.device)

@@ -32,7 +32,7 @@ from motion_prior.foundation.configs import config_from_yaml, config_to_yaml
 from motion_prior.foundation.metrics import l1_pixels, moving_mask, static_baseline
 from motion_prior.networks.trajectory_vae import TrajectoryVAE
 from motion_prior.networks.trajectory_vae import load_vae
-from motion_prior.training import train_vae as vae_training
+from motion_prior.training import vae_stage
 from motion_prior.training.loop import StepSampler
 from motion_prior.training.vae_stage import PRESETS, VAERecipe, latent_statistics, preset, train_vae
 
@@ -303,7 +303,7 @@ def test_resumed_run_ends_with_the_weights_of_an_uninterrupted_run(four_clip_dir
     whole = train_vae(str(four_clip_dir), str(tmp_path / "whole"), recipe, device="cpu", progress=False)
 
     # The same run, killed during step 11 (after the step-10 checkpoint), then resumed.
-    calls, loss = [0], vae_training.VAETask.loss
+    calls, loss = [0], vae_stage.VAETask.loss
 
     def dying_loss(self, *args):
         calls[0] += 1
@@ -311,10 +311,10 @@ def test_resumed_run_ends_with_the_weights_of_an_uninterrupted_run(four_clip_dir
             raise _Killed
         return loss(self, *args)
 
-    monkeypatch.setattr(vae_training.VAETask, "loss", dying_loss)
+    monkeypatch.setattr(vae_stage.VAETask, "loss", dying_loss)
     with pytest.raises(_Killed):
         train_vae(str(four_clip_dir), str(tmp_path / "resumed"), recipe, device="cpu", progress=False)
-    monkeypatch.setattr(vae_training.VAETask, "loss", loss)
+    monkeypatch.setattr(vae_stage.VAETask, "loss", loss)
     assert json.loads((tmp_path / "resumed" / "training_state.json").read_text())["step"] == 10
 
     with pytest.raises(FileExistsError, match="resume"):

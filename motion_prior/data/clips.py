@@ -1,7 +1,7 @@
 """The clip: one start frame plus the exact (or tracked) motion of N points over T frames.
 
 A clip is the contract between data producers (the MuJoCo generator in `sim_envs`, the tracker
-importer) and training. Coordinates follow DESIGN.md §3: tracks are normalised image (x, y)
+importer) and training. Coordinates follow docs/design.md §3: tracks are normalised image (x, y)
 in [-1, 1] (see `motion_prior.foundation.camera`); positions outside that range are legal.
 """
 

@@ -3,7 +3,7 @@
 A sample is a dict of tensors with fixed shapes, so the default collate batches it:
 
     frame       uint8   [H, W, 3]
-    tracks      float32 [N, T, 2]   normalised (x, y), DESIGN.md §3
+    tracks      float32 [N, T, 2]   normalised (x, y), docs/design.md §3
     visibility  bool    [N, T]
     object_id   int64   [N]
     clip_index  int64   []          global index of the clip in the directory

@@ -12,7 +12,7 @@ In the same run it measures what a user would pick instead:
   frames each, instead of the 16-token latent and its decoder; untrained, since only its speed
   matters. f = 1 is the uncompressed model (a token per point and frame); f = T gives one token
   per whole track, which is as cheap as the latent for few points but pays for every point at
-  every step, so it is measured over Q too (DESIGN.md §1).
+  every step, so it is measured over Q too (docs/design.md §1).
 - extra baselines passed in by the caller, e.g. simulator rollouts of the same candidates
   (`sim_envs.apps.bench`, since this library never imports MuJoCo).
 

@@ -1,7 +1,7 @@
 """Evaluate sampled futures on held-out clips: the paper's protocol plus ours (`motion-prior eval flow`).
 
 Every case samples K futures of each clip's N tracks (queried at their start points) and
-compares them with the true tracks in a 128 x 128 pixel space (DESIGN.md §1 metrics):
+compares them with the true tracks in a 128 x 128 pixel space (docs/design.md §1 metrics):
 
 - min-MSE / mean-MSE: per sample, the mean squared error (px^2) over points, frames and both
   coordinates; best of K / mean over K. meanT-MSE: the error of the mean over samples.

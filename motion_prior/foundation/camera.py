@@ -1,6 +1,6 @@
 """Pinhole camera geometry and the one place that converts pixels <-> normalised coordinates.
 
-Conventions (DESIGN.md §3):
+Conventions (docs/design.md §3):
 
 - Pixel coordinates are continuous (u, v) = (column, row) with the image's top-left *corner*
   at (0, 0): pixel column j covers u in [j, j + 1) and has its centre at j + 0.5.

@@ -68,3 +68,15 @@ def copy_preset(presets: dict, name: str):
     if name not in presets:
         raise ValueError(f"preset: expected one of {sorted(presets)}, got {name!r}")
     return copy.deepcopy(presets[name])
+
+
+def check_settings(config, checks: list[tuple[str, bool, str]], what: str):
+    """Raise ValueError naming the first `(setting, ok, expected)` of `checks` that is not ok,
+    with the setting's value (a dotted name reaches into nested configs); return `config`."""
+    for name, ok, expected in checks:
+        if not ok:
+            value = config
+            for part in name.split("."):
+                value = getattr(value, part)
+            raise ValueError(f"{what}: {name}: expected {expected}, got {value}")
+    return config

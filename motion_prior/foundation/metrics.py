@@ -1,6 +1,6 @@
 """Track error metrics and the trivial baselines they are compared with.
 
-All functions take tracks in normalised image coordinates (DESIGN.md §3), `[..., N, T, 2]`,
+All functions take tracks in normalised image coordinates (docs/design.md §3), `[..., N, T, 2]`,
 and convert to pixels of a square image of `size` pixels: a normalised distance d is
 d * size / 2 pixels.
 

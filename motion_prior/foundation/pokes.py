@@ -1,7 +1,7 @@
 """Pokes: "the point at (x0, y0) is at (x1, y1) at time end_time".
 
 A poke set is `float32 [P, 5]` = (x0, y0, x1, y1, end_time) with positions in normalised image
-coordinates (DESIGN.md §3) and end_time in (0, 1] as a fraction of the horizon (1 = the last
+coordinates (docs/design.md §3) and end_time in (0, 1] as a fraction of the horizon (1 = the last
 frame). The start position is always the point's position in the start frame. This module owns
 the layout: read the columns with :func:`starts`, :func:`ends` and :func:`end_times` (numpy or
 torch, any leading dimensions), convert positions with :func:`pokes_to_pixels` /

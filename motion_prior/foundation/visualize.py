@@ -1,6 +1,6 @@
 """Pictures of point tracks: trails over the start frame (PNG) and animations (GIF).
 
-Every function takes tracks in normalised image coordinates (DESIGN.md §3) and returns or
+Every function takes tracks in normalised image coordinates (docs/design.md §3) and returns or
 writes images upscaled by an integer factor so that 128 px frames stay readable.
 """
 

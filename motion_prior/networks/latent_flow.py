@@ -1,7 +1,7 @@
 """Stage 2: the conditional flow network over the VAE's normalised latent (rectified flow).
 
 Interpolant x_t = (1 - t) z + t * noise, t in [0, 1]; the network predicts the velocity
-v = noise - z (DESIGN.md §1). Samplers live in `motion_prior.inference.samplers`.
+v = noise - z (docs/design.md §1). Samplers live in `motion_prior.inference.samplers`.
 
 Sequence: the S * G * G latent tokens (16 for the `small` VAE), with rotary positions at their
 grid cells. They self-attend and cross-attend to one context of condition tokens,

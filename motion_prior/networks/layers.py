@@ -1,6 +1,6 @@
 """Transformer building blocks shared by the trajectory VAE and the flow sampler.
 
-Compact and explicit, after the reference design (DESIGN.md §1): pre-norm blocks, bias-free
+Compact and explicit, after the reference design (docs/design.md §1): pre-norm blocks, bias-free
 linears, RMSNorm, cosine-similarity attention with a learned per-head temperature, rotary
 position embeddings over (t, y, x), SwiGLU feed-forward, random Fourier features for
 coordinates. Output projections of attention and feed-forward start at zero, so every block

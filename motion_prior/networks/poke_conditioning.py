@@ -11,7 +11,7 @@ Two paths carry a poke into a model:
 - a direct "poke field" (:class:`PokeField`): every location (a query point or a latent grid
   cell) receives the poke embeddings weighted by Gaussians of its distance to each poke's start
   point, at a few widths. The point under a poke receives its poke almost unmixed, which the
-  decoder turns into a precise end point; attention alone learned this slowly (DESIGN.md §1:
+  decoder turns into a precise end point; attention alone learned this slowly (docs/design.md §1:
   poke adherence needs the poke to reach the decoder).
 """
 

@@ -10,12 +10,12 @@ Query tokens never attend to each other, so a point's prediction does not depend
 other points are decoded with it: dense grids decode in chunks with exactly the same result,
 and cost grows linearly with the number of points.
 
-Token layout (the CPU trade-off, DESIGN.md §1): a token carries a *segment* of
+Token layout (the CPU trade-off, docs/design.md §1): a token carries a *segment* of
 `frames_per_token` frames of one track. 64 (the `small` default) gives one token per track
 and one decoder token per query emitting all 64 positions: 32 encoded tracks make 32 tokens
 instead of 2,048. `base` uses 1, the paper's one-token-per-point layout, for GPUs.
 
-Coordinates: tracks are normalised image (x, y) in [-1, 1] (DESIGN.md §3); rotary positions
+Coordinates: tracks are normalised image (x, y) in [-1, 1] (docs/design.md §3); rotary positions
 are (t, y, x) with t the segment's centre time in [-1, 1] and (y, x) the track's start point.
 The decoder predicts each query's displacement from its start point.
 """
@@ -31,6 +31,7 @@ from torch import nn
 
 from motion_prior.foundation.camera import grid_points
 from motion_prior.foundation.checkpoints import WEIGHTS_FILE, load_config, load_weights
+from motion_prior.foundation.configs import check_settings
 from motion_prior.networks.frame_encoder import FrameEncoderConfig, build_frame_encoder
 from motion_prior.networks.layers import InputMLP, OutputMLP, RMSNorm, Rotary3D, TransformerBlock, frame_time_centres, grid_positions
 from motion_prior.networks.poke_conditioning import PokeEncoder, PokeField, poke_positions
@@ -87,10 +88,7 @@ class VAEConfig:
             ("width", self.width % self.head_dim == 0, f"a multiple of head_dim {self.head_dim}"),
             ("latent_grid", self.latent_grid >= 1, "at least 1"),
         ]
-        for name, ok, expected in checks:
-            if not ok:
-                raise ValueError(f"vae config: {name}: expected {expected}, got {getattr(self, name)}")
-        return self
+        return check_settings(self, checks, "vae config")
 
     @property
     def num_slots(self) -> int:

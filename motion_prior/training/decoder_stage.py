@@ -1,7 +1,7 @@
 """Stage 1b: teach a trained VAE's decoder to read pokes (`motion-prior train decoder`).
 
 The flow network alone cannot make a poked point land where the poke says: the decoder's own
-reconstruction error bounds it (DESIGN.md §1, measured on a prototype: EPE 24 px without a
+reconstruction error bounds it (docs/design.md §1, measured on a prototype: EPE 24 px without a
 poke-aware decoder, 5 px with one). So the decoder gets a poke path
 (`VAEConfig.decoder_pokes`) and is fine-tuned with the encoder frozen:
 

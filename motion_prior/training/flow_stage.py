@@ -5,7 +5,7 @@ Per step: a batch of clips, mirrored left-right with probability 1/2 (the text's
 the latent is normalised with the VAE's latent statistics; rectified-flow loss
 ||v(x_t, t) - (noise - z)||^2 with t logit-normal.
 
-Conditions are drawn to cover what the reference neglects (DESIGN.md §1):
+Conditions are drawn to cover what the reference neglects (docs/design.md §1):
 - the poke count is drawn uniformly from 0..max_pokes for every clip, so 0, 1 and 2 pokes are
   as common as 8;
 - end times: with probability `horizon_fraction` the last frame, otherwise a random frame in
@@ -81,8 +81,8 @@ PRESETS = {
                           val_every=100, checkpoint_every=100, num_workers=0),
         encode_tracks=16, val_clips=8, val_samples=2, val_steps=2, action_fraction=0.3,
     ),
-    # The CPU default: 6 blocks at width 128 over the 16 latent tokens, 2.4M parameters; a 64-future
-    # query at 8 Euler steps takes ~0.5 s on 2 CPU cores (width 192: ~0.8 s).
+    # The CPU default, the shipped model's Stage 2: 6 blocks at width 128 over the 16 latent tokens
+    # (its parameter count is in the model card; `motion-prior bench` measures its speed).
     "small": FlowRecipe(train=TrainConfig(steps=7000, batch_size=64, lr=1e-3, warmup_steps=300, val_every=1000,
                                           checkpoint_every=500), action_fraction=0.3),
     # GPU scale, after the reference's 24 x 1024 network.

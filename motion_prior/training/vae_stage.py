@@ -58,7 +58,8 @@ PRESETS = {
                           val_every=100, checkpoint_every=100, num_workers=0),
         encode_tracks=16, kl_warmup_steps=50, val_clips=16, stats_clips=32,
     ),
-    # The CPU default: whole-track tokens, 4 x 4 x 16 latent, ~3.5M parameters.
+    # The CPU default, the shipped model's Stage 1: whole-track tokens, 4 x 4 x 16 latent (its
+    # parameter count is in the model card, printed by `motion-prior model info`).
     "small": VAERecipe(
         model=VAEConfig(frame=FrameEncoderConfig(channels=(16, 32, 64, 128))),
         train=TrainConfig(steps=4800, batch_size=32, lr=1e-3, warmup_steps=200),

@@ -14,6 +14,7 @@ import time
 
 import numpy as np
 
+from motion_prior.cli import TOP_LEVEL
 from motion_prior.evaluation.bench import BACKEND_CHOICES, BenchConfig, run_benchmark, table, write_results
 from motion_prior.foundation.pokes import pokes_to_pixels
 from sim_envs.apps.demo import pushing_clip
@@ -68,8 +69,6 @@ def _bench(args: argparse.Namespace) -> int:
 
 def register(groups: dict) -> None:
     """Add `motion-prior bench`."""
-    from motion_prior.cli import TOP_LEVEL
-
     bench = groups[TOP_LEVEL].add_parser(
         "bench", help="measure futures/s of one planning query on every backend, against the alternatives",
         description="Time MotionPrior.sample_batch for M candidates x K samples (Q query points, T frames) on "

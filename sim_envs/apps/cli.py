@@ -1,4 +1,5 @@
-"""The `motion-prior` commands that need MuJoCo: `data generate`, `demo`, `train all`, `plan eval` and `plan check`.
+"""The `motion-prior` commands that need MuJoCo: `data generate`, `demo`, `train all`, `plan eval`,
+`plan check` and `bench` (`sim_envs.apps.bench`).
 
 Registered into the `motion-prior` CLI through the `motion_prior.cli` entry point.
 """
@@ -6,12 +7,23 @@ Registered into the `motion-prior` CLI through the `motion_prior.cli` entry poin
 from __future__ import annotations
 
 import argparse
+import json
 import time
+from pathlib import Path
 
+import torch
 import yaml
 
+from motion_prior.cli import TOP_LEVEL
 from motion_prior.foundation.errors import InputError
+from sim_envs.apps.bench import register as register_bench
+from sim_envs.apps.demo import print_summary, run_demo
+from sim_envs.apps.pipeline import train_all
 from sim_envs.generation.clip_generator import GeneratorConfig
+from sim_envs.generation.clip_writer import generate_clips
+from sim_envs.planning.plan_eval import METHODS, PlanEvalConfig, check_model, evaluate
+from sim_envs.planning.planners import PlannerConfig
+from sim_envs.tasks.envs import PUSH_TO_GOAL_ID, task_clip_config
 
 
 def _parse_shards(text: str) -> range:
@@ -23,13 +35,9 @@ def _parse_shards(text: str) -> range:
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from sim_envs.generation.clip_writer import generate_clips
-
     if args.config and args.task:
         raise InputError("--task", "either --config or --task, not both", f"--config {args.config} --task {args.task}")
     if args.task:
-        from sim_envs.tasks.envs import task_clip_config
-
         config = task_clip_config(args.task)
     else:
         config = GeneratorConfig.from_dict(yaml.safe_load(open(args.config)) or {}) if args.config else GeneratorConfig()
@@ -49,15 +57,11 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from sim_envs.apps.demo import print_summary, run_demo
-
     print_summary(run_demo(args.out, args.model, args.seed, args.samples, args.steps, args.device))
     return 0
 
 
 def _train_all(args: argparse.Namespace) -> int:
-    from sim_envs.apps.pipeline import train_all
-
     model = train_all(args.out, args.preset, clips=args.clips, workers=args.workers, seed=args.seed,
                       device=args.device)
     print(f"model ready: {model} (load it with MotionPrior.load({str(model)!r}))")
@@ -65,11 +69,6 @@ def _train_all(args: argparse.Namespace) -> int:
 
 
 def _plan_eval(args: argparse.Namespace) -> int:
-    import torch
-
-    from sim_envs.planning.planners import PlannerConfig
-    from sim_envs.planning.plan_eval import PlanEvalConfig, evaluate
-
     torch.set_num_threads(args.threads)
     planner = PlannerConfig(horizon=args.horizon, candidates=args.candidates, iterations=args.iterations,
                             risk=args.risk)
@@ -86,14 +85,6 @@ def _plan_eval(args: argparse.Namespace) -> int:
 
 
 def _plan_check(args: argparse.Namespace) -> int:
-    import json
-    from pathlib import Path
-
-    import torch
-
-    from sim_envs.planning.planners import PlannerConfig
-    from sim_envs.planning.plan_eval import PlanEvalConfig, check_model
-
     torch.set_num_threads(args.threads)
     config = PlanEvalConfig(env=args.env, seed=args.seed, model=args.model, num_samples=args.samples, steps=args.steps,
                             guidance=args.guidance, planner=PlannerConfig(horizon=args.horizon, risk=args.risk))
@@ -109,8 +100,6 @@ def _plan_check(args: argparse.Namespace) -> int:
 
 def _add_model_arguments(parser) -> None:
     """The options `plan eval` and `plan check` share: env, model, sampler, horizon and risk."""
-    from sim_envs.tasks.envs import PUSH_TO_GOAL_ID
-
     parser.add_argument("--env", default=PUSH_TO_GOAL_ID, help=f"Gymnasium env id (default {PUSH_TO_GOAL_ID})")
     parser.add_argument("--seed", type=int, default=0, help="first episode seed (default 0)")
     parser.add_argument("--model", default="default", help="'default' (shipped) or a model directory")
@@ -123,8 +112,6 @@ def _add_model_arguments(parser) -> None:
 
 
 def _add_plan_commands(top) -> None:
-    from sim_envs.planning.plan_eval import METHODS
-
     plan = top.add_parser("plan", help="plan in simulation with the motion prior (Gymnasium envs)")
     verbs = plan.add_subparsers(dest="verb", metavar="<verb>", required=True)
     ev = verbs.add_parser(
@@ -153,10 +140,7 @@ def _add_plan_commands(top) -> None:
 
 
 def register(groups: dict) -> None:
-    """Add `data generate`, `demo`, `train all`, `plan eval` and `bench` to the `motion-prior` CLI."""
-    from motion_prior.cli import TOP_LEVEL
-    from sim_envs.apps.bench import register as register_bench
-
+    """Add `data generate`, `demo`, `train all`, `plan eval`, `plan check` and `bench` to the `motion-prior` CLI."""
     _add_plan_commands(groups[TOP_LEVEL])
     register_bench(groups)
 

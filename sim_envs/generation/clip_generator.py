@@ -17,7 +17,7 @@ import numpy as np
 
 from motion_prior.data.clips import CATEGORIES, Clip
 from motion_prior.foundation.camera import MAX_ABS_COORD
-from motion_prior.foundation.configs import config_from_dict, config_to_dict
+from motion_prior.foundation.configs import check_settings, config_from_dict, config_to_dict
 from motion_prior.foundation.descriptions import image_direction, push_sentence
 from motion_prior.foundation.pokes import action_to_pokes
 from sim_envs.simulation.rendering import OffscreenRenderer
@@ -70,7 +70,7 @@ class GeneratorConfig:
         """Raise ValueError naming the first setting out of range; return self."""
         checks = [
             ("num_frames", self.num_frames >= 2, "at least 2"),
-            *self.physics.problems(),
+            *self.physics.checks(),
             ("num_points", self.num_points >= 1, "at least 1"),
             ("point_mix", len(self.point_mix) == 3 and min(self.point_mix) >= 0 and sum(self.point_mix) > 0,
              "three non-negative fractions (object, pusher, background), not all zero"),
@@ -80,10 +80,7 @@ class GeneratorConfig:
              "(height, width) of at least 16 pixels"),
             ("scene.min_objects", 0 <= self.scene.min_objects <= self.scene.max_objects, "0 <= min <= max_objects"),
         ]
-        for name, ok, expected in checks:
-            if not ok:
-                raise ValueError(f"generator config: {name}: expected {expected}, got {_setting(self, name)}")
-        return self
+        return check_settings(self, checks, "generator config")
 
     @property
     def physics(self) -> SimConfig:
@@ -93,12 +90,6 @@ class GeneratorConfig:
     def producer(self) -> dict:
         """The `producer` entry of a clip directory's index."""
         return {"name": GENERATOR_NAME, "version": GENERATOR_VERSION, "config": self.to_dict()}
-
-
-def _setting(config, dotted: str):
-    for part in dotted.split("."):
-        config = getattr(config, part)
-    return config
 
 
 def sample_points(

@@ -22,11 +22,14 @@ from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
+from PIL import Image, ImageDraw
 
 import sim_envs.tasks.envs as tabletop
 from motion_prior.foundation.camera import pixels_to_normalized
 from motion_prior.foundation.errors import InputError
 from motion_prior.foundation.pokes import end_times, ends, pokes_to_pixels
+from motion_prior.foundation.visualize import draw_tracks
+from motion_prior.inference.prior import MotionPrior
 from sim_envs.planning.planners import GoalCost, Planner, PlannerConfig, PriorModel, SimulatorModel, reduce_risk
 from sim_envs.simulation.scripts import segment_clear_of
 from sim_envs.tasks.wrapper import ImagineConfig, MotionPriorWrapper
@@ -249,8 +252,6 @@ def _read_records(path: Path) -> list[dict]:
 
 def make_env(config: PlanEvalConfig) -> MotionPriorWrapper:
     """`config.env` wrapped with `config.model` and its sampler settings."""
-    from motion_prior.inference.prior import MotionPrior
-
     return MotionPriorWrapper(gym.make(config.env, render_mode="rgb_array"), MotionPrior.load(config.model),
                               tabletop.tabletop_pokes, ImagineConfig(steps=config.steps, guidance=config.guidance))
 
@@ -407,10 +408,6 @@ def save_episode_gif(episode: dict, path: Path, scale: int = 3, seconds_per_step
     """One GIF frame per step: the frame the planner saw, the futures it imagined for its chosen
     plan (coloured trails of the target's query points), the goal (white ring) and the pusher
     action's pokes (white arrows); the last frame shows the outcome."""
-    from PIL import Image, ImageDraw
-
-    from motion_prior.foundation.visualize import draw_tracks
-
     images = []
     for step in episode["trace"]:
         observation, plan = step["observation"], step["plan"]

@@ -1,6 +1,6 @@
 """Scripted pusher motions: pushes, moves that touch nothing, and multi-segment moves.
 
-The frame alone must not give the future away (DESIGN.md §1: a prior trained on such data
+The frame alone must not give the future away (docs/design.md §1: a prior trained on such data
 learns to ignore pokes). So the pusher starts anywhere around its target, half of the pushes
 aim at the target and half go in a uniformly random direction (some of those miss), and the
 same scene is replayed with several scripts.

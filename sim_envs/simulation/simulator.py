@@ -14,6 +14,7 @@ import mujoco
 import numpy as np
 
 from motion_prior.foundation.camera import PinholeCamera
+from motion_prior.foundation.configs import check_settings
 from sim_envs.simulation.scenes import PUSHER_BODY, PUSHER_TARGET_BODY, SceneSpec, build_mjcf
 from sim_envs.simulation.scripts import PusherScript
 
@@ -35,7 +36,7 @@ class SimConfig:
     settle_seconds: float = 0.25
     visibility_tolerance: float = 0.002
 
-    def problems(self) -> list[tuple[str, bool, str]]:
+    def checks(self) -> list[tuple[str, bool, str]]:
         """(setting, ok, expected) of each check, for the configs that hold these settings."""
         return [("fps", self.fps > 0, "positive"),
                 ("settle_seconds", self.settle_seconds >= 0, "non-negative"),
@@ -43,10 +44,7 @@ class SimConfig:
 
     def validate(self, what: str = "simulation config") -> "SimConfig":
         """Raise ValueError naming the first setting out of range; return self."""
-        for name, ok, expected in self.problems():
-            if not ok:
-                raise ValueError(f"{what}: {name}: expected {expected}, got {getattr(self, name)}")
-        return self
+        return check_settings(self, self.checks(), what)
 
 
 class SceneSimulator:

@@ -6,7 +6,7 @@
     futures = env.imagine(candidate_actions, num_samples=8, query_points=[obs["target_pixel"]])
     futures.tracks                                        # [M, K, N, T, 2] pixels of the frame
 
-A thin adapter (DESIGN.md §2): the env's current frame + a poke function's pokes of each
+A thin adapter (docs/design.md §2): the env's current frame + a poke function's pokes of each
 candidate action go to `MotionPrior.sample_batch` in one call; nothing is simulated.
 """
 
