@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -139,3 +142,12 @@ def test_task_clip_config_draws_scenes_and_moves_like_the_task(tmp_path, capsys)
     assert main(["data", "generate", "--task", tabletop.PUSH_TO_GOAL_ID, "--config", "x.yaml",
                  "--out", str(tmp_path / "both")]) == 2
     assert "either --config or --task" in capsys.readouterr().err
+
+
+def test_importing_the_package_registers_the_envs():
+    # A fresh interpreter: in this one the test modules have imported the envs module already.
+    code = ("import gymnasium as gym, sim_envs; gym.register_envs(sim_envs); "
+            "print(type(gym.make('motion_prior/PushToGoal-v0').unwrapped).__name__, gym.spec('motion_prior/DoorToAngle-v0').id)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["PushToGoalEnv", "motion_prior/DoorToAngle-v0"]
