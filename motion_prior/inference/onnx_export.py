@@ -35,6 +35,7 @@ import time
 import warnings
 from pathlib import Path
 
+import onnxruntime
 import torch
 from torch import nn
 
@@ -50,6 +51,8 @@ MANIFEST = "manifest.json"
 FORMAT = 1
 GRAPHS = ("frame_encoder", "condition", "velocity", "decoder")
 log = logging.getLogger(__name__)
+# onnx, onnxscript and onnxruntime's float16 converter are imported where an export needs them
+# (about 2 s together), so that loading a model to sample does not pay for the exporter.
 
 
 class FrameGraph(nn.Module):
@@ -163,8 +166,6 @@ def _describe(path: Path) -> dict:
 
 
 def _max_difference(path: Path, module: nn.Module, inputs: tuple) -> float:
-    import onnxruntime
-
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     feeds = {i.name: x.numpy() for i, x in zip(session.get_inputs(), inputs)}
     with torch.no_grad():
@@ -201,7 +202,6 @@ def export_model(model: str | Path, out: str | Path, fp16: bool = False) -> Path
     docstring). The directory is written next to `out` and renamed into place when complete, so
     a crash never leaves a half-written export. Returns `out`."""
     import onnx
-    import onnxruntime
     import onnxscript
 
     source = model_dir(model)

@@ -21,6 +21,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import onnxruntime
 import torch
 
 from motion_prior.foundation.checkpoints import CheckpointError
@@ -40,8 +41,6 @@ def choose_providers(device: str = "cpu", providers: list[str] | None = None,
                      available: list[str] | None = None) -> list[str]:
     """Execution providers to ask for, in order: `providers` if given (each must be available),
     else by `device`: "cpu" -> CPU; "cuda" / "cuda:N" -> TensorRT > CUDA > CPU, those available."""
-    import onnxruntime
-
     available = onnxruntime.get_available_providers() if available is None else available
     if providers is not None:
         if not providers or not all(isinstance(p, str) for p in providers):
@@ -68,8 +67,6 @@ def session_options(threads: int | None = None):
     """Options tuned for small CPUs: all graph optimisations, one operator at a time (the graphs
     are chains, so inter-op parallelism only adds contention) and `threads` intra-op threads
     (default: the cores this process may use)."""
-    import onnxruntime
-
     options = onnxruntime.SessionOptions()
     options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
@@ -110,8 +107,6 @@ class OnnxRuntimeBackend:
 
     def __init__(self, directory: str | Path, device: str = "cpu", providers: list[str] | None = None,
                  precision: str = "fp32", threads: int | None = None):
-        import onnxruntime
-
         if precision not in PRECISIONS:
             raise InputError("precision", f"one of {PRECISIONS}", precision)
         self.directory = Path(directory)
@@ -180,8 +175,6 @@ class _BoundVelocity:
     """`v(x [B, N, C], t [B]) -> [B, N, C]` with one conditioning bound to the velocity session."""
 
     def __init__(self, session, conditioning: Conditioning, device: str, device_id: int):
-        import onnxruntime
-
         self.session, self.binding = session, session.io_binding()
         keys, values = (torch.stack(parts).numpy() for parts in zip(*conditioning.kv))
         fixed = {"mask": conditioning.mask.numpy(), "bias": conditioning.bias.numpy(), "keys": keys, "values": values}
