@@ -83,6 +83,7 @@ def test_index_records_counts_shapes_seeds_and_checksums(tmp_path, make_clip):
                                 producer_info={"scenes": [5, 6]}))
     store.add_shard(write_shard(root / shard_name(1), [make_clip(8, n=7, t=9)]))
     index = json.loads((root / INDEX_FILE).read_text())
+    assert index["format"] == "motion_prior.clips"  # what existing clip directories carry: never renamed
     assert index["num_clips"] == 3
     assert index["producer"] == producer
     entries = index["shards"]
@@ -165,7 +166,7 @@ def test_foreign_safetensors_file_is_not_accepted(tmp_path):
     from safetensors.numpy import save_file
 
     save_file({"x": np.zeros(3, np.float32)}, str(tmp_path / "other.safetensors"))
-    with pytest.raises(CorruptShardError, match="not a motion_prior.data.clips shard"):
+    with pytest.raises(CorruptShardError, match="not a motion_prior.clips shard"):
         ShardReader(tmp_path / "other.safetensors")
     (tmp_path / "junk.safetensors").write_bytes(b"\x00" * 64)
     with pytest.raises(CorruptShardError, match="junk.safetensors"):

@@ -190,7 +190,7 @@ def test_cli_import_from_npy_frames(tmp_path, capsys):
         np.testing.assert_array_equal(read.frame, clip.frame)
         assert read.text == "pouring" and read.fps == 30.0 and read.seed == clip.seed
         assert read.metadata == clip.metadata
-    assert store.producer["name"] == "motion_prior.data.tracker_import"
+    assert store.producer["name"] == "motion_prior.tracker_import"
 
 
 def test_cli_import_from_a_folder_of_png_images(tmp_path):

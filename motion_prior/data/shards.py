@@ -29,7 +29,7 @@ from safetensors.numpy import save
 from motion_prior.data.clips import ARRAY_FIELDS, SCALAR_FIELDS, Clip
 from motion_prior.foundation.errors import ClipFormatError, CorruptShardError
 
-FORMAT_NAME = "motion_prior.data.clips"
+FORMAT_NAME = "motion_prior.clips"  # written into every index and shard: existing clip directories carry it
 FORMAT_VERSION = 1
 INDEX_FILE = "index.json"
 

@@ -21,7 +21,7 @@ from motion_prior.data.shards import ClipStore, shard_name, write_shard
 from motion_prior.foundation.camera import MAX_ABS_COORD, pixels_to_normalized
 from motion_prior.foundation.errors import InputError
 
-IMPORTER_NAME = "motion_prior.data.tracker_import"
+IMPORTER_NAME = "motion_prior.tracker_import"  # the producer name existing clip directories carry
 IMPORTER_VERSION = "1.0"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 
