@@ -142,6 +142,15 @@ def hold_last_waypoint(pokes: np.ndarray) -> np.ndarray:
     return np.concatenate([pokes, hold])
 
 
+def mirror_pokes(pokes: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
+    """Pokes `[B, P, 5]` of clips mirrored left-right where `flip [B]` is True: x0 and x1 -> -x
+    (normalised)."""
+    sign = torch.where(flip, -1.0, 1.0).to(pokes)[:, None, None]
+    x_columns = torch.zeros(5, dtype=torch.bool, device=pokes.device)
+    x_columns[[START.start, END.start]] = True
+    return torch.where(x_columns, pokes * sign, pokes)
+
+
 def positions_at(tracks: torch.Tensor, end_times: torch.Tensor) -> torch.Tensor:
     """Where tracks are at fractional horizon times, interpolating linearly between frames.
 

@@ -38,6 +38,7 @@ from motion_prior.data.batch_views import open_splits, training_view
 from motion_prior.foundation.checkpoints import WEIGHTS_FILE, load_config, load_weights
 from motion_prior.foundation.configs import config_to_yaml, copy_preset
 from motion_prior.foundation.metrics import future_errors
+from motion_prior.foundation.pokes import mirror_pokes
 from motion_prior.inference.backends import TorchBackend
 from motion_prior.inference.model_directory import load_vae_with_stats
 from motion_prior.inference.prior import MotionPrior
@@ -106,13 +107,6 @@ def matched_to_vae(config: FlowConfig, vae: VAEConfig) -> FlowConfig:
 def mirror_text(text: str) -> str:
     """The description of the mirrored clip: "left" and "right" swap."""
     return re.sub(r"\b(left|right)\b", lambda m: MIRRORED_WORDS[m.group(1)], text)
-
-
-def mirror_pokes(pokes: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
-    """Pokes `[B, P, 5]` of clips mirrored where `flip [B]` is True: x0 and x1 -> -x (normalised)."""
-    sign = torch.where(flip, -1.0, 1.0).to(pokes)[:, None, None]
-    x_columns = torch.tensor([True, False, True, False, False], device=pokes.device)
-    return torch.where(x_columns, pokes * sign, pokes)
 
 
 def with_action_pokes(pokes, mask, action_pokes, action_counts, use_action):
