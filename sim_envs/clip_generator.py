@@ -85,7 +85,7 @@ class GeneratorConfig:
             ("scripts_per_scene", self.scripts_per_scene >= 1, "at least 1"),
             ("settle_seconds", self.settle_seconds >= 0, "non-negative"),
             ("store_frames_every", self.store_frames_every >= 0, "non-negative"),
-            ("timestep", 0 < self.timestep <= 1.0 / self.fps, "positive and at most one frame"),
+            ("timestep", self.fps > 0 and 0 < self.timestep <= 1.0 / self.fps, "positive and at most one frame"),
             ("scene.image_size", len(self.scene.image_size) == 2 and min(self.scene.image_size) >= 16,
              "(height, width) of at least 16 pixels"),
             ("scene.min_objects", 0 <= self.scene.min_objects <= self.scene.max_objects, "0 <= min <= max_objects"),
