@@ -25,6 +25,8 @@ from motion_prior.configs import config_from_yaml, config_to_yaml
 CONFIG_FILE = "config.yaml"
 WEIGHTS_FILE = "model.safetensors"
 STATS_FILE = "latent_stats.safetensors"
+# `sha256sum` format ("<hex>  <relative path>" per line), so `sha256sum -c SHA256SUMS` checks it too.
+CHECKSUMS_FILE = "SHA256SUMS"
 
 
 class CheckpointError(ValueError):
@@ -80,6 +82,46 @@ def read_tensors(path: Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{path}: cannot read safetensors ({error}); truncated or not a safetensors file") from None
 
 
+def write_checksums(directory: str | Path, files: list[str]) -> None:
+    """Record the SHA-256 of `files` (paths relative to `directory`) in `directory/SHA256SUMS`."""
+    from motion_prior.shards import atomic_write_bytes, file_sha256
+
+    directory = Path(directory)
+    lines = [f"{file_sha256(directory / name)}  {name}\n" for name in sorted(files)]
+    atomic_write_bytes(directory / CHECKSUMS_FILE, "".join(lines).encode())
+
+
+def verify_checksums(directory: str | Path) -> None:
+    """Check every file listed in `directory/SHA256SUMS` (nothing if there is no such file).
+
+    Raises:
+        CheckpointError: a listed file is missing or its bytes changed, or the list is malformed.
+    """
+    from motion_prior.shards import file_sha256
+
+    directory = Path(directory)
+    listing = directory / CHECKSUMS_FILE
+    if not listing.is_file():
+        return
+    for number, line in enumerate(listing.read_text(errors="replace").splitlines(), 1):
+        digest, _, name = line.partition("  ")
+        if len(digest) != 64 or not name or Path(name).is_absolute() or ".." in Path(name).parts:
+            raise CheckpointError(f"{listing}, line {number}: expected '<sha256>  <relative path>', got {line[:100]!r}")
+        if not (directory / name).is_file():
+            raise CheckpointError(f"{directory / name}: file is missing (listed in {listing})")
+        if file_sha256(directory / name) != digest:
+            raise CheckpointError(f"{directory / name}: SHA-256 differs from {listing}; the file was changed or "
+                                  "corrupted since the model was packed")
+
+
+def check_finite(tensors: dict[str, torch.Tensor], path: Path) -> None:
+    """Raise :class:`CheckpointError` naming the first tensor of `path` with NaN or inf values."""
+    for name, tensor in tensors.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise CheckpointError(f"{path}: tensor {name!r} holds {int((~torch.isfinite(tensor)).sum())} "
+                                  "non-finite values")
+
+
 def load_config(directory: str | Path, cls):
     path = Path(directory) / CONFIG_FILE
     if not path.is_file():
@@ -106,13 +148,20 @@ def load_weights(model: nn.Module, path: Path) -> None:
             "; ".join(mismatched[:5]),
         ]))
         raise CheckpointError(f"{path}: weights do not match {Path(path).parent / CONFIG_FILE}: {details}")
+    check_finite(state, path)
     model.load_state_dict(state)
 
 
 def read_latent_stats(directory: str | Path) -> dict[str, torch.Tensor]:
     """A Stage 1 checkpoint's latent statistics: {"mean", "std"}, float32 `[C]`, what Stage 2
     normalises latents with."""
-    stats = read_tensors(Path(directory) / STATS_FILE)
+    path = Path(directory) / STATS_FILE
+    stats = read_tensors(path)
+    if not {"mean", "std"} <= set(stats):
+        raise CheckpointError(f"{path}: expected tensors 'mean' and 'std', got {sorted(stats)}")
+    check_finite(stats, path)
+    if not bool((stats["std"] > 0).all()):
+        raise CheckpointError(f"{path}: tensor 'std' must be positive, got min {float(stats['std'].min()):.3g}")
     return {"mean": stats["mean"].float(), "std": stats["std"].float()}
 
 

@@ -31,10 +31,12 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+import yaml
 
 from motion_prior.camera import pixels_to_normalized
 from motion_prior.checkpoints import (CheckpointError, STATS_FILE, WEIGHTS_FILE, load_config, load_weights,
-                                      read_latent_stats, read_tensors)
+                                      read_latent_stats, read_tensors, verify_checksums, write_checksums)
+from motion_prior.clips import MAX_ABS_COORD
 from motion_prior.errors import InputError
 from motion_prior.backends import Backend, TorchBackend
 from motion_prior.flow import Conditioning, FlowConfig, FlowNetwork
@@ -52,6 +54,15 @@ DEFAULT_STEPS = 8
 DEFAULT_GUIDANCE = 2.0
 DEFAULT_GRID = 16
 BACKENDS = ("torch", "torch-compile", "onnxruntime")
+# The range the ROS node allows too: above 10 the guided velocity overshoots the data by an order
+# of magnitude (and ~1e39 overflows float32 into NaN); below 1 it pushes away from the pokes.
+GUIDANCE_RANGE = (1.0, 10.0)
+# 8 steps are the default and more than 8 buy nothing measurable; the cap stops a typo (10**6)
+# from building millions of tensors before the first step.
+MAX_STEPS = 1000
+# What one call may hold in memory for its results: the returned tracks `[M, K, N, T, 2]` plus
+# the latent noise `[M * K, N_latent, C]`, float32. Larger requests must be split by the caller.
+MAX_RESULT_BYTES = 2**30
 
 
 def default_model_dir() -> Path:
@@ -60,11 +71,41 @@ def default_model_dir() -> Path:
 
 
 def model_dir(model: str | Path) -> Path:
-    """`"default"` or a model directory -> its path, checked to hold `vae/` and `flow/`."""
+    """`"default"` or a model directory -> its path, checked to hold `vae/` and `flow/` and,
+    when it has a `SHA256SUMS` (written by :func:`pack_model`), that every listed file is intact."""
+    if not isinstance(model, (str, Path)):
+        raise InputError("model", "'default' or a model directory (str or Path)", model)
     directory = default_model_dir() if str(model) == "default" else Path(model)
     if not (directory / "vae").is_dir() or not (directory / "flow").is_dir():
         raise CheckpointError(f"{directory}: expected a model directory with vae/ and flow/ checkpoints")
+    verify_checksums(directory)
     return directory
+
+
+def check_device(device) -> torch.device:
+    """`device` as a torch device, refused with an InputError if it is not one this machine has."""
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise InputError("device", "'cpu', 'cuda' or 'cuda:N'", device) from None
+    if parsed.type == "cuda" and (not torch.cuda.is_available() or (parsed.index or 0) >= torch.cuda.device_count()):
+        raise InputError("device", f"an available device ({torch.cuda.device_count()} CUDA devices here)", device)
+    if parsed.type not in ("cpu", "cuda"):
+        raise InputError("device", "'cpu', 'cuda' or 'cuda:N'", device)
+    return parsed
+
+
+def check_max_pokes(directory: Path, flow_config: FlowConfig, vae: TrajectoryVAE) -> None:
+    """The flow config's `max_pokes` must be what the model was trained with (its
+    `recipe.yaml`) and no more than the poke-aware decoder takes."""
+    recipe = directory / "flow" / "recipe.yaml"
+    trained = (yaml.safe_load(recipe.read_text()) or {}).get("model", {}).get("max_pokes") if recipe.is_file() else None
+    if trained is not None and trained != flow_config.max_pokes:
+        raise CheckpointError(f"{directory / 'flow' / 'config.yaml'}: max_pokes {flow_config.max_pokes}, but the flow "
+                              f"was trained with {trained} ({recipe})")
+    if vae.config.decoder_pokes and flow_config.max_pokes > vae.config.decoder_pokes:
+        raise CheckpointError(f"{directory / 'flow' / 'config.yaml'}: max_pokes {flow_config.max_pokes}, more than "
+                              f"the VAE decoder's {vae.config.decoder_pokes} ({directory / 'vae' / 'config.yaml'})")
 
 
 def load_vae_with_stats(directory: str | Path) -> tuple[TrajectoryVAE, dict[str, torch.Tensor]]:
@@ -101,6 +142,7 @@ class MotionPrior:
         """
         if backend not in BACKENDS:
             raise InputError("backend", f"one of {BACKENDS}", backend)
+        check_device(device)
         if backend == "onnxruntime":
             from motion_prior.onnx_runtime import OnnxRuntimeBackend
 
@@ -110,6 +152,7 @@ class MotionPrior:
         directory = model_dir(model)
         vae, stats = load_vae_with_stats(directory / "vae")
         flow = FlowNetwork(load_config(directory / "flow", FlowConfig))
+        check_max_pokes(directory, flow.config, vae)
         load_weights(flow, directory / "flow" / WEIGHTS_FILE)
         device = torch.device(device)
         return cls(TorchBackend(vae.to(device), flow.to(device), {k: v.to(device) for k, v in stats.items()},
@@ -185,7 +228,7 @@ class MotionPrior:
     # -- the numpy API ---------------------------------------------------------------------
 
     def _frame(self, frame) -> tuple[np.ndarray, torch.Tensor]:
-        array = np.asarray(frame)
+        array = _array(frame, "frame", "a uint8 array [H, W, 3] (RGB)")
         if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3 or min(array.shape[:2]) < 1:
             raise InputError("frame", "a uint8 array [H, W, 3] (RGB)", array)
         image = torch.from_numpy(np.ascontiguousarray(array)).to(self.device)
@@ -198,11 +241,12 @@ class MotionPrior:
 
     def _pokes(self, pokes, coords: str, image_size, argument: str = "pokes") -> np.ndarray:
         """Caller's pokes -> normalised `[P, 5]` (validated)."""
-        array = np.zeros((0, 5), np.float32) if pokes is None else np.asarray(pokes)
-        if array.size == 0:
+        expected = "a real numeric array [P, 5] of (x0, y0, x1, y1, end_time)"
+        array = np.zeros((0, 5), np.float32) if pokes is None else _array(pokes, argument, expected)
+        if array.size == 0 and array.dtype != object:
             return np.zeros((0, 5), np.float32)
-        if array.ndim != 2 or array.shape[-1] != 5 or not np.issubdtype(array.dtype, np.number):
-            raise InputError(argument, "a numeric array [P, 5] of (x0, y0, x1, y1, end_time)", array)
+        if array.ndim != 2 or array.shape[-1] != 5 or not _is_real(array):
+            raise InputError(argument, expected, array)
         array = array.astype(np.float32)
         if coords == "pixels" and np.all(np.isfinite(array)):
             array = np.concatenate([pixels_to_normalized(array[:, 0:2], image_size),
@@ -212,26 +256,33 @@ class MotionPrior:
     def _queries(self, query_points, coords: str, image_size, grid_size: int) -> np.ndarray:
         """Caller's query points -> normalised `[N, 2]`; None -> a grid_size^2 grid of cell centres."""
         if query_points is None:
-            if not isinstance(grid_size, (int, np.integer)) or grid_size < 1:
+            if not _is_int(grid_size) or grid_size < 1:
                 raise InputError("grid_size", "a positive integer", grid_size)
             centres = (2 * np.arange(grid_size, dtype=np.float32) + 1) / grid_size - 1
             y, x = np.meshgrid(centres, centres, indexing="ij")
             return np.stack([x, y], axis=-1).reshape(-1, 2)
-        array = np.asarray(query_points)
-        if array.ndim != 2 or array.shape[1] != 2 or array.shape[0] < 1 or not np.issubdtype(array.dtype, np.number):
-            raise InputError("query_points", "a numeric array [N, 2] with N >= 1", array)
+        expected = "a real numeric array [N, 2] with N >= 1"
+        array = _array(query_points, "query_points", expected)
+        if array.ndim != 2 or array.shape[1] != 2 or array.shape[0] < 1 or not _is_real(array):
+            raise InputError("query_points", expected, array)
         if not np.all(np.isfinite(array)):
             raise InputError("query_points", "finite values", f"{int(np.sum(~np.isfinite(array)))} non-finite")
         array = array.astype(np.float32)
-        return pixels_to_normalized(array, image_size) if coords == "pixels" else array
+        array = pixels_to_normalized(array, image_size) if coords == "pixels" else array
+        if np.abs(array).max() > MAX_ABS_COORD:  # the bound pokes have: far off-image is a unit mistake
+            raise InputError("query_points", f"normalised positions within ±{MAX_ABS_COORD} (8 image widths "
+                             "off-centre)", f"max |normalised value| {np.abs(array).max():.4g}")
+        return array
 
     def _check_options(self, num_samples, steps, method, guidance, coords, text) -> None:
+        low, high = GUIDANCE_RANGE
         checks = [
-            ("num_samples", isinstance(num_samples, (int, np.integer)) and num_samples >= 1, "a positive integer", num_samples),
-            ("steps", isinstance(steps, (int, np.integer)) and steps >= 1, "a positive integer", steps),
-            ("method", method in METHODS, f"one of {METHODS}", method),
-            ("guidance", isinstance(guidance, (int, float)) and np.isfinite(guidance), "a finite number", guidance),
-            ("coords", coords in COORDS, f"one of {COORDS}", coords),
+            ("num_samples", _is_int(num_samples) and num_samples >= 1, "a positive integer", num_samples),
+            ("steps", _is_int(steps) and 1 <= steps <= MAX_STEPS, f"an integer in [1, {MAX_STEPS}]", steps),
+            ("method", isinstance(method, str) and method in METHODS, f"one of {METHODS}", method),
+            ("guidance", isinstance(guidance, (int, float, np.integer, np.floating)) and not isinstance(guidance, bool)
+             and low <= guidance <= high, f"a number in [{low:g}, {high:g}] (1: no guidance)", guidance),
+            ("coords", isinstance(coords, str) and coords in COORDS, f"one of {COORDS}", coords),
             ("text", text is None or isinstance(text, str), "a string or None", type(text).__name__),
         ]
         for argument, ok, expected, received in checks:
@@ -244,9 +295,19 @@ class MotionPrior:
             return generator
         if seed is None:
             return torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,))))
-        if not isinstance(seed, (int, np.integer)):
-            raise InputError("seed", "an integer or None", seed)
+        if not _is_int(seed) or not -2**63 <= seed < 2**64:
+            raise InputError("seed", "an integer in [-2**63, 2**64) or None", seed)
         return torch.Generator().manual_seed(int(seed))
+
+    def _check_budget(self, candidates: int, num_samples: int, points: int) -> None:
+        """Refuse a call whose results alone would pass `MAX_RESULT_BYTES`."""
+        spec = self.spec
+        per_future = 4 * (points * spec.num_frames * 2 + spec.num_latents * spec.latent_channels)
+        if candidates * num_samples * per_future > MAX_RESULT_BYTES:
+            most = max(1, MAX_RESULT_BYTES // (candidates * per_future))
+            raise InputError("num_samples", f"at most {most} for {candidates} candidate(s) x {points} query points "
+                             f"(the results must fit in {MAX_RESULT_BYTES / 2**30:g} GiB; fewer query points or "
+                             "several calls allow more)", num_samples)
 
     def sample(self, frame, pokes=None, text: str | None = None, num_samples: int = 8, query_points=None,
                steps: int = DEFAULT_STEPS, guidance: float = DEFAULT_GUIDANCE, seed: int | None = None,
@@ -300,11 +361,14 @@ class MotionPrior:
         candidates = [None] if pokes is None else pokes
         if isinstance(candidates, np.ndarray) and candidates.ndim != 3:
             raise InputError("pokes", "a list of [P, 5] poke sets or an array [M, P, 5]", candidates)
+        if not hasattr(candidates, "__len__") or isinstance(candidates, str):
+            raise InputError("pokes", "a list of [P, 5] poke sets or an array [M, P, 5]", candidates)
         if len(candidates) < 1:
             raise InputError("pokes", "at least one candidate poke set", "an empty list")
         sets = [self._pokes(p, coords, size, f"pokes[{m}]" if pokes is not None and len(candidates) > 1 else "pokes")
                 for m, p in enumerate(candidates)]
         queries = self._queries(query_points, coords, size, grid_size)
+        self._check_budget(len(sets), num_samples, len(queries))
         m, most = len(sets), max(len(p) for p in sets)
         padded = np.zeros((m, most, 5), np.float32)
         mask = np.zeros((m, most), bool)
@@ -316,6 +380,10 @@ class MotionPrior:
             image, torch.from_numpy(padded).to(device), torch.from_numpy(mask).to(device),
             [text or ""] * m, torch.from_numpy(queries).to(device).expand(m, -1, -1), num_samples, steps, method,
             float(guidance), self._generator(seed, generator), timing)
+        if not bool(torch.isfinite(tracks).all()):
+            raise FloatingPointError(f"sampling gave {int((~torch.isfinite(tracks)).sum())} non-finite track values; "
+                                     "the model's weights or latent statistics are broken (reload it from a packed "
+                                     "model directory, whose SHA256SUMS is checked)")
         result = to_coords(tracks.float().cpu().numpy(), coords, size)
         timing["total"] = time.perf_counter() - started
         caller_pokes = []
@@ -347,5 +415,25 @@ def pack_model(vae_run: str | Path, flow_run: str | Path, out: str | Path, dtype
                 raise CheckpointError(f"{run}: {name} is missing; is this a finished {part} run?")
             files[name] = (run / name).read_bytes()
         write_checkpoint(out / part, files)
+    write_checksums(out, [f"{part}/{name}" for part in ("vae", "flow") for name in
+                          sorted(p.name for p in (out / part).iterdir() if p.is_file())])
     MotionPrior.load(out)  # fail here, not at the user's first call, if the parts do not fit
     return out
+
+
+def _array(value, argument: str, expected: str) -> np.ndarray:
+    """`np.asarray(value)`, with ragged nesting reported as an InputError."""
+    try:
+        return np.asarray(value)
+    except (ValueError, TypeError):
+        raise InputError(argument, expected, "a ragged or non-numeric nested sequence") from None
+
+
+def _is_real(array: np.ndarray) -> bool:
+    """Integer or floating dtype (not bool, complex or object)."""
+    return np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)
+
+
+def _is_int(value) -> bool:
+    """An integer, not a bool (`True` is not a count)."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
