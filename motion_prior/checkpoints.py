@@ -11,7 +11,9 @@ The training state (optimizer moments, step, RNG) lives in `training_state.safet
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -127,9 +129,27 @@ def load_config(directory: str | Path, cls):
     if not path.is_file():
         raise CheckpointError(f"{directory}: no {CONFIG_FILE}; is this a checkpoint directory?")
     try:
-        return config_from_yaml(cls, path.read_text(), str(path))
+        config = config_from_yaml(cls, path.read_text(), str(path))
     except (TypeError, ValueError) as error:
         raise CheckpointError(f"{path}: invalid config ({error})") from None
+    _check_sizes(config, path)
+    return config
+
+
+def _check_sizes(config, path: Path, prefix: str = "") -> None:
+    """Model configs hold sizes and scales: a number where the dataclass has one, >= 0 and finite
+    (a negative width otherwise surfaces as an unrelated torch error)."""
+    for f in dataclasses.fields(config):
+        value, name = getattr(config, f.name), prefix + f.name
+        if dataclasses.is_dataclass(value):
+            _check_sizes(value, path, f"{name}.")
+            continue
+        values = value if isinstance(value, (list, tuple)) else [value]
+        numeric = isinstance(f.default, (int, float)) and not isinstance(f.default, bool)
+        for item in values:
+            is_number = isinstance(item, (int, float)) and not isinstance(item, bool)
+            if (numeric and not is_number) or (is_number and not (math.isfinite(item) and item >= 0)):
+                raise CheckpointError(f"{path}: field '{name}': expected a non-negative finite number, got {value!r}")
 
 
 def load_weights(model: nn.Module, path: Path) -> None:
