@@ -138,3 +138,17 @@ SIM_CAMERA_PARAMETERS = (
 )
 
 NODE_PARAMETERS = {MOTION_PRIOR_NODE: MOTION_PRIOR_PARAMETERS, SIM_CAMERA_NODE: SIM_CAMERA_PARAMETERS}
+
+# Futures x query points of one prediction. Each range alone is fine, but 256 samples of a
+# 64 x 64 grid took the node past 6 GB; 16 x 64^2 = 64 x 32^2 = 256 x 16^2 stay well under 1 GB.
+MAX_SAMPLE_POINTS = 65536
+
+
+def motion_prior_joint_problem(values: dict) -> str | None:
+    """Why the motion prior node's parameters `values` (name -> value) do not fit together, or None."""
+    points = len(values["query_points"]) // 2 if values.get("query_points") else values["grid_size"] ** 2
+    if values["num_samples"] * points > MAX_SAMPLE_POINTS:
+        source = "query_points pairs" if values.get("query_points") else "grid_size^2"
+        return (f"num_samples x {source}: expected at most {MAX_SAMPLE_POINTS} sampled points per frame (memory), "
+                f"got {values['num_samples']} x {points} = {values['num_samples'] * points}")
+    return None
