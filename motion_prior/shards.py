@@ -287,6 +287,8 @@ class ClipStore:
         duplicates = sorted({f for f in files if files.count(f) > 1})
         if duplicates:
             raise CorruptShardError(str(index_path), f"field 'shards': {duplicates} listed more than once")
+        if files != sorted(files):  # the order defines global clip indices; writers sort by name
+            raise CorruptShardError(str(index_path), f"field 'shards': expected entries sorted by file name, got {files[:5]}")
         total = sum(s.num_clips for s in shards)
         if not _is_int(index.get("num_clips")) or index["num_clips"] != total:
             raise CorruptShardError(str(index_path), f"field 'num_clips': expected {total} (the sum over its shards), "

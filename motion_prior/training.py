@@ -142,6 +142,7 @@ class Trainer:
                 raise FileExistsError(f"{self.out} already holds a training run; pass --resume to continue it "
                                       "or choose another --out")
             self._load_state()
+        self._drop_metrics_after_checkpoint()
         self.train_model = (nn.parallel.DistributedDataParallel(self.model) if self.distributed else self.model)
 
     def _autocast(self):
@@ -293,11 +294,10 @@ class Trainer:
         torch.set_rng_state(state["rng.torch"])
         self.generator.set_state(state["rng.task"])
         self.step, self.wall_seconds = int(meta["step"]), float(meta["wall_seconds"])
-        self._drop_metrics_after_checkpoint()
 
     def _drop_metrics_after_checkpoint(self) -> None:
-        """A run killed after its last checkpoint logged steps it will now train again: drop
-        those records so that metrics.jsonl holds each step once."""
+        """A run killed after its last checkpoint (or before its first) logged steps it will now
+        train again: drop those records so that metrics.jsonl holds each step once."""
         path = self.out / METRICS_FILE
         if not self.is_main or not path.is_file():
             return

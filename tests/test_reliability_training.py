@@ -33,12 +33,13 @@ def _recipe(steps: int, **train):
     return recipe
 
 
-def test_resume_after_a_kill_keeps_one_metrics_record_per_step(clips, tmp_path, monkeypatch):
+@pytest.mark.parametrize("kill_after", [2, 5])  # before the first checkpoint (step 3), or after it
+def test_resume_after_a_kill_keeps_one_metrics_record_per_step(clips, tmp_path, monkeypatch, kill_after):
     calls, loss = [0], vae_training.VAETask.loss
 
     def dying_loss(self, *args):
         calls[0] += 1
-        if calls[0] > 5:  # killed during step 6: steps 4 and 5 were logged after the step-3 checkpoint
+        if calls[0] > kill_after:
             raise _Killed
         return loss(self, *args)
 
