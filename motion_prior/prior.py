@@ -99,7 +99,10 @@ def check_max_pokes(directory: Path, flow_config: FlowConfig, vae: TrajectoryVAE
     """The flow config's `max_pokes` must be what the model was trained with (its
     `recipe.yaml`) and no more than the poke-aware decoder takes."""
     recipe = directory / "flow" / "recipe.yaml"
-    trained = (yaml.safe_load(recipe.read_text()) or {}).get("model", {}).get("max_pokes") if recipe.is_file() else None
+    try:
+        trained = (yaml.safe_load(recipe.read_text()) or {}).get("model", {}).get("max_pokes") if recipe.is_file() else None
+    except (yaml.YAMLError, AttributeError) as error:
+        raise CheckpointError(f"{recipe}: not a flow recipe ({type(error).__name__}: {error})") from None
     if trained is not None and trained != flow_config.max_pokes:
         raise CheckpointError(f"{directory / 'flow' / 'config.yaml'}: max_pokes {flow_config.max_pokes}, but the flow "
                               f"was trained with {trained} ({recipe})")

@@ -140,7 +140,8 @@ SIM_CAMERA_PARAMETERS = (
 NODE_PARAMETERS = {MOTION_PRIOR_NODE: MOTION_PRIOR_PARAMETERS, SIM_CAMERA_NODE: SIM_CAMERA_PARAMETERS}
 
 # Futures x query points of one prediction. Each range alone is fine, but 256 samples of a
-# 64 x 64 grid took the node past 6 GB; 16 x 64^2 = 64 x 32^2 = 256 x 16^2 stay well under 1 GB.
+# 64 x 64 grid took the node past 6 GB; at 16 x 64^2 or 256 x 16^2 its peak is 1.1 or 1.6 GB
+# (README, "Reliability").
 MAX_SAMPLE_POINTS = 65536
 
 
