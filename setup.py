@@ -23,7 +23,7 @@ setup(
     description="Fast sampling of long-term point-trajectory futures from a frame and pokes",
     packages=find_packages(include=["motion_prior*", "sim_envs*", "ros_nodes*"]),
     # The shipped default model: MotionPrior.load("default") works offline right after install.
-    package_data={"motion_prior": ["models/default/*.md", "models/default/*/*"]},
+    package_data={"motion_prior": ["models/default/*.md", "models/default/SHA256SUMS", "models/default/*/*"]},
     python_requires=">=3.10",
     install_requires=[
         "torch==2.13.0",
@@ -45,7 +45,7 @@ setup(
     ],
     # ROS 2 Jazzy's client library and messages from PyPI (Linux x86_64 wheels only), for the
     # nodes outside a ROS install and for their tests; a colcon build uses the system's ROS instead.
-    extras_require={"ros": ROS_WHEELS, "test": ["pytest==9.2.0", "rosbags==0.11.9", *ROS_WHEELS]},
+    extras_require={"ros": ROS_WHEELS, "test": ["pytest==9.2.0", "hypothesis==6.170.15", "rosbags==0.11.9", *ROS_WHEELS]},
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),

@@ -1,6 +1,7 @@
 """Throughput and latency of motion_prior_node fed by sim_camera_node, as in sim_demo.launch.xml.
 
     .venv/bin/python benchmarks/bench_ros_node.py [--model default] [--seconds 30] [--backend torch]
+        [--num-samples 16] [--grid-size 8] [--rate 16]
 
 Starts both nodes as their own processes (as ros2 launch would) in a private DDS domain on
 localhost: the simulated camera publishes 256 px frames, CameraInfo and the pusher's action at
@@ -9,7 +10,10 @@ as fast as it can (max_rate 0), with the action's poke and guidance 2. After `--
 predictions, this script listens for `--seconds` and prints JSON: predictions per second, the
 latency from image stamp to the futures' arrival here and the node's own stamp-to-publication
 latency (median, p90), the node's sampling time split into its parts, the frame counters and
-the machine. Timings on a shared machine drift; say so when quoting them.
+the machine, and the node process's peak resident memory (`VmHWM`). `--num-samples`,
+`--grid-size` and `--rate` (camera frames per second) set the load, e.g. the largest sizes the
+node's parameters allow together at 30 Hz. Timings on a shared machine drift; say so when
+quoting them.
 """
 
 from __future__ import annotations
@@ -36,6 +40,9 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--warmup", type=int, default=3, help="predictions ignored at the start")
+    parser.add_argument("--num-samples", type=int, default=16, help="the node's num_samples (default 16)")
+    parser.add_argument("--grid-size", type=int, default=8, help="the node's grid_size (default 8)")
+    parser.add_argument("--rate", type=float, default=16.0, help="camera frames per second (default 16)")
     args = parser.parse_args()
     # Before rclpy is imported: this run's own domain, on localhost only.
     os.environ["ROS_DOMAIN_ID"] = str(random.SystemRandom().randint(1, 100))
@@ -43,19 +50,21 @@ def main() -> None:
     node_command = [sys.executable, "-m", "ros_nodes.motion_prior_node", "--ros-args",
                     "--params-file", str(ROOT / "config" / "motion_prior.yaml"),
                     "-p", f"model:={args.model}", "-p", f"backend:={args.backend}", "-p", f"device:={args.device}",
-                    "-p", "num_samples:=16", "-p", "grid_size:=8", "-p", "max_rate:=0.0",
+                    "-p", f"num_samples:={args.num_samples}", "-p", f"grid_size:={args.grid_size}", "-p", "max_rate:=0.0",
                     "-p", "image_reliability:=reliable"]
     camera_command = [sys.executable, "-m", "ros_nodes.sim_camera_node", "--ros-args",
-                      "--params-file", str(ROOT / "config" / "sim_demo.yaml")]
+                      "--params-file", str(ROOT / "config" / "sim_demo.yaml"), "-p", f"rate:={args.rate}"]
     processes = [subprocess.Popen(command, cwd=ROOT) for command in (node_command, camera_command)]
     try:
         result = listen(args.seconds, args.warmup)
+        status = Path(f"/proc/{processes[0].pid}/status").read_text()
+        result["node_peak_rss_mib"] = round(int(status.split("VmHWM:")[1].split()[0]) / 1024, 1)
     finally:
         for process in processes:
             process.terminate()
             process.wait(timeout=30)
     result.update(command=" ".join([Path(sys.executable).name, *sys.argv]), model=args.model, backend=args.backend,
-                  device=args.device, num_samples=16, query_points=64,
+                  device=args.device, num_samples=args.num_samples, query_points=args.grid_size ** 2, camera_hz=args.rate,
                   machine=platform.processor() or platform.machine(), cpu_count=os.cpu_count())
     print(json.dumps(result, indent=1))
 

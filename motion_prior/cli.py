@@ -25,16 +25,70 @@ from motion_prior.data.tracker_import import import_tracker_files
 from motion_prior.evaluation.eval_flow import evaluate_flow
 from motion_prior.evaluation.eval_vae import evaluate_vae
 from motion_prior.foundation.configs import load_yaml
+from motion_prior.foundation.errors import InputError
 from motion_prior.foundation.visualize import draw_tracks, save_gif, save_png
-from motion_prior.inference.backends import TorchBackend
+from motion_prior.inference.backends import TorchBackend, check_device
 from motion_prior.inference.model_directory import model_dir
 from motion_prior.inference.onnx_export import MANIFEST, export_model
 from motion_prior.inference.packing import pack_model
-from motion_prior.inference.prior import MotionPrior
+from motion_prior.inference.prior import GUIDANCE_RANGE, MotionPrior
 from motion_prior.inference.samplers import DEFAULT_GUIDANCE, DEFAULT_STEPS
 from motion_prior.training import decoder_stage, flow_stage, vae_stage
 
 TOP_LEVEL = "top-level"
+
+
+# argparse types: each command's arguments are checked while parsing, before any work starts,
+# and a bad one ends the command with "argument --x: expected ..., got ...".
+def integer_at_least(minimum: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < minimum:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}")
+        return value
+
+    parse.__name__ = f"integer >= {minimum}"
+    return parse
+
+
+POSITIVE = integer_at_least(1)
+NON_NEGATIVE = integer_at_least(0)
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive finite number, got {text!r}")
+    return value
+
+
+def guidance_value(text: str) -> float:
+    low, high = GUIDANCE_RANGE
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not low <= value <= high:
+        raise argparse.ArgumentTypeError(f"expected a number in [{low:g}, {high:g}], got {text!r}")
+    return value
+
+
+def device_name(text: str) -> str:
+    """'auto' (training: CUDA if available) or a device this machine has."""
+    if text != "auto":
+        try:
+            check_device(text)
+        except InputError as error:
+            raise argparse.ArgumentTypeError(f"expected {error.expected}, got {text!r}") from None
+    return text
+
+
 GROUPS = {
     "data": "make, inspect and convert clip datasets",
     "train": "train models (progress, logs, checkpoints, --resume, torchrun)",
@@ -45,6 +99,8 @@ GROUPS = {
 
 def _data_show(args: argparse.Namespace) -> int:
     store = ClipStore.open(args.directory)
+    if args.index >= store.num_clips:
+        raise InputError("--index", f"a clip index in [0, {store.num_clips})", args.index)
     clip = store.read_clip(args.index)
     out = Path(args.out or f"clip-{args.index:05d}.png")
     if out.suffix.lower() == ".gif":
@@ -178,12 +234,12 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", default="small", help="tiny (tests), small (CPU default), base (GPU, VAE and flow)")
     parser.add_argument("--recipe", help="a recipe.yaml to use instead of a preset")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out")
-    parser.add_argument("--steps", type=int, help="override the number of steps")
-    parser.add_argument("--batch-size", type=int, help="override the global batch size")
+    parser.add_argument("--steps", type=POSITIVE, help="override the number of steps")
+    parser.add_argument("--batch-size", type=POSITIVE, help="override the global batch size")
     parser.add_argument("--seed", type=int, help="override the seed")
-    parser.add_argument("--lr", type=float, help="override the peak learning rate")
-    parser.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1, ...")
-    parser.add_argument("--max-minutes", type=float, help="stop (with a checkpoint) after this much wall time")
+    parser.add_argument("--lr", type=positive_float, help="override the peak learning rate")
+    parser.add_argument("--device", type=device_name, default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1, ...")
+    parser.add_argument("--max-minutes", type=positive_float, help="stop (with a checkpoint) after this much wall time")
 
 
 def _eval_vae(args: argparse.Namespace) -> int:
@@ -200,9 +256,9 @@ def _register_builtin(groups: dict[str, argparse._SubParsersAction]) -> None:
     data = groups["data"]
     show = data.add_parser("show", help="draw a clip's tracks over its start frame (PNG) or animate them (GIF)")
     show.add_argument("directory", help="clip directory (with index.json)")
-    show.add_argument("--index", type=int, default=0, help="global clip index (default 0)")
+    show.add_argument("--index", type=NON_NEGATIVE, default=0, help="global clip index (default 0)")
     show.add_argument("--out", help="output .png or .gif (default clip-<index>.png)")
-    show.add_argument("--scale", type=int, default=4, help="integer upscaling of the frame (default 4)")
+    show.add_argument("--scale", type=POSITIVE, default=4, help="integer upscaling of the frame (default 4)")
     show.set_defaults(func=_data_show)
 
     info = data.add_parser("info", help="summarise a clip directory")
@@ -218,13 +274,13 @@ def _register_builtin(groups: dict[str, argparse._SubParsersAction]) -> None:
     imp.add_argument("--tracks", required=True,
                      help=".npz with 'tracks' [F, N, 2] in pixels and 'visibility' [F, N] (CoTracker layout)")
     imp.add_argument("--out", required=True, help="output clip directory")
-    imp.add_argument("--fps", type=float, required=True, help="frame rate of the video")
-    imp.add_argument("--clip-length", type=int, default=64, help="frames per clip (default 64)")
-    imp.add_argument("--stride", type=int, default=None, help="frames between clip starts (default: clip length)")
+    imp.add_argument("--fps", type=positive_float, required=True, help="frame rate of the video")
+    imp.add_argument("--clip-length", type=integer_at_least(2), default=64, help="frames per clip (default 64)")
+    imp.add_argument("--stride", type=POSITIVE, default=None, help="frames between clip starts (default: clip length)")
     imp.add_argument("--pixel-origin", choices=("center", "corner"), default="center",
                      help="tracker pixel convention: 'center' if pixel (0, 0)'s centre is at 0 (CoTracker), "
                           "'corner' if the image corner is at 0")
-    imp.add_argument("--min-tracks", type=int, default=8,
+    imp.add_argument("--min-tracks", type=NON_NEGATIVE, default=8,
                      help="skip windows with fewer tracks visible in their first frame (default 8)")
     imp.add_argument("--text", default=None, help="description stored with every clip")
     imp.set_defaults(func=_data_import)
@@ -260,10 +316,10 @@ def _register_builtin(groups: dict[str, argparse._SubParsersAction]) -> None:
     ev.add_argument("--data", required=True, help="clip directory")
     ev.add_argument("--out", help="output directory (default MODEL/eval)")
     ev.add_argument("--split", default="test", choices=("train", "val", "test"), help="default test")
-    ev.add_argument("--clips", type=int, default=512, help="at most this many clips (default 512)")
-    ev.add_argument("--encode-tracks", type=int, default=32, help="tracks encoded per clip (default 32)")
-    ev.add_argument("--pictures", type=int, default=4, help="reconstruction pictures to draw (default 4)")
-    ev.add_argument("--device", default="cpu")
+    ev.add_argument("--clips", type=POSITIVE, default=512, help="at most this many clips (default 512)")
+    ev.add_argument("--encode-tracks", type=POSITIVE, default=32, help="tracks encoded per clip (default 32)")
+    ev.add_argument("--pictures", type=NON_NEGATIVE, default=4, help="reconstruction pictures to draw (default 4)")
+    ev.add_argument("--device", type=device_name, default="cpu")
     ev.set_defaults(func=_eval_vae)
 
     evf = groups["eval"].add_parser(
@@ -274,15 +330,15 @@ def _register_builtin(groups: dict[str, argparse._SubParsersAction]) -> None:
     evf.add_argument("--data", required=True, help="clip directory")
     evf.add_argument("--out", help="output directory (default flow-eval)")
     evf.add_argument("--split", default="test", choices=("train", "val", "test"), help="default test")
-    evf.add_argument("--clips", type=int, default=256, help="at most this many clips (default 256)")
-    evf.add_argument("--samples", type=int, default=8, help="K futures per case (default 8)")
-    evf.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="Euler steps for the main table (default %(default)s)")
-    evf.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE,
+    evf.add_argument("--clips", type=POSITIVE, default=256, help="at most this many clips (default 256)")
+    evf.add_argument("--samples", type=POSITIVE, default=8, help="K futures per case (default 8)")
+    evf.add_argument("--steps", type=POSITIVE, default=DEFAULT_STEPS, help="Euler steps for the main table (default %(default)s)")
+    evf.add_argument("--guidance", type=guidance_value, default=DEFAULT_GUIDANCE,
                      help="guidance scale for the main table (default %(default)s)")
-    evf.add_argument("--pool", type=int, default=4096, help="training clips the retrieval baseline searches")
-    evf.add_argument("--sweep-clips", type=int, default=128, help="clips of the steps sweep (default 128; 0: no sweep)")
-    evf.add_argument("--pictures", type=int, default=4, help="pictures of K futures to draw (default 4)")
-    evf.add_argument("--device", default="cpu")
+    evf.add_argument("--pool", type=POSITIVE, default=4096, help="training clips the retrieval baseline searches")
+    evf.add_argument("--sweep-clips", type=NON_NEGATIVE, default=128, help="clips of the steps sweep (default 128; 0: no sweep)")
+    evf.add_argument("--pictures", type=NON_NEGATIVE, default=4, help="pictures of K futures to draw (default 4)")
+    evf.add_argument("--device", type=device_name, default="cpu")
     evf.set_defaults(func=_eval_flow)
 
     pack = groups["model"].add_parser("pack", help="assemble a model directory from a VAE run and a flow run",

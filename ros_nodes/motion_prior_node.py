@@ -48,7 +48,7 @@ from ros_nodes.conversions import (MessageError, camera_from_info, futures_line_
                                    ros_pixels_to_normalized)
 from ros_nodes.executables import spin_node
 from ros_nodes.parameter_declaration import declare, value
-from ros_nodes.parameter_specs import MOTION_PRIOR_NODE, MOTION_PRIOR_PARAMETERS
+from ros_nodes.parameter_specs import MOTION_PRIOR_NODE, MOTION_PRIOR_PARAMETERS, motion_prior_joint_problem
 from ros_nodes.runtime import LatestSlot, PokeBook, Statistics, WarningThrottle
 
 WARNING_PERIOD = 5.0  # seconds between two warnings of one kind
@@ -67,7 +67,7 @@ class MotionPriorNode(LifecycleNode):
 
     def __init__(self, **kwargs):
         super().__init__(MOTION_PRIOR_NODE, **kwargs)
-        declare(self, MOTION_PRIOR_PARAMETERS)
+        declare(self, MOTION_PRIOR_PARAMETERS, motion_prior_joint_problem)
         self.statistics = Statistics()
         self._slot = LatestSlot()
         self._throttle = WarningThrottle(WARNING_PERIOD)

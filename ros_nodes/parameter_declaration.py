@@ -4,10 +4,10 @@ run time) that rejects bad values with a reason naming the parameter."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
-from rclpy.exceptions import ParameterUninitializedException
+from rclpy.exceptions import ParameterNotDeclaredException, ParameterUninitializedException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
@@ -35,8 +35,12 @@ def descriptor(spec: ParameterSpec) -> ParameterDescriptor:
     return result
 
 
-def declare(node: Node, specs: Sequence[ParameterSpec]) -> None:
+def declare(node: Node, specs: Sequence[ParameterSpec], joint: Callable[[dict], str | None] | None = None) -> None:
     """Declare every parameter of `specs` on `node`, checking overrides and later changes.
+
+    Args:
+        joint: `values (name -> value of every spec) -> reason or None`, for limits that hold
+            between parameters.
 
     Raises:
         rclpy.exceptions.InvalidParameterValueException: an override (from a parameter file or
@@ -52,8 +56,23 @@ def declare(node: Node, specs: Sequence[ParameterSpec]) -> None:
             problem = spec.problem(parameter.value)
             if problem is not None:
                 return SetParametersResult(successful=False, reason=problem)
+        if joint is not None:
+            # Parameters not declared yet (during declaration) count with their defaults.
+            values = {name: value(node, name) if node.has_parameter(name) else spec.default
+                      for name, spec in by_name.items()}
+            values.update({p.name: p.value for p in parameters if p.name in by_name})
+            problem = joint(values)
+            if problem is not None:
+                return SetParametersResult(successful=False, reason=problem)
         return SetParametersResult(successful=True)
 
+    def name_the_declared(parameters: list[Parameter]) -> list[Parameter]:
+        unknown = [p.name for p in parameters if not node.has_parameter(p.name)]
+        if unknown:  # rclpy's own error names only the unknown one
+            raise ParameterNotDeclaredException(f"{unknown}; this node's parameters are {sorted(by_name)}")
+        return parameters
+
+    node.add_pre_set_parameters_callback(name_the_declared)
     node.add_on_set_parameters_callback(check)
     for spec in specs:
         default = TYPES[spec.kind] if spec.default is None else spec.default

@@ -11,7 +11,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from motion_prior.inference.prior import BACKENDS
+from motion_prior.inference.prior import BACKENDS, GUIDANCE_RANGE
 from motion_prior.inference.samplers import DEFAULT_GUIDANCE, DEFAULT_STEPS
 
 KINDS = ("bool", "integer", "double", "string", "string_array", "double_array")
@@ -96,7 +96,7 @@ MOTION_PRIOR_PARAMETERS = (
     ParameterSpec("num_samples", "integer", 16, "futures sampled per frame (K)", range=(1, 256)),
     ParameterSpec("steps", "integer", DEFAULT_STEPS, "flow integration steps per prediction", range=(1, 100)),
     ParameterSpec("guidance", "double", DEFAULT_GUIDANCE, "classifier-free guidance towards the pokes (1: none)",
-                  range=(1.0, 10.0)),
+                  range=GUIDANCE_RANGE),
     ParameterSpec("grid_size", "integer", 8, "query points form a grid_size x grid_size grid over the image "
                   "(unless query_points is set)", range=(1, 64)),
     ParameterSpec("query_points", "double_array", None, "explicit query points [u0, v0, u1, v1, ...] in pixels "
@@ -139,3 +139,18 @@ SIM_CAMERA_PARAMETERS = (
 )
 
 NODE_PARAMETERS = {MOTION_PRIOR_NODE: MOTION_PRIOR_PARAMETERS, SIM_CAMERA_NODE: SIM_CAMERA_PARAMETERS}
+
+# Futures x query points of one prediction. Each range alone is fine, but 256 samples of a
+# 64 x 64 grid took the node past 6 GB; at 16 x 64^2 or 256 x 16^2 its peak is 1.1 or 1.6 GB
+# (README, "Reliability").
+MAX_SAMPLE_POINTS = 65536
+
+
+def motion_prior_joint_problem(values: dict) -> str | None:
+    """Why the motion prior node's parameters `values` (name -> value) do not fit together, or None."""
+    points = len(values["query_points"]) // 2 if values.get("query_points") else values["grid_size"] ** 2
+    if values["num_samples"] * points > MAX_SAMPLE_POINTS:
+        source = "query_points pairs" if values.get("query_points") else "grid_size^2"
+        return (f"num_samples x {source}: expected at most {MAX_SAMPLE_POINTS} sampled points per frame (memory), "
+                f"got {values['num_samples']} x {points} = {values['num_samples'] * points}")
+    return None

@@ -13,7 +13,6 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-import motion_prior.data.shards as shards_module
 from motion_prior.data.clips import ARRAY_FIELDS, SCALAR_FIELDS
 from motion_prior.data.datasets import ACTION_POKES, ClipDataset, ClipStream, split_of
 from motion_prior.data.shards import INDEX_FILE, ClipStore, ShardReader, shard_name, write_shard
@@ -260,7 +259,7 @@ def test_failed_shard_write_leaves_no_partial_file_and_keeps_the_old_shard(tmp_p
     def crash(fd):
         raise KeyboardInterrupt  # the writer is killed after writing, before the rename
 
-    monkeypatch.setattr(shards_module.os, "fsync", crash)
+    monkeypatch.setattr(os, "fsync", crash)
     with pytest.raises(KeyboardInterrupt):
         write_shard(path, [make_clip(2)])
     assert _files(tmp_path) == [shard_name(0)]

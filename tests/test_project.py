@@ -92,8 +92,9 @@ def test_cli_generates_and_draws_clips(tmp_path, capsys):
 def test_cli_errors_name_the_problem_and_exit_nonzero(tmp_path, capsys):
     assert main(["data", "info", str(tmp_path)]) == 2
     assert "no index.json" in capsys.readouterr().err
-    assert main(["data", "generate", "--out", str(tmp_path / "x"), "--clips", "1", "--points", "0"]) == 2
-    assert "num_points" in capsys.readouterr().err
+    with pytest.raises(SystemExit, match="2"):  # refused while parsing, before any work
+        main(["data", "generate", "--out", str(tmp_path / "x"), "--clips", "1", "--points", "0"])
+    assert "--points: expected an integer >= 1" in capsys.readouterr().err
 
 
 def test_default_model_ships_inside_the_package_and_loads():

@@ -17,8 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save
 
 from motion_prior.data.clips import ARRAY_FIELDS, SCALAR_FIELDS, Clip
+from motion_prior.foundation.checkpoints import atomic_write_bytes, file_sha256
 from motion_prior.foundation.errors import ClipFormatError, CorruptShardError
 
 FORMAT_NAME = "motion_prior.clips"  # written into every index and shard: existing clip directories carry it
@@ -36,29 +36,6 @@ INDEX_FILE = "index.json"
 
 def shard_name(number: int) -> str:
     return f"shard-{number:05d}.safetensors"
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` through a temporary file in the same directory plus a rename."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclass
@@ -76,8 +53,47 @@ class ShardInfo:
     """Whatever the producer records per shard (the generator: its scenes and skipped ones)."""
 
     @classmethod
-    def from_json(cls, data: dict) -> "ShardInfo":
+    def from_json(cls, data: dict, where: str = "") -> "ShardInfo":
+        """An index entry, checked field by field (`where` locates it in error messages).
+
+        Raises:
+            CorruptShardError: a missing field or one of the wrong type or value.
+        """
+        def bad(name: str, expected: str):
+            received = data.get(name, "nothing") if isinstance(data, dict) else data
+            return CorruptShardError(where, f"field '{name}': expected {expected}, got {received!r}"[:300])
+
+        if not isinstance(data, dict):
+            raise bad("(entry)", "an object")
+        file = data.get("file")
+        # Only a bare name: an index must not make a reader open files outside its directory.
+        if not isinstance(file, str) or file != Path(file).name or file in ("", ".", "..") or "\\" in file \
+                or not file.endswith(".safetensors"):
+            raise bad("file", "a *.safetensors file name inside the clip directory")
+        if not (_is_int(data.get("num_clips")) and data["num_clips"] >= 1):
+            raise bad("num_clips", "a positive integer")
+        checks = {
+            "sha256": (isinstance(data.get("sha256"), str) and re.fullmatch(r"[0-9a-f]{64}", data["sha256"]) is not None,
+                       "64 lower-case hex digits"),
+            "bytes": (_is_int(data.get("bytes")) and data.get("bytes", -1) >= 0, "a non-negative integer"),
+            "seeds": (isinstance(data.get("seeds"), list) and all(_is_int(v) for v in data["seeds"])
+                      and len(data["seeds"]) == data["num_clips"], f"a list of {data['num_clips']} integer seeds (num_clips)"),
+            "frame_shape": (_is_shape(data.get("frame_shape")), "a list of 3 non-negative integers"),
+            "tracks_shape": (_is_shape(data.get("tracks_shape")), "a list of 3 non-negative integers"),
+            "producer_info": (isinstance(data.get("producer_info", {}), dict), "an object"),
+        }
+        for name, (ok, expected) in checks.items():
+            if not ok:
+                raise bad(name, expected)
         return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_shape(value) -> bool:
+    return isinstance(value, list) and len(value) == 3 and all(_is_int(v) and v >= 0 for v in value)
 
 
 def write_shard(path: Path, clips: list[Clip], producer_info: dict | None = None) -> ShardInfo:
@@ -141,12 +157,42 @@ class ShardReader:
             raise CorruptShardError(str(self.path), f"cannot parse safetensors header ({error})") from None
         if metadata.get("format") != FORMAT_NAME:
             raise CorruptShardError(str(self.path), f"not a {FORMAT_NAME} shard (format={metadata.get('format')!r})")
-        if int(metadata.get("format_version", -1)) > FORMAT_VERSION:
-            raise CorruptShardError(
-                str(self.path), f"format version {metadata['format_version']} is newer than this reader ({FORMAT_VERSION})"
-            )
-        self._scalars = json.loads(metadata["clips"])
+        if metadata.get("format_version") not in [str(v) for v in range(1, FORMAT_VERSION + 1)]:
+            raise CorruptShardError(str(self.path), f"header format_version {metadata.get('format_version')!r} is not "
+                                                    f"one this reader knows (1 to {FORMAT_VERSION})")
+        try:
+            self._scalars = json.loads(metadata.get("clips", ""))
+        except json.JSONDecodeError as error:
+            raise CorruptShardError(str(self.path), f"header field 'clips' is not valid JSON ({error})") from None
+        if not isinstance(self._scalars, list) or not all(isinstance(c, dict) for c in self._scalars):
+            raise CorruptShardError(str(self.path), "header field 'clips': expected a list of objects")
         self._keys = set(self._handle.keys())
+        self._check_consistency(metadata, info)
+
+    def _check_consistency(self, metadata: dict, info: ShardInfo | None) -> None:
+        """The header's clip count, its per-clip scalars, its tensors and the index entry must
+        all describe the same clips (a mismatch would lose clips or move them between splits)."""
+        n = len(self._scalars)
+        problems = []
+        if metadata.get("num_clips") != str(n):
+            problems.append(f"header num_clips {metadata.get('num_clips')!r} but {n} clips in header field 'clips'")
+        stray = sorted(k for k in self._keys if k.partition("/")[0] not in {str(i) for i in range(n)}
+                       or k.partition("/")[2] not in ARRAY_FIELDS)
+        if stray:
+            problems.append(f"tensors {stray[:3]} belong to no clip of the {n} in the header")
+        if info is not None:
+            seeds = [c.get("seed") for c in self._scalars]
+            if info.num_clips != n:
+                problems.append(f"index.json says {info.num_clips} clips, the header holds {n}")
+            elif info.seeds != seeds:
+                problems.append("index.json seeds differ from the header's at clip "
+                                f"{next(i for i, (a, b) in enumerate(zip(info.seeds, seeds)) if a != b)}")
+            for name, recorded in (("frame", info.frame_shape), ("tracks", info.tracks_shape)):
+                if n and f"0/{name}" in self._keys and self._handle.get_slice(f"0/{name}").get_shape() != recorded:
+                    problems.append(f"index.json {name}_shape {recorded}, clip 0 has "
+                                    f"{self._handle.get_slice(f'0/{name}').get_shape()}")
+        if problems:
+            raise CorruptShardError(str(self.path), "; ".join(problems))
 
     def __len__(self) -> int:
         return len(self._scalars)
@@ -183,21 +229,50 @@ class ClipStore:
     producer: dict = field(default_factory=dict)
 
     @classmethod
-    def open(cls, root: str | Path) -> "ClipStore":
+    def open(cls, root: str | Path, unlisted_ok: bool = False) -> "ClipStore":
+        """Read and check `root/index.json`: a known format version, well-formed shard entries
+        with distinct file names inside `root`, `num_clips` equal to their sum, and no shard
+        file in `root` that the index leaves out (`unlisted_ok`: a writer resuming after a
+        kill between writing a shard and indexing it, which rewrites that shard).
+
+        Raises:
+            FileNotFoundError: no index.
+            CorruptShardError: the index is not valid or disagrees with the directory.
+        """
         root = Path(root)
         index_path = root / INDEX_FILE
         if not index_path.is_file():
             raise FileNotFoundError(f"{root}: no {INDEX_FILE}; is this a clip directory (motion-prior data generate)?")
         try:
             index = json.loads(index_path.read_text())
-        except json.JSONDecodeError as error:
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
             raise CorruptShardError(str(index_path), f"invalid JSON ({error})") from None
-        if index.get("format") != FORMAT_NAME:
-            raise CorruptShardError(str(index_path), f"not a {FORMAT_NAME} index (format={index.get('format')!r})")
-        try:
-            shards = [ShardInfo.from_json(s) for s in index["shards"]]
-        except (KeyError, TypeError) as error:
-            raise CorruptShardError(str(index_path), f"malformed shard entry ({error!r})") from None
+        if not isinstance(index, dict) or index.get("format") != FORMAT_NAME:
+            found = index.get("format") if isinstance(index, dict) else type(index).__name__
+            raise CorruptShardError(str(index_path), f"not a {FORMAT_NAME} index (format={found!r})")
+        version = index.get("format_version")
+        if not _is_int(version) or not 1 <= version <= FORMAT_VERSION:
+            raise CorruptShardError(str(index_path), f"field 'format_version': expected an integer from 1 to "
+                                                     f"{FORMAT_VERSION} (this reader), got {version!r}")
+        if not isinstance(index.get("shards"), list):
+            raise CorruptShardError(str(index_path), f"field 'shards': expected a list, got {index.get('shards')!r}")
+        if not isinstance(index.get("producer", {}), dict):
+            raise CorruptShardError(str(index_path), "field 'producer': expected an object")
+        shards = [ShardInfo.from_json(s, f"{index_path}, shards[{i}]") for i, s in enumerate(index["shards"])]
+        files = [s.file for s in shards]
+        duplicates = sorted({f for f in files if files.count(f) > 1})
+        if duplicates:
+            raise CorruptShardError(str(index_path), f"field 'shards': {duplicates} listed more than once")
+        if files != sorted(files):  # the order defines global clip indices; writers sort by name
+            raise CorruptShardError(str(index_path), f"field 'shards': expected entries sorted by file name, got {files[:5]}")
+        total = sum(s.num_clips for s in shards)
+        if not _is_int(index.get("num_clips")) or index["num_clips"] != total:
+            raise CorruptShardError(str(index_path), f"field 'num_clips': expected {total} (the sum over its shards), "
+                                                     f"got {index.get('num_clips')!r}")
+        unlisted = sorted({p.name for p in root.glob("*.safetensors")} - set(files))
+        if unlisted and not unlisted_ok:
+            raise CorruptShardError(str(index_path), f"shard files {unlisted[:3]} are in {root} but not in the index "
+                                                     "(an interrupted writer? rerun it to finish)")
         return cls(root=root, shards=shards, producer=index.get("producer", {}))
 
     @classmethod
@@ -210,7 +285,7 @@ class ClipStore:
         root = Path(root)
         root.mkdir(parents=True, exist_ok=True)
         if (root / INDEX_FILE).exists():
-            store = cls.open(root)
+            store = cls.open(root, unlisted_ok=True)
             if store.producer != producer:
                 raise ValueError(
                     f"{root} holds clips made with a different producer config; "

@@ -11,8 +11,13 @@ The training state (optimizer moments, step, RNG) lives in `training_state.safet
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
+import math
+import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import torch
@@ -25,6 +30,8 @@ from motion_prior.foundation.configs import config_from_yaml, config_to_yaml
 CONFIG_FILE = "config.yaml"
 WEIGHTS_FILE = "model.safetensors"
 STATS_FILE = "latent_stats.safetensors"
+# `sha256sum` format ("<hex>  <relative path>" per line), so `sha256sum -c SHA256SUMS` checks it too.
+CHECKSUMS_FILE = "SHA256SUMS"
 
 
 class CheckpointError(ValueError):
@@ -80,14 +87,91 @@ def read_tensors(path: Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{path}: cannot read safetensors ({error}); truncated or not a safetensors file") from None
 
 
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write `data` to `path` through a temporary file in the same directory plus a rename."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_checksums(directory: str | Path, files: list[str]) -> None:
+    """Record the SHA-256 of `files` (paths relative to `directory`) in `directory/SHA256SUMS`."""
+    directory = Path(directory)
+    lines = [f"{file_sha256(directory / name)}  {name}\n" for name in sorted(files)]
+    atomic_write_bytes(directory / CHECKSUMS_FILE, "".join(lines).encode())
+
+
+def verify_checksums(directory: str | Path) -> None:
+    """Check every file listed in `directory/SHA256SUMS` (nothing if there is no such file).
+
+    Raises:
+        CheckpointError: a listed file is missing or its bytes changed, or the list is malformed.
+    """
+    directory = Path(directory)
+    listing = directory / CHECKSUMS_FILE
+    if not listing.is_file():
+        return
+    for number, line in enumerate(listing.read_text(errors="replace").splitlines(), 1):
+        digest, _, name = line.partition("  ")
+        if len(digest) != 64 or not name or Path(name).is_absolute() or ".." in Path(name).parts:
+            raise CheckpointError(f"{listing}, line {number}: expected '<sha256>  <relative path>', got {line[:100]!r}")
+        if not (directory / name).is_file():
+            raise CheckpointError(f"{directory / name}: file is missing (listed in {listing})")
+        if file_sha256(directory / name) != digest:
+            raise CheckpointError(f"{directory / name}: SHA-256 differs from {listing}; the file was changed or "
+                                  "corrupted since the model was packed")
+
+
+def check_finite(tensors: dict[str, torch.Tensor], path: Path) -> None:
+    """Raise :class:`CheckpointError` naming the first tensor of `path` with NaN or inf values."""
+    for name, tensor in tensors.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise CheckpointError(f"{path}: tensor {name!r} holds {int((~torch.isfinite(tensor)).sum())} "
+                                  "non-finite values")
+
+
 def load_config(directory: str | Path, cls):
     path = Path(directory) / CONFIG_FILE
     if not path.is_file():
         raise CheckpointError(f"{directory}: no {CONFIG_FILE}; is this a checkpoint directory?")
     try:
-        return config_from_yaml(cls, path.read_text(), str(path))
+        config = config_from_yaml(cls, path.read_text(), str(path))
     except (TypeError, ValueError) as error:
         raise CheckpointError(f"{path}: invalid config ({error})") from None
+    _check_sizes(config, path)
+    return config
+
+
+def _check_sizes(config, path: Path, prefix: str = "") -> None:
+    """Model configs hold sizes and scales: a number where the dataclass has one, >= 0 and finite
+    (a negative width otherwise surfaces as an unrelated torch error)."""
+    for f in dataclasses.fields(config):
+        value, name = getattr(config, f.name), prefix + f.name
+        if dataclasses.is_dataclass(value):
+            _check_sizes(value, path, f"{name}.")
+            continue
+        values = value if isinstance(value, (list, tuple)) else [value]
+        numeric = isinstance(f.default, (int, float)) and not isinstance(f.default, bool)
+        for item in values:
+            is_number = isinstance(item, (int, float)) and not isinstance(item, bool)
+            if (numeric and not is_number) or (is_number and not (math.isfinite(item) and item >= 0)):
+                raise CheckpointError(f"{path}: field '{name}': expected a non-negative finite number, got {value!r}")
 
 
 def load_weights(model: nn.Module, path: Path) -> None:
@@ -106,13 +190,20 @@ def load_weights(model: nn.Module, path: Path) -> None:
             "; ".join(mismatched[:5]),
         ]))
         raise CheckpointError(f"{path}: weights do not match {Path(path).parent / CONFIG_FILE}: {details}")
+    check_finite(state, path)
     model.load_state_dict(state)
 
 
 def read_latent_stats(directory: str | Path) -> dict[str, torch.Tensor]:
     """A Stage 1 checkpoint's latent statistics: {"mean", "std"}, float32 `[C]`, what Stage 2
     normalises latents with."""
-    stats = read_tensors(Path(directory) / STATS_FILE)
+    path = Path(directory) / STATS_FILE
+    stats = read_tensors(path)
+    if not {"mean", "std"} <= set(stats):
+        raise CheckpointError(f"{path}: expected tensors 'mean' and 'std', got {sorted(stats)}")
+    check_finite(stats, path)
+    if not bool((stats["std"] > 0).all()):
+        raise CheckpointError(f"{path}: tensor 'std' must be positive, got min {float(stats['std'].min()):.3g}")
     return {"mean": stats["mean"].float(), "std": stats["std"].float()}
 
 

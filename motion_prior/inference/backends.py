@@ -26,6 +26,7 @@ from typing import Protocol
 import torch
 from torch import nn
 
+from motion_prior.foundation.errors import InputError
 from motion_prior.inference.model_directory import load_model
 from motion_prior.networks.latent_flow import Conditioning, FlowNetwork
 from motion_prior.networks.text_encoder import TextEncoderConfig
@@ -65,6 +66,19 @@ class ModelSpec:
 
 Velocity = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
+
+
+def check_device(device) -> torch.device:
+    """`device` as a torch device, refused with an InputError if it is not one this machine has."""
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise InputError("device", "'cpu', 'cuda' or 'cuda:N'", device) from None
+    if parsed.type == "cuda" and (not torch.cuda.is_available() or (parsed.index or 0) >= torch.cuda.device_count()):
+        raise InputError("device", f"an available device ({torch.cuda.device_count()} CUDA devices here)", device)
+    if parsed.type not in ("cpu", "cuda"):
+        raise InputError("device", "'cpu', 'cuda' or 'cuda:N'", device)
+    return parsed
 
 class Backend(Protocol):
     name: str

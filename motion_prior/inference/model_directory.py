@@ -11,8 +11,11 @@ from importlib import resources
 from pathlib import Path
 
 import torch
+import yaml
 
-from motion_prior.foundation.checkpoints import CheckpointError, WEIGHTS_FILE, load_config, load_weights, read_latent_stats
+from motion_prior.foundation.checkpoints import (CheckpointError, WEIGHTS_FILE, load_config, load_weights, read_latent_stats,
+                                                 verify_checksums)
+from motion_prior.foundation.errors import InputError
 from motion_prior.networks.latent_flow import FlowConfig, FlowNetwork
 from motion_prior.networks.trajectory_vae import TrajectoryVAE, load_vae
 
@@ -23,11 +26,32 @@ def default_model_dir() -> Path:
 
 
 def model_dir(model: str | Path) -> Path:
-    """`"default"` or a model directory -> its path, checked to hold `vae/` and `flow/`."""
+    """`"default"` or a model directory -> its path, checked to hold `vae/` and `flow/` and,
+    when it has a `SHA256SUMS` (written by `motion_prior.inference.packing.pack_model`), that
+    every listed file is intact."""
+    if not isinstance(model, (str, Path)):
+        raise InputError("model", "'default' or a model directory (str or Path)", model)
     directory = default_model_dir() if str(model) == "default" else Path(model)
     if not (directory / "vae").is_dir() or not (directory / "flow").is_dir():
         raise CheckpointError(f"{directory}: expected a model directory with vae/ and flow/ checkpoints")
+    verify_checksums(directory)
     return directory
+
+
+def check_max_pokes(directory: Path, flow_config: FlowConfig, vae: TrajectoryVAE) -> None:
+    """The flow config's `max_pokes` must be what the model was trained with (its
+    `recipe.yaml`) and no more than the poke-aware decoder takes."""
+    recipe = directory / "flow" / "recipe.yaml"
+    try:
+        trained = (yaml.safe_load(recipe.read_text()) or {}).get("model", {}).get("max_pokes") if recipe.is_file() else None
+    except (yaml.YAMLError, AttributeError) as error:
+        raise CheckpointError(f"{recipe}: not a flow recipe ({type(error).__name__}: {error})") from None
+    if trained is not None and trained != flow_config.max_pokes:
+        raise CheckpointError(f"{directory / 'flow' / 'config.yaml'}: max_pokes {flow_config.max_pokes}, but the flow "
+                              f"was trained with {trained} ({recipe})")
+    if vae.config.decoder_pokes and flow_config.max_pokes > vae.config.decoder_pokes:
+        raise CheckpointError(f"{directory / 'flow' / 'config.yaml'}: max_pokes {flow_config.max_pokes}, more than "
+                              f"the VAE decoder's {vae.config.decoder_pokes} ({directory / 'vae' / 'config.yaml'})")
 
 
 def load_vae_with_stats(directory: str | Path) -> tuple[TrajectoryVAE, dict[str, torch.Tensor]]:
@@ -40,5 +64,6 @@ def load_model(model: str | Path) -> tuple[TrajectoryVAE, FlowNetwork, dict[str,
     directory = model_dir(model)
     vae, stats = load_vae_with_stats(directory / "vae")
     flow = FlowNetwork(load_config(directory / "flow", FlowConfig))
+    check_max_pokes(directory, flow.config, vae)
     load_weights(flow, directory / "flow" / WEIGHTS_FILE)
     return vae, flow, stats

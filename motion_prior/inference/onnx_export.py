@@ -39,8 +39,7 @@ import onnxruntime
 import torch
 from torch import nn
 
-from motion_prior.data.shards import file_sha256
-from motion_prior.foundation.checkpoints import CheckpointError
+from motion_prior.foundation.checkpoints import CheckpointError, file_sha256
 from motion_prior.foundation.pokes import END_TIME, end_times
 from motion_prior.inference.backends import ModelSpec, TorchBackend
 from motion_prior.inference.model_directory import model_dir

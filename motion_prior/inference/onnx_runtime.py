@@ -138,6 +138,8 @@ class OnnxRuntimeBackend:
     def load(cls, model: str | Path, device: str = "cpu", providers: list[str] | None = None,
              precision: str = "fp32") -> "OnnxRuntimeBackend":
         """An export directory, or `"default"` / a model directory (exported once into the cache)."""
+        if precision not in PRECISIONS:  # before an export of minutes, not after it
+            raise InputError("precision", f"one of {PRECISIONS}", precision)
         directory = Path(model) if (Path(model) / MANIFEST).is_file() else cached_export(model, precision == "fp16")
         return cls(directory, device, providers, precision)
 

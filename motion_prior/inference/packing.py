@@ -6,7 +6,8 @@ from pathlib import Path
 
 import torch
 
-from motion_prior.foundation.checkpoints import CONFIG_FILE, STATS_FILE, WEIGHTS_FILE, CheckpointError, read_tensors, write_checkpoint
+from motion_prior.foundation.checkpoints import (CONFIG_FILE, STATS_FILE, WEIGHTS_FILE, CheckpointError, read_tensors,
+                                                 write_checkpoint, write_checksums)
 from motion_prior.foundation.errors import InputError
 from motion_prior.inference.backends import TorchBackend
 
@@ -31,5 +32,7 @@ def pack_model(vae_run: str | Path, flow_run: str | Path, out: str | Path, dtype
                 raise CheckpointError(f"{run}: {name} is missing; is this a finished {part} run?")
             files[name] = (run / name).read_bytes()
         write_checkpoint(out / part, files)
+    write_checksums(out, [f"{part}/{name}" for part in ("vae", "flow") for name in
+                          sorted(p.name for p in (out / part).iterdir() if p.is_file())])
     TorchBackend.load(out)  # fail here, not at the user's first call, if the parts do not fit
     return out

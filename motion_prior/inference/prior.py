@@ -30,10 +30,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from motion_prior.foundation.camera import grid_points, pixels_to_normalized
+from motion_prior.foundation.camera import MAX_ABS_COORD, grid_points, pixels_to_normalized
 from motion_prior.foundation.errors import InputError
 from motion_prior.foundation.pokes import pokes_to_normalized, pokes_to_pixels, validate_pokes
-from motion_prior.inference.backends import Backend, TorchBackend
+from motion_prior.inference.backends import Backend, TorchBackend, check_device
 from motion_prior.inference.futures import COORDS, Futures, FuturesBatch, to_coords
 from motion_prior.inference.onnx_runtime import OnnxRuntimeBackend
 from motion_prior.inference.samplers import DEFAULT_GUIDANCE, DEFAULT_STEPS, METHODS, guided, integrate
@@ -42,6 +42,15 @@ from motion_prior.networks.text_encoder import token_ids
 
 DEFAULT_GRID = 16
 BACKENDS = ("torch", "torch-compile", "onnxruntime")
+# The range the ROS node allows too: above 10 the guided velocity overshoots the data by an order
+# of magnitude (and ~1e39 overflows float32 into NaN); below 1 it pushes away from the pokes.
+GUIDANCE_RANGE = (1.0, 10.0)
+# 8 steps are the default and more than 8 buy nothing measurable; the cap stops a typo (10**6)
+# from building millions of tensors before the first step.
+MAX_STEPS = 1000
+# What one call may hold in memory for its results: the returned tracks `[M, K, N, T, 2]` plus
+# the latent noise `[M * K, N_latent, C]`, float32. Larger requests must be split by the caller.
+MAX_RESULT_BYTES = 2**30
 
 
 class MotionPrior:
@@ -73,6 +82,7 @@ class MotionPrior:
         """
         if backend not in BACKENDS:
             raise InputError("backend", f"one of {BACKENDS}", backend)
+        check_device(device)
         if backend == "onnxruntime":
             return cls(OnnxRuntimeBackend.load(model, device, providers, precision))
         if providers is not None or precision != "fp32":
@@ -149,7 +159,7 @@ class MotionPrior:
     # -- the numpy API ---------------------------------------------------------------------
 
     def _frame(self, frame) -> tuple[np.ndarray, torch.Tensor]:
-        array = np.asarray(frame)
+        array = _array(frame, "frame", "a uint8 array [H, W, 3] (RGB)")
         if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3 or min(array.shape[:2]) < 1:
             raise InputError("frame", "a uint8 array [H, W, 3] (RGB)", array)
         image = torch.from_numpy(np.ascontiguousarray(array)).to(self.device)
@@ -162,11 +172,12 @@ class MotionPrior:
 
     def _pokes(self, pokes, coords: str, image_size, argument: str = "pokes") -> np.ndarray:
         """Caller's pokes -> normalised `[P, 5]` (validated)."""
-        array = np.zeros((0, 5), np.float32) if pokes is None else np.asarray(pokes)
-        if array.size == 0:
+        expected = "a real numeric array [P, 5] of (x0, y0, x1, y1, end_time)"
+        array = np.zeros((0, 5), np.float32) if pokes is None else _array(pokes, argument, expected)
+        if array.size == 0 and array.dtype != object:
             return np.zeros((0, 5), np.float32)
-        if array.ndim != 2 or array.shape[-1] != 5 or not np.issubdtype(array.dtype, np.number):
-            raise InputError(argument, "a numeric array [P, 5] of (x0, y0, x1, y1, end_time)", array)
+        if array.ndim != 2 or array.shape[-1] != 5 or not _is_real(array):
+            raise InputError(argument, expected, array)
         array = array.astype(np.float32)
         if coords == "pixels" and np.all(np.isfinite(array)):
             array = pokes_to_normalized(array, image_size)
@@ -175,24 +186,31 @@ class MotionPrior:
     def _queries(self, query_points, coords: str, image_size, grid_size: int) -> np.ndarray:
         """Caller's query points -> normalised `[N, 2]`; None -> a grid_size^2 grid of cell centres."""
         if query_points is None:
-            if not isinstance(grid_size, (int, np.integer)) or grid_size < 1:
+            if not _is_int(grid_size) or grid_size < 1:
                 raise InputError("grid_size", "a positive integer", grid_size)
             return grid_points(grid_size)
-        array = np.asarray(query_points)
-        if array.ndim != 2 or array.shape[1] != 2 or array.shape[0] < 1 or not np.issubdtype(array.dtype, np.number):
-            raise InputError("query_points", "a numeric array [N, 2] with N >= 1", array)
+        expected = "a real numeric array [N, 2] with N >= 1"
+        array = _array(query_points, "query_points", expected)
+        if array.ndim != 2 or array.shape[1] != 2 or array.shape[0] < 1 or not _is_real(array):
+            raise InputError("query_points", expected, array)
         if not np.all(np.isfinite(array)):
             raise InputError("query_points", "finite values", f"{int(np.sum(~np.isfinite(array)))} non-finite")
         array = array.astype(np.float32)
-        return pixels_to_normalized(array, image_size) if coords == "pixels" else array
+        array = pixels_to_normalized(array, image_size) if coords == "pixels" else array
+        if np.abs(array).max() > MAX_ABS_COORD:  # the bound pokes have: far off-image is a unit mistake
+            raise InputError("query_points", f"normalised positions within ±{MAX_ABS_COORD} (8 image widths "
+                             "off-centre)", f"max |normalised value| {np.abs(array).max():.4g}")
+        return array
 
     def _check_options(self, num_samples, steps, method, guidance, coords, text) -> None:
+        low, high = GUIDANCE_RANGE
         checks = [
-            ("num_samples", isinstance(num_samples, (int, np.integer)) and num_samples >= 1, "a positive integer", num_samples),
-            ("steps", isinstance(steps, (int, np.integer)) and steps >= 1, "a positive integer", steps),
-            ("method", method in METHODS, f"one of {METHODS}", method),
-            ("guidance", isinstance(guidance, (int, float)) and np.isfinite(guidance), "a finite number", guidance),
-            ("coords", coords in COORDS, f"one of {COORDS}", coords),
+            ("num_samples", _is_int(num_samples) and num_samples >= 1, "a positive integer", num_samples),
+            ("steps", _is_int(steps) and 1 <= steps <= MAX_STEPS, f"an integer in [1, {MAX_STEPS}]", steps),
+            ("method", isinstance(method, str) and method in METHODS, f"one of {METHODS}", method),
+            ("guidance", isinstance(guidance, (int, float, np.integer, np.floating)) and not isinstance(guidance, bool)
+             and low <= guidance <= high, f"a number in [{low:g}, {high:g}] (1: no guidance)", guidance),
+            ("coords", isinstance(coords, str) and coords in COORDS, f"one of {COORDS}", coords),
             ("text", text is None or isinstance(text, str), "a string or None", type(text).__name__),
         ]
         for argument, ok, expected, received in checks:
@@ -205,9 +223,19 @@ class MotionPrior:
             return generator
         if seed is None:
             return torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,))))
-        if not isinstance(seed, (int, np.integer)):
-            raise InputError("seed", "an integer or None", seed)
+        if not _is_int(seed) or not -2**63 <= seed < 2**64:
+            raise InputError("seed", "an integer in [-2**63, 2**64) or None", seed)
         return torch.Generator().manual_seed(int(seed))
+
+    def _check_budget(self, candidates: int, num_samples: int, points: int) -> None:
+        """Refuse a call whose results alone would pass `MAX_RESULT_BYTES`."""
+        spec = self.spec
+        per_future = 4 * (points * spec.num_frames * 2 + spec.num_latents * spec.latent_channels)
+        if candidates * num_samples * per_future > MAX_RESULT_BYTES:
+            most = max(1, MAX_RESULT_BYTES // (candidates * per_future))
+            raise InputError("num_samples", f"at most {most} for {candidates} candidate(s) x {points} query points "
+                             f"(the results must fit in {MAX_RESULT_BYTES / 2**30:g} GiB; fewer query points or "
+                             "several calls allow more)", num_samples)
 
     def sample(self, frame, pokes=None, text: str | None = None, num_samples: int = 8, query_points=None,
                steps: int = DEFAULT_STEPS, guidance: float = DEFAULT_GUIDANCE, seed: int | None = None,
@@ -261,11 +289,14 @@ class MotionPrior:
         candidates = [None] if pokes is None else pokes
         if isinstance(candidates, np.ndarray) and candidates.ndim != 3:
             raise InputError("pokes", "a list of [P, 5] poke sets or an array [M, P, 5]", candidates)
+        if not hasattr(candidates, "__len__") or isinstance(candidates, str):
+            raise InputError("pokes", "a list of [P, 5] poke sets or an array [M, P, 5]", candidates)
         if len(candidates) < 1:
             raise InputError("pokes", "at least one candidate poke set", "an empty list")
         sets = [self._pokes(p, coords, size, f"pokes[{m}]" if pokes is not None and len(candidates) > 1 else "pokes")
                 for m, p in enumerate(candidates)]
         queries = self._queries(query_points, coords, size, grid_size)
+        self._check_budget(len(sets), num_samples, len(queries))
         m, most = len(sets), max(len(p) for p in sets)
         padded = np.zeros((m, most, 5), np.float32)
         mask = np.zeros((m, most), bool)
@@ -277,8 +308,29 @@ class MotionPrior:
             image, torch.from_numpy(padded).to(device), torch.from_numpy(mask).to(device),
             [text or ""] * m, torch.from_numpy(queries).to(device).expand(m, -1, -1), num_samples, steps, method,
             float(guidance), self._generator(seed, generator), timing)
+        if not bool(torch.isfinite(tracks).all()):
+            raise FloatingPointError(f"sampling gave {int((~torch.isfinite(tracks)).sum())} non-finite track values; "
+                                     "the model's weights or latent statistics are broken (reload it from a packed "
+                                     "model directory, whose SHA256SUMS is checked)")
         result = to_coords(tracks.float().cpu().numpy(), coords, size)
         timing["total"] = time.perf_counter() - started
         caller_pokes = [pokes_to_pixels(p, size) if coords == "pixels" else p.copy() for p in sets]
         return FuturesBatch(result, to_coords(queries, coords, size), caller_pokes, text, coords, size, original, timing)
 
+
+def _array(value, argument: str, expected: str) -> np.ndarray:
+    """`np.asarray(value)`, with ragged nesting reported as an InputError."""
+    try:
+        return np.asarray(value)
+    except (ValueError, TypeError):
+        raise InputError(argument, expected, "a ragged or non-numeric nested sequence") from None
+
+
+def _is_real(array: np.ndarray) -> bool:
+    """Integer or floating dtype (not bool, complex or object)."""
+    return np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)
+
+
+def _is_int(value) -> bool:
+    """An integer, not a bool (`True` is not a count)."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))

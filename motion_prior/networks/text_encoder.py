@@ -4,9 +4,11 @@ The interface (:class:`TextEncoder`) is one call, `texts (list of B strings) -> 
 [B, L, D], mask bool [B, L])`, plus `dim`. An empty string means "no text" (all-False mask).
 
 The built-in :class:`HashedTextEncoder` needs no download: words (lower-cased runs of letters
-and digits) are hashed into a fixed number of buckets with CRC-32 (stable across processes and
-machines, unlike Python's `hash`), embedded, given learned word-position embeddings and mixed by
-a few transformer blocks; it is trained with the flow model. A pretrained sentence encoder
+and digits, in any script: "толкни" is a word like "push") are hashed into a fixed number of
+buckets with CRC-32 (stable across processes and machines, unlike Python's `hash`), embedded,
+given learned word-position embeddings and mixed by a few transformer blocks; it is trained with
+the flow model, so words its training texts never held (the shipped model's are the generator's
+English descriptions) act as unknown words. A pretrained sentence encoder
 (e.g. all-MiniLM-L6-v2, which PyPI carries with its weights) fits the same interface.
 """
 
@@ -22,7 +24,9 @@ from torch import nn
 
 from motion_prior.networks.layers import RMSNorm, TransformerBlock
 
-WORD = re.compile(r"[a-z0-9]+")
+# Letters and digits of any script (str patterns are Unicode-aware), so non-English text is not
+# silently dropped; for ASCII text these are exactly the words [a-z0-9]+ finds.
+WORD = re.compile(r"[^\W_]+")
 
 
 class TextEncoder(Protocol):
@@ -45,7 +49,7 @@ class TextEncoderConfig:
 
 
 def words(text: str) -> list[str]:
-    """Lower-cased words of `text`: runs of letters and digits."""
+    """Lower-cased words of `text`: runs of letters and digits (any script)."""
     return WORD.findall(text.lower())
 
 
@@ -54,7 +58,7 @@ def token_ids(texts: list[str], config: TextEncoderConfig) -> torch.Tensor:
     ids = torch.zeros(len(texts), config.max_words, dtype=torch.long)
     for row, text in enumerate(texts):
         for column, word in enumerate(words(text)[: config.max_words]):
-            ids[row, column] = 1 + zlib.crc32(word.encode()) % config.buckets
+            ids[row, column] = 1 + zlib.crc32(word.encode()) % config.buckets  # UTF-8: ASCII unchanged
     return ids
 
 

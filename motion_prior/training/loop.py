@@ -38,7 +38,9 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
-from motion_prior.foundation.checkpoints import CheckpointError, json_bytes, read_tensors, save_model
+from motion_prior.foundation.checkpoints import CheckpointError, atomic_write_bytes, json_bytes, read_tensors, save_model
+from motion_prior.foundation.errors import InputError
+from motion_prior.inference.backends import check_device
 
 STATE_TENSORS = "training_state.safetensors"
 STATE_JSON = "training_state.json"
@@ -106,6 +108,10 @@ class Trainer:
                  config: TrainConfig, recipe_yaml: str, device: str = "auto", resume: bool = False,
                  progress: bool = True):
         self.task, self.config, self.out = task, config, Path(out)
+        for name in ("steps", "batch_size", "log_every", "val_every", "checkpoint_every"):
+            value = getattr(config, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise InputError(f"train.{name}", "a positive integer", value)
         self.distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
         if self.distributed and not dist.is_initialized():
             dist.init_process_group("nccl" if torch.cuda.is_available() and device != "cpu" else "gloo")
@@ -136,6 +142,7 @@ class Trainer:
                 raise FileExistsError(f"{self.out} already holds a training run; pass --resume to continue it "
                                       "or choose another --out")
             self._load_state()
+        self._drop_metrics_after_checkpoint()
         self.train_model = (nn.parallel.DistributedDataParallel(self.model) if self.distributed else self.model)
 
     def _autocast(self):
@@ -264,7 +271,12 @@ class Trainer:
             dist.barrier()
 
     def _load_state(self) -> None:
-        meta = json.loads((self.out / STATE_JSON).read_text())
+        try:
+            meta = json.loads((self.out / STATE_JSON).read_text())
+            int(meta["step"]), float(meta["wall_seconds"]), list(meta["param_groups"])
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as error:
+            raise CheckpointError(f"{self.out / STATE_JSON}: not a training state written by this trainer "
+                                  f"({type(error).__name__}: {error})") from None
         state = read_tensors(self.out / STATE_TENSORS)
         model_state = {k[len("model."):]: v for k, v in state.items() if k.startswith("model.")}
         missing = set(self.model.state_dict()) - set(model_state)
@@ -283,9 +295,28 @@ class Trainer:
         self.generator.set_state(state["rng.task"])
         self.step, self.wall_seconds = int(meta["step"]), float(meta["wall_seconds"])
 
+    def _drop_metrics_after_checkpoint(self) -> None:
+        """A run killed after its last checkpoint (or before its first) logged steps it will now
+        train again: drop those records so that metrics.jsonl holds each step once."""
+        path = self.out / METRICS_FILE
+        if not self.is_main or not path.is_file():
+            return
+        lines = path.read_text().splitlines(keepends=True)
+        kept = [line for line in lines if _record_step(line) <= self.step]
+        if len(kept) != len(lines):
+            atomic_write_bytes(path, "".join(kept).encode())
+
+
+def _record_step(line: str) -> float:
+    """The step of a metrics.jsonl line (a torn last line, from a kill mid-write, counts as after)."""
+    try:
+        return json.loads(line)["step"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        return float("inf")
+
 
 def _pick_device(device: str, rank: int) -> torch.device:
     if device == "auto":
         device = f"cuda:{rank % torch.cuda.device_count()}" if torch.cuda.is_available() else "cpu"
-    return torch.device(device)
+    return check_device(device)
 

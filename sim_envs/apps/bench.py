@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from motion_prior.cli import TOP_LEVEL
+from motion_prior.cli import POSITIVE, TOP_LEVEL, device_name
 from motion_prior.evaluation.bench import BACKEND_CHOICES, BenchConfig, run_benchmark, table, write_results
 from motion_prior.foundation.pokes import pokes_to_pixels
 from sim_envs.apps.demo import pushing_clip
@@ -76,13 +76,13 @@ def register(groups: dict) -> None:
                     "rollouts of the same candidates; write bench.json, bench.md and bench.png.")
     bench.add_argument("--model", default="default", help="'default' (shipped) or a model directory")
     bench.add_argument("--out", default="runs/bench", help="output folder (default runs/bench)")
-    bench.add_argument("--device", default="cpu", help="cpu or cuda[:N] (GPU backends are chosen on cuda)")
+    bench.add_argument("--device", type=device_name, default="cpu", help="cpu or cuda[:N] (GPU backends are chosen on cuda)")
     bench.add_argument("--smoke", action="store_true", help="a seconds-long run of every code path (CI)")
-    bench.add_argument("--futures", type=int, nargs="+", help="M x K sizes (default 1 16 64 256 1024)")
-    bench.add_argument("--steps", type=int, nargs="+", help="Euler steps (default 4 8 16)")
-    bench.add_argument("--samples", type=int, help="K per candidate (default 16)")
-    bench.add_argument("--queries", type=int, help="Q query points (default 16)")
-    bench.add_argument("--repeats", type=int, help="timed runs per case (default 5)")
+    bench.add_argument("--futures", type=POSITIVE, nargs="+", help="M x K sizes (default 1 16 64 256 1024)")
+    bench.add_argument("--steps", type=POSITIVE, nargs="+", help="Euler steps (default 4 8 16)")
+    bench.add_argument("--samples", type=POSITIVE, help="K per candidate (default 16)")
+    bench.add_argument("--queries", type=POSITIVE, help="Q query points (default 16)")
+    bench.add_argument("--repeats", type=POSITIVE, help="timed runs per case (default 5)")
     bench.add_argument("--backends", nargs="+", choices=sorted(BACKEND_CHOICES),
                        help="default: torch, torch-compile, onnxruntime-cpu (CPU) or the GPU set (cuda)")
     bench.add_argument("--no-simulator", action="store_true", help="skip the simulator-rollout baseline")

@@ -14,7 +14,8 @@ from pathlib import Path
 import torch
 import yaml
 
-from motion_prior.cli import TOP_LEVEL
+from motion_prior.cli import (NON_NEGATIVE, POSITIVE, TOP_LEVEL, device_name, guidance_value, integer_at_least,
+                               positive_float)
 from motion_prior.foundation.errors import InputError
 from sim_envs.apps.bench import register as register_bench
 from sim_envs.apps.demo import print_summary, run_demo
@@ -30,7 +31,10 @@ def _parse_shards(text: str) -> range:
     try:
         first, last = (int(v) for v in text.split(":"))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected FIRST:END shard numbers (END exclusive), got {text!r}") from None
+        first, last = 0, -1
+    if not 0 <= first < last:
+        raise argparse.ArgumentTypeError(f"expected FIRST:END shard numbers with 0 <= FIRST < END (END exclusive), "
+                                         f"got {text!r}")
     return range(first, last)
 
 
@@ -103,12 +107,12 @@ def _add_model_arguments(parser) -> None:
     parser.add_argument("--env", default=PUSH_TO_GOAL_ID, help=f"Gymnasium env id (default {PUSH_TO_GOAL_ID})")
     parser.add_argument("--seed", type=int, default=0, help="first episode seed (default 0)")
     parser.add_argument("--model", default="default", help="'default' (shipped) or a model directory")
-    parser.add_argument("--samples", type=int, default=4, help="K futures per candidate (default 4)")
-    parser.add_argument("--steps", type=int, default=4, help="prior sampling steps (default 4)")
-    parser.add_argument("--guidance", type=float, default=1.5, help="prior guidance (default 1.5)")
-    parser.add_argument("--horizon", type=int, default=1, help="actions per candidate sequence (default 1: `plan check` ranks two-segment plans worse)")
+    parser.add_argument("--samples", type=POSITIVE, default=4, help="K futures per candidate (default 4)")
+    parser.add_argument("--steps", type=POSITIVE, default=4, help="prior sampling steps (default 4)")
+    parser.add_argument("--guidance", type=guidance_value, default=1.5, help="prior guidance (default 1.5)")
+    parser.add_argument("--horizon", type=POSITIVE, default=1, help="actions per candidate sequence (default 1: `plan check` ranks two-segment plans worse)")
     parser.add_argument("--risk", default="mean", choices=("mean", "best", "cvar"), help="how K futures are scored")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    parser.add_argument("--threads", type=POSITIVE, default=1, help="torch threads (default 1)")
 
 
 def _add_plan_commands(top) -> None:
@@ -121,10 +125,10 @@ def _add_plan_commands(top) -> None:
     _add_model_arguments(ev)
     ev.add_argument("--planner", nargs="+", default=list(METHODS), choices=METHODS,
                     help="methods to run (default: all)")
-    ev.add_argument("--episodes", type=int, default=50, help="episodes per method (default 50)")
+    ev.add_argument("--episodes", type=POSITIVE, default=50, help="episodes per method (default 50)")
     ev.add_argument("--out", default="runs/plan-eval", help="output folder (default runs/plan-eval)")
-    ev.add_argument("--candidates", type=int, default=24, help="candidates per iteration (default 24)")
-    ev.add_argument("--iterations", type=int, default=3, help="model calls per step (default 3)")
+    ev.add_argument("--candidates", type=POSITIVE, default=24, help="candidates per iteration (default 24)")
+    ev.add_argument("--iterations", type=POSITIVE, default=3, help="model calls per step (default 3)")
     ev.set_defaults(func=_plan_eval)
 
     check = verbs.add_parser(
@@ -133,8 +137,8 @@ def _add_plan_commands(top) -> None:
                     "them out in the simulator; print displacement agreement and how well the prior ranks the "
                     "candidates by the planner's cost.")
     _add_model_arguments(check)
-    check.add_argument("--states", type=int, default=12, help="seeded states (default 12)")
-    check.add_argument("--candidates", type=int, default=32, help="candidate action sequences per state (default 32)")
+    check.add_argument("--states", type=POSITIVE, default=12, help="seeded states (default 12)")
+    check.add_argument("--candidates", type=POSITIVE, default=32, help="candidate action sequences per state (default 32)")
     check.add_argument("--out", help="also write the result as JSON here")
     check.set_defaults(func=_plan_check)
 
@@ -151,9 +155,9 @@ def register(groups: dict) -> None:
     demo.add_argument("--out", default="demo", help="output folder (default demo/)")
     demo.add_argument("--model", default="default", help="'default' (shipped) or a model directory")
     demo.add_argument("--seed", type=int, default=0, help="first scene seed to try and sampling seed (default 0)")
-    demo.add_argument("--samples", type=int, default=8, help="K futures (default 8)")
-    demo.add_argument("--steps", type=int, help="sampling steps (default: the model's default)")
-    demo.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    demo.add_argument("--samples", type=POSITIVE, default=8, help="K futures (default 8)")
+    demo.add_argument("--steps", type=POSITIVE, help="sampling steps (default: the model's default)")
+    demo.add_argument("--device", type=device_name, default="cpu", help="cpu, cuda, cuda:1, ...")
     demo.set_defaults(func=_demo)
 
     everything = groups["train"].add_parser(
@@ -162,10 +166,10 @@ def register(groups: dict) -> None:
                     "same command after an interruption.")
     everything.add_argument("--out", default="runs/all", help="run folder (default runs/all)")
     everything.add_argument("--preset", default="small", help="tiny (tests) or small (the shipped model)")
-    everything.add_argument("--clips", type=int, help="clips to generate (default: 40000 for small)")
-    everything.add_argument("--workers", type=int, default=2, help="generator processes (default 2)")
+    everything.add_argument("--clips", type=POSITIVE, help="clips to generate (default: 40000 for small)")
+    everything.add_argument("--workers", type=POSITIVE, default=2, help="generator processes (default 2)")
     everything.add_argument("--seed", type=int, default=0, help="data seed (default 0)")
-    everything.add_argument("--device", default="auto", help="training device (default auto)")
+    everything.add_argument("--device", type=device_name, default="auto", help="training device (default auto)")
     everything.set_defaults(func=_train_all)
 
     gen = groups["data"].add_parser(
@@ -174,18 +178,18 @@ def register(groups: dict) -> None:
                     "command to continue an interrupted run).",
     )
     gen.add_argument("--out", required=True, help="output clip directory")
-    gen.add_argument("--clips", type=int, default=256, help="number of clips (default 256)")
-    gen.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
-    gen.add_argument("--seed", type=int, default=0, help="base seed; same seed and settings, same clips (default 0)")
+    gen.add_argument("--clips", type=POSITIVE, default=256, help="number of clips (default 256)")
+    gen.add_argument("--workers", type=POSITIVE, default=2, help="worker processes (default 2)")
+    gen.add_argument("--seed", type=NON_NEGATIVE, default=0, help="base seed; same seed and settings, same clips (default 0)")
     gen.add_argument("--config", help="YAML file of GeneratorConfig fields (see sim_envs/generation/clip_generator.py)")
     gen.add_argument("--task", help="draw scenes and pusher moves like this task's episodes instead "
                                     "(e.g. motion_prior/PushToGoal-v0; sim_envs.tasks.envs.task_clip_config)")
-    gen.add_argument("--points", type=int, help="tracked points per clip (default 64)")
-    gen.add_argument("--frames", type=int, help="frames per clip (default 64)")
-    gen.add_argument("--fps", type=float, help="clip frame rate (default 16)")
-    gen.add_argument("--image-size", type=int, help="square image size in pixels (default 128)")
-    gen.add_argument("--scripts-per-scene", type=int, help="pusher scripts replayed per scene (default 2)")
-    gen.add_argument("--store-frames-every", type=int, help="also store every k-th frame (default 0: start frame only)")
-    gen.add_argument("--scenes-per-shard", type=int, default=32, help="scenes per shard file (default 32)")
+    gen.add_argument("--points", type=POSITIVE, help="tracked points per clip (default 64)")
+    gen.add_argument("--frames", type=integer_at_least(2), help="frames per clip (default 64)")
+    gen.add_argument("--fps", type=positive_float, help="clip frame rate (default 16)")
+    gen.add_argument("--image-size", type=integer_at_least(16), help="square image size in pixels (default 128)")
+    gen.add_argument("--scripts-per-scene", type=POSITIVE, help="pusher scripts replayed per scene (default 2)")
+    gen.add_argument("--store-frames-every", type=NON_NEGATIVE, help="also store every k-th frame (default 0: start frame only)")
+    gen.add_argument("--scenes-per-shard", type=POSITIVE, default=32, help="scenes per shard file (default 32)")
     gen.add_argument("--shards", type=_parse_shards, help="make only shards FIRST:END (to split a run over machines)")
     gen.set_defaults(func=_generate)

@@ -94,7 +94,8 @@ def generate_clips(
 
     Args:
         out: output directory (created; resumed if it holds a run with the same settings).
-        num_clips: clips wanted; rounded up to whole scenes.
+        num_clips: clips wanted; rounded up to whole scenes. Fewer than `out` already holds
+            deletes nothing: the clips there are kept (the store then holds more than asked).
         seed: base seed; the output is a function of (seed, config, scenes_per_shard).
         workers: worker processes.
         config: generator settings (defaults if None).
@@ -116,8 +117,11 @@ def generate_clips(
     if shards is not None:
         plans = [p for p in plans if p.number in shards]
     expected = {p.file: len(p.scene_indices) * config.scripts_per_scene for p in plans}
-    recorded = {s.file: s.producer_info.get("scenes") for s in store.shards}
-    todo = [p for p in plans if recorded.get(p.file) != p.scene_indices or not store.has_shard(p.file)]
+    recorded = {s.file: s.producer_info.get("scenes") or [] for s in store.shards}
+    # A shard recorded with more scenes than planned comes from a run asked for more clips:
+    # it is kept ("already have at least that many"); rewriting it smaller would lose clips.
+    todo = [p for p in plans if recorded.get(p.file, [])[: len(p.scene_indices)] != p.scene_indices
+            or not store.has_shard(p.file)]
     total = sum(expected.values())
     bar = tqdm(total=total, initial=total - sum(expected[p.file] for p in todo), unit="clip",
                desc=f"generating {Path(out).name}", disable=not progress)

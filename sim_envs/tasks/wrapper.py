@@ -58,10 +58,20 @@ class MotionPriorWrapper(gym.Wrapper):
         config: :class:`ImagineConfig`.
 
     Raises:
-        InputError: the env does not render rgb_array frames.
+        InputError: the env does not render rgb_array frames, `prior` lacks `sample_batch` and
+            `max_pokes`, `poke_fn` is not callable or `config` is not an ImagineConfig.
     """
 
     def __init__(self, env: gym.Env, prior, poke_fn: PokeFunction, config: ImagineConfig | None = None):
+        if not isinstance(env, gym.Env):
+            raise InputError("env", "a gymnasium.Env", type(env).__name__)
+        if not (callable(getattr(prior, "sample_batch", None)) and hasattr(prior, "max_pokes")):
+            raise InputError("prior", "a MotionPrior (MotionPrior.load(...)): sample_batch and max_pokes",
+                             type(prior).__name__)
+        if not callable(poke_fn):
+            raise InputError("poke_fn", "a function (env, actions [H, A]) -> pokes [P, 5]", type(poke_fn).__name__)
+        if config is not None and not isinstance(config, ImagineConfig):
+            raise InputError("config", "an ImagineConfig or None", type(config).__name__)
         if getattr(env, "render_mode", None) != "rgb_array":
             raise InputError("env", "an environment made with render_mode='rgb_array' (the prior needs its frames)",
                              f"render_mode={getattr(env, 'render_mode', None)!r}")
@@ -149,6 +159,10 @@ class MotionPriorWrapper(gym.Wrapper):
         return self.env.reset(**kwargs)
 
     def step(self, action):
+        """The env's step; a non-finite or misshapen action of a Box space is an InputError
+        (some envs, e.g. Pusher-v5, would pass NaN on into MuJoCo)."""
+        if isinstance(self.env.action_space, gym.spaces.Box):
+            self.candidate_actions(np.asarray(action)[None])
         futures = self.imagine(np.asarray(action)[None])[0] if self.config.info_futures else None
         observation, reward, terminated, truncated, info = self.env.step(action)
         self._frame = None
