@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -40,7 +41,11 @@ def test_make_test_treats_pytest_exit_code_5_as_failure(tmp_path):
     recipe = re.search(r"^test: setup\n((?:\t.*\n?)+)", (ROOT / "Makefile").read_text(), re.M).group(1)
     shell = recipe.replace("\t", "").replace("\\\n", "").replace("$$", "$").lstrip("@")
     shell = shell.replace(".venv/bin/python -m pytest -q", f"{sys.executable} -m pytest -q {tmp_path}")
-    result = subprocess.run(["bash", "-c", shell], capture_output=True, text=True)
+    # A clean environment: pytest options the parent got through the environment (colcon test
+    # passes its arguments in PYTEST_ADDOPTS) would make the child collect this test again, and
+    # its child too, without end.
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    result = subprocess.run(["bash", "-c", shell], capture_output=True, text=True, env=environment)
     assert result.returncode == 5 and "no tests" in result.stderr
 
 

@@ -1,8 +1,8 @@
 """Checkpoint directories: `config.yaml` + `model.safetensors` (+ `latent_stats.safetensors`).
 
-No pickle anywhere. Every file is written to a temporary name and renamed, and the directory
-itself is assembled next to its final place and swapped in, so a reader never sees a mix of
-two saves. Loading checks that the weights match the config's architecture and names what
+No pickle anywhere. The directory is assembled and fsynced next to its final place and swapped
+in, so a reader never sees a mix of two saves, and a save killed at any point leaves the
+previous or the new one (`recover_checkpoint`). Loading checks that the weights match the config's architecture and names what
 disagrees.
 
 The training state (optimizer moments, step, RNG) lives in `training_state.safetensors` plus
@@ -38,8 +38,44 @@ class CheckpointError(ValueError):
     """A checkpoint directory is missing a file, truncated, or disagrees with its config."""
 
 
+def _fsync(path: Path) -> None:
+    """Flush a file's or a directory's entries to disk (a rename is durable once its directory is)."""
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def _sidecars(directory: Path) -> tuple[Path, Path]:
+    """The staging and `.old` directories of a checkpoint directory, beside it."""
+    return directory.with_name(f".{directory.name}.staging"), directory.with_name(f".{directory.name}.old")
+
+
+def recover_checkpoint(directory: str | Path) -> None:
+    """Put the last complete save of a killed `write_checkpoint` back in place.
+
+    The writer fills staging completely (and fsyncs it) before it moves the directory to `.old`,
+    so a missing directory next to `.old` means the kill fell between the two renames: staging
+    is the newer complete save (or, if staging is gone too, `.old` is the last one). With the
+    directory in place, nothing needs to move: staging is an unfinished save and `.old` a save
+    already replaced, both left for the next write to delete (a reader must not delete a live
+    writer's staging).
+    """
+    directory = Path(directory)
+    staging, old = _sidecars(directory)
+    if not directory.exists() and old.exists():
+        os.replace(staging if staging.exists() else old, directory)
+        _fsync(directory.parent)
+
+
 def write_checkpoint(directory: str | Path, files: dict[str, bytes | dict[str, torch.Tensor]]) -> None:
-    """Atomically (re)write a checkpoint directory.
+    """Atomically and crash-safely (re)write a checkpoint directory.
+
+    The new contents are assembled in a staging directory and fsynced, then swapped in with two
+    renames (directory -> `.old`, staging -> directory); a kill at any point leaves either the
+    previous or the new save, which :func:`recover_checkpoint` (run by the next write or read)
+    puts in place.
 
     Args:
         files: file name -> bytes (written as is) or a dict of tensors (written as safetensors).
@@ -47,8 +83,10 @@ def write_checkpoint(directory: str | Path, files: dict[str, bytes | dict[str, t
     """
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
-    staging = directory.with_name(f".{directory.name}.staging")
+    recover_checkpoint(directory)
+    staging, old = _sidecars(directory)
     shutil.rmtree(staging, ignore_errors=True)
+    shutil.rmtree(old, ignore_errors=True)
     staging.mkdir()
     if directory.exists():
         # Only what is not being rewritten is carried over (e.g. an eval/ folder, metrics.jsonl).
@@ -64,11 +102,13 @@ def write_checkpoint(directory: str | Path, files: dict[str, bytes | dict[str, t
             (staging / name).write_bytes(content)
         else:
             save_file({k: v.detach().contiguous().cpu() for k, v in content.items()}, str(staging / name))
-    old = directory.with_name(f".{directory.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
+    for path in sorted(staging.rglob("*"), reverse=True):  # files before the folders that list them
+        _fsync(path)
+    _fsync(staging)
     if directory.exists():
-        directory.rename(old)
-    staging.rename(directory)
+        os.replace(directory, old)
+    os.replace(staging, directory)
+    _fsync(directory.parent)
     shutil.rmtree(old, ignore_errors=True)
 
 
@@ -79,6 +119,7 @@ def save_model(directory: str | Path, config, model: nn.Module, extra: dict[str,
 
 def read_tensors(path: Path) -> dict[str, torch.Tensor]:
     """Load a safetensors file, turning missing/truncated files into :class:`CheckpointError`."""
+    recover_checkpoint(path.parent)
     if not path.is_file():
         raise CheckpointError(f"{path}: file is missing")
     try:
@@ -147,6 +188,7 @@ def check_finite(tensors: dict[str, torch.Tensor], path: Path) -> None:
 
 
 def load_config(directory: str | Path, cls):
+    recover_checkpoint(directory)
     path = Path(directory) / CONFIG_FILE
     if not path.is_file():
         raise CheckpointError(f"{directory}: no {CONFIG_FILE}; is this a checkpoint directory?")

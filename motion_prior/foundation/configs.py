@@ -1,12 +1,16 @@
 """Config dataclasses <-> plain dicts <-> YAML, with nested dataclasses and tuples.
 
-Unknown keys are an error (a typo must not silently fall back to a default).
+Unknown keys are an error (a typo must not silently fall back to a default), and so is a value
+of the wrong type (`dim: "64"`, `buckets: 2048.5`, `depth: null`): the error names the file, the
+key, the expected type and the value. YAML has no tuples, so a list fills a tuple field, and an
+int fills a float field (as a float).
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+import types
 import typing
 from pathlib import Path
 
@@ -25,9 +29,53 @@ def config_to_dict(config) -> dict:
     return plain(config)
 
 
+def _typed(hint, value, where: str, key: str):
+    """`value` checked against the type hint `hint` (and tuples, floats made from lists, ints);
+    ValueError naming `where`, `key`, the expected type and the value otherwise."""
+    def wrong():
+        expected = getattr(hint, "__name__", None) if isinstance(hint, type) else str(hint).replace("typing.", "")
+        return ValueError(f"{where}: key {key!r} expects {expected}, got {value!r} ({type(value).__name__})")
+
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if dataclasses.is_dataclass(hint):
+        return config_from_dict(hint, value, f"{where}.{key}")
+    if origin in (typing.Union, types.UnionType):
+        for option in args:
+            try:
+                return _typed(option, value, where, key)
+            except ValueError:
+                pass
+        raise wrong()
+    if hint is type(None):
+        if value is not None:
+            raise wrong()
+        return None
+    if origin in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            raise wrong()
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(value) != len(args):
+                raise wrong()
+            items = [_typed(a, v, where, f"{key}[{i}]") for i, (a, v) in enumerate(zip(args, value))]
+        else:
+            items = [_typed(args[0], v, where, f"{key}[{i}]") if args else v for i, v in enumerate(value)]
+        return origin(items)
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise wrong()
+        return float(value)
+    if hint is int and isinstance(value, bool):  # bool is an int subclass; `steps: true` is a typo
+        raise wrong()
+    if hint is typing.Any:
+        return value
+    if not isinstance(value, origin or hint):
+        raise wrong()
+    return value
+
+
 def config_from_dict(cls, data: dict, where: str = "config"):
     """Build dataclass `cls` from a dict made by :func:`config_to_dict` (missing keys take
-    their defaults)."""
+    their defaults), checking every value against its field's type (see the module docstring)."""
     if not isinstance(data, dict):
         raise ValueError(f"{where}: expected a mapping of {cls.__name__} fields, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)
@@ -35,15 +83,7 @@ def config_from_dict(cls, data: dict, where: str = "config"):
     unknown = set(data) - names
     if unknown:
         raise ValueError(f"{where}: unknown keys {sorted(unknown)} for {cls.__name__}; known: {sorted(names)}")
-    values = {}
-    for name, value in data.items():
-        hint = hints[name]
-        if dataclasses.is_dataclass(hint):
-            value = config_from_dict(hint, value, f"{where}.{name}")
-        elif typing.get_origin(hint) is tuple and isinstance(value, list):
-            value = tuple(value)
-        values[name] = value
-    return cls(**values)
+    return cls(**{name: _typed(hints[name], value, where, name) for name, value in data.items()})
 
 
 def config_to_yaml(config) -> str:

@@ -5,8 +5,10 @@ and convert to pixels of a square image of `size` pixels: a normalised distance 
 d * size / 2 pixels.
 
 - L1 (pixels of the frame, 128 px by default): mean absolute error per coordinate.
-- PCK / delta-avg (the TAP-Vid convention the paper uses): share of points whose Euclidean
-  error in a 256 x 256 image is below 1, 2, 4, 8, 16 px; delta-avg is their mean.
+- PCK / delta-avg (the TAP-Vid convention the paper uses): the share of (point, frame) pairs
+  *where the ground truth is visible* whose Euclidean error in a 256 x 256 image is below 1, 2,
+  4, 8, 16 px; delta-avg is their mean. Occluded frames are not counted (TAP-Vid scores
+  positions only where a point can be seen; there the L1 figures still count every frame).
 - A point *moves* if it gets more than 2 px (at 128 px) away from its start at some frame.
 """
 
@@ -39,11 +41,13 @@ def moving_mask(tracks: torch.Tensor, size: int = MOVING_SIZE, threshold_px: flo
     return distance * size / 2 > threshold_px
 
 
-def pck(predicted: torch.Tensor, target: torch.Tensor, thresholds=PCK_THRESHOLDS, size: int = PCK_SIZE) -> torch.Tensor:
-    """`[len(thresholds), ..., N]`: per point, the share of its frames whose Euclidean error in
-    a `size`-pixel image is below each threshold."""
+def pck(predicted: torch.Tensor, target: torch.Tensor, visible: torch.Tensor, thresholds=PCK_THRESHOLDS,
+        size: int = PCK_SIZE) -> torch.Tensor:
+    """`[len(thresholds), ..., N]`: per point, how many of its frames where the ground truth is
+    visible (`visible bool [..., N, T]`) have a Euclidean error in a `size`-pixel image below each
+    threshold. Divide by `visible.sum(-1)` over the same points for the share (TAP-Vid)."""
     error = (predicted - target).norm(dim=-1) * size / 2
-    return torch.stack([(error < th).float().mean(dim=-1) for th in thresholds])
+    return torch.stack([((error < th) & visible).sum(dim=-1) for th in thresholds]).float()
 
 
 def static_baseline(tracks: torch.Tensor) -> torch.Tensor:

@@ -10,7 +10,7 @@ import colorsys
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 from motion_prior.foundation.camera import normalized_to_pixels
 from motion_prior.foundation.errors import InputError
@@ -106,6 +106,24 @@ def _arrow(draw: ImageDraw.ImageDraw, start, end, width: int) -> None:
     draw.polygon(tip, fill=(255, 255, 255, 255))
     r = width
     draw.ellipse([start[0] - r, start[1] - r, start[0] + r, start[1] + r], outline=(255, 255, 255, 255), width=2)
+
+
+def captioned_panels(panels: list[tuple[np.ndarray, str]], gap: int = 8, band: int = 20) -> np.ndarray:
+    """Panels `uint8 [H, W_i, 3]` (same H) side by side, `gap` white pixels apart, each under a
+    white band of `band` pixels with its caption in black: `uint8 [band + H, sum W_i + gaps, 3]`.
+    A caption wider than its panel is cut at the panel's edge."""
+    height = panels[0][0].shape[0]
+    widths = [image.shape[1] for image, _ in panels]
+    canvas = Image.new("RGB", (sum(widths) + gap * (len(panels) - 1), band + height), (255, 255, 255))
+    font = ImageFont.load_default(size=band - 6)
+    x = 0
+    for (image, caption), width in zip(panels, widths):
+        canvas.paste(Image.fromarray(image), (x, band))
+        label = Image.new("RGB", (width, band), (255, 255, 255))
+        ImageDraw.Draw(label).text((4, 2), caption, fill=(0, 0, 0), font=font)
+        canvas.paste(label, (x, 0))
+        x += width + gap
+    return np.asarray(canvas)
 
 
 def save_png(image: np.ndarray, path: str | Path) -> Path:

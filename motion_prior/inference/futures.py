@@ -8,7 +8,7 @@ the horizon in [0, 1] (1 = frame T - 1), as a poke's end_time.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -22,9 +22,10 @@ from motion_prior.foundation.visualize import draw_tracks, save_gif, save_png
 COORDS = ("pixels", "normalized")
 
 
-@dataclass
+@dataclass(eq=False)
 class Futures:
-    """K sampled futures of one query.
+    """K sampled futures of one query. Two are equal when their arrays and conditions are (the
+    `timing` is how long it took, not part of the result).
 
     Attributes:
         tracks: `float32 [K, N, T, 2]` in `coords`.
@@ -44,7 +45,13 @@ class Futures:
     coords: str
     image_size: tuple[int, int]
     frame: np.ndarray
-    timing: dict = field(default_factory=dict)
+    timing: dict = field(default_factory=dict, compare=False)
+
+    def __eq__(self, other) -> bool:
+        if not isinstance(other, Futures):
+            return NotImplemented
+        pairs = ((getattr(self, f.name), getattr(other, f.name)) for f in fields(self) if f.compare)
+        return all(np.array_equal(a, b) if isinstance(a, np.ndarray) else a == b for a, b in pairs)
 
     @property
     def num_samples(self) -> int:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from motion_prior.foundation.visualize import draw_tracks, save_png
+from motion_prior.foundation.visualize import captioned_panels, draw_tracks, save_png
 from motion_prior.inference.prior import MotionPrior
 from sim_envs.generation.clip_generator import GeneratorConfig, generate_scene_clips
 from sim_envs.simulation.rendering import OffscreenRenderer
@@ -49,9 +49,8 @@ def run_demo(out: str | Path = "demo", model: str = "default", seed: int = 0, nu
                            query_points=clip.tracks[:, 0], seed=seed, **options)
     out = Path(out)
     truth = draw_tracks(clip.frame, clip.tracks, clip.visibility, pokes)
-    sampled = futures.picture()
-    gap = np.full((truth.shape[0], 8, 3), 255, np.uint8)
-    png = save_png(np.concatenate([truth, gap, sampled], axis=1), out / "futures.png")
+    panels = [(truth, "simulated (truth); arrows: pokes"), (futures.picture(), f"{num_samples} sampled futures")]
+    png = save_png(captioned_panels(panels), out / "futures.png")
     gif = futures.save(out / "futures.gif")
     error = np.sqrt(((futures.tracks - clip.tracks[None]) ** 2).sum(-1)).mean(axis=(1, 2)) * 64
     return {"png": png, "gif": gif, "text": clip.text, "scene_seed": scene_seed, "pokes": len(pokes),

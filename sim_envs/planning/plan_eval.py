@@ -23,6 +23,7 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 from PIL import Image, ImageDraw
+from scipy.stats import spearmanr
 
 import sim_envs.tasks.envs as tabletop
 from motion_prior.foundation.camera import pixels_to_normalized
@@ -309,9 +310,9 @@ def check_model(config: PlanEvalConfig, states: int = 12, candidates: int = 32, 
                 pokes = pokes_to_pixels(pokes, observation["image"].shape[:2])
                 frames = np.rint(end_times(pokes) * (pusher.shape[1] - 1)).astype(int)
                 poke_error.append(np.linalg.norm(pusher[:, frames] - ends(pokes), axis=-1).mean())
-            ranks = [np.argsort(np.argsort(c)) for c in (true_cost, prior_cost)]
+            # Spearman's rank correlation; ties (candidates that all miss the object) share a rank.
             ranking.append((true_cost[np.argmin(prior_cost)], true_cost.min(), np.median(true_cost),
-                            np.corrcoef(*ranks)[0, 1]))
+                            spearmanr(true_cost, prior_cost).statistic))
     finally:
         env.close()
     true_shift, pred_shift, ranking = np.concatenate(true_shift), np.concatenate(pred_shift), np.array(ranking)

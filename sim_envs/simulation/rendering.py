@@ -4,12 +4,55 @@
 generator builds a new model for every scene, so it reuses one context and only uploads each
 model (~9 ms). The GL backend is chosen when `sim_envs` is imported (see its __init__). Scenes should disable shadows (`<quality shadowsize="0"/>`): software shadow
 maps cost 50-90 ms per 128 px frame.
+
+GL contexts are freed deterministically: by `close()`, when the renderer is collected, or at
+interpreter exit before MuJoCo terminates the EGL display. Left to `GLContext.__del__` during
+interpreter teardown, freeing raised an `EGLError` traceback after every clean run.
+
+A process forked from one that has rendered with EGL hangs when it makes a GL context (Mesa's
+EGL state does not survive fork), so a renderer refuses to start there: start worker processes
+with the "spawn" context (`AsyncVectorEnv(..., context="spawn")`, as `sim_envs.generation` does).
 """
 
 from __future__ import annotations
 
+import atexit
+import functools
+import os
+import weakref
+
 import mujoco
 import numpy as np
+
+
+_FORKED_AFTER_RENDERING = False  # this process is a fork of one that had made a GL context
+
+
+def _forked() -> None:
+    global _FORKED_AFTER_RENDERING
+    _FORKED_AFTER_RENDERING = True
+
+
+@functools.cache
+def _watch_forks() -> None:
+    """Mark the fork children of this process (once, when it first renders)."""
+    os.register_at_fork(after_in_child=_forked)
+
+
+class _GLResources:
+    """A renderer's GL context and MuJoCo render context, freed once (callable; idempotent)."""
+
+    def __init__(self, gl: mujoco.GLContext):
+        self.gl, self.context = gl, None
+
+    def __call__(self) -> None:
+        if self.context is not None:
+            self.context.free()
+            self.context = None
+        if self.gl is not None:
+            self.gl.free()
+            self.gl = None
+        atexit.unregister(self)
 
 
 class OffscreenRenderer:
@@ -24,8 +67,18 @@ class OffscreenRenderer:
 
     def __init__(self, height: int, width: int):
         self.height, self.width = int(height), int(width)
+        if _FORKED_AFTER_RENDERING and os.environ.get("MUJOCO_GL") == "egl":
+            raise RuntimeError("OffscreenRenderer: this process was forked from one that had rendered with EGL, where "
+                               "a new GL context hangs; start it with the 'spawn' multiprocessing context instead "
+                               "(e.g. gymnasium's AsyncVectorEnv(..., context='spawn'))")
+        _watch_forks()
         self._gl = mujoco.GLContext(self.width, self.height)
         self._gl.make_current()
+        # Registered after the GLContext, whose first creation registers eglTerminate: atexit
+        # runs last-in first-out, so the context is freed while the display still exists.
+        self._resources = _GLResources(self._gl)
+        atexit.register(self._resources)
+        weakref.finalize(self, self._resources)
         self._model = None
         self._context = None
         self._scene = None
@@ -48,7 +101,7 @@ class OffscreenRenderer:
             )
         if self._context is not None:
             self._context.free()
-        self._context = mujoco.MjrContext(model, mujoco.mjtFontScale.mjFONTSCALE_100)
+        self._context = self._resources.context = mujoco.MjrContext(model, mujoco.mjtFontScale.mjFONTSCALE_100)
         mujoco.mjr_setBuffer(mujoco.mjtFramebuffer.mjFB_OFFSCREEN, self._context)
         self._scene = mujoco.MjvScene(model, maxgeom=10_000)
         self._model = model
@@ -89,9 +142,5 @@ class OffscreenRenderer:
         return np.where(scene_index >= 0, lookup[np.clip(scene_index, 0, self._scene.ngeom)], -1).astype(np.int32)
 
     def close(self) -> None:
-        if self._context is not None:
-            self._context.free()
-            self._context = None
-        if self._gl is not None:
-            self._gl.free()
-            self._gl = None
+        self._resources()
+        self._context = self._gl = None

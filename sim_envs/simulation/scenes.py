@@ -35,6 +35,7 @@ PALETTE = {
 # Collision bits: the table only touches objects, the pusher only touches objects, so the
 # pusher may hover just above the table without friction.
 TABLE_BITS, PUSHER_BITS, OBJECT_BITS = 1, 2, 3
+TABLE_HALF_SIZE = 3.0  # metres: the table plane spans [-3, 3]^2
 
 
 @dataclass
@@ -257,7 +258,7 @@ def build_mjcf(spec: SceneSpec, timestep: float = 0.004) -> str:
 <material name="table" texture="table" texrepeat="48 48" reflectance="0"/></asset>
 <worldbody>
 <light directional="true" pos="0.3 0.2 2" dir="-0.15 -0.1 -1" diffuse="0.6 0.6 0.6" castshadow="false"/>
-<geom name="table" type="plane" size="3 3 0.1" material="table" contype="{TABLE_BITS}" conaffinity="{TABLE_BITS}"/>
+<geom name="table" type="plane" size="{TABLE_HALF_SIZE} {TABLE_HALF_SIZE} 0.1" material="table" contype="{TABLE_BITS}" conaffinity="{TABLE_BITS}"/>
 <camera name="{CAMERA_NAME}" pos="{_vec(pose[:3, 3])}" xyaxes="{xyaxes}" fovy="{spec.fovy_deg:.6f}"/>
 <body name="{PUSHER_TARGET_BODY}" mocap="true" pos="0 0 {z_pusher}"/>
 <body name="{PUSHER_BODY}" pos="0 0 {z_pusher}">

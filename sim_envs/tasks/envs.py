@@ -11,7 +11,8 @@ scenes like its training clips; `tabletop_pokes` turns an action sequence into p
   `segment_frames` frames (at `fps`) are over, so pushed objects come to rest.
 - Observation (dict): `image` `uint8 [H, W, 3]` from the scene's camera; world positions
   (metres, table plane) `pusher_xy`, `target_xy`, `goal_xy`; their projections `pusher_pixel`,
-  `target_pixel`, `goal_pixel` (continuous (u, v) pixels, `motion_prior.foundation.camera`). The target
+  `target_pixel`, `goal_pixel` (continuous (u, v) pixels, `motion_prior.foundation.camera`, clipped to one
+  image size beyond each border, so every bound is finite). The target
   point is the object's centre (push) or a point on the door panel (door).
 - Reward: minus the distance to the goal (metres for the push, radians for the door) after the
   step; `terminated` on success, `truncated` after `max_steps` steps.
@@ -32,7 +33,7 @@ from motion_prior.foundation.errors import InputError
 from motion_prior.foundation.pokes import action_to_pokes, hold_last_waypoint
 from sim_envs.generation.clip_generator import GeneratorConfig
 from sim_envs.simulation.rendering import OffscreenRenderer
-from sim_envs.simulation.scenes import CAMERA_NAME, SceneConfig, sample_scene
+from sim_envs.simulation.scenes import CAMERA_NAME, TABLE_HALF_SIZE, SceneConfig, sample_scene
 from sim_envs.simulation.scripts import PusherScript, ScriptConfig, clear_of, unit
 from sim_envs.simulation.simulator import SceneSimulator, SimConfig, advance_frame, get_state, set_state
 
@@ -113,11 +114,14 @@ class TabletopEnv(gym.Env):
         self.config, self.render_mode = config, render_mode
         height, width = config.scene.image_size
         self.action_space = _box(-1.0, 1.0, (2,))
-        pixels = _box(-np.inf, np.inf, (2,))
+        # Finite bounds: world points lie on the table; projections are clipped to one image
+        # size beyond each border (a point that far out of view is simply gone).
+        table = _box(-TABLE_HALF_SIZE, TABLE_HALF_SIZE, (2,))
+        self._pixel_range = (-np.array([width, height], np.float32), 2 * np.array([width, height], np.float32))
+        pixels = gym.spaces.Box(*self._pixel_range, dtype=np.float32)
         self.observation_space = gym.spaces.Dict({
             "image": gym.spaces.Box(0, 255, (height, width, 3), dtype=np.uint8),
-            "pusher_xy": _box(-np.inf, np.inf, (2,)), "target_xy": _box(-np.inf, np.inf, (2,)),
-            "goal_xy": _box(-np.inf, np.inf, (2,)),
+            "pusher_xy": table, "target_xy": table, "goal_xy": table,
             "pusher_pixel": pixels, "target_pixel": pixels, "goal_pixel": pixels,
         })
         self._physics = SimConfig(fps=config.fps).validate("task config")
@@ -301,8 +305,8 @@ class TabletopEnv(gym.Env):
         world = {"pusher": self.pusher_position(), "target": self.target_point(), "goal": self.goal_point()}
         obs = {"image": self._frame.copy()}
         for name, point in world.items():
-            obs[f"{name}_xy"] = point[:2].astype(np.float32)
-            obs[f"{name}_pixel"] = self.sim.camera.project(point)[0].astype(np.float32)
+            obs[f"{name}_xy"] = np.clip(point[:2], -TABLE_HALF_SIZE, TABLE_HALF_SIZE).astype(np.float32)
+            obs[f"{name}_pixel"] = np.clip(self.sim.camera.project(point)[0], *self._pixel_range).astype(np.float32)
         return obs
 
     def _info(self) -> dict:
@@ -506,5 +510,8 @@ def task_clip_config(env_id: str) -> GeneratorConfig:
     return GeneratorConfig(num_frames=c.horizon_frames, fps=c.fps, scene=c.scene, script=script).validate()
 
 
-gym.register(PUSH_TO_GOAL_ID, entry_point=PushToGoalEnv, max_episode_steps=None)
-gym.register(DOOR_TO_ANGLE_ID, entry_point=DoorToAngleEnv, max_episode_steps=None)
+# String entry points keep the specs serialisable (`spec.to_json()`). The time limit is the
+# tasks' own `max_steps` (the env truncates there itself too); to change it, pass both
+# `max_steps=` and `max_episode_steps=` to `gym.make`.
+gym.register(PUSH_TO_GOAL_ID, entry_point="sim_envs.tasks.envs:PushToGoalEnv", max_episode_steps=TabletopTaskConfig.max_steps)
+gym.register(DOOR_TO_ANGLE_ID, entry_point="sim_envs.tasks.envs:DoorToAngleEnv", max_episode_steps=TabletopTaskConfig.max_steps)

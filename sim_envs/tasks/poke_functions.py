@@ -22,7 +22,7 @@ import numpy as np
 
 from motion_prior.foundation.camera import PinholeCamera, look_at
 from motion_prior.foundation.errors import InputError
-from motion_prior.foundation.pokes import action_to_pokes
+from motion_prior.foundation.pokes import action_to_pokes, hold_last_waypoint
 
 PUSHER_CAMERA = "motion_prior"
 # Above the Pusher-v5 table (surface at z = -0.325), looking down at the arm's reach and the object.
@@ -99,19 +99,54 @@ def _check_sequence(actions, size: int) -> np.ndarray:
     return array
 
 
+def timed_pokes(camera: PinholeCamera, start: np.ndarray, waypoints: np.ndarray, seconds: np.ndarray,
+                horizon_seconds: float, max_pokes: int) -> np.ndarray:
+    """Pokes of end-effector waypoints on the prior's time axis, at their true times.
+
+    An env's actions come at its control rate (FetchPush-v4: 25 per second), so a few seconds
+    of motion are many more waypoints than a prior takes pokes. Waypoint h ends at
+    `seconds[h] / horizon_seconds` of the horizon; when there are too many, evenly spaced ones
+    are kept (always the last), and a last poke holds the final waypoint until the horizon
+    (`motion_prior.foundation.pokes.hold_last_waypoint`, as the prior was trained on actions).
+
+    Args:
+        camera: the camera of the rendered frames; start: `[3]` the end effector now (metres).
+        waypoints: `[H, 3]` where the end effector is after each action; seconds: `[H]` when.
+        horizon_seconds: the prior's horizon (the default model: 64 frames at 16 fps = 4 s).
+        max_pokes: the prior's limit (`MotionPrior.max_pokes`; the default model takes 8).
+
+    Returns:
+        `float32 [P, 5]` normalised pokes, P <= max_pokes, in order of end time.
+
+    Raises:
+        InputError: a sequence longer than the horizon, or max_pokes below 2.
+    """
+    if max_pokes < 2:
+        raise InputError("max_pokes", "at least 2 (waypoints and the hold of the last)", max_pokes)
+    if seconds[-1] > horizon_seconds * (1 + 1e-9):
+        raise InputError("actions", f"a sequence that fits the prior's {horizon_seconds:g} s horizon",
+                         f"{len(seconds)} actions lasting {seconds[-1]:.2f} s")
+    keep = max_pokes if seconds[-1] >= horizon_seconds else max_pokes - 1  # room for the hold
+    chosen = np.arange(len(waypoints))
+    if len(waypoints) > keep:
+        chosen = np.ceil(np.arange(1, keep + 1) * len(waypoints) / keep).astype(int) - 1
+    return hold_last_waypoint(action_to_pokes(camera, start, waypoints[chosen], seconds[chosen] / horizon_seconds))
+
+
 @dataclass
 class PusherV5Pokes:
     """Poke function of `Pusher-v5` (made by :func:`make_pusher_v5`).
 
-    Its actions are 7 joint torques, so where the fingertip (`tips_arm`) goes follows from the
-    arm's dynamics: each action is held for `env_steps_per_action` env steps on a scratch copy
-    of the simulation state (the robot's own forward model; the env is not stepped), and the
-    fingertip's position after each action is a waypoint. End times assume the prior's horizon
-    is `horizon_seconds` long.
+    Its actions are 7 joint torques at the env's control rate (one per env step, `dt` = 0.05 s),
+    so where the fingertip (`tips_arm`) goes follows from the arm's dynamics: each action is
+    held for `env_steps_per_action` env steps on a scratch copy of the simulation state (the
+    robot's own forward model; the env is not stepped), and the fingertip's position after each
+    action is a waypoint at its true time (:func:`timed_pokes`).
     """
 
-    env_steps_per_action: int = 20
+    env_steps_per_action: int = 1
     horizon_seconds: float = 4.0
+    max_pokes: int = 8
     end_effector: str = "tips_arm"
     camera: str = PUSHER_CAMERA
 
@@ -121,32 +156,29 @@ class PusherV5Pokes:
         body = task.model.body(self.end_effector).id
         scratch = copy.copy(task.data)
         start = scratch.xpos[body].copy()
-        waypoints, times, elapsed = [], [], 0.0
+        waypoints = []
         for action in np.clip(actions, task.action_space.low, task.action_space.high):
             scratch.ctrl[:] = action
             mujoco.mj_step(task.model, scratch, nstep=self.env_steps_per_action * task.frame_skip)
-            elapsed += self.env_steps_per_action * task.dt
             waypoints.append(scratch.xpos[body].copy())
-            times.append(elapsed / self.horizon_seconds)
-        if times[-1] > 1.0:
-            raise InputError("actions", f"a sequence that fits the prior's {self.horizon_seconds} s horizon",
-                             f"{len(actions)} actions of {self.env_steps_per_action * task.dt:.2f} s")
+        seconds = np.arange(1, len(actions) + 1) * self.env_steps_per_action * task.dt
         camera = mujoco_camera(task.model, task.data, self.camera, _frame_size(env))
-        return action_to_pokes(camera, start, np.array(waypoints), np.array(times))
+        return timed_pokes(camera, start, np.array(waypoints), seconds, self.horizon_seconds, self.max_pokes)
 
 
 @dataclass
 class FetchPushPokes:
     """Poke function of `FetchPush-v4` (made by :func:`make_fetch_push`).
 
-    Fetch actions are (dx, dy, dz, gripper) in [-1, 1]; the gripper's mocap target moves by
-    `position_scale` (0.05 m, Gymnasium-Robotics' Fetch setting) times (dx, dy, dz) per env step.
-    Each action of the sequence is one env step, reached at end time (h + 1) / H times
-    `horizon_fraction` (the share of the prior's horizon the sequence spans).
+    Fetch actions are (dx, dy, dz, gripper) in [-1, 1], one per env step (`dt` = 0.04 s); the
+    gripper's mocap target moves by `position_scale` (0.05 m, Gymnasium-Robotics' Fetch setting)
+    times (dx, dy, dz) per step. The target after each action is a waypoint at its true time
+    (:func:`timed_pokes`): a 4 s push is about 100 actions, subsampled to `max_pokes` pokes.
     """
 
     position_scale: float = 0.05
-    horizon_fraction: float = 1.0
+    horizon_seconds: float = 4.0
+    max_pokes: int = 8
     end_effector: str = "robot0:grip"
     camera: str = FETCH_CAMERA
 
@@ -156,6 +188,6 @@ class FetchPushPokes:
         start = task.data.site(self.end_effector).xpos.copy()
         steps = np.clip(actions[:, :3], -1.0, 1.0) * self.position_scale
         waypoints = start + np.cumsum(steps, axis=0)
-        times = self.horizon_fraction * np.arange(1, len(actions) + 1) / len(actions)
+        seconds = np.arange(1, len(actions) + 1) * task.dt
         camera = mujoco_camera(task.model, task.data, self.camera, _frame_size(env))
-        return action_to_pokes(camera, start, waypoints, times)
+        return timed_pokes(camera, start, waypoints, seconds, self.horizon_seconds, self.max_pokes)

@@ -47,8 +47,11 @@ class ImagineConfig:
     picture_scale: int = 2
 
 
-class MotionPriorWrapper(gym.Wrapper):
+class MotionPriorWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """Adds :meth:`imagine` to an environment that renders rgb_array frames.
+
+    With `info_futures`, `info["imagined"]` holds `Futures`, which compare by value, so
+    Gymnasium's checker can compare steps (`check_env` passes with and without it).
 
     Args:
         env: the environment; made with `render_mode="rgb_array"`.
@@ -75,6 +78,7 @@ class MotionPriorWrapper(gym.Wrapper):
         if getattr(env, "render_mode", None) != "rgb_array":
             raise InputError("env", "an environment made with render_mode='rgb_array' (the prior needs its frames)",
                              f"render_mode={getattr(env, 'render_mode', None)!r}")
+        gym.utils.RecordConstructorArgs.__init__(self, prior=prior, poke_fn=poke_fn, config=config)
         super().__init__(env)
         self.prior, self.poke_fn = prior, poke_fn
         self.config = config or ImagineConfig()
