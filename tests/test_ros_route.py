@@ -38,6 +38,7 @@ ROSDEP_STAND_INS = {
     "python3-matplotlib": "matplotlib", "python3-tqdm": "tqdm", "python3-pytorch-pip": "torch",
     "python3-onnxruntime-gpu-pip": "onnxruntime-gpu", "python3-gymnasium-pip": "gymnasium",
     "python3-mujoco-pip": "mujoco", "python3-pytest": "pytest", "python3-rosbags-pip": "rosbags",
+    "python3-hypothesis": "hypothesis",
     "ament_python": None, "ros2launch": None, "rqt_image_view": None,
 }
 # The module each pinned distribution provides, where the names differ.
