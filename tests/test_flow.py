@@ -157,10 +157,67 @@ def test_conditioning_cache_gives_the_uncached_velocity(prior):
         uncached = flow(x, t, frame_tokens, pokes, mask, texts)
         conditioning = flow.condition(frame_tokens, pokes, mask, texts)
         cached = flow.velocity(x, t, conditioning)
-        rows = torch.tensor([2, 0])
-        selected = flow.velocity(x[rows], t[rows], conditioning.select(rows))
     assert torch.allclose(uncached, cached, atol=1e-5)
-    assert torch.allclose(selected, uncached[rows], atol=1e-5)
+
+
+def test_samples_share_their_rows_conditioning_without_copies(prior):
+    # K samples per row read the row's conditioning folded into the query axis; the velocity of
+    # each sample must equal the uncached one of its own row's conditions.
+    flow = prior.backend.flow
+    generator = torch.Generator().manual_seed(2)
+    rows, k, c = 3, 4, flow.config
+    x = torch.randn(rows * k, c.num_latents, c.latent_channels, generator=generator)
+    t = torch.rand(rows * k, generator=generator)
+    frame_tokens = prior.backend.vae.encode_frame(torch.randint(0, 255, (1, 128, 128, 3), dtype=torch.uint8))
+    pokes = torch.rand(rows, c.max_pokes, 5, generator=generator)
+    mask = torch.tensor([[True] * c.max_pokes, [False] * c.max_pokes, [True] + [False] * (c.max_pokes - 1)])
+    texts = ["the pusher pushes the box up", "", "nothing moves"]
+    each = torch.arange(rows).repeat_interleave(k)
+    with torch.no_grad():
+        shared = flow.velocity(x, t, flow.condition(frame_tokens.expand(rows, -1, -1), pokes, mask, texts))
+        one_frame = flow.velocity(x, t, flow.condition(frame_tokens, pokes[:1], mask[:1] & False, [""]))
+        copied = flow(x, t, frame_tokens.expand(rows * k, -1, -1), pokes[each], mask[each], [texts[i] for i in each])
+        alone = flow(x, t, frame_tokens.expand(rows * k, -1, -1), pokes[each], mask[each] & False, [""] * (rows * k))
+    assert torch.allclose(shared, copied, atol=1e-5)
+    assert torch.allclose(one_frame, alone, atol=1e-5)  # the unconditional velocity: one row serves all
+
+
+def test_decoder_shares_the_frame_and_each_rows_pokes_across_samples(prior):
+    vae = prior.backend.vae
+    generator = torch.Generator().manual_seed(3)
+    rows, k = 2, 3
+    latent = torch.randn(rows * k, *vae.config.latent_shape, generator=generator)
+    frame_tokens = vae.encode_frame(torch.randint(0, 255, (1, 128, 128, 3), dtype=torch.uint8, generator=generator))
+    queries = torch.rand(rows, 5, 2, generator=generator) * 2 - 1
+    pokes = torch.rand(rows, 2, 5, generator=generator)
+    poke_mask = torch.tensor([[True, True], [True, False]])
+    each = torch.arange(rows).repeat_interleave(k)
+    with torch.no_grad():
+        shared = vae.decode(None, latent, queries, frame_tokens, pokes=pokes, poke_mask=poke_mask, chunk_size=2)
+        copied = vae.decode(None, latent, queries[each], frame_tokens.expand(rows * k, -1, -1), pokes=pokes[each],
+                            poke_mask=poke_mask[each])
+    assert shared.shape == (rows * k, 5, vae.config.num_frames, 2)
+    assert torch.allclose(shared, copied, atol=1e-5)
+
+
+def test_a_batch_of_candidates_samples_what_each_sample_alone_would(prior):
+    # The whole sampler (shared conditioning, one unconditional row for guidance, shared decoder
+    # memory) against each (candidate, sample) sampled on its own with the same noise.
+    s = prior.image_size
+    frames = torch.randint(0, 255, (1, s, s, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(4))
+    pokes = torch.tensor([[[0.1, 0.2, 0.4, 0.1, 1.0], [0.0, 0.0, 0.0, 0.0, 1.0]],
+                          [[-0.5, 0.5, -0.5, 0.7, 0.5], [0.3, 0.3, 0.2, 0.1, 1.0]]])
+    poke_mask = torch.tensor([[True, False], [True, True]])
+    queries = (torch.rand(1, 6, 2, generator=torch.Generator().manual_seed(5)) * 2 - 1).expand(2, -1, -1)
+    k, spec = 3, prior.spec
+    noise = torch.randn(2 * k, spec.num_latents, spec.latent_channels, generator=torch.Generator().manual_seed(6))
+    batch = prior.sample_tensors(frames, pokes, poke_mask, ["", "push it"], queries, k, steps=3, guidance=2.0,
+                                 noise=noise)
+    for row, text in enumerate(["", "push it"]):
+        for sample in range(k):
+            alone = prior.sample_tensors(frames, pokes[row:row + 1], poke_mask[row:row + 1], [text], queries[:1], 1,
+                                         steps=3, guidance=2.0, noise=noise[row * k + sample][None])
+            assert torch.allclose(batch[row, sample], alone[0, 0], atol=1e-5)
 
 
 def test_masked_pokes_act_as_absent_pokes(prior):

@@ -19,8 +19,8 @@ import torch
 from motion_prior.cli import main
 from motion_prior.foundation.checkpoints import CheckpointError
 from motion_prior.foundation.errors import InputError
-from motion_prior.inference.onnx_export import (ConditionGraph, FrameGraph, GRAPHS, MANIFEST, VelocityGraph, _examples,
-                                      checkpoint_hashes)
+from motion_prior.inference.onnx_export import (ConditionGraph, DecoderGraph, FrameGraph, GRAPHS, MANIFEST,
+                                                VelocityGraph, _examples, checkpoint_hashes)
 from motion_prior.inference.onnx_runtime import OnnxRuntimeBackend, cached_export, choose_providers
 from motion_prior.inference.prior import MotionPrior
 
@@ -55,7 +55,8 @@ def test_manifest_records_graphs_shapes_opsets_checkpoint_and_versions(tiny_mode
     assert manifest["exporter"]["dynamo"] is True and manifest["exporter"]["torch"] == torch.__version__
     decoder = manifest["graphs"]["decoder"]
     shapes = {i["name"]: i["shape"] for i in decoder["inputs"]}
-    assert shapes["query_points"] == ["batch", "queries", 2] and shapes["z"][0] == "batch"
+    assert shapes["query_points"] == ["rows", "queries", 2] and shapes["z"][:2] == ["rows", "samples"]
+    assert shapes["frame_tokens"][0] == 1  # one frame: its keys and values are computed once
     assert manifest["graphs"]["velocity"]["outputs"][0]["name"] == "velocity"
     for graph in manifest["graphs"].values():
         assert graph["opsets"]["ai.onnx"] >= 18
@@ -68,13 +69,13 @@ def _session(exported: Path, name: str):
     return onnxruntime.InferenceSession(str(exported / f"{name}.onnx"), providers=["CPUExecutionProvider"])
 
 
-def test_each_graph_matches_torch_at_other_batch_and_query_sizes(priors, exported):
+def test_each_graph_matches_torch_at_other_row_sample_and_query_sizes(priors, exported):
     torch_prior, _ = priors
     backend = torch_prior.backend
     modules = {"frame_encoder": FrameGraph(backend.vae), "condition": ConditionGraph(backend.flow),
-               "velocity": VelocityGraph(backend.flow), "decoder": backend.decoder}
-    for batch, queries in ((1, 1), (5, 37)):
-        for name, inputs in _examples(backend, batch=batch, queries=queries).items():
+               "velocity": VelocityGraph(backend.flow), "decoder": DecoderGraph(backend.decoder)}
+    for batch, queries, samples in ((1, 1, 1), (5, 37, 3), (2, 4, 16)):
+        for name, inputs in _examples(backend, batch=batch, queries=queries, samples=samples).items():
             session = _session(exported, name)
             outputs = session.run(None, {i.name: x.numpy() for i, x in zip(session.get_inputs(), inputs)})
             with torch.no_grad():

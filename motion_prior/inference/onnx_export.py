@@ -1,20 +1,21 @@
 """ONNX export of the parts of a model that run at inference (`motion-prior export`).
 
-Four graphs, exported with torch's default (dynamo) exporter, each with a dynamic batch
-dimension (and the decoder with a dynamic number of query points):
+Four graphs, exported with torch's default (dynamo) exporter, with dynamic rows R (condition
+rows: candidates), samples per row K and query points Q:
 
-    frame_encoder.onnx  frames uint8 [B, S, S, 3]                        -> frame_tokens [B, F, Df]
-    condition.onnx      frame_tokens, pokes [B, P, 5], poke_mask bool [B, P],
-                        text_ids int64 [B, L]                             -> mask bool [B, M], bias [B, N, D],
-                                                                             keys, values [depth, B, H, M, E]
-    velocity.onnx       x [B, N, C], t [B], mask, bias, keys, values      -> velocity [B, N, C]
-    decoder.onnx        z [B, N, C], query_points [B, Q, 2], frame_tokens,
-                        pokes, poke_mask                                  -> tracks [B, Q, T, 2]
+    frame_encoder.onnx  frames uint8 [R, S, S, 3]                        -> frame_tokens [R, F, Df]
+    condition.onnx      frame_tokens, pokes [R, P, 5], poke_mask bool [R, P],
+                        text_ids int64 [R, L]                             -> mask bool [R, M], bias [R, N, D],
+                                                                             keys, values [depth, R, H, M, E]
+    velocity.onnx       x [R, K, N, C], t [R, K], mask, bias, keys, values -> velocity [R, K, N, C]
+    decoder.onnx        z [R, K, N, C], query_points [R, Q, 2], frame_tokens [1, F, Df],
+                        pokes, poke_mask                                  -> tracks [R, K, Q, T, 2]
 
 P is always `max_pokes` (absent pokes are masked, which gives the same futures) and L the text
-encoder's `max_words`, so only B and Q vary. Splitting condition from velocity keeps the
-conditioning cache: the context's keys and values are computed once per query and fed to every
-sampling step. Text stays in Python: word ids come from `motion_prior.networks.text_encoder.token_ids`.
+encoder's `max_words`. Splitting condition from velocity keeps the conditioning cache: the
+context's keys and values are computed once per row and shared by its K samples at every
+sampling step (the samples are a separate axis, so nothing is copied per sample), as in the
+torch backend. The decoder reads one frame, whose keys and values it computes once. Text stays in Python: word ids come from `motion_prior.networks.text_encoder.token_ids`.
 
 The directory also holds `manifest.json`: the model's `ModelSpec`, every graph's inputs and
 outputs with their (symbolic) shapes and dtypes, its opsets and SHA-256, the SHA-256 of the
@@ -47,7 +48,7 @@ from motion_prior.networks.latent_flow import Conditioning, FlowNetwork
 from motion_prior.networks.trajectory_vae import TrajectoryVAE
 
 MANIFEST = "manifest.json"
-FORMAT = 1
+FORMAT = 2  # 2: samples as an axis of the velocity and decoder graphs
 GRAPHS = ("frame_encoder", "condition", "velocity", "decoder")
 log = logging.getLogger(__name__)
 # onnx, onnxscript and onnxruntime's float16 converter are imported where an export needs them
@@ -87,7 +88,22 @@ class VelocityGraph(nn.Module):
         self.flow = flow
 
     def forward(self, x, t, mask, bias, keys, values):
-        return self.flow.velocity(x, t, Conditioning(list(zip(keys.unbind(0), values.unbind(0))), mask, bias))
+        """`x [R, K, N, C]`, `t [R, K]` -> `[R, K, N, C]`."""
+        conditioning = Conditioning(list(zip(keys.unbind(0), values.unbind(0))), mask, bias)
+        return self.flow.velocity(x.flatten(0, 1), t.flatten(), conditioning).view_as(x)
+
+
+class DecoderGraph(nn.Module):
+    """The latent decoder with the samples as an axis: `z [R, K, N, C]`, `query_points [R, Q, 2]`,
+    `frame_tokens [1, F, Df]`, pokes `[R, P, 5]` with `poke_mask [R, P]` -> `[R, K, Q, T, 2]`."""
+
+    def __init__(self, decoder: nn.Module):
+        super().__init__()
+        self.decoder = decoder
+
+    def forward(self, z, query_points, frame_tokens, pokes, poke_mask):
+        tracks = self.decoder(z.flatten(0, 1), query_points, frame_tokens, pokes, poke_mask)
+        return tracks.view(z.shape[0], z.shape[1], *tracks.shape[1:])
 
 
 def checkpoint_hashes(directory: Path) -> dict[str, str]:
@@ -101,9 +117,9 @@ def checkpoint_id(directory: Path) -> str:
     return hashlib.sha256(json.dumps(checkpoint_hashes(directory), sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _examples(backend: TorchBackend, batch: int = 2, queries: int = 3) -> dict[str, tuple]:
-    """Example inputs of each graph. Batch and query counts are >= 2 so that the exporter
-    does not specialise a dynamic dimension to 1."""
+def _examples(backend: TorchBackend, batch: int = 2, queries: int = 3, samples: int = 2) -> dict[str, tuple]:
+    """Example inputs of each graph. Rows, samples and query counts are >= 2 so that the
+    exporter does not specialise a dynamic dimension to 1."""
     spec = backend.spec
     generator = torch.Generator().manual_seed(0)
     frames = torch.randint(0, 256, (batch, spec.image_size, spec.image_size, 3), dtype=torch.uint8, generator=generator)
@@ -116,14 +132,14 @@ def _examples(backend: TorchBackend, batch: int = 2, queries: int = 3) -> dict[s
     with torch.no_grad():
         frame_tokens = backend.encode_frame(frames)
         mask, bias, keys, values = ConditionGraph(backend.flow)(frame_tokens, pokes, poke_mask, text_ids)
-    x = torch.randn(batch, spec.num_latents, spec.latent_channels, generator=generator)
-    t = torch.rand(batch, generator=generator)
+    x = torch.randn(batch, samples, spec.num_latents, spec.latent_channels, generator=generator)
+    t = torch.rand(batch, samples, generator=generator)
     query_points = torch.rand(batch, queries, 2, generator=generator) * 2 - 1
     return {
         "frame_encoder": (frames,),
         "condition": (frame_tokens, pokes, poke_mask, text_ids),
         "velocity": (x, t, mask, bias, keys, values),
-        "decoder": (x, query_points, frame_tokens, pokes, poke_mask),
+        "decoder": (x, query_points, frame_tokens[:1], pokes, poke_mask),
     }
 
 
@@ -142,12 +158,12 @@ OUTPUT_NAMES = {
 
 
 def _dynamic_shapes(name: str) -> tuple:
-    batch = torch.export.Dim("batch", min=1)
+    rows, samples = torch.export.Dim("rows", min=1), torch.export.Dim("samples", min=1)
     if name == "velocity":
-        return ({0: batch}, {0: batch}, {0: batch}, {0: batch}, {1: batch}, {1: batch})
+        return ({0: rows, 1: samples}, {0: rows, 1: samples}, {0: rows}, {0: rows}, {1: rows}, {1: rows})
     if name == "decoder":
-        return ({0: batch}, {0: batch, 1: torch.export.Dim("queries", min=1)}, {0: batch}, {0: batch}, {0: batch})
-    return tuple({0: batch} for _ in INPUT_NAMES[name])
+        return ({0: rows, 1: samples}, {0: rows, 1: torch.export.Dim("queries", min=1)}, None, {0: rows}, {0: rows})
+    return tuple({0: rows} for _ in INPUT_NAMES[name])
 
 
 def _describe(path: Path) -> dict:
@@ -206,7 +222,7 @@ def export_model(model: str | Path, out: str | Path, fp16: bool = False) -> Path
     source = model_dir(model)
     backend = TorchBackend.load(source)
     modules = {"frame_encoder": FrameGraph(backend.vae), "condition": ConditionGraph(backend.flow),
-               "velocity": VelocityGraph(backend.flow), "decoder": backend.decoder}
+               "velocity": VelocityGraph(backend.flow), "decoder": DecoderGraph(backend.decoder)}
     examples = _examples(backend)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

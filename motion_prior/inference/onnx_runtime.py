@@ -29,7 +29,7 @@ from motion_prior.foundation.errors import InputError
 from motion_prior.foundation.pokes import END_TIME
 from motion_prior.inference.backends import DECODE_CHUNK, Velocity
 from motion_prior.inference.model_directory import model_dir
-from motion_prior.inference.onnx_export import GRAPHS, MANIFEST, checkpoint_id, export_model, read_manifest
+from motion_prior.inference.onnx_export import FORMAT, GRAPHS, MANIFEST, checkpoint_id, export_model, read_manifest
 from motion_prior.networks.latent_flow import Conditioning
 
 PREFERENCE = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
@@ -86,7 +86,7 @@ def cached_export(model: str | Path, fp16: bool = False) -> Path:
     """The ONNX export of a model directory, written into :func:`cache_dir` on first use
     (about a minute for the default model) and keyed by the checkpoint's hash."""
     source = model_dir(model)
-    target = cache_dir() / "onnx" / f"{checkpoint_id(source)}{'-fp16' if fp16 else ''}"
+    target = cache_dir() / "onnx" / f"{checkpoint_id(source)}-v{FORMAT}{'-fp16' if fp16 else ''}"
     if not (target / MANIFEST).is_file():
         log.warning("exporting %s to ONNX once, into %s", source, target)
         export_model(source, target, fp16=fp16)
@@ -168,16 +168,27 @@ class OnnxRuntimeBackend:
         return _BoundVelocity(self.sessions["velocity"], conditioning, self._ort_device, self._device_id)
 
     def decode(self, z, query_points, frame_tokens, pokes, poke_mask) -> torch.Tensor:
+        """As the torch backend: `z [R*K, N, C]` for R rows of query points and pokes; the graph
+        reads one frame, so rows of different frames (`frame_tokens [R, F, Df]`) run per frame."""
         pokes, poke_mask = self._padded(pokes, poke_mask)
-        return torch.cat([self._run("decoder", z, part, frame_tokens, pokes, poke_mask)[0]
-                          for part in query_points.split(DECODE_CHUNK, dim=1)], dim=1)
+        frames, rows = frame_tokens.shape[0], query_points.shape[0]
+        z = z.view(rows, -1, *z.shape[1:])
+        per_frame = rows // frames
+        tracks = []  # [rows of the frame, K, Q, T, 2] each
+        for f in range(frames):
+            r = slice(f * per_frame, (f + 1) * per_frame)
+            tracks.append(torch.cat([self._run("decoder", z[r], part, frame_tokens[f:f + 1], pokes[r], poke_mask[r])[0]
+                                     for part in query_points[r].split(DECODE_CHUNK, dim=1)], dim=2))
+        return torch.cat(tracks).flatten(0, 1)
 
 
 class _BoundVelocity:
-    """`v(x [B, N, C], t [B]) -> [B, N, C]` with one conditioning bound to the velocity session."""
+    """`v(x [R*K, N, C], t [R*K]) -> [R*K, N, C]` with the conditioning of R rows bound to the
+    velocity session (the graph sees the K samples of a row as an axis)."""
 
     def __init__(self, session, conditioning: Conditioning, device: str, device_id: int):
         self.session, self.binding = session, session.io_binding()
+        self.rows = conditioning.mask.shape[0]
         keys, values = (torch.stack(parts).numpy() for parts in zip(*conditioning.kv))
         fixed = {"mask": conditioning.mask.numpy(), "bias": conditioning.bias.numpy(), "keys": keys, "values": values}
         # Held for the binding's lifetime: on the CPU the bound values share these arrays' memory.
@@ -187,8 +198,8 @@ class _BoundVelocity:
             self.binding.bind_ortvalue_input(name, value)
 
     def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        self.binding.bind_cpu_input("x", np.ascontiguousarray(x.numpy()))
-        self.binding.bind_cpu_input("t", np.ascontiguousarray(t.numpy()))
+        self.binding.bind_cpu_input("x", np.ascontiguousarray(x.numpy()).reshape(self.rows, -1, *x.shape[1:]))
+        self.binding.bind_cpu_input("t", np.ascontiguousarray(t.numpy()).reshape(self.rows, -1))
         self.binding.bind_output("velocity", "cpu")
         self.session.run_with_iobinding(self.binding)
-        return torch.from_numpy(self.binding.copy_outputs_to_cpu()[0])
+        return torch.from_numpy(self.binding.copy_outputs_to_cpu()[0]).view(x.shape)

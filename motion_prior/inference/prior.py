@@ -37,7 +37,6 @@ from motion_prior.inference.backends import Backend, TorchBackend, check_device
 from motion_prior.inference.futures import COORDS, Futures, FuturesBatch, to_coords
 from motion_prior.inference.onnx_runtime import OnnxRuntimeBackend
 from motion_prior.inference.samplers import DEFAULT_GUIDANCE, DEFAULT_STEPS, METHODS, guided, integrate
-from motion_prior.networks.latent_flow import Conditioning
 from motion_prior.networks.text_encoder import token_ids
 
 DEFAULT_GRID = 16
@@ -128,28 +127,27 @@ class MotionPrior:
         b, k = pokes.shape[0], num_samples
         backend = self.backend
         started = time.perf_counter()
-        frame_tokens = backend.encode_frame(frames).expand(b, -1, -1)
+        frame_tokens = backend.encode_frame(frames)
         encoded = time.perf_counter()
         text_ids = token_ids(texts, self.spec.text).to(self.device)
-        conditional = backend.condition(frame_tokens, pokes, poke_mask, text_ids)
-        rows = torch.arange(b, device=frames.device).repeat_interleave(k)
-        per_sample = conditional.select(rows)
+        # One conditioning per row serves its K samples (no per-sample copies), and the
+        # unconditional one (the frame alone) one per frame for every row.
+        conditional = backend.velocity(backend.condition(frame_tokens.expand(b, -1, -1), pokes, poke_mask, text_ids))
+        unconditional = None
         if not poke_mask.any() and not any(texts):
-            guidance = 1.0  # nothing to guide towards: the unconditional half would be the same
+            guidance = 1.0  # nothing to guide towards: the unconditional velocity would be the same
         if guidance != 1.0:
-            unconditional = backend.condition(frame_tokens, pokes, torch.zeros_like(poke_mask),
-                                              torch.zeros_like(text_ids))
-            velocity = backend.velocity(Conditioning.cat([per_sample, unconditional.select(rows)]))
-        else:
-            velocity = backend.velocity(per_sample)
+            rows = frame_tokens.shape[0]
+            unconditional = backend.velocity(backend.condition(
+                frame_tokens, pokes[:rows], torch.zeros_like(poke_mask[:rows]), torch.zeros_like(text_ids[:rows])))
         shape = (b * k, self.spec.num_latents, self.spec.latent_channels)
         if noise is None:
             noise = torch.randn(shape, generator=generator)
         elif tuple(noise.shape) != shape:
             raise InputError("noise", f"a tensor {list(shape)}", list(noise.shape))
-        z = integrate(guided(lambda x, t, _: velocity(x, t), guidance), noise.to(self.device), steps, method)
+        z = integrate(guided(conditional, unconditional, guidance), noise.to(self.device), steps, method)
         sampled = time.perf_counter()
-        tracks = backend.decode(z, query_points[rows], frame_tokens[rows], pokes[rows], poke_mask[rows])
+        tracks = backend.decode(z, query_points, frame_tokens, pokes, poke_mask)
         if timing is not None:
             if self.device.type == "cuda":
                 torch.cuda.synchronize(self.device)

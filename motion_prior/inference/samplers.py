@@ -7,8 +7,10 @@ x_0 = x_1 - integral of v from 0 to 1. Time steps are uniform in t.
 - Heun: Euler predictor plus trapezoidal corrector, two evaluations per step (the last step,
   which ends at t = 0, is plain Euler); second-order, so fewer steps reach the same error.
 
-Classifier-free guidance: v = v_uncond + guidance * (v_cond - v_uncond), both from one batched
-network call. guidance = 1 is plain conditional sampling and skips the unconditional half.
+Classifier-free guidance: v = v_uncond + guidance * (v_cond - v_uncond). The two velocities
+come from two conditionings evaluated separately, so the unconditional one (the frame alone)
+can be computed for one row and shared by every candidate and sample. guidance = 1 is plain
+conditional sampling and skips the unconditional evaluation.
 """
 
 from __future__ import annotations
@@ -28,20 +30,15 @@ DEFAULT_GUIDANCE = 2.0
 Velocity = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def guided(velocity: Callable[[torch.Tensor, torch.Tensor, bool], torch.Tensor], guidance: float) -> Velocity:
-    """Wrap `velocity(x, t, conditional) -> v` into classifier-free guidance.
-
-    With guidance != 1, one call evaluates `x` twice as a doubled batch: `velocity(x2, t2,
-    None)` must then return the conditional velocity for the first half and the unconditional
-    one for the second.
-    """
+def guided(conditional: Velocity, unconditional: Velocity | None, guidance: float) -> Velocity:
+    """Classifier-free guidance of two velocities `(x [B, ...], t [B]) -> [B, ...]`;
+    `unconditional` is not called (and may be None) when guidance is 1."""
     if guidance == 1.0:
-        return lambda x, t: velocity(x, t, True)
+        return conditional
 
     def combined(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        both = velocity(torch.cat([x, x]), torch.cat([t, t]), None)
-        conditional, unconditional = both.chunk(2)
-        return unconditional + guidance * (conditional - unconditional)
+        v_conditional, v_unconditional = conditional(x, t), unconditional(x, t)
+        return v_unconditional + guidance * (v_conditional - v_unconditional)
 
     return combined
 

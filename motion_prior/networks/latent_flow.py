@@ -16,8 +16,8 @@ rather than waiting for zero-initialised attention to open.
 
 Efficiency: everything that depends on the conditions only, the context's keys and values in
 every block and the direct-path biases, is computed once per query by :meth:`FlowNetwork.condition`
-into a :class:`Conditioning` and reused for every sample and every sampling step
-(:meth:`FlowNetwork.velocity`). :meth:`FlowNetwork.forward` is the uncached path (it recomputes
+into a :class:`Conditioning` and shared by every sample and every sampling step
+(:meth:`FlowNetwork.velocity`), without a copy per sample. :meth:`FlowNetwork.forward` is the uncached path (it recomputes
 keys and values in each block); both give the same result.
 """
 
@@ -89,26 +89,16 @@ class TimeEmbedding(nn.Module):
 
 @dataclass
 class Conditioning:
-    """Everything the velocity needs from the conditions of B rows, computed once.
+    """Everything the velocity needs from the conditions of R rows, computed once.
 
-    kv: per block, (keys, values) `[B, H, M, E]` of the context; mask: `bool [B, M]`;
-    bias: `[B, S*G*G, D]` added to the latent tokens (frame and poke direct paths).
+    kv: per block, (keys, values) `[R, H, M, E]` of the context; mask: `bool [R, M]`;
+    bias: `[R, S*G*G, D]` added to the latent tokens (frame and poke direct paths).
+    One conditioning serves any number K of samples per row (:meth:`FlowNetwork.velocity`).
     """
 
     kv: list[tuple[torch.Tensor, torch.Tensor]]
     mask: torch.Tensor
     bias: torch.Tensor
-
-    def select(self, rows: torch.Tensor) -> "Conditioning":
-        """The conditioning of `rows` (`long [B']` indices): e.g. each query repeated K times."""
-        return Conditioning([(k[rows], v[rows]) for k, v in self.kv], self.mask[rows], self.bias[rows])
-
-    @staticmethod
-    def cat(parts: list["Conditioning"]) -> "Conditioning":
-        """Stack conditionings with the same context length along the batch."""
-        kv = [(torch.cat([p.kv[i][0] for p in parts]), torch.cat([p.kv[i][1] for p in parts]))
-              for i in range(len(parts[0].kv))]
-        return Conditioning(kv, torch.cat([p.mask for p in parts]), torch.cat([p.bias for p in parts]))
 
 
 class FlowNetwork(nn.Module):
@@ -185,7 +175,8 @@ class FlowNetwork(nn.Module):
         return Conditioning(kv, mask, bias)
 
     def _run(self, x, t, bias, block_inputs):
-        h = self.latent_in(x) + bias
+        h = self.latent_in(x)
+        h = (h.view(bias.shape[0], -1, *h.shape[1:]) + bias[:, None]).flatten(0, 1)  # K samples per bias row
         angles = self.rope(self.latent_positions)
         cond = self.time(t)
         for block, inputs in zip(self.blocks, block_inputs):
@@ -193,7 +184,9 @@ class FlowNetwork(nn.Module):
         return self.out(self.out_norm(h))
 
     def velocity(self, x: torch.Tensor, t: torch.Tensor, conditioning: Conditioning) -> torch.Tensor:
-        """`x [B, S*G*G, C]`, `t [B]` -> velocity `[B, S*G*G, C]`, reusing a :class:`Conditioning`."""
+        """`x [R*K, S*G*G, C]`, `t [R*K]` -> velocity `[R*K, S*G*G, C]`, reusing a :class:`Conditioning`
+        of R rows: the K consecutive samples of a row share its keys and values (they are folded
+        into the query axis of cross-attention, `layers.Attention`), nothing is copied per sample."""
         inputs = [{"kv": kv, "mask": conditioning.mask} for kv in conditioning.kv]
         return self._run(x, t, conditioning.bias, inputs)
 

@@ -140,9 +140,11 @@ class Attention(nn.Module):
         kv: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """`x [B, L, D]` with rotary `angles [B, H, L, A]`. Cross-attention reads either
-        `context [B, M, Dc]` with `context_angles [B, H, M, A]` or precomputed `kv` from
-        :meth:`context_kv`; `mask bool [B, M]` marks the context tokens that exist (True).
-        Returns `[B, L, D]`."""
+        `context [R, M, Dc]` with `context_angles [R, H, M, A]` or precomputed `kv` from
+        :meth:`context_kv`; `mask bool [R, M]` marks the context tokens that exist (True).
+        R may divide B: then each context row serves B / R consecutive rows of `x` (the K
+        samples of one condition), which are folded into its query axis instead of copying
+        the context K times. Returns `[B, L, D]`."""
         if self.is_cross:
             q = self._split(self.q(x))
             k, v = kv if kv is not None else self.context_kv(context, context_angles)
@@ -152,8 +154,14 @@ class Attention(nn.Module):
         q = F.normalize(q.float(), dim=-1, eps=1e-6) * self.log_temperature.exp().sqrt().view(1, -1, 1, 1)
         if angles is not None:
             q = rotate(q, angles)
+        b, h, length, e = q.shape
+        rows = k.shape[0]
+        if self.is_cross:  # [B, H, L, E] -> [R, H, (B / R) * L, E]; no branch on B == R, so graphs trace one path
+            q = q.view(rows, -1, h, length, e).transpose(1, 2).reshape(rows, h, -1, e)
         attn_mask = None if mask is None else mask[:, None, None, :]
         out = F.scaled_dot_product_attention(q.to(v.dtype), k.to(v.dtype), v, attn_mask=attn_mask, scale=1.0)
+        if self.is_cross:
+            out = out.view(rows, h, -1, length, e).transpose(1, 2).reshape(b, h, length, e)
         return self.out(out.transpose(1, 2).flatten(2))
 
 
@@ -259,6 +267,13 @@ class OutputMLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
+
+
+def repeat_rows(x: torch.Tensor, times: int) -> torch.Tensor:
+    """`[R, ...]` -> `[R * times, ...]`, each row repeated `times` times consecutively (the K
+    samples of a condition row). Written with expand + reshape, which every exporter traces
+    with a dynamic `times`."""
+    return x.unsqueeze(1).expand(x.shape[0], times, *x.shape[1:]).flatten(0, 1)
 
 
 def grid_positions(size: int, t: float) -> torch.Tensor:

@@ -33,7 +33,8 @@ from motion_prior.foundation.camera import grid_points
 from motion_prior.foundation.checkpoints import WEIGHTS_FILE, load_config, load_weights
 from motion_prior.foundation.configs import check_settings
 from motion_prior.networks.frame_encoder import FrameEncoderConfig, build_frame_encoder
-from motion_prior.networks.layers import InputMLP, OutputMLP, RMSNorm, Rotary3D, TransformerBlock, frame_time_centres, grid_positions
+from motion_prior.networks.layers import (InputMLP, OutputMLP, RMSNorm, Rotary3D, TransformerBlock,
+                                          frame_time_centres, grid_positions, repeat_rows)
 from motion_prior.networks.poke_conditioning import PokeEncoder, PokeField, poke_positions
 
 
@@ -237,44 +238,67 @@ class TrackDecoder(nn.Module):
         return sampled.view(b, self.config.num_slots, -1, d).mean(1)
 
     def memory(self, latent, frame_tokens, frame_angles, rope: Rotary3D):
-        """The context query points read: (`[B, S*G*G + F, D]` tokens, `[H, S*G*G + F, A]` angles).
+        """The context query points read: (latent tokens `[B, S*G*G, D]`, their angles
+        `[H, S*G*G, A]`, frame tokens `[R, F, D]`).
 
-        `latent [B, S*G*G, C]`, `frame_tokens [B, F, Df]` with rotary `frame_angles [H, F, A]`."""
+        `latent [B, S*G*G, C]`; `frame_tokens [R, F, Df]` with rotary `frame_angles [H, F, A]`,
+        where R divides B (R = 1: the K samples of one frame read one frame's keys and values)."""
         frame = self.frame_in(frame_tokens)
         latent_angles = rope(self.latent_positions)
         x = self.latent_in(latent)
         for block in self.latent_blocks:
             x = block(x, latent_angles, frame, frame_angles)
-        return torch.cat([x, frame], dim=1), torch.cat([latent_angles, frame_angles], dim=-2)
+        return x, latent_angles, frame
 
-    def query(self, memory, memory_angles, frame_tokens, query_points, rope: Rotary3D, pokes=None, poke_mask=None):
-        """Decode `query_points [B, Q, 2]` against a memory from :meth:`memory` -> `[B, Q, T, 2]`.
+    def query(self, latent_tokens, latent_angles, frame, frame_angles, frame_tokens, query_points, rope: Rotary3D,
+              pokes=None, poke_mask=None):
+        """Decode `query_points [R, Q, 2]` against a memory from :meth:`memory` -> `[B, Q, T, 2]`.
+
+        R rows of conditions (query points, `frame_tokens [1 or R, F, Df]`, `pokes [R, P, 5]`
+        with `poke_mask bool [R, P]`) serve B = R * K latents (`latent_tokens [B, S*G*G, D]`,
+        K consecutive samples per row): what depends on the conditions only is computed once
+        per row, and the keys and values of the frame once per frame.
 
         Each query starts from its position's Fourier features, the frame's appearance at that
-        point (`frame_tokens [B, F, Df]`) and the latent tokens there (both sampled bilinearly
-        from their grids): the latent reaches every query directly, not only through attention.
-        With the poke path (`decoder_pokes > 0`), `pokes [B, P, 5]` with `poke_mask bool [B, P]`
-        join the context as tokens and reach each query through the poke field."""
-        b, q, _ = query_points.shape
+        point and the latent tokens there (both sampled bilinearly from their grids): the latent
+        reaches every query directly, not only through attention. With the poke path
+        (`decoder_pokes > 0`), the pokes join the context as tokens and reach each query through
+        the poke field."""
+        b = latent_tokens.shape[0]
+        rows, q, _ = query_points.shape
+        samples = b // rows
         c = self.config
-        num_latents = self.latent_positions.shape[0]
-        point = (self.query_embed(query_points) + self.appearance(sample_grid(frame_tokens, query_points))
-                 + self._latent_at(memory[:, :num_latents], query_points))
+        point = self.query_embed(query_points) + self.appearance(
+            sample_grid(frame_tokens.expand(rows, -1, -1), query_points))
+        context = [(latent_tokens, latent_angles), (frame, frame_angles)]
         mask = None
         if c.decoder_pokes and pokes is not None and pokes.shape[1]:
             tokens = self.poke_encoder(pokes)
             point = point + self.poke_field(tokens, pokes, poke_mask, query_points)
-            memory = torch.cat([memory.expand(b, -1, -1), tokens], dim=1)
-            memory_angles = torch.cat([memory_angles.expand(b, *memory_angles.shape[-3:]),
-                                       rope(poke_positions(pokes))], dim=-2)
-            mask = torch.cat([torch.ones(b, memory.shape[1] - pokes.shape[1], dtype=torch.bool,
-                                         device=pokes.device), poke_mask], dim=1)
+            context.append((tokens, rope(poke_positions(pokes))))
+            present = torch.ones(rows, latent_tokens.shape[1] + frame.shape[1], dtype=torch.bool, device=pokes.device)
+            mask = repeat_rows(torch.cat([present, poke_mask], dim=1), samples)
+        starts = repeat_rows(query_points, samples)
+        point = repeat_rows(point, samples) + self._latent_at(latent_tokens, starts)
         x = (point[:, :, None] + self.segment_time).reshape(b, q * c.segments, -1)
-        angles = rope(_track_positions(query_points, self.segment_times))
+        angles = repeat_rows(rope(_track_positions(query_points, self.segment_times)), samples)
         for block in self.query_blocks:
-            x = block(x, angles, memory, memory_angles, mask)
+            x = block(x, angles, mask=mask, kv=_shared_kv(block.cross_attn, context, b))
         displacement = self.out(x).view(b, q, c.num_frames, 2) / c.displacement_scale
-        return query_points[:, :, None] + displacement
+        return starts[:, :, None] + displacement
+
+
+def _shared_kv(attention, parts, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Keys and values `[batch, H, M, E]` of a context made of parts `(tokens [R_i, M_i, D],
+    angles)` whose row counts R_i divide `batch`: each part is projected at its own rows and
+    only then repeated, so a frame shared by all samples is projected once (keys and values of
+    a token depend on that token alone, `layers.Attention.context_kv`)."""
+    keys, values = [], []
+    for tokens, angles in parts:
+        k, v = attention.context_kv(tokens, angles)
+        keys.append(repeat_rows(k, batch // tokens.shape[0]))
+        values.append(repeat_rows(v, batch // tokens.shape[0]))
+    return torch.cat(keys, dim=2), torch.cat(values, dim=2)
 
 
 class TrajectoryVAE(nn.Module):
@@ -305,8 +329,8 @@ class TrajectoryVAE(nn.Module):
             raise ValueError(f"visibility: expected {list(tracks.shape[:3])}, got {list(visibility.shape)}")
 
     def _check_queries(self, query_points: torch.Tensor, batch: int) -> None:
-        if query_points.ndim != 3 or query_points.shape[0] != batch or query_points.shape[2] != 2:
-            raise ValueError(f"query_points: expected [{batch}, Q, 2], got {list(query_points.shape)}")
+        if query_points.ndim != 3 or query_points.shape[2] != 2 or batch % max(1, query_points.shape[0]):
+            raise ValueError(f"query_points: expected [R, Q, 2] with R dividing {batch}, got {list(query_points.shape)}")
         # A value check cannot be traced into a graph: exported and compiled graphs rely on their
         # callers (MotionPrior validates every query point).
         if not torch.compiler.is_compiling() and not torch.isfinite(query_points).all():
@@ -333,16 +357,21 @@ class TrajectoryVAE(nn.Module):
         Chunking bounds memory and does not change the result (query points are independent).
         `pokes [B, P, 5]` with `poke_mask bool [B, P]` (default: all present) condition a
         poke-aware decoder (`decoder_pokes > 0`); other decoders ignore them.
+
+        Samples of one condition: `latent` may hold B = R * K rows for R rows of query points,
+        pokes and frame tokens (frame tokens may also have 1 row), K consecutive latents per
+        row; the result then has B rows.
         """
         frame_tokens = self.encode_frame(frames) if frame_tokens is None else frame_tokens
         self._check_queries(query_points, latent.shape[0])
         if pokes is not None and poke_mask is None:
             poke_mask = torch.ones(pokes.shape[:2], dtype=torch.bool, device=pokes.device)
-        memory, memory_angles = self.decoder.memory(
-            latent.flatten(1, 3), frame_tokens, self.rope(self.frame_encoder.positions), self.rope)
+        frame_angles = self.rope(self.frame_encoder.positions)
+        latent_tokens, latent_angles, frame = self.decoder.memory(latent.flatten(1, 3), frame_tokens, frame_angles,
+                                                                  self.rope)
         parts = [query_points] if chunk_size is None else query_points.split(chunk_size, dim=1)
-        return torch.cat([self.decoder.query(memory, memory_angles, frame_tokens, part, self.rope, pokes, poke_mask)
-                          for part in parts], dim=1)
+        return torch.cat([self.decoder.query(latent_tokens, latent_angles, frame, frame_angles, frame_tokens, part,
+                                             self.rope, pokes, poke_mask) for part in parts], dim=1)
 
     def decode_dense(self, frames, latent, grid_size: int, chunk_size: int = 1024, frame_tokens=None):
         """Decode a regular grid of `grid_size x grid_size` query points at pixel-cell centres.
