@@ -32,8 +32,8 @@ from motion_prior.inference.model_directory import model_dir
 from motion_prior.inference.onnx_export import MANIFEST, export_model
 from motion_prior.inference.packing import pack_model
 from motion_prior.inference.prior import GUIDANCE_RANGE, MotionPrior
-from motion_prior.inference.samplers import DEFAULT_GUIDANCE, DEFAULT_STEPS
-from motion_prior.training import decoder_stage, flow_stage, vae_stage
+from motion_prior.inference.samplers import SAMPLERS
+from motion_prior.training import decoder_stage, distill_stage, flow_stage, vae_stage
 
 TOP_LEVEL = "top-level"
 
@@ -184,20 +184,29 @@ def _train_flow(args: argparse.Namespace) -> int:
     return _run_training(args, flow_stage.train_flow, _recipe(args, flow_stage.FlowRecipe, flow_stage.preset), "trained flow")
 
 
+def _train_distill(args: argparse.Namespace) -> int:
+    recipe = _recipe(args, distill_stage.DistillRecipe, distill_stage.preset)
+    if args.teacher:
+        recipe.teacher = args.teacher
+    return _run_training(args, distill_stage.train_distill, recipe, "distilled fast flow")
+
+
 def _eval_flow(args: argparse.Namespace) -> int:
     prior = MotionPrior.load(args.model, device=args.device)
     out = args.out or "flow-eval"
     evaluate_flow(prior, args.data, out, split=args.split, max_clips=args.clips, num_samples=args.samples,
-                  steps=args.steps, guidance=args.guidance, pool_size=args.pool, sweep_clips=args.sweep_clips, pictures=args.pictures)
+                  steps=args.steps, guidance=args.guidance, pool_size=args.pool, sweep_clips=args.sweep_clips,
+                  pictures=args.pictures, sampler=args.sampler)
     print((Path(out) / "flow_eval.md").read_text())
     print(f"wrote {out}/flow_eval.json, flow_eval.md, flow_eval.png and pictures")
     return 0
 
 
 def _model_pack(args: argparse.Namespace) -> int:
-    out = pack_model(args.vae, args.flow, args.out, args.dtype)
+    out = pack_model(args.vae, args.flow, args.out, args.dtype, args.fast_flow)
     size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
-    print(f"packed {args.vae} + {args.flow} into {out} ({size / 2**20:.1f} MiB, {args.dtype} weights)")
+    parts = " + ".join(str(p) for p in (args.vae, args.flow, args.fast_flow) if p)
+    print(f"packed {parts} into {out} ({size / 2**20:.1f} MiB, {args.dtype} weights)")
     return 0
 
 
@@ -211,6 +220,10 @@ def _model_info(args: argparse.Namespace) -> int:
           f"up to {spec.max_pokes} pokes, latent {list(vae.config.latent_shape)}")
     print(f"parameters: VAE {count['vae'] / 1e6:.2f} M, flow {count['flow'] / 1e6:.2f} M; "
           f"poke-aware decoder: {'yes' if vae.config.decoder_pokes else 'no'}")
+    prior = MotionPrior(backend)
+    samplers = ", ".join(f"{name} ({s.steps} steps, guidance {s.guidance:g})" for name, s in SAMPLERS.items()
+                         if s.network in spec.networks)
+    print(f"samplers: {samplers}; default {prior.default_sampler}")
     return 0
 
 
@@ -309,6 +322,15 @@ def _register_builtin(groups: dict[str, argparse._SubParsersAction]) -> None:
     _add_training_options(flow)
     flow.set_defaults(func=_train_flow)
 
+    distill = groups["train"].add_parser(
+        "distill", help="distil a model's guided sampler into a one- or two-step flow (the fast sampler)",
+        description="Train a student flow, started from the teacher's weights, on the straight paths between "
+                    "noise and the teacher's guided samples, as documented in "
+                    "motion_prior/training/distill_stage.py; pack it as the model's fast_flow/.")
+    distill.add_argument("--teacher", help="'default' or a model directory (vae/ + flow/) whose sampler is distilled")
+    _add_training_options(distill)
+    distill.set_defaults(func=_train_distill)
+
     ev = groups["eval"].add_parser("vae", help="reconstruction quality of a VAE against baselines",
                                    description="Encode held-out clips, decode all tracks and compare with "
                                                "static and constant-velocity baselines.")
@@ -332,9 +354,10 @@ def _register_builtin(groups: dict[str, argparse._SubParsersAction]) -> None:
     evf.add_argument("--split", default="test", choices=("train", "val", "test"), help="default test")
     evf.add_argument("--clips", type=POSITIVE, default=256, help="at most this many clips (default 256)")
     evf.add_argument("--samples", type=POSITIVE, default=8, help="K futures per case (default 8)")
-    evf.add_argument("--steps", type=POSITIVE, default=DEFAULT_STEPS, help="Euler steps for the main table (default %(default)s)")
-    evf.add_argument("--guidance", type=guidance_value, default=DEFAULT_GUIDANCE,
-                     help="guidance scale for the main table (default %(default)s)")
+    evf.add_argument("--sampler", choices=tuple(SAMPLERS),
+                     help="sampler of the main table: fast (distilled) or guided (default: the model's)")
+    evf.add_argument("--steps", type=POSITIVE, help="Euler steps for the main table (default: the sampler's)")
+    evf.add_argument("--guidance", type=guidance_value, help="guidance scale for the main table (default: the sampler's)")
     evf.add_argument("--pool", type=POSITIVE, default=4096, help="training clips the retrieval baseline searches")
     evf.add_argument("--sweep-clips", type=NON_NEGATIVE, default=128, help="clips of the steps sweep (default 128; 0: no sweep)")
     evf.add_argument("--pictures", type=NON_NEGATIVE, default=4, help="pictures of K futures to draw (default 4)")
@@ -346,6 +369,7 @@ def _register_builtin(groups: dict[str, argparse._SubParsersAction]) -> None:
                                                   "loadable with MotionPrior.load(MODEL).")
     pack.add_argument("--vae", required=True, help="VAE run directory (poke-aware or not)")
     pack.add_argument("--flow", required=True, help="flow run directory trained on that VAE")
+    pack.add_argument("--fast-flow", help="distillation run of that flow (motion-prior train distill): the fast sampler")
     pack.add_argument("--out", required=True, help="model directory to write")
     pack.add_argument("--dtype", default="float16", choices=("float16", "float32"), help="weight storage")
     pack.set_defaults(func=_model_pack)

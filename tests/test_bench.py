@@ -45,6 +45,14 @@ def test_smoke_run_measures_every_backend_baseline_and_writes_its_files(smoke_ru
     assert results["machine"]["cores_usable"] >= 1 and results["machine"]["torch"] == torch.__version__
     assert (out / "bench.png").stat().st_size > 0 and (out / "bench.md").read_text() in printed
     assert "| onnxruntime-cpu-fp32 |" in printed and "latent speed-up" in printed
+    # Both samplers on every backend and size, each fast case against the guided one of the same size.
+    for backend in ("torch", "onnxruntime-cpu"):
+        for futures in (1, 4):
+            cases = {c["sampler"]: c for c in results["cases"] if c["requested"] == backend and c["futures"] == futures}
+            assert set(cases) == {"guided", "fast"}
+            assert cases["guided"]["speedup_vs_baseline"] == 1.0
+            assert cases["fast"]["speedup_vs_baseline"] == pytest.approx(
+                cases["guided"]["median_s"] / cases["fast"]["median_s"])
 
 
 def test_bench_rejects_unknown_backends_and_models(tiny_model, tmp_path, capsys):

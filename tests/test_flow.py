@@ -284,8 +284,7 @@ def test_tiny_flow_overfits_one_clip(pipeline_run, tmp_path):
         target = task.normalise(mean)
         conditioning = model.condition(frame_tokens, torch.zeros(1, 0, 5), torch.zeros(1, 0, dtype=torch.bool), [""])
         noise = torch.randn(4, *target.shape[1:], generator=torch.Generator().manual_seed(0))
-        result = integrate(lambda x, t: model.velocity(x, t, conditioning.select(torch.zeros(4, dtype=torch.long))),
-                           noise, 16)
+        result = integrate(lambda x, t: model.velocity(x, t, conditioning), noise, 16)  # 4 samples share 1 row
     error = (result - target).pow(2).mean() / target.pow(2).mean().clamp_min(1e-6)
     assert error < 0.1, f"relative squared error {float(error):.3f}"
 
@@ -406,12 +405,16 @@ def test_eval_flow_reports_every_case_with_baselines(prior, pipeline_run, tmp_pa
         assert report["cases"][case]["model"]["min_mse"] <= report["cases"][case]["model"]["mean_mse"]
     assert report["cases"]["1_pokes"]["model"]["epe"] is not None
     assert report["cases"]["0_pokes"]["static"]["diversity"] == 0
-    assert len(report["sampler_sweep"]) == 12 + 9  # Euler and Heun at 6 step counts; 3 x 3 guided settings
+    # Euler and Heun at 6 step counts; 3 x 3 guided settings; the fast flow at 3 step counts
+    assert len(report["sampler_sweep"]) == 12 + 9 + 3
+    assert report["sampler"] == "fast" and report["guidance"] == 1.0  # the tiny model's default
     assert json.loads((tmp_path / "flow_eval.json").read_text())["clips"] == 3
     for name in ("flow_eval.md", "flow_eval.png", "futures_1_poke_0.png"):
         assert (tmp_path / name).stat().st_size > 0
     quick = evaluate_flow(prior, str(pipeline_run / "data"), str(tmp_path / "quick"), split="train", max_clips=2,
-                          num_samples=2, steps=2, pool_size=8, sweep_clips=0, pictures=0, progress=False)
+                          num_samples=2, steps=2, pool_size=8, sweep_clips=0, pictures=0, progress=False,
+                          sampler="guided")
+    assert quick["sampler"] == "guided" and quick["guidance"] == 2.0
     assert quick["sampler_sweep"] == [] and "against the sampler" not in (tmp_path / "quick" / "flow_eval.md").read_text()
     with pytest.raises(InputError, match="sweep_clips"):
         evaluate_flow(prior, str(pipeline_run / "data"), str(tmp_path / "bad"), sweep_clips=-1, progress=False)
@@ -478,14 +481,15 @@ def test_eval_flow_action_case_conditions_on_the_held_action(make_clip):
     class Recorder:
         max_pokes, device = 8, torch.device("cpu")
 
-        def sample_tensors(self, frames, pokes, mask, texts, queries, k, steps, guidance, generator):
-            sent.update(pokes=pokes, mask=mask)
+        def sample_tensors(self, frames, pokes, mask, texts, queries, k, steps, guidance, generator, network):
+            sent.update(pokes=pokes, mask=mask, network=network)
             return torch.zeros(len(frames), k, *batch["tracks"].shape[1:])
 
     results = {"model": {}, "static": {}, "retrieval": {}}
     _action_case(Recorder(), batch, results, lambda f, t, p, m, k: torch.zeros(len(f), k, *t.shape[1:]), 2, 1, 1.0,
-                 torch.Generator())
+                 torch.Generator(), "fast_flow")
     held = hold_last_waypoint(action)
     assert len(held) == 3 and sent["pokes"].shape == (1, 3, 5) and sent["mask"].all()
+    assert sent["network"] == "fast_flow"
     np.testing.assert_array_equal(sent["pokes"][0].numpy(), held)
     assert results["model"]["min_mse"][0].shape == (1,)

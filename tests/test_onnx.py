@@ -19,8 +19,8 @@ import torch
 from motion_prior.cli import main
 from motion_prior.foundation.checkpoints import CheckpointError
 from motion_prior.foundation.errors import InputError
-from motion_prior.inference.onnx_export import (ConditionGraph, DecoderGraph, FrameGraph, GRAPHS, MANIFEST,
-                                                VelocityGraph, _examples, checkpoint_hashes)
+from motion_prior.inference.onnx_export import (ConditionGraph, DecoderGraph, FrameGraph, MANIFEST, VelocityGraph,
+                                                _examples, checkpoint_hashes, graph_names)
 from motion_prior.inference.onnx_runtime import OnnxRuntimeBackend, cached_export, choose_providers
 from motion_prior.inference.prior import MotionPrior
 
@@ -50,7 +50,9 @@ def priors(tiny_model, exported) -> tuple[MotionPrior, MotionPrior]:
 
 def test_manifest_records_graphs_shapes_opsets_checkpoint_and_versions(tiny_model, exported):
     manifest = json.loads((exported / MANIFEST).read_text())
-    assert set(manifest["graphs"]) == set(GRAPHS)
+    # The session's tiny model has a distilled fast flow: its two graphs come with the others.
+    assert set(manifest["graphs"]) == set(graph_names(MotionPrior.load(tiny_model).spec))
+    assert {"fast_condition", "fast_velocity"} <= set(manifest["graphs"])
     assert manifest["source"]["sha256"] == checkpoint_hashes(Path(tiny_model))
     assert manifest["exporter"]["dynamo"] is True and manifest["exporter"]["torch"] == torch.__version__
     decoder = manifest["graphs"]["decoder"]
@@ -73,9 +75,13 @@ def test_each_graph_matches_torch_at_other_row_sample_and_query_sizes(priors, ex
     torch_prior, _ = priors
     backend = torch_prior.backend
     modules = {"frame_encoder": FrameGraph(backend.vae), "condition": ConditionGraph(backend.flow),
-               "velocity": VelocityGraph(backend.flow), "decoder": DecoderGraph(backend.decoder)}
+               "velocity": VelocityGraph(backend.flow), "decoder": DecoderGraph(backend.decoder),
+               "fast_condition": ConditionGraph(backend.flows["fast_flow"]),
+               "fast_velocity": VelocityGraph(backend.flows["fast_flow"])}
     for batch, queries, samples in ((1, 1, 1), (5, 37, 3), (2, 4, 16)):
-        for name, inputs in _examples(backend, batch=batch, queries=queries, samples=samples).items():
+        examples = _examples(backend, batch=batch, queries=queries, samples=samples)
+        examples.update(fast_condition=examples["condition"], fast_velocity=examples["velocity"])
+        for name, inputs in examples.items():
             session = _session(exported, name)
             outputs = session.run(None, {i.name: x.numpy() for i, x in zip(session.get_inputs(), inputs)})
             with torch.no_grad():
@@ -86,7 +92,7 @@ def test_each_graph_matches_torch_at_other_row_sample_and_query_sizes(priors, ex
                 np.testing.assert_allclose(got, want.numpy(), atol=TOLERANCE, err_msg=name)
 
 
-@pytest.mark.parametrize("case", ["one_poke_guided", "text", "nothing", "candidates_of_different_sizes"])
+@pytest.mark.parametrize("case", ["one_poke_guided", "text", "nothing", "candidates_of_different_sizes", "fast"])
 def test_sampling_with_fixed_noise_matches_torch(priors, case):
     torch_prior, onnx_prior = priors
     frame = np.random.default_rng(3).integers(0, 256, (96, 160, 3), dtype=np.uint8)
@@ -97,12 +103,14 @@ def test_sampling_with_fixed_noise_matches_torch(priors, case):
         "nothing": dict(guidance=1.0),
         "candidates_of_different_sizes": dict(pokes=[np.zeros((0, 5)), [[0.1, 0.2, 0.4, 0.1, 0.5]],
                                                      [[0.1, 0.2, 0.4, 0.1, 1.0], [-0.5, 0.5, -0.5, 0.7, 1.0]]]),
+        "fast": dict(pokes=[[0.1, 0.2, 0.4, 0.1, 1.0]], sampler="fast"),
     }[case]
     batch = case == "candidates_of_different_sizes"
     results = []
     for prior in (torch_prior, onnx_prior):
         call = prior.sample_batch if batch else prior.sample
-        results.append(call(frame, num_samples=3, query_points=queries, steps=3, seed=11, coords="normalized",
+        steps = None if case == "fast" else 3
+        results.append(call(frame, num_samples=3, query_points=queries, steps=steps, seed=11, coords="normalized",
                             **arguments).tracks)
     assert results[0].shape == results[1].shape
     assert np.abs(results[0] - results[1]).max() <= TOLERANCE
@@ -190,7 +198,8 @@ def test_model_directories_are_exported_once_into_the_cache(tiny_model, exported
 def test_export_command_writes_a_complete_directory_and_reports_it(export_run, tmp_path):
     out, printed = export_run
     assert "velocity.onnx" in printed and "MotionPrior.load" in printed and "[torch.onnx]" not in printed
-    files = [MANIFEST, *(f"{g}.onnx" for g in GRAPHS), *(f"{g}.fp16.onnx" for g in GRAPHS)]
+    graphs = graph_names(MotionPrior.load(out, backend="onnxruntime").spec)
+    files = [MANIFEST, *(f"{g}.onnx" for g in graphs), *(f"{g}.fp16.onnx" for g in graphs)]
     assert sorted(p.name for p in out.iterdir()) == sorted(files)
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]  # no staging directory left behind
     assert main(["export", "--model", str(tmp_path / "nothing"), "--out", str(tmp_path / "x")]) == 2

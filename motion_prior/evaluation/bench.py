@@ -38,6 +38,7 @@ from motion_prior.foundation.pokes import END, ends, starts
 from motion_prior.inference.backends import ModelSpec, Velocity
 from motion_prior.inference.model_directory import model_dir
 from motion_prior.inference.prior import MotionPrior
+from motion_prior.inference.samplers import SAMPLERS
 from motion_prior.networks.latent_flow import Conditioning, FlowNetwork
 
 # name -> (MotionPrior.load backend, ONNX Runtime providers, precision)
@@ -63,10 +64,13 @@ class BenchConfig:
 
     Attributes:
         futures: the M x K sizes of a query; K = min(samples, M x K), M = M x K / K.
-        steps: Euler steps.
+        samplers: (sampler name, Euler steps) pairs (`motion_prior.inference.samplers.SAMPLERS`;
+            guidance is the sampler's). Each case is also reported as a speed-up over the first
+            pair (by default the guided 8-step sampler, the default before the fast one) on the
+            same backend and size, measured in the same run; samplers the model lacks are skipped.
+        steps: Euler steps of the guided sampler in the trajectory-space comparison.
         samples: K, samples per candidate.
         queries: Q, query points per future.
-        guidance: classifier-free guidance (the model's default doubles the flow's batch).
         repeats / max_seconds: timed runs per case (after one warm-up), fewer once a case
             has spent `max_seconds`.
         backends: names from BACKEND_CHOICES (None: all for the device).
@@ -77,10 +81,10 @@ class BenchConfig:
     """
 
     futures: tuple[int, ...] = (1, 16, 64, 256, 1024)
+    samplers: tuple[tuple[str, int], ...] = (("guided", 8), ("fast", 2), ("fast", 1))
     steps: tuple[int, ...] = (4, 8, 16)
     samples: int = 16
     queries: int = 16
-    guidance: float = 2.0
     repeats: int = 5
     max_seconds: float = 20.0
     backends: tuple[str, ...] | None = None
@@ -92,7 +96,8 @@ class BenchConfig:
     def smoke(cls) -> "BenchConfig":
         """Seconds on a CPU with the tiny model: the code paths, no meaningful numbers (torch.compile,
         which compiles for minutes, is left to full runs)."""
-        return cls(futures=(1, 4), steps=(2,), samples=2, queries=4, repeats=1, max_seconds=1.0,
+        return cls(futures=(1, 4), samplers=(("guided", 2), ("fast", 1)), steps=(2,), samples=2, queries=4,
+                   repeats=1, max_seconds=1.0,
                    backends=("torch", "onnxruntime-cpu"),
                    trajectory_cases=((8, 4),), trajectory_futures=2, extra_futures=(2,))
 
@@ -171,18 +176,19 @@ def make_query(frame: np.ndarray, poke: np.ndarray, candidates: int, queries: in
 
 
 def _case(prior: MotionPrior, query: Query, futures: int, samples: int, queries: int, steps: int,
-          config: BenchConfig) -> dict:
+          config: BenchConfig, sampler: str = "guided") -> dict:
     m, k = split_futures(futures, samples)
     q = make_query(query.frame, query.pokes[0, 0], m, queries)
 
     def run():
         return prior.sample_batch(q.frame, q.pokes, num_samples=k, query_points=q.query_points, steps=steps,
-                                  guidance=config.guidance, seed=0)
+                                  seed=0, sampler=sampler)
 
     result = measure(run, config.repeats, config.max_seconds, prior.device)
     timesteps = futures * queries * prior.num_frames
-    return {"futures": futures, "candidates": m, "samples": k, "queries": queries, "steps": steps, **result,
-            "futures_per_s": futures / result["median_s"], "point_timesteps_per_s": timesteps / result["median_s"]}
+    return {"futures": futures, "candidates": m, "samples": k, "queries": queries, "sampler": sampler,
+            "steps": steps, **result, "futures_per_s": futures / result["median_s"],
+            "point_timesteps_per_s": timesteps / result["median_s"]}
 
 
 # -- the trajectory-space baseline ---------------------------------------------------------------
@@ -217,10 +223,10 @@ class TrajectorySpaceBackend:
     def encode_frame(self, frames: torch.Tensor) -> torch.Tensor:
         return self.vae.encode_frame(frames)
 
-    def condition(self, frame_tokens, pokes, poke_mask, text_ids) -> Conditioning:
+    def condition(self, frame_tokens, pokes, poke_mask, text_ids, network: str = "flow") -> Conditioning:
         return self.flow.condition_ids(frame_tokens, pokes, poke_mask, text_ids)
 
-    def velocity(self, conditioning: Conditioning) -> Velocity:
+    def velocity(self, conditioning: Conditioning, network: str = "flow") -> Velocity:
         return lambda x, t: self.flow.velocity(x, t, conditioning)
 
     def decode(self, z, query_points, frame_tokens, pokes, poke_mask) -> torch.Tensor:
@@ -283,16 +289,24 @@ def run_benchmark(model: str, frame: np.ndarray, poke: np.ndarray, config: Bench
     query = make_query(frame, np.asarray(poke, np.float32), 1, config.queries)
     results = {"machine": machine_info(torch_device), "config": {**asdict(config), "model": model},
                "cases": [], "unavailable": {}, "trajectory_space": [], "extras": []}
-    per_backend = len(config.futures) * len(config.steps)
+    per_backend = len(config.futures) * len(config.samplers)
     bar = tqdm(total=len(names) * per_backend, desc="bench", unit="case", disable=not progress, dynamic_ncols=True)
     for name in names:
         done = 0
         try:
             prior = load_backend(directory, name, device)
             for futures in config.futures:
-                for steps in config.steps:
-                    bar.set_postfix_str(f"{name} {futures} futures {steps} steps")
-                    case = _case(prior, query, futures, config.samples, config.queries, steps, config)
+                baseline = None  # the first sampler's median at this size
+                for sampler, steps in config.samplers:
+                    if SAMPLERS[sampler].network not in prior.spec.networks:
+                        bar.update()
+                        done += 1
+                        continue
+                    bar.set_postfix_str(f"{name} {futures} futures {sampler} {steps} steps")
+                    case = _case(prior, query, futures, config.samples, config.queries, steps, config, sampler)
+                    if (sampler, steps) == config.samplers[0]:
+                        baseline = case["median_s"]
+                    case["speedup_vs_baseline"] = None if baseline is None else baseline / case["median_s"]
                     results["cases"].append({"backend": prior.backend.name, "requested": name, **case})
                     done += 1
                     bar.update()
@@ -310,7 +324,8 @@ def run_benchmark(model: str, frame: np.ndarray, poke: np.ndarray, config: Bench
 
 
 def _trajectory_comparison(model: Path, query: Query, config: BenchConfig, device: str, progress: bool) -> list:
-    """Latent model and trajectory-space baselines on torch eager, side by side per case."""
+    """Latent model and trajectory-space baselines on torch eager with the same (guided) sampler,
+    side by side per case."""
     latent = MotionPrior.load(model, device=device)
     ours = {}  # (queries, steps) -> the latent model's case, shared by every f
     rows = []
@@ -337,14 +352,17 @@ def table(results: dict) -> str:
     lines = [f"machine: {results['machine']['cpu']}, {results['machine']['cores_usable']} cores"
              + (f", {results['machine']['gpu']}" if "gpu" in results["machine"] else "")
              + f"; torch {results['machine']['torch']}, onnxruntime {results['machine']['onnxruntime']}", "",
-             "| backend | M x K | steps | median ms | p90 ms | futures/s | point-timesteps/s | peak RSS MiB |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| backend | M x K | sampler | steps | median ms | p90 ms | futures/s | point-timesteps/s | "
+             f"peak RSS MiB | speed-up vs {results['config']['samplers'][0][0]} {results['config']['samplers'][0][1]} |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for c in results["cases"]:
-        lines.append(f"| {c['backend']} | {c['candidates']} x {c['samples']} | {c['steps']} | "
+        speedup = c.get("speedup_vs_baseline")
+        lines.append(f"| {c['backend']} | {c['candidates']} x {c['samples']} | {c['sampler']} | {c['steps']} | "
                      f"{1000 * c['median_s']:.1f} | {1000 * c['p90_s']:.1f} | {c['futures_per_s']:.0f} | "
-                     f"{c['point_timesteps_per_s']:.3g} | {c.get('peak_rss_mib', float('nan')):.0f} |")
+                     f"{c['point_timesteps_per_s']:.3g} | {c.get('peak_rss_mib', float('nan')):.0f} | "
+                     f"{'' if speedup is None else f'{speedup:.1f}x'} |")
     for name, reason in results["unavailable"].items():
-        lines.append(f"| {name} | unavailable: {reason.splitlines()[0][:120]} |||||||")
+        lines.append(f"| {name} | unavailable: {reason.splitlines()[0][:120]} |||||||||")
     if results["trajectory_space"]:
         lines += ["", "| trajectory space: frames/token | tokens | Q | futures | steps | latent ms | "
                       "trajectory ms | latent speed-up |", "|---|---|---|---|---|---|---|---|"]
@@ -370,10 +388,10 @@ def plot(results: dict, path: Path) -> Path:
     figure, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
     series: dict[tuple, list] = {}
     for c in results["cases"]:
-        series.setdefault((c["backend"], c["steps"]), []).append((c["futures"], c["futures_per_s"]))
-    for (backend, steps), points in sorted(series.items()):
+        series.setdefault((c["backend"], c["sampler"], c["steps"]), []).append((c["futures"], c["futures_per_s"]))
+    for (backend, sampler, steps), points in sorted(series.items()):
         x, y = zip(*sorted(points))
-        left.plot(x, y, marker="o", label=f"{backend}, {steps} steps")
+        left.plot(x, y, marker="o", label=f"{backend}, {sampler} {steps} steps")
     for e in results["extras"]:
         left.scatter([e["futures"]], [e["futures_per_s"]], marker="x", color="k")
     if results["extras"]:

@@ -38,13 +38,14 @@ from motion_prior.foundation.metrics import future_errors
 from motion_prior.foundation.pokes import end_times, ends, positions_at, starts
 from motion_prior.inference.futures import Futures
 from motion_prior.inference.prior import MotionPrior
-from motion_prior.inference.samplers import DEFAULT_GUIDANCE, DEFAULT_STEPS
+from motion_prior.inference.model_directory import FAST_FLOW
 from motion_prior.training.poke_sampling import draw_pokes
 
 POKE_COUNTS = (0, 1, 2, 4, 8)
 STEP_COUNTS = (1, 2, 4, 8, 16, 32)
 GUIDANCE_SCALES = (1.5, 2.0, 3.0)
 GUIDED_STEPS = (1, 4, 8)
+FAST_STEPS = (1, 2, 4)
 MOVING_WEIGHT = 8.0
 
 
@@ -139,17 +140,21 @@ def _direction_agreement(futures, tracks, object_id, texts, names_per_clip) -> t
 
 @torch.no_grad()
 def evaluate_flow(prior: MotionPrior, data: str, out: str, split: str = "test", max_clips: int = 256,
-                  num_samples: int = 8, steps: int = DEFAULT_STEPS, guidance: float = DEFAULT_GUIDANCE,
+                  num_samples: int = 8, steps: int | None = None, guidance: float | None = None,
                   pool_size: int = 4096, sweep_clips: int = 128,
-                  pictures: int = 4, batch_size: int = 16, progress: bool = True) -> dict:
+                  pictures: int = 4, batch_size: int = 16, progress: bool = True, sampler: str | None = None) -> dict:
     """Run every case (module docstring) and write `flow_eval.json`, `flow_eval.md`, plots and
     pictures to `out`; `sweep_clips` = 0 leaves the sampler sweep out. Returns the report.
+
+    `sampler`, `steps` and `guidance` choose the sampler of the main table as
+    `MotionPrior.sample` does (None: the model's default sampler and its settings).
 
     Raises:
         InputError: a negative `sweep_clips`.
     """
     if sweep_clips < 0:
         raise InputError("sweep_clips", "0 (no sampler sweep) or a number of clips", sweep_clips)
+    sampler, network, steps, guidance = prior.resolve_sampler(sampler, steps, guidance)
 
     test = ClipDataset(data, split=split)
     if len(test) == 0:
@@ -175,7 +180,7 @@ def evaluate_flow(prior: MotionPrior, data: str, out: str, split: str = "test", 
             pokes, mask, indices = draw_pokes(tracks, visibility, torch.full((b,), count), max(count, 1), generator,
                                               MOVING_WEIGHT, end_time)
             futures = prior.sample_tensors(frames, pokes, mask, [""] * b, starts, num_samples, steps,
-                                           guidance=guidance, generator=generator)
+                                           guidance=guidance, generator=generator, network=network)
             _accumulate(results[name]["model"], future_errors(futures, tracks, pokes, mask, indices))
             baselines = {"static": tracks[:, None, :, :1].expand(-1, 1, -1, tracks.shape[2], -1),
                          "poke_only": poke_only_baseline(tracks, pokes, mask, indices),
@@ -188,8 +193,9 @@ def evaluate_flow(prior: MotionPrior, data: str, out: str, split: str = "test", 
         index0 = torch.zeros(b, 1, dtype=torch.long, device=device)
         texts = list(batch["text"])
         with_text = prior.sample_tensors(frames, *none, texts, starts, num_samples, steps, guidance=guidance,
-                                         generator=generator)
-        without = prior.sample_tensors(frames, *none, [""] * b, starts, num_samples, steps, generator=generator)
+                                         generator=generator, network=network)
+        without = prior.sample_tensors(frames, *none, [""] * b, starts, num_samples, steps, generator=generator,
+                                       network=network)
         _accumulate(results["text"]["model"], future_errors(with_text, tracks, *none, index0))
         _accumulate(results["text"]["unconditional"], future_errors(without, tracks, *none, index0))
         names = [test.clip(batch_number * batch_size + row).object_names for row in range(b)]
@@ -198,10 +204,11 @@ def evaluate_flow(prior: MotionPrior, data: str, out: str, split: str = "test", 
         agreement["text"] += text_agree
         agreement["unconditional"] += plain_agree
         agreement["truth"] += truth
-        _action_case(prior, batch, results["action"], retrieval, num_samples, steps, guidance, generator)
+        _action_case(prior, batch, results["action"], retrieval, num_samples, steps, guidance, generator, network)
         bar.update(b)
     bar.close()
-    report = {"clips": len(clips), "split": split, "num_samples": num_samples, "steps": steps, "guidance": guidance,
+    report = {"clips": len(clips), "split": split, "num_samples": num_samples, "sampler": sampler, "steps": steps,
+              "guidance": guidance,
               "pool_size": pool_size,
               "cases": {case: {method: _summarise(parts) for method, parts in methods.items()}
                         for case, methods in results.items()},
@@ -215,7 +222,7 @@ def evaluate_flow(prior: MotionPrior, data: str, out: str, split: str = "test", 
     return report
 
 
-def _action_case(prior, batch, results, retrieval, num_samples, steps, guidance, generator) -> None:
+def _action_case(prior, batch, results, retrieval, num_samples, steps, guidance, generator, network) -> None:
     """The pusher's own action as pokes (start -> each waypoint, then holding the last one until
     the horizon: the samples' `action_pokes`, as training and every robot path send them), at
     most `prior.max_pokes`, for the clips that record an action."""
@@ -229,7 +236,7 @@ def _action_case(prior, batch, results, retrieval, num_samples, steps, guidance,
     mask = (torch.arange(most)[None] < counts[keep, None]).to(device)
     frames, tracks = batch["frame"][keep].to(device), batch["tracks"][keep].to(device)
     futures = prior.sample_tensors(frames, pokes, mask, [""] * len(keep), tracks[:, :, 0], num_samples, steps,
-                                   guidance=guidance, generator=generator)
+                                   guidance=guidance, generator=generator, network=network)
     no_index = torch.zeros(len(keep), most, dtype=torch.long, device=device)
     no_mask = torch.zeros_like(mask)  # the pusher's projected point is not one of the tracks: no EPE
     _accumulate(results["model"], future_errors(futures, tracks, pokes, no_mask, no_index))
@@ -243,11 +250,14 @@ def _action_case(prior, batch, results, retrieval, num_samples, steps, guidance,
 def sampler_sweep(prior: MotionPrior, clips, num_samples: int, batch_size: int, progress: bool = True) -> list[dict]:
     """1-poke quality (poke at the horizon) and sampling time per future against the number of
     Euler and Heun steps without guidance, then against the guidance scale at a few Euler step
-    counts; all on the same clips, pokes and noise."""
-    settings = [(method, n, 1.0) for method in ("euler", "heun") for n in STEP_COUNTS]
-    settings += [("euler", n, g) for n in GUIDED_STEPS for g in GUIDANCE_SCALES]
+    counts, and the fast (distilled) flow at a few steps where the model has one; all on the
+    same clips, pokes and noise."""
+    settings = [("flow", method, n, 1.0) for method in ("euler", "heun") for n in STEP_COUNTS]
+    settings += [("flow", "euler", n, g) for n in GUIDED_STEPS for g in GUIDANCE_SCALES]
+    if FAST_FLOW in prior.spec.networks:
+        settings += [(FAST_FLOW, "euler", n, 1.0) for n in FAST_STEPS]
     rows = []
-    for method, n, guidance in settings:
+    for network, method, n, guidance in settings:
         parts, seconds, futures_made = {}, 0.0, 0
         for batch_number, batch in enumerate(DataLoader(clips, batch_size=batch_size)):
             frames, tracks = batch["frame"].to(prior.device), batch["tracks"].to(prior.device)
@@ -257,15 +267,15 @@ def sampler_sweep(prior: MotionPrior, clips, num_samples: int, batch_size: int, 
                                               MOVING_WEIGHT, 1.0)
             started = time.perf_counter()
             futures = prior.sample_tensors(frames, pokes, mask, [""] * len(tracks), tracks[:, :, 0], num_samples,
-                                           n, method, guidance, generator=generator)
+                                           n, method, guidance, generator=generator, network=network)
             seconds += time.perf_counter() - started
             futures_made += futures.shape[0] * futures.shape[1]
             _accumulate(parts, future_errors(futures, tracks, pokes, mask, indices))
-        row = {"method": method, "steps": n, "guidance": guidance, **_summarise(parts),
+        row = {"network": network, "method": method, "steps": n, "guidance": guidance, **_summarise(parts),
                "ms_per_future": round(1000 * seconds / futures_made, 3)}
         rows.append(row)
         if progress:
-            tqdm.write(f"sampler sweep: {method} {n:2d} steps, guidance {guidance}: min-MSE {row['min_mse']}, "
+            tqdm.write(f"sampler sweep: {network} {method} {n:2d} steps, guidance {guidance}: min-MSE {row['min_mse']}, "
                        f"EPE {row['epe']}, {row['ms_per_future']} ms/future")
     return rows
 
@@ -284,7 +294,8 @@ def _pictures(out_dir: Path, batch: dict, futures: torch.Tensor, pokes, mask, co
 def markdown_report(report: dict) -> str:
     """The evaluation table as Markdown."""
     lines = [f"Flow evaluation on {report['clips']} {report['split']} clips, K = {report['num_samples']} samples, "
-             f"{report['steps']} Euler steps, guidance {report['guidance']}; 128 x 128 px; retrieval pool "
+             f"{report.get('sampler', 'guided')} sampler: {report['steps']} Euler steps, guidance {report['guidance']}; "
+             f"128 x 128 px; retrieval pool "
              f"{report['pool_size']} training clips. EPE and diversity in px; MSE in px².", "",
              "| case | method | min-MSE | mean-MSE | meanT-MSE | EPE (px) | diversity (px) |",
              "|---|---|---|---|---|---|---|"]
@@ -298,11 +309,11 @@ def markdown_report(report: dict) -> str:
               f"(ground truth {agreement['truth']}; chance 0.25).", ""]
     if report["sampler_sweep"]:
         lines += ["1 poke at the horizon, against the sampler:", "",
-                  "| sampler | steps | guidance | min-MSE | EPE (px) | diversity (px) | ms per future |",
-                  "|---|---|---|---|---|---|---|"]
+                  "| network | integrator | steps | guidance | min-MSE | EPE (px) | diversity (px) | ms per future |",
+                  "|---|---|---|---|---|---|---|---|"]
     for row in report["sampler_sweep"]:
-        lines.append(f"| {row['method']} | {row['steps']} | {row['guidance']} | {row['min_mse']} | {row['epe']} | "
-                     f"{row['diversity']} | {row['ms_per_future']} |")
+        lines.append(f"| {row.get('network', 'flow')} | {row['method']} | {row['steps']} | {row['guidance']} | "
+                     f"{row['min_mse']} | {row['epe']} | {row['diversity']} | {row['ms_per_future']} |")
     return "\n".join(lines) + "\n"
 
 
@@ -319,7 +330,8 @@ def _plots(report: dict, out_dir: Path) -> None:
     axes[0].set(xlabel="pokes", ylabel="min-MSE (px², 128 px)", title="min-MSE against poke count", yscale="log")
     axes[0].legend()
     for method in ("euler", "heun"):
-        rows = [r for r in report["sampler_sweep"] if r["method"] == method and r["guidance"] == 1.0]
+        rows = [r for r in report["sampler_sweep"]
+                if r.get("network", "flow") == "flow" and r["method"] == method and r["guidance"] == 1.0]
         axes[1].plot([r["steps"] for r in rows], [r["min_mse"] for r in rows], marker="o", label=f"{method} min-MSE")
         axes[1].plot([r["steps"] for r in rows], [r["epe"] for r in rows], marker="x", linestyle="--",
                      label=f"{method} EPE (px)")

@@ -5,10 +5,14 @@ classifier-free guidance and the numpy API stay in `motion_prior.inference.prior
 
     encode_frame(frames uint8 [B, S, S, 3])                        -> frame tokens [B, F, Df]
     condition(frame_tokens, pokes [B, P, 5], poke_mask bool [B, P],
-              text_ids long [B, L])                                 -> Conditioning (B rows)
-    velocity(conditioning)                                          -> v(x [B', N, C], t [B']) -> [B', N, C]
-    decode(z [B, N, C], query_points [B, Q, 2], frame_tokens,
-           pokes, poke_mask)                                        -> tracks [B, Q, T, 2]
+              text_ids long [B, L], network)                        -> Conditioning (B rows)
+    velocity(conditioning, network)                                 -> v(x [B*K, N, C], t [B*K]) -> [B*K, N, C]
+    decode(z [B*K, N, C], query_points [B, Q, 2], frame_tokens [1 or B, F, Df],
+           pokes, poke_mask)                                        -> tracks [B*K, Q, T, 2]
+
+`network` names one of the model's flow networks (`spec.networks`): "flow" (Stage 2) and,
+where the model has one, "fast_flow" (distilled, `motion_prior.inference.samplers.SAMPLERS`).
+K samples per row share the row's conditioning and decoder inputs.
 
 `z` is the flow's normalised latent (N = S*G*G tokens of C channels); positions are normalised
 (x, y) in [-1, 1]. :class:`TorchBackend` runs the torch modules; `motion_prior.inference.onnx_runtime`
@@ -26,8 +30,9 @@ from typing import Protocol
 import torch
 from torch import nn
 
+from motion_prior.foundation.checkpoints import CheckpointError
 from motion_prior.foundation.errors import InputError
-from motion_prior.inference.model_directory import load_model
+from motion_prior.inference.model_directory import FAST_FLOW, load_fast_flow, load_model
 from motion_prior.networks.latent_flow import Conditioning, FlowNetwork
 from motion_prior.networks.text_encoder import TextEncoderConfig
 from motion_prior.networks.trajectory_vae import TrajectoryVAE
@@ -41,7 +46,8 @@ class ModelSpec:
     """What a caller needs to know of a model, whatever runs it.
 
     image_size: side S of the square frame; num_frames: T; max_pokes: P_max; num_latents /
-    latent_channels: the flow's `[N, C]`; text: the word hashing of the built-in text encoder.
+    latent_channels: the flow's `[N, C]`; text: the word hashing of the built-in text encoder;
+    networks: the flow networks it has ("flow", and "fast_flow" where distilled).
     """
 
     image_size: int
@@ -50,18 +56,20 @@ class ModelSpec:
     num_latents: int
     latent_channels: int
     text: TextEncoderConfig
+    networks: tuple[str, ...] = ("flow",)
 
     @classmethod
-    def of(cls, vae: TrajectoryVAE, flow: FlowNetwork) -> "ModelSpec":
+    def of(cls, vae: TrajectoryVAE, flows: dict[str, FlowNetwork]) -> "ModelSpec":
+        flow = flows["flow"]
         return cls(vae.config.frame.image_size, vae.config.num_frames, flow.config.max_pokes,
-                   flow.config.num_latents, flow.config.latent_channels, flow.config.text)
+                   flow.config.num_latents, flow.config.latent_channels, flow.config.text, tuple(flows))
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, values: dict) -> "ModelSpec":
-        return cls(**{**values, "text": TextEncoderConfig(**values["text"])})
+        return cls(**{**values, "text": TextEncoderConfig(**values["text"]), "networks": tuple(values["networks"])})
 
 
 Velocity = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -87,9 +95,9 @@ class Backend(Protocol):
 
     def encode_frame(self, frames: torch.Tensor) -> torch.Tensor: ...
 
-    def condition(self, frame_tokens, pokes, poke_mask, text_ids) -> Conditioning: ...
+    def condition(self, frame_tokens, pokes, poke_mask, text_ids, network: str = "flow") -> Conditioning: ...
 
-    def velocity(self, conditioning: Conditioning) -> Velocity: ...
+    def velocity(self, conditioning: Conditioning, network: str = "flow") -> Velocity: ...
 
     def decode(self, z, query_points, frame_tokens, pokes, poke_mask) -> torch.Tensor: ...
 
@@ -115,38 +123,48 @@ class LatentDecoder(nn.Module):
 
 
 class TorchBackend:
-    """Eager torch modules on one device; `compile=True` wraps the flow's velocity and the
-    decoder in `torch.compile` (dynamic shapes; the first calls of each shape compile)."""
+    """Eager torch modules on one device; `compile=True` wraps the flows' velocities and the
+    decoder in `torch.compile` (dynamic shapes; the first calls of each shape compile).
+    `fast_flow` is the model's distilled flow, if it has one."""
 
     name = "torch"
 
-    def __init__(self, vae: TrajectoryVAE, flow: FlowNetwork, stats: dict[str, torch.Tensor], compile: bool = False):
+    def __init__(self, vae: TrajectoryVAE, flow: FlowNetwork, stats: dict[str, torch.Tensor], compile: bool = False,
+                 fast_flow: FlowNetwork | None = None):
+        if fast_flow is not None and fast_flow.config != flow.config:
+            raise CheckpointError(f"{FAST_FLOW}: expected the flow's architecture (it is distilled from it), got "
+                                  f"{fast_flow.config} against {flow.config}")
         self.vae, self.flow = vae.eval(), flow.eval()
+        self.flows = {"flow": self.flow, **({FAST_FLOW: fast_flow.eval()} if fast_flow is not None else {})}
         self.stats = stats
-        self.spec = ModelSpec.of(vae, flow)
+        self.spec = ModelSpec.of(vae, self.flows)
         self.device = next(flow.parameters()).device
         self.decoder = LatentDecoder(self.vae, stats).to(self.device)
-        self._velocity, self._decode = self.flow.velocity, self.decoder
+        self._velocity = {name: network.velocity for name, network in self.flows.items()}
+        self._decode = self.decoder
         if compile:
             self.name = "torch-compile"
-            self._velocity = torch.compile(self.flow.velocity, dynamic=True)
+            self._velocity = {name: torch.compile(v, dynamic=True) for name, v in self._velocity.items()}
             self._decode = torch.compile(self.decoder, dynamic=True)
 
     @classmethod
     def load(cls, model: str | Path = "default", device: str = "cpu", compile: bool = False) -> "TorchBackend":
         """`"default"` or a model directory (`motion_prior.inference.model_directory`) on `device`."""
         vae, flow, stats = load_model(model)
+        fast_flow = load_fast_flow(model)
         device = torch.device(device)
-        return cls(vae.to(device), flow.to(device), {k: v.to(device) for k, v in stats.items()}, compile)
+        return cls(vae.to(device), flow.to(device), {k: v.to(device) for k, v in stats.items()}, compile,
+                   None if fast_flow is None else fast_flow.to(device))
 
     def encode_frame(self, frames: torch.Tensor) -> torch.Tensor:
         return self.vae.encode_frame(frames)
 
-    def condition(self, frame_tokens, pokes, poke_mask, text_ids) -> Conditioning:
-        return self.flow.condition_ids(frame_tokens, pokes, poke_mask, text_ids)
+    def condition(self, frame_tokens, pokes, poke_mask, text_ids, network: str = "flow") -> Conditioning:
+        return self.flows[network].condition_ids(frame_tokens, pokes, poke_mask, text_ids)
 
-    def velocity(self, conditioning: Conditioning) -> Velocity:
-        return lambda x, t: self._velocity(x, t, conditioning)
+    def velocity(self, conditioning: Conditioning, network: str = "flow") -> Velocity:
+        velocity = self._velocity[network]
+        return lambda x, t: velocity(x, t, conditioning)
 
     def decode(self, z, query_points, frame_tokens, pokes, poke_mask) -> torch.Tensor:
         return self._decode(z, query_points, frame_tokens, pokes, poke_mask, DECODE_CHUNK)

@@ -1,8 +1,10 @@
 """Model directories on disk: `"default"` or a path -> the checked directory and its torch modules.
 
 A model directory holds `vae/` (a Stage 1 checkpoint: `config.yaml`, `model.safetensors`,
-`latent_stats.safetensors`) and `flow/` (`config.yaml`, `model.safetensors`); weights may be
-stored in float16 and are loaded as float32. The shipped model is `motion_prior/models/default`.
+`latent_stats.safetensors`), `flow/` (`config.yaml`, `model.safetensors`) and optionally
+`fast_flow/`, the flow distilled into a one- or two-step sampler
+(`motion_prior.training.distill_stage`, same layout as `flow/`); weights may be stored in
+float16 and are loaded as float32. The shipped model is `motion_prior/models/default`.
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ from motion_prior.foundation.checkpoints import (CheckpointError, WEIGHTS_FILE, 
 from motion_prior.foundation.errors import InputError
 from motion_prior.networks.latent_flow import FlowConfig, FlowNetwork
 from motion_prior.networks.trajectory_vae import TrajectoryVAE, load_vae
+
+
+FAST_FLOW = "fast_flow"
 
 
 def default_model_dir() -> Path:
@@ -59,11 +64,23 @@ def load_vae_with_stats(directory: str | Path) -> tuple[TrajectoryVAE, dict[str,
     return load_vae(directory), read_latent_stats(directory)
 
 
+def load_flow(directory: str | Path) -> FlowNetwork:
+    """A flow checkpoint (a model's `flow/` or `fast_flow/`, or a Stage 2 run), on the CPU."""
+    flow = FlowNetwork(load_config(directory, FlowConfig))
+    load_weights(flow, Path(directory) / WEIGHTS_FILE)
+    return flow
+
+
 def load_model(model: str | Path) -> tuple[TrajectoryVAE, FlowNetwork, dict[str, torch.Tensor]]:
     """`"default"` or a model directory -> (VAE, flow network, latent statistics), on the CPU."""
     directory = model_dir(model)
     vae, stats = load_vae_with_stats(directory / "vae")
-    flow = FlowNetwork(load_config(directory / "flow", FlowConfig))
+    flow = load_flow(directory / "flow")
     check_max_pokes(directory, flow.config, vae)
-    load_weights(flow, directory / "flow" / WEIGHTS_FILE)
     return vae, flow, stats
+
+
+def load_fast_flow(model: str | Path) -> FlowNetwork | None:
+    """The model's distilled few-step flow (`fast_flow/`), or None if it has none."""
+    directory = model_dir(model) / FAST_FLOW
+    return load_flow(directory) if directory.is_dir() else None

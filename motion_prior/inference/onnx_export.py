@@ -11,6 +11,9 @@ rows: candidates), samples per row K and query points Q:
     decoder.onnx        z [R, K, N, C], query_points [R, Q, 2], frame_tokens [1, F, Df],
                         pokes, poke_mask                                  -> tracks [R, K, Q, T, 2]
 
+A model with a distilled fast flow (`fast_flow/`) adds `fast_condition.onnx` and
+`fast_velocity.onnx`, the same two graphs of that network.
+
 P is always `max_pokes` (absent pokes are masked, which gives the same futures) and L the text
 encoder's `max_words`. Splitting condition from velocity keeps the conditioning cache: the
 context's keys and values are computed once per row and shared by its K samples at every
@@ -43,13 +46,20 @@ from torch import nn
 from motion_prior.foundation.checkpoints import CheckpointError, file_sha256
 from motion_prior.foundation.pokes import END_TIME, end_times
 from motion_prior.inference.backends import ModelSpec, TorchBackend
-from motion_prior.inference.model_directory import model_dir
+from motion_prior.inference.model_directory import FAST_FLOW, model_dir
 from motion_prior.networks.latent_flow import Conditioning, FlowNetwork
 from motion_prior.networks.trajectory_vae import TrajectoryVAE
 
 MANIFEST = "manifest.json"
 FORMAT = 2  # 2: samples as an axis of the velocity and decoder graphs
 GRAPHS = ("frame_encoder", "condition", "velocity", "decoder")
+# The condition and velocity graphs of each flow network (`ModelSpec.networks`).
+NETWORK_GRAPHS = {"flow": ("condition", "velocity"), FAST_FLOW: ("fast_condition", "fast_velocity")}
+
+
+def graph_names(spec: ModelSpec) -> tuple[str, ...]:
+    """The graphs an export of a model with `spec` holds."""
+    return GRAPHS + tuple(name for network in spec.networks if network != "flow" for name in NETWORK_GRAPHS[network])
 log = logging.getLogger(__name__)
 # onnx, onnxscript and onnxruntime's float16 converter are imported where an export needs them
 # (about 2 s together), so that loading a model to sample does not pay for the exporter.
@@ -107,9 +117,10 @@ class DecoderGraph(nn.Module):
 
 
 def checkpoint_hashes(directory: Path) -> dict[str, str]:
-    """SHA-256 of every file of a model directory's `vae/` and `flow/` checkpoints."""
+    """SHA-256 of every file of a model directory's checkpoints (`vae/`, `flow/`, `fast_flow/`)."""
+    parts = [directory / part for part in ("vae", "flow", FAST_FLOW) if (directory / part).is_dir()]
     return {str(path.relative_to(directory)): file_sha256(path)
-            for part in ("vae", "flow") for path in sorted((directory / part).iterdir()) if path.is_file()}
+            for part in parts for path in sorted(part.iterdir()) if path.is_file()}
 
 
 def checkpoint_id(directory: Path) -> str:
@@ -221,22 +232,27 @@ def export_model(model: str | Path, out: str | Path, fp16: bool = False) -> Path
 
     source = model_dir(model)
     backend = TorchBackend.load(source)
-    modules = {"frame_encoder": FrameGraph(backend.vae), "condition": ConditionGraph(backend.flow),
-               "velocity": VelocityGraph(backend.flow), "decoder": DecoderGraph(backend.decoder)}
+    modules = {"frame_encoder": FrameGraph(backend.vae), "decoder": DecoderGraph(backend.decoder)}
     examples = _examples(backend)
+    for network, (condition, velocity) in NETWORK_GRAPHS.items():
+        if network in backend.flows:
+            modules[condition] = ConditionGraph(backend.flows[network])
+            modules[velocity] = VelocityGraph(backend.flows[network])
+            examples[condition], examples[velocity] = examples["condition"], examples["velocity"]
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         graphs = {}
-        for name in GRAPHS:
+        for name in graph_names(backend.spec):
             started = time.perf_counter()
             path = staging / f"{name}.onnx"
+            kind = name.removeprefix("fast_")  # the fast flow's graphs have the flow's inputs and outputs
             with warnings.catch_warnings(), _quiet("torch.onnx"):
                 warnings.simplefilter("ignore")
                 torch.onnx.export(modules[name], examples[name], str(path), dynamo=True, verbose=False,
-                                  input_names=INPUT_NAMES[name], output_names=OUTPUT_NAMES[name],
-                                  dynamic_shapes=_dynamic_shapes(name), external_data=False)
+                                  input_names=INPUT_NAMES[kind], output_names=OUTPUT_NAMES[kind],
+                                  dynamic_shapes=_dynamic_shapes(kind), external_data=False)
             graphs[name] = _describe(path)
             graphs[name]["max_abs_difference_from_torch"] = _max_difference(path, modules[name], examples[name])
             if fp16:
@@ -270,7 +286,10 @@ def read_manifest(directory: str | Path) -> tuple[dict, ModelSpec]:
         raise CheckpointError(f"{directory}: expected an ONNX export directory with {MANIFEST} "
                               "(write one with `motion-prior export`)")
     manifest = json.loads(path.read_text())
-    if manifest.get("format") != FORMAT or set(manifest.get("graphs", {})) != set(GRAPHS):
-        raise CheckpointError(f"{path}: expected format {FORMAT} with graphs {GRAPHS}, got format "
-                              f"{manifest.get('format')} with {sorted(manifest.get('graphs', {}))}")
-    return manifest, ModelSpec.from_dict(manifest["spec"])
+    if manifest.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: expected format {FORMAT}, got format {manifest.get('format')} "
+                              "(export the model again with `motion-prior export`)")
+    spec = ModelSpec.from_dict(manifest["spec"])
+    if set(manifest.get("graphs", {})) != set(graph_names(spec)):
+        raise CheckpointError(f"{path}: expected graphs {graph_names(spec)}, got {sorted(manifest.get('graphs', {}))}")
+    return manifest, spec

@@ -29,7 +29,8 @@ from motion_prior.foundation.errors import InputError
 from motion_prior.foundation.pokes import END_TIME
 from motion_prior.inference.backends import DECODE_CHUNK, Velocity
 from motion_prior.inference.model_directory import model_dir
-from motion_prior.inference.onnx_export import FORMAT, GRAPHS, MANIFEST, checkpoint_id, export_model, read_manifest
+from motion_prior.inference.onnx_export import (FORMAT, MANIFEST, NETWORK_GRAPHS, checkpoint_id, export_model,
+                                                graph_names, read_manifest)
 from motion_prior.networks.latent_flow import Conditioning
 
 PREFERENCE = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
@@ -115,7 +116,7 @@ class OnnxRuntimeBackend:
         requested = choose_providers(device, providers)
         options = session_options(threads)
         self.sessions = {}
-        for name in GRAPHS:
+        for name in graph_names(self.spec):
             entry = self.manifest["graphs"][name]
             if precision == "fp16":
                 if "fp16" not in entry:
@@ -160,12 +161,14 @@ class OnnxRuntimeBackend:
     def encode_frame(self, frames: torch.Tensor) -> torch.Tensor:
         return self._run("frame_encoder", frames)[0]
 
-    def condition(self, frame_tokens, pokes, poke_mask, text_ids) -> Conditioning:
-        mask, bias, keys, values = self._run("condition", frame_tokens, *self._padded(pokes, poke_mask), text_ids)
+    def condition(self, frame_tokens, pokes, poke_mask, text_ids, network: str = "flow") -> Conditioning:
+        graph = NETWORK_GRAPHS[network][0]
+        mask, bias, keys, values = self._run(graph, frame_tokens, *self._padded(pokes, poke_mask), text_ids)
         return Conditioning(list(zip(keys.unbind(0), values.unbind(0))), mask, bias)
 
-    def velocity(self, conditioning: Conditioning) -> Velocity:
-        return _BoundVelocity(self.sessions["velocity"], conditioning, self._ort_device, self._device_id)
+    def velocity(self, conditioning: Conditioning, network: str = "flow") -> Velocity:
+        return _BoundVelocity(self.sessions[NETWORK_GRAPHS[network][1]], conditioning, self._ort_device,
+                              self._device_id)
 
     def decode(self, z, query_points, frame_tokens, pokes, poke_mask) -> torch.Tensor:
         """As the torch backend: `z [R*K, N, C]` for R rows of query points and pokes; the graph

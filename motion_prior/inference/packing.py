@@ -10,11 +10,13 @@ from motion_prior.foundation.checkpoints import (CONFIG_FILE, STATS_FILE, WEIGHT
                                                  write_checkpoint, write_checksums)
 from motion_prior.foundation.errors import InputError
 from motion_prior.inference.backends import TorchBackend
+from motion_prior.inference.model_directory import FAST_FLOW
 
 
-def pack_model(vae_run: str | Path, flow_run: str | Path, out: str | Path, dtype: str = "float16") -> Path:
+def pack_model(vae_run: str | Path, flow_run: str | Path, out: str | Path, dtype: str = "float16",
+               fast_flow_run: str | Path | None = None) -> Path:
     """Assemble a model directory (`vae/` + `flow/`, `motion_prior.inference.model_directory`) from a Stage 1
-    and a Stage 2 run.
+    and a Stage 2 run, and `fast_flow/` from a distillation run (`motion-prior train distill`) if given.
 
     Floating-point weights are stored as `dtype` ("float16" halves the size; loading casts
     them back to float32); latent statistics stay float32. Each part's `recipe.yaml` and
@@ -24,7 +26,10 @@ def pack_model(vae_run: str | Path, flow_run: str | Path, out: str | Path, dtype
         raise InputError("dtype", "float16 or float32", dtype)
     store = getattr(torch, dtype)
     out = Path(out)
-    for part, run, extra in (("vae", Path(vae_run), (STATS_FILE,)), ("flow", Path(flow_run), ())):
+    parts = [("vae", Path(vae_run), (STATS_FILE,)), ("flow", Path(flow_run), ())]
+    if fast_flow_run is not None:
+        parts.append((FAST_FLOW, Path(fast_flow_run), ()))
+    for part, run, extra in parts:
         weights = read_tensors(run / WEIGHTS_FILE)
         files = {WEIGHTS_FILE: {k: v.to(store) if v.is_floating_point() else v for k, v in weights.items()}}
         for name in (CONFIG_FILE, *extra, "recipe.yaml", "hardware.json"):

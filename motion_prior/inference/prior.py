@@ -35,8 +35,10 @@ from motion_prior.foundation.errors import InputError
 from motion_prior.foundation.pokes import pokes_to_normalized, pokes_to_pixels, validate_pokes
 from motion_prior.inference.backends import Backend, TorchBackend, check_device
 from motion_prior.inference.futures import COORDS, Futures, FuturesBatch, to_coords
+from motion_prior.inference.model_directory import FAST_FLOW
 from motion_prior.inference.onnx_runtime import OnnxRuntimeBackend
-from motion_prior.inference.samplers import DEFAULT_GUIDANCE, DEFAULT_STEPS, METHODS, guided, integrate
+from motion_prior.inference.samplers import (DEFAULT_GUIDANCE, DEFAULT_SAMPLER, DEFAULT_STEPS, METHODS, SAMPLERS,
+                                             guided, integrate)
 from motion_prior.networks.text_encoder import token_ids
 
 DEFAULT_GRID = 16
@@ -104,10 +106,38 @@ class MotionPrior:
     # -- the tensor core -------------------------------------------------------------------
 
     @torch.no_grad()
+    def sample_latents(self, frame_tokens, pokes, poke_mask, text_ids, num_samples: int, steps: int = DEFAULT_STEPS,
+                       method: str = "euler", guidance: float = DEFAULT_GUIDANCE,
+                       generator: torch.Generator | None = None, noise: torch.Tensor | None = None,
+                       network: str = "flow") -> torch.Tensor:
+        """The flow's part of :meth:`sample_tensors`: K normalised latents `[B * K, N, C]` per row
+        (K consecutive rows per condition) from frame tokens `[B or 1, F, Df]`, pokes `[B, P, 5]`
+        with `poke_mask bool [B, P]` and `text_ids long [B, L]`, with the flow `network`."""
+        b, backend = pokes.shape[0], self.backend
+        # One conditioning per row serves its K samples (no per-sample copies), and the
+        # unconditional one (the frame alone) one per frame for every row.
+        conditional = backend.velocity(backend.condition(frame_tokens.expand(b, -1, -1), pokes, poke_mask, text_ids,
+                                                         network), network)
+        unconditional = None
+        if not poke_mask.any() and not bool((text_ids != 0).any()):
+            guidance = 1.0  # nothing to guide towards: the unconditional velocity would be the same
+        if guidance != 1.0:
+            rows = frame_tokens.shape[0]
+            unconditional = backend.velocity(backend.condition(
+                frame_tokens, pokes[:rows], torch.zeros_like(poke_mask[:rows]), torch.zeros_like(text_ids[:rows]),
+                network), network)
+        shape = (b * num_samples, self.spec.num_latents, self.spec.latent_channels)
+        if noise is None:
+            noise = torch.randn(shape, generator=generator)
+        elif tuple(noise.shape) != shape:
+            raise InputError("noise", f"a tensor {list(shape)}", list(noise.shape))
+        return integrate(guided(conditional, unconditional, guidance), noise.to(self.device), steps, method)
+
+    @torch.no_grad()
     def sample_tensors(self, frames, pokes, poke_mask, texts, query_points, num_samples: int,
                        steps: int = DEFAULT_STEPS, method: str = "euler", guidance: float = DEFAULT_GUIDANCE,
                        generator: torch.Generator | None = None, timing: dict | None = None,
-                       noise: torch.Tensor | None = None) -> torch.Tensor:
+                       noise: torch.Tensor | None = None, network: str = "flow") -> torch.Tensor:
         """Sample K futures per row, everything in model space.
 
         Args:
@@ -120,34 +150,20 @@ class MotionPrior:
             generator: CPU generator of the noise (same seed, same futures on any device).
             timing: if given, receives seconds for "frame", "flow", "decode".
             noise: the initial noise `[B * K, N, C]` instead of drawing it (tests, parity).
+            network: the flow network, "flow" or "fast_flow" (`spec.networks`).
 
         Returns:
             `[B, K, Q, T, 2]` normalised tracks.
         """
         b, k = pokes.shape[0], num_samples
-        backend = self.backend
         started = time.perf_counter()
-        frame_tokens = backend.encode_frame(frames)
+        frame_tokens = self.backend.encode_frame(frames)
         encoded = time.perf_counter()
         text_ids = token_ids(texts, self.spec.text).to(self.device)
-        # One conditioning per row serves its K samples (no per-sample copies), and the
-        # unconditional one (the frame alone) one per frame for every row.
-        conditional = backend.velocity(backend.condition(frame_tokens.expand(b, -1, -1), pokes, poke_mask, text_ids))
-        unconditional = None
-        if not poke_mask.any() and not any(texts):
-            guidance = 1.0  # nothing to guide towards: the unconditional velocity would be the same
-        if guidance != 1.0:
-            rows = frame_tokens.shape[0]
-            unconditional = backend.velocity(backend.condition(
-                frame_tokens, pokes[:rows], torch.zeros_like(poke_mask[:rows]), torch.zeros_like(text_ids[:rows])))
-        shape = (b * k, self.spec.num_latents, self.spec.latent_channels)
-        if noise is None:
-            noise = torch.randn(shape, generator=generator)
-        elif tuple(noise.shape) != shape:
-            raise InputError("noise", f"a tensor {list(shape)}", list(noise.shape))
-        z = integrate(guided(conditional, unconditional, guidance), noise.to(self.device), steps, method)
+        z = self.sample_latents(frame_tokens, pokes, poke_mask, text_ids, k, steps, method, guidance, generator, noise,
+                                network)
         sampled = time.perf_counter()
-        tracks = backend.decode(z, query_points, frame_tokens, pokes, poke_mask)
+        tracks = self.backend.decode(z, query_points, frame_tokens, pokes, poke_mask)
         if timing is not None:
             if self.device.type == "cuda":
                 torch.cuda.synchronize(self.device)
@@ -215,6 +231,30 @@ class MotionPrior:
             if not ok:
                 raise InputError(argument, expected, received)
 
+    @property
+    def default_sampler(self) -> str:
+        """`DEFAULT_SAMPLER` where the model has its network, else "guided"."""
+        return DEFAULT_SAMPLER if SAMPLERS[DEFAULT_SAMPLER].network in self.spec.networks else "guided"
+
+    def resolve_sampler(self, sampler: str | None, steps: int | None = None,
+                        guidance: float | None = None) -> tuple[str, str, int, float]:
+        """A sampler name and optional overrides -> (sampler name, flow network, steps, guidance). No name means
+        :attr:`default_sampler`, or "guided" when a guidance other than 1 is asked for (only the
+        guided sampler applies it). Raises InputError for a sampler this model lacks, or guidance
+        with the fast sampler (it is distilled into the network)."""
+        name = sampler
+        if name is None:
+            name = "guided" if guidance is not None and guidance != 1 else self.default_sampler
+        available = tuple(n for n, s in SAMPLERS.items() if s.network in self.spec.networks)
+        if name not in available:
+            raise InputError("sampler", f"one of {available} (this model's)", sampler)
+        chosen = SAMPLERS[name]
+        guidance = chosen.guidance if guidance is None else guidance
+        if chosen.network == FAST_FLOW and guidance != 1:
+            raise InputError("guidance", "1 with the fast sampler (its guidance is distilled into the network)",
+                             guidance)
+        return name, chosen.network, chosen.steps if steps is None else steps, guidance
+
     @staticmethod
     def _generator(seed, generator) -> torch.Generator:
         if generator is not None:
@@ -236,9 +276,9 @@ class MotionPrior:
                              "several calls allow more)", num_samples)
 
     def sample(self, frame, pokes=None, text: str | None = None, num_samples: int = 8, query_points=None,
-               steps: int = DEFAULT_STEPS, guidance: float = DEFAULT_GUIDANCE, seed: int | None = None,
+               steps: int | None = None, guidance: float | None = None, seed: int | None = None,
                generator: torch.Generator | None = None, coords: str = "pixels", method: str = "euler",
-               grid_size: int = DEFAULT_GRID) -> Futures:
+               grid_size: int = DEFAULT_GRID, sampler: str | None = None) -> Futures:
         """Sample `num_samples` futures of the scene in `frame`.
 
         Args:
@@ -250,11 +290,15 @@ class MotionPrior:
             num_samples: K.
             query_points: `[N, 2]` start points in `coords`; None = a `grid_size` x `grid_size`
                 grid of cell centres.
-            steps / method: flow integration ("euler" or "heun").
+            steps / method: flow integration ("euler" or "heun"); None = the sampler's steps.
             guidance: classifier-free guidance scale towards the pokes and text (1 = none;
-                doubles the flow's cost).
+                doubles the flow's cost); None = the sampler's. The fast sampler has its
+                guidance distilled in and takes only 1.
             seed / generator: reproducibility (same seed, same futures).
             coords: "pixels" (the frame's) or "normalized" for pokes, queries and results.
+            sampler: "fast" (the distilled few-step flow, where the model has one) or
+                "guided" (`motion_prior.inference.samplers.SAMPLERS`); None = :attr:`default_sampler`
+                ("guided" when `guidance` other than 1 is given).
 
         Returns:
             :class:`Futures` with tracks `[K, N, T, 2]` in `coords`.
@@ -264,13 +308,13 @@ class MotionPrior:
                 outside (0, 1], or a bad option.
         """
         batch = self.sample_batch(frame, None if pokes is None else [pokes], text, num_samples, query_points,
-                                  steps, guidance, seed, generator, coords, method, grid_size)
+                                  steps, guidance, seed, generator, coords, method, grid_size, sampler)
         return batch[0]
 
     def sample_batch(self, frame, pokes=None, text: str | None = None, num_samples: int = 8, query_points=None,
-                     steps: int = DEFAULT_STEPS, guidance: float = DEFAULT_GUIDANCE, seed: int | None = None,
+                     steps: int | None = None, guidance: float | None = None, seed: int | None = None,
                      generator: torch.Generator | None = None, coords: str = "pixels", method: str = "euler",
-                     grid_size: int = DEFAULT_GRID) -> FuturesBatch:
+                     grid_size: int = DEFAULT_GRID, sampler: str | None = None) -> FuturesBatch:
         """K futures for each of M candidate poke sets of one frame, in one batched call.
 
         `pokes` is a sequence of M `[P_m, 5]` poke sets (sizes may differ) or an array
@@ -281,6 +325,7 @@ class MotionPrior:
             :class:`FuturesBatch` with tracks `[M, K, N, T, 2]`.
         """
         started = time.perf_counter()
+        _, network, steps, guidance = self.resolve_sampler(sampler, steps, guidance)
         self._check_options(num_samples, steps, method, guidance, coords, text)
         original, image = self._frame(frame)
         size = original.shape[:2]
@@ -305,7 +350,7 @@ class MotionPrior:
         tracks = self.sample_tensors(
             image, torch.from_numpy(padded).to(device), torch.from_numpy(mask).to(device),
             [text or ""] * m, torch.from_numpy(queries).to(device).expand(m, -1, -1), num_samples, steps, method,
-            float(guidance), self._generator(seed, generator), timing)
+            float(guidance), self._generator(seed, generator), timing, network=network)
         if not bool(torch.isfinite(tracks).all()):
             raise FloatingPointError(f"sampling gave {int((~torch.isfinite(tracks)).sum())} non-finite track values; "
                                      "the model's weights or latent statistics are broken (reload it from a packed "

@@ -16,6 +16,7 @@ conditional sampling and skips the unconditional evaluation.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 
@@ -26,6 +27,24 @@ METHODS = ("euler", "heun")
 # nothing measurable, and Heun does not help.
 DEFAULT_STEPS = 8
 DEFAULT_GUIDANCE = 2.0
+
+
+@dataclass(frozen=True)
+class Sampler:
+    """A named way to sample: which flow network of the model, how many Euler steps, and the
+    guidance scale. "fast" runs the distilled network (`fast_flow/`, guidance baked in by
+    `motion_prior.training.distill_stage`), one pass per step; "guided" the Stage 2 network
+    with classifier-free guidance, two passes per step."""
+
+    network: str
+    steps: int
+    guidance: float
+
+
+SAMPLERS = {"guided": Sampler("flow", DEFAULT_STEPS, DEFAULT_GUIDANCE), "fast": Sampler("fast_flow", 2, 1.0)}
+# What `MotionPrior` samples with when the caller names no sampler (models without a fast flow
+# fall back to "guided").
+DEFAULT_SAMPLER = "fast"
 
 Velocity = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 

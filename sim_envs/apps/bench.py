@@ -17,6 +17,7 @@ import numpy as np
 from motion_prior.cli import POSITIVE, TOP_LEVEL, device_name
 from motion_prior.evaluation.bench import BACKEND_CHOICES, BenchConfig, run_benchmark, table, write_results
 from motion_prior.foundation.pokes import pokes_to_pixels
+from motion_prior.inference.samplers import SAMPLERS
 from sim_envs.apps.demo import pushing_clip
 from sim_envs.generation.clip_generator import GeneratorConfig, sample_points, simulate
 from sim_envs.simulation.scenes import sample_scene
@@ -49,9 +50,18 @@ def rollout_timer(scene_seed: int, queries: int, config: GeneratorConfig | None 
     return time_rollouts
 
 
+def _sampler_steps(text: str) -> tuple[str, int]:
+    """`NAME:STEPS` (e.g. fast:2) -> (name, steps), for argparse."""
+    name, _, steps = text.partition(":")
+    if name not in SAMPLERS or not steps.isdigit() or int(steps) < 1:
+        raise argparse.ArgumentTypeError(f"expected NAME:STEPS with NAME one of {tuple(SAMPLERS)} and STEPS >= 1, "
+                                         f"got {text!r}")
+    return name, int(steps)
+
+
 def _bench(args: argparse.Namespace) -> int:
     config = BenchConfig.smoke() if args.smoke else BenchConfig()
-    for key in ("futures", "steps", "samples", "queries", "repeats", "backends"):
+    for key in ("futures", "samplers", "steps", "samples", "queries", "repeats", "backends"):
         value = getattr(args, key)
         if value is not None:
             setattr(config, key, tuple(value) if isinstance(value, list) else value)
@@ -79,7 +89,11 @@ def register(groups: dict) -> None:
     bench.add_argument("--device", type=device_name, default="cpu", help="cpu or cuda[:N] (GPU backends are chosen on cuda)")
     bench.add_argument("--smoke", action="store_true", help="a seconds-long run of every code path (CI)")
     bench.add_argument("--futures", type=POSITIVE, nargs="+", help="M x K sizes (default 1 16 64 256 1024)")
-    bench.add_argument("--steps", type=POSITIVE, nargs="+", help="Euler steps (default 4 8 16)")
+    bench.add_argument("--samplers", type=_sampler_steps, nargs="+", metavar="NAME:STEPS",
+                       help="samplers and their Euler steps (default guided:8 fast:2 fast:1); speed-ups are "
+                            "against the first")
+    bench.add_argument("--steps", type=POSITIVE, nargs="+",
+                       help="Euler steps of the trajectory-space comparison (default 4 8 16)")
     bench.add_argument("--samples", type=POSITIVE, help="K per candidate (default 16)")
     bench.add_argument("--queries", type=POSITIVE, help="Q query points (default 16)")
     bench.add_argument("--repeats", type=POSITIVE, help="timed runs per case (default 5)")
