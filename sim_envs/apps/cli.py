@@ -17,6 +17,7 @@ import yaml
 from motion_prior.cli import (NON_NEGATIVE, POSITIVE, TOP_LEVEL, device_name, guidance_value, integer_at_least,
                                positive_float)
 from motion_prior.foundation.errors import InputError
+from motion_prior.inference.samplers import SAMPLERS
 from sim_envs.apps.bench import register as register_bench
 from sim_envs.apps.demo import print_summary, run_demo
 from sim_envs.apps.pipeline import train_all
@@ -77,8 +78,8 @@ def _plan_eval(args: argparse.Namespace) -> int:
     planner = PlannerConfig(horizon=args.horizon, candidates=args.candidates, iterations=args.iterations,
                             risk=args.risk)
     config = PlanEvalConfig(env=args.env, methods=tuple(args.planner), episodes=args.episodes, seed=args.seed,
-                            model=args.model, num_samples=args.samples, steps=args.steps, guidance=args.guidance,
-                            planner=planner)
+                            model=args.model, num_samples=args.samples, sampler=args.sampler, steps=args.steps,
+                            guidance=args.guidance, planner=planner)
     result = evaluate(config, args.out)
     print(f"{'method':<14} {'success':>8} {'distance':>9} {'steps':>6} {'plan s/step':>12}")
     for method, row in result["summary"].items():
@@ -90,8 +91,9 @@ def _plan_eval(args: argparse.Namespace) -> int:
 
 def _plan_check(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
-    config = PlanEvalConfig(env=args.env, seed=args.seed, model=args.model, num_samples=args.samples, steps=args.steps,
-                            guidance=args.guidance, planner=PlannerConfig(horizon=args.horizon, risk=args.risk))
+    config = PlanEvalConfig(env=args.env, seed=args.seed, model=args.model, num_samples=args.samples,
+                            sampler=args.sampler, steps=args.steps, guidance=args.guidance,
+                            planner=PlannerConfig(horizon=args.horizon, risk=args.risk))
     result = check_model(config, states=args.states, candidates=args.candidates)
     for name, value in result["metrics"].items():
         print(f"{name:<26} {value if value is None or isinstance(value, int) else round(value, 3)}")
@@ -108,8 +110,9 @@ def _add_model_arguments(parser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="first episode seed (default 0)")
     parser.add_argument("--model", default="default", help="'default' (shipped) or a model directory")
     parser.add_argument("--samples", type=POSITIVE, default=4, help="K futures per candidate (default 4)")
-    parser.add_argument("--steps", type=POSITIVE, default=4, help="prior sampling steps (default 4)")
-    parser.add_argument("--guidance", type=guidance_value, default=1.5, help="prior guidance (default 1.5)")
+    parser.add_argument("--sampler", choices=tuple(SAMPLERS), help="prior sampler (default: the model's)")
+    parser.add_argument("--steps", type=POSITIVE, help="prior sampling steps (default: the sampler's)")
+    parser.add_argument("--guidance", type=guidance_value, help="prior guidance (default: the sampler's)")
     parser.add_argument("--horizon", type=POSITIVE, default=1, help="actions per candidate sequence (default 1: `plan check` ranks two-segment plans worse)")
     parser.add_argument("--risk", default="mean", choices=("mean", "best", "cvar"), help="how K futures are scored")
     parser.add_argument("--threads", type=POSITIVE, default=1, help="torch threads (default 1)")

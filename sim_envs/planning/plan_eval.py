@@ -50,7 +50,8 @@ class PlanEvalConfig:
         methods: which of METHODS to run.
         episodes / seed: episode i uses reset seed `seed + i` for every method.
         model: "default" or a model directory.
-        num_samples, steps, guidance: the prior's K futures per candidate and its sampler.
+        num_samples, sampler, steps, guidance: the prior's K futures per candidate and its
+            sampler (None: the model's default sampler and its settings).
         planner: search settings shared by the prior planners and the oracle (its `method`
             is set per method).
         gif_episode: index of the episode drawn as a GIF (CEM with the prior).
@@ -62,8 +63,9 @@ class PlanEvalConfig:
     seed: int = 0
     model: str = "default"
     num_samples: int = 4
-    steps: int = 4
-    guidance: float = 1.5
+    sampler: str | None = None
+    steps: int | None = None
+    guidance: float | None = None
     planner: PlannerConfig = field(default_factory=lambda: PlannerConfig(horizon=1, candidates=24, iterations=3))
     gif_episode: int = 0
 
@@ -254,7 +256,8 @@ def _read_records(path: Path) -> list[dict]:
 def make_env(config: PlanEvalConfig) -> MotionPriorWrapper:
     """`config.env` wrapped with `config.model` and its sampler settings."""
     return MotionPriorWrapper(gym.make(config.env, render_mode="rgb_array"), MotionPrior.load(config.model),
-                              tabletop.tabletop_pokes, ImagineConfig(steps=config.steps, guidance=config.guidance))
+                              tabletop.tabletop_pokes, ImagineConfig(sampler=config.sampler, steps=config.steps,
+                                                                         guidance=config.guidance))
 
 
 def check_model(config: PlanEvalConfig, states: int = 12, candidates: int = 32, moved_px: float = 2.0) -> dict:

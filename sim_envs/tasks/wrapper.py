@@ -32,7 +32,8 @@ class ImagineConfig:
 
     Attributes:
         num_samples: K futures per candidate.
-        steps / guidance: the prior's sampler settings (None: the model's defaults).
+        sampler / steps / guidance: the prior's sampler and its settings (None: the model's
+            default sampler and that sampler's settings; `MotionPrior.sample`).
         seed: seed of the sampling noise (None: fresh noise every call).
         info_futures: on `step`, imagine the executed action first and put its futures in
             `info["imagined"]` (costs one prior call per step).
@@ -40,6 +41,7 @@ class ImagineConfig:
     """
 
     num_samples: int = 8
+    sampler: str | None = None
     steps: int | None = None
     guidance: float | None = None
     seed: int | None = 0
@@ -141,12 +143,12 @@ class MotionPriorWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
             query_points: `[N, 2]` pixel (u, v) start points of the frame whose futures to
                 predict; None = the prior's default grid.
             seed: noise seed (default `config.seed`).
-            options: passed on to `prior.sample_batch` (steps, guidance, ...).
+            options: passed on to `prior.sample_batch` (sampler, steps, guidance, ...).
 
         Returns:
             `FuturesBatch` with tracks `[M, K, N, T, 2]` in pixels of the env's frame.
         """
-        for name in ("steps", "guidance"):
+        for name in ("sampler", "steps", "guidance"):
             if getattr(self.config, name) is not None:
                 options.setdefault(name, getattr(self.config, name))
         frame = self.frame()
