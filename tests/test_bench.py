@@ -43,6 +43,8 @@ def test_smoke_run_measures_every_backend_baseline_and_writes_its_files(smoke_ru
     assert row["speedup"] == pytest.approx(row["trajectory_median_s"] / row["latent_median_s"])
     assert [e["baseline"] for e in results["extras"]] == ["simulator"] and results["extras"][0]["seconds"] > 0
     assert results["machine"]["cores_usable"] >= 1 and results["machine"]["torch"] == torch.__version__
+    [dense] = results["dense"]
+    assert dense["grid"] == 8 and dense["query_points_per_s"] == pytest.approx(2 * 64 / dense["median_s"])
     assert (out / "bench.png").stat().st_size > 0 and (out / "bench.md").read_text() in printed
     assert "| onnxruntime-cpu-fp32 |" in printed and "latent speed-up" in printed
     # Both samplers on every backend and size, each fast case against the guided one of the same size.

@@ -493,3 +493,23 @@ def test_eval_flow_action_case_conditions_on_the_held_action(make_clip):
     assert sent["network"] == "fast_flow"
     np.testing.assert_array_equal(sent["pokes"][0].numpy(), held)
     assert results["model"]["min_mse"][0].shape == (1,)
+
+
+def test_dense_queries_decode_in_chunks_bounded_by_samples_times_points(prior, clip, monkeypatch):
+    from motion_prior.inference import backends
+
+    backend = prior.backend
+    calls = []
+    decode = backend.vae.decoder.query
+
+    def counting(*args, **kwargs):
+        calls.append(args[5].shape[1])  # query points in this pass
+        return decode(*args, **kwargs)
+
+    arguments = dict(pokes=[[0.1, 0.2, 0.4, 0.1, 1.0]], num_samples=4, grid_size=8, seed=3, coords="normalized")
+    whole = prior.sample(clip.frame, **arguments).tracks
+    monkeypatch.setattr(backends, "DECODE_BUDGET", 4 * 10)  # 10 points per pass for 4 samples
+    monkeypatch.setattr(backend.vae.decoder, "query", counting)
+    chunked = prior.sample(clip.frame, **arguments).tracks
+    assert calls == [10] * 6 + [4] and backends.decode_chunk(4) == 10
+    np.testing.assert_allclose(chunked, whole, atol=1e-5)

@@ -74,6 +74,8 @@ class BenchConfig:
         repeats / max_seconds: timed runs per case (after one warm-up), fewer once a case
             has spent `max_seconds`.
         backends: names from BACKEND_CHOICES (None: all for the device).
+        dense: (K futures, grid side G) of dense queries: one poke, a G x G grid decoded for each
+            future with the model's default sampler on torch (query points/s, peak memory).
         trajectory_cases: (frames per token f, queries Q) of the trajectory-space baselines,
             each compared with the latent model at `trajectory_futures` futures and every step
             count. f = 1 at Q = 16 is 1,024 tokens per sequence, which is why the comparison
@@ -91,6 +93,7 @@ class BenchConfig:
     trajectory_cases: tuple[tuple[int, int], ...] = ((1, 16), (64, 16), (64, 64), (64, 256))
     trajectory_futures: int = 16
     extra_futures: tuple[int, ...] = (1, 16, 64)
+    dense: tuple[tuple[int, int], ...] = ((16, 64),)
 
     @classmethod
     def smoke(cls) -> "BenchConfig":
@@ -99,7 +102,7 @@ class BenchConfig:
         return cls(futures=(1, 4), samplers=(("guided", 2), ("fast", 1)), steps=(2,), samples=2, queries=4,
                    repeats=1, max_seconds=1.0,
                    backends=("torch", "onnxruntime-cpu"),
-                   trajectory_cases=((8, 4),), trajectory_futures=2, extra_futures=(2,))
+                   trajectory_cases=((8, 4),), trajectory_futures=2, extra_futures=(2,), dense=((2, 8),))
 
 
 # -- measuring ---------------------------------------------------------------------------------
@@ -288,7 +291,7 @@ def run_benchmark(model: str, frame: np.ndarray, poke: np.ndarray, config: Bench
     names = config.backends or (GPU_BACKENDS if torch_device.type == "cuda" else CPU_BACKENDS)
     query = make_query(frame, np.asarray(poke, np.float32), 1, config.queries)
     results = {"machine": machine_info(torch_device), "config": {**asdict(config), "model": model},
-               "cases": [], "unavailable": {}, "trajectory_space": [], "extras": []}
+               "cases": [], "unavailable": {}, "trajectory_space": [], "extras": [], "dense": []}
     per_backend = len(config.futures) * len(config.samplers)
     bar = tqdm(total=len(names) * per_backend, desc="bench", unit="case", disable=not progress, dynamic_ncols=True)
     for name in names:
@@ -314,6 +317,7 @@ def run_benchmark(model: str, frame: np.ndarray, poke: np.ndarray, config: Bench
             results["unavailable"][name] = f"{type(error).__name__}: {error}"[:500]
             bar.update(per_backend - done)
     bar.close()
+    results["dense"] = _dense_queries(directory, query, config, device)
     results["trajectory_space"] = _trajectory_comparison(directory, query, config, device, progress)
     for extra_name, timer in (extras or {}).items():
         for candidates in config.extra_futures:
@@ -321,6 +325,21 @@ def run_benchmark(model: str, frame: np.ndarray, poke: np.ndarray, config: Bench
             results["extras"].append({"baseline": extra_name, "futures": candidates, "seconds": seconds,
                                       "futures_per_s": candidates / seconds})
     return results
+
+
+def _dense_queries(model: Path, query: Query, config: BenchConfig, device: str) -> list:
+    """K futures of a G x G grid of query points (torch eager, the default sampler): the decoder
+    runs in chunks of (sample, point) pairs, so memory stays bounded as G grows."""
+    prior = MotionPrior.load(model, device=device)
+    rows = []
+    for samples, side in config.dense:
+        def run():
+            return prior.sample(query.frame, query.pokes[0], num_samples=samples, grid_size=side, seed=0)
+
+        result = measure(run, config.repeats, config.max_seconds, prior.device)
+        rows.append({"samples": samples, "grid": side, "sampler": prior.default_sampler, **result,
+                     "query_points_per_s": samples * side * side / result["median_s"]})
+    return rows
 
 
 def _trajectory_comparison(model: Path, query: Query, config: BenchConfig, device: str, progress: bool) -> list:
@@ -370,6 +389,12 @@ def table(results: dict) -> str:
             lines.append(f"| {r['frames_per_token']} | {r['tokens']} (latent {r['latent_tokens']}) | {r['queries']} | "
                          f"{r['futures']} | {r['steps']} | {1000 * r['latent_median_s']:.1f} | "
                          f"{1000 * r['trajectory_median_s']:.1f} | {r['speedup']:.1f}x |")
+    if results.get("dense"):
+        lines += ["", "| dense queries: futures | grid | sampler | median ms | query points/s | peak RSS MiB |",
+                  "|---|---|---|---|---|---|"]
+        for d in results["dense"]:
+            lines.append(f"| {d['samples']} | {d['grid']} x {d['grid']} | {d['sampler']} | {1000 * d['median_s']:.1f} | "
+                         f"{d['query_points_per_s']:.3g} | {d.get('peak_rss_mib', float('nan')):.0f} |")
     if results["extras"]:
         lines += ["", "| baseline | futures | seconds | futures/s |", "|---|---|---|---|"]
         for e in results["extras"]:

@@ -37,8 +37,14 @@ from motion_prior.networks.latent_flow import Conditioning, FlowNetwork
 from motion_prior.networks.text_encoder import TextEncoderConfig
 from motion_prior.networks.trajectory_vae import TrajectoryVAE
 
-# Query points decoded per pass: bounds the decoder's memory without changing the result.
-DECODE_CHUNK = 4096
+# (sample, query point) pairs decoded per pass: bounds the decoder's memory (its activations
+# grow with samples x points) without changing the result; a 64 x 64 grid for 16 futures takes 4.
+DECODE_BUDGET = 16_384
+
+
+def decode_chunk(samples: int) -> int:
+    """Query points per decoder pass for `samples` latents (at least 1)."""
+    return max(1, DECODE_BUDGET // max(1, samples))
 
 
 @dataclass(frozen=True)
@@ -167,4 +173,4 @@ class TorchBackend:
         return lambda x, t: velocity(x, t, conditioning)
 
     def decode(self, z, query_points, frame_tokens, pokes, poke_mask) -> torch.Tensor:
-        return self._decode(z, query_points, frame_tokens, pokes, poke_mask, DECODE_CHUNK)
+        return self._decode(z, query_points, frame_tokens, pokes, poke_mask, decode_chunk(z.shape[0]))

@@ -27,7 +27,7 @@ import torch
 from motion_prior.foundation.checkpoints import CheckpointError
 from motion_prior.foundation.errors import InputError
 from motion_prior.foundation.pokes import END_TIME
-from motion_prior.inference.backends import DECODE_CHUNK, Velocity
+from motion_prior.inference.backends import Velocity, decode_chunk
 from motion_prior.inference.model_directory import model_dir
 from motion_prior.inference.onnx_export import (FORMAT, MANIFEST, NETWORK_GRAPHS, checkpoint_id, export_model,
                                                 graph_names, read_manifest)
@@ -177,11 +177,12 @@ class OnnxRuntimeBackend:
         frames, rows = frame_tokens.shape[0], query_points.shape[0]
         z = z.view(rows, -1, *z.shape[1:])
         per_frame = rows // frames
+        chunk = decode_chunk(per_frame * z.shape[1])  # query points per pass for this many samples
         tracks = []  # [rows of the frame, K, Q, T, 2] each
         for f in range(frames):
             r = slice(f * per_frame, (f + 1) * per_frame)
             tracks.append(torch.cat([self._run("decoder", z[r], part, frame_tokens[f:f + 1], pokes[r], poke_mask[r])[0]
-                                     for part in query_points[r].split(DECODE_CHUNK, dim=1)], dim=2))
+                                     for part in query_points[r].split(chunk, dim=1)], dim=2))
         return torch.cat(tracks).flatten(0, 1)
 
 
