@@ -268,7 +268,8 @@ class MotionPriorNode(LifecycleNode):
         queries = ros_pixels_to_normalized(np.reshape(points, (-1, 2)), size) if points else None
         seed = value(self, "seed")
         futures = self._prior.sample(frame, pokes, num_samples=value(self, "num_samples"), query_points=queries,
-                                     steps=value(self, "steps"), guidance=value(self, "guidance"),
+                                     steps=value(self, "steps") or None, guidance=value(self, "guidance") or None,
+                                     sampler=None if value(self, "sampler") == "default" else value(self, "sampler"),
                                      seed=None if seed < 0 else seed, coords="normalized",
                                      grid_size=value(self, "grid_size"))
         tracks = normalized_to_ros_pixels(futures.tracks, size)

@@ -27,11 +27,12 @@ def descriptor(spec: ParameterSpec) -> ParameterDescriptor:
     """The ROS descriptor of a parameter: description, read-only flag and range."""
     text = spec.description + (f" (one of: {', '.join(spec.choices)})" if spec.choices else "")
     result = ParameterDescriptor(description=text, read_only=spec.read_only)
-    if spec.range is not None and spec.kind == "integer":
-        result.integer_range = [IntegerRange(from_value=int(spec.range[0]), to_value=int(spec.range[1]), step=1)]
-    elif spec.range is not None:
-        result.floating_point_range = [FloatingPointRange(from_value=float(spec.range[0]),
-                                                          to_value=float(spec.range[1]), step=0.0)]
+    low_high = spec.declared_range
+    if low_high is not None and spec.kind == "integer":
+        result.integer_range = [IntegerRange(from_value=int(low_high[0]), to_value=int(low_high[1]), step=1)]
+    elif low_high is not None:
+        result.floating_point_range = [FloatingPointRange(from_value=float(low_high[0]),
+                                                          to_value=float(low_high[1]), step=0.0)]
     return result
 
 

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from motion_prior.inference.prior import BACKENDS, GUIDANCE_RANGE
-from motion_prior.inference.samplers import DEFAULT_GUIDANCE, DEFAULT_STEPS
+from motion_prior.inference.samplers import SAMPLERS
 
 KINDS = ("bool", "integer", "double", "string", "string_array", "double_array")
 INT32_MAX = 2**31 - 1
@@ -31,6 +31,7 @@ class ParameterSpec:
         choices: the allowed strings.
         pairs: an array of (u, v) pairs (its length must be even).
         read_only: fixed once the node starts (set it in a parameter file or launch file).
+        unset: a value outside `range` that means "not set" (e.g. 0 steps: the sampler's own).
     """
 
     name: str
@@ -41,12 +42,20 @@ class ParameterSpec:
     choices: tuple[str, ...] | None = None
     pairs: bool = False
     read_only: bool = False
+    unset: object = None
+
+    @property
+    def declared_range(self) -> tuple[float, float] | None:
+        """The range ROS enforces: `range`, widened to hold `unset` (this class checks the rest)."""
+        if self.range is None or self.unset is None:
+            return self.range
+        return min(self.range[0], self.unset), max(self.range[1], self.unset)
 
     def problem(self, value) -> str | None:
         """Why `value` is not acceptable for this parameter, or None if it is."""
         if not _has_kind(value, self.kind):
             return f"{self.name}: expected a {self.kind.replace('_', ' ')}, got {value!r}"
-        if self.range is not None and not self.range[0] <= value <= self.range[1]:
+        if self.range is not None and value != self.unset and not self.range[0] <= value <= self.range[1]:
             return f"{self.name}: expected a value in [{self.range[0]}, {self.range[1]}], got {value!r}"
         if self.choices is not None and value not in self.choices:
             return f"{self.name}: expected one of {list(self.choices)}, got {value!r}"
@@ -94,9 +103,12 @@ MOTION_PRIOR_PARAMETERS = (
     ParameterSpec("precision", "string", "fp32", "fp16 runs ONNX Runtime on a GPU in half precision",
                   choices=("fp32", "fp16"), read_only=True),
     ParameterSpec("num_samples", "integer", 16, "futures sampled per frame (K)", range=(1, 256)),
-    ParameterSpec("steps", "integer", DEFAULT_STEPS, "flow integration steps per prediction", range=(1, 100)),
-    ParameterSpec("guidance", "double", DEFAULT_GUIDANCE, "classifier-free guidance towards the pokes (1: none)",
-                  range=GUIDANCE_RANGE),
+    ParameterSpec("sampler", "string", "default", "fast (the distilled few-step flow) or guided; default: the "
+                  "model's (fast where the model has it)", choices=("default", *SAMPLERS)),
+    ParameterSpec("steps", "integer", 0, "flow integration steps per prediction; 0: the sampler's", range=(1, 100),
+                  unset=0),
+    ParameterSpec("guidance", "double", 0.0, "classifier-free guidance towards the pokes (1: none; the guided "
+                  "sampler only); 0: the sampler's", range=GUIDANCE_RANGE, unset=0.0),
     ParameterSpec("grid_size", "integer", 8, "query points form a grid_size x grid_size grid over the image "
                   "(unless query_points is set)", range=(1, 64)),
     ParameterSpec("query_points", "double_array", None, "explicit query points [u0, v0, u1, v1, ...] in pixels "

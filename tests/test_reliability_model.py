@@ -58,11 +58,13 @@ def test_non_finite_weights_or_statistics_are_refused_at_load(model_copy, part, 
         MotionPrior.load(model_copy)
 
 
-def test_sampling_never_returns_non_finite_futures_silently(tiny_model):
+@pytest.mark.parametrize("sampler", ["guided", "fast"])
+def test_sampling_never_returns_non_finite_futures_silently(tiny_model, sampler):
     broken = MotionPrior.load(tiny_model)
-    next(broken.backend.flow.parameters()).data.fill_(float("nan"))
+    network = broken.backend.flows["flow" if sampler == "guided" else "fast_flow"]
+    next(network.parameters()).data.fill_(float("nan"))
     with pytest.raises(FloatingPointError, match="non-finite"):
-        broken.sample(np.zeros((16, 16, 3), np.uint8), num_samples=1, grid_size=2, seed=0)
+        broken.sample(np.zeros((16, 16, 3), np.uint8), num_samples=1, grid_size=2, seed=0, sampler=sampler)
 
 
 def test_config_max_pokes_must_match_the_trained_model(model_copy):

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ros_nodes.parameter_specs import NODE_PARAMETERS
+from ros_nodes.parameter_specs import MOTION_PRIOR_PARAMETERS, NODE_PARAMETERS
 
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCH_FILES = sorted((ROOT / "launch").glob("*.launch.xml"))
@@ -171,3 +171,14 @@ def test_motion_prior_yaml_lists_every_parameter_at_its_default():
 def test_a_wrongly_typed_value_is_caught():
     spec = {s.name: s for s in NODE_PARAMETERS["motion_prior_node"]}["max_rate"]
     assert "expected a double" in spec.problem(2)  # `max_rate: 2` in YAML is an integer: ROS refuses it
+
+
+def test_sampler_settings_default_to_the_samplers_own():
+    # 0 steps / 0.0 guidance mean "the sampler's"; anything else is range-checked as before.
+    specs = {spec.name: spec for spec in MOTION_PRIOR_PARAMETERS}
+    assert specs["sampler"].default == "default" and specs["sampler"].problem("fast") is None
+    assert "sampler" in specs["sampler"].problem("fastest")
+    assert specs["steps"].problem(0) is None and specs["steps"].problem(2) is None
+    assert "steps" in specs["steps"].problem(-1) and specs["steps"].declared_range == (0, 100)
+    assert specs["guidance"].problem(0.0) is None and specs["guidance"].problem(2.0) is None
+    assert "guidance" in specs["guidance"].problem(0.5)

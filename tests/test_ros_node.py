@@ -147,7 +147,7 @@ def test_every_parameter_is_declared_with_a_descriptor(node):
         assert descriptor.description and descriptor.read_only == spec.read_only, spec.name
         if spec.range is not None:
             declared = (descriptor.integer_range or descriptor.floating_point_range)[0]
-            assert (declared.from_value, declared.to_value) == spec.range, spec.name
+            assert (declared.from_value, declared.to_value) == spec.declared_range, spec.name
 
 
 @pytest.mark.parametrize("name, bad, reason", [

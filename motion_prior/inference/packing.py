@@ -1,4 +1,5 @@
-"""`motion-prior pack`: assemble a model directory from a Stage 1 and a Stage 2 training run."""
+"""`motion-prior model pack`: assemble a model directory from a Stage 1, a Stage 2 and optionally a
+distillation training run."""
 
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ def pack_model(vae_run: str | Path, flow_run: str | Path, out: str | Path, dtype
                 raise CheckpointError(f"{run}: {name} is missing; is this a finished {part} run?")
             files[name] = (run / name).read_bytes()
         write_checkpoint(out / part, files)
-    write_checksums(out, [f"{part}/{name}" for part in ("vae", "flow") for name in
+    write_checksums(out, [f"{part}/{name}" for part, _, _ in parts for name in
                           sorted(p.name for p in (out / part).iterdir() if p.is_file())])
     TorchBackend.load(out)  # fail here, not at the user's first call, if the parts do not fit
     return out
