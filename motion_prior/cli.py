@@ -58,6 +58,16 @@ POSITIVE = integer_at_least(1)
 NON_NEGATIVE = integer_at_least(0)
 
 
+def unit_fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1], got {text!r}")
+    return value
+
+
 def positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -188,6 +198,8 @@ def _train_distill(args: argparse.Namespace) -> int:
     recipe = _recipe(args, distill_stage.DistillRecipe, distill_stage.preset)
     if args.teacher:
         recipe.teacher = args.teacher
+    if args.action_fraction is not None:
+        recipe.conditions.action_fraction = args.action_fraction
     return _run_training(args, distill_stage.train_distill, recipe, "distilled fast flow")
 
 
@@ -221,7 +233,8 @@ def _model_info(args: argparse.Namespace) -> int:
     print(f"parameters: VAE {count['vae'] / 1e6:.2f} M, flow {count['flow'] / 1e6:.2f} M; "
           f"poke-aware decoder: {'yes' if vae.config.decoder_pokes else 'no'}")
     prior = MotionPrior(backend)
-    samplers = ", ".join(f"{name} ({s.steps} steps, guidance {s.guidance:g})" for name, s in SAMPLERS.items()
+    samplers = ", ".join(f"{name} ({s.steps} step{'s' * (s.steps != 1)}, guidance {s.guidance:g})"
+                         for name, s in SAMPLERS.items()
                          if s.network in spec.networks)
     print(f"samplers: {samplers}; default {prior.default_sampler}")
     return 0
@@ -328,6 +341,9 @@ def _register_builtin(groups: dict[str, argparse._SubParsersAction]) -> None:
                     "noise and the teacher's guided samples, as documented in "
                     "motion_prior/training/distill_stage.py; pack it as the model's fast_flow/.")
     distill.add_argument("--teacher", help="'default' or a model directory (vae/ + flow/) whose sampler is distilled")
+    distill.add_argument("--init", help="start from this distilled flow (a run or a model's fast_flow/): a fine-tune")
+    distill.add_argument("--action-fraction", type=unit_fraction,
+                         help="share of clips conditioned on their own action pokes (preset: 0.3)")
     _add_training_options(distill)
     distill.set_defaults(func=_train_distill)
 

@@ -513,3 +513,21 @@ def test_dense_queries_decode_in_chunks_bounded_by_samples_times_points(prior, c
     chunked = prior.sample(clip.frame, **arguments).tracks
     assert calls == [10] * 6 + [4] and backends.decode_chunk(4) == 10
     np.testing.assert_allclose(chunked, whole, atol=1e-5)
+
+
+def test_distillation_starts_from_the_teacher_or_from_an_init_and_train_all_packs_the_fast_flow(pipeline_run):
+    from motion_prior.inference.model_directory import load_flow
+    from motion_prior.training.distill_stage import DistillTask, preset
+
+    teacher = pipeline_run / "model-guided"
+    recipe = preset("tiny")
+    recipe.teacher = str(teacher)
+    fresh = DistillTask(recipe).build_model().state_dict()
+    assert all(torch.equal(v, load_flow(teacher / "flow").state_dict()[k]) for k, v in fresh.items())
+    recipe.init = str(pipeline_run / "fast-flow")
+    tuned = DistillTask(recipe).build_model().state_dict()
+    distilled = load_flow(pipeline_run / "fast-flow").state_dict()
+    assert all(torch.equal(v, distilled[k]) for k, v in tuned.items())
+    assert not all(torch.equal(fresh[k], distilled[k]) for k in fresh)  # the distillation changed the weights
+    assert (pipeline_run / "model" / "fast_flow" / "model.safetensors").is_file()
+    assert "fast_flow/model.safetensors" in (pipeline_run / "model" / "SHA256SUMS").read_text()

@@ -83,7 +83,7 @@ class BenchConfig:
     """
 
     futures: tuple[int, ...] = (1, 16, 64, 256, 1024)
-    samplers: tuple[tuple[str, int], ...] = (("guided", 8), ("fast", 2), ("fast", 1))
+    samplers: tuple[tuple[str, int], ...] = (("guided", 8), ("fast", 1), ("fast", 2))
     steps: tuple[int, ...] = (4, 8, 16)
     samples: int = 16
     queries: int = 16
@@ -292,6 +292,8 @@ def run_benchmark(model: str, frame: np.ndarray, poke: np.ndarray, config: Bench
     query = make_query(frame, np.asarray(poke, np.float32), 1, config.queries)
     results = {"machine": machine_info(torch_device), "config": {**asdict(config), "model": model},
                "cases": [], "unavailable": {}, "trajectory_space": [], "extras": [], "dense": []}
+    # Dense grids first, while the process holds only the torch model: their peak memory is theirs.
+    results["dense"] = _dense_queries(directory, query, config, device)
     per_backend = len(config.futures) * len(config.samplers)
     bar = tqdm(total=len(names) * per_backend, desc="bench", unit="case", disable=not progress, dynamic_ncols=True)
     for name in names:
@@ -317,7 +319,6 @@ def run_benchmark(model: str, frame: np.ndarray, poke: np.ndarray, config: Bench
             results["unavailable"][name] = f"{type(error).__name__}: {error}"[:500]
             bar.update(per_backend - done)
     bar.close()
-    results["dense"] = _dense_queries(directory, query, config, device)
     results["trajectory_space"] = _trajectory_comparison(directory, query, config, device, progress)
     for extra_name, timer in (extras or {}).items():
         for candidates in config.extra_futures:

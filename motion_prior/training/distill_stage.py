@@ -35,7 +35,7 @@ from motion_prior.data.batch_views import open_splits, training_view
 from motion_prior.foundation.configs import config_to_yaml, copy_preset
 from motion_prior.foundation.metrics import future_errors
 from motion_prior.inference.backends import TorchBackend
-from motion_prior.inference.model_directory import load_model, model_dir
+from motion_prior.inference.model_directory import load_flow, load_model, model_dir
 from motion_prior.inference.prior import MotionPrior
 from motion_prior.inference.samplers import DEFAULT_GUIDANCE, DEFAULT_STEPS
 from motion_prior.networks.latent_flow import FlowNetwork
@@ -50,12 +50,15 @@ class DistillRecipe:
     """Everything that defines a distillation run (saved as `recipe.yaml`).
 
     teacher: a model directory or "default"; teacher_steps / teacher_guidance: its sampler.
+    init: start the student from this distilled flow (a run or a model's `fast_flow/`) instead
+    of the teacher's weights: a fine-tune, e.g. with more action pokes in `conditions`.
     student_steps: the Euler steps the student is trained for (its grid t = 1, 1 - 1/s, ...
     gets `grid_fraction` of the training times). conditions: how training conditions are
     drawn (only its condition fields are read). val_*: validation as in Stage 2.
     """
 
     teacher: str = "default"
+    init: str = ""
     train: TrainConfig = field(default_factory=TrainConfig)
     teacher_steps: int = DEFAULT_STEPS
     teacher_guidance: float = DEFAULT_GUIDANCE
@@ -90,7 +93,7 @@ class DistillTask:
         self.teacher = MotionPrior(TorchBackend(vae, flow.requires_grad_(False), stats))
         vae.requires_grad_(False)
         self.model_config = flow.config
-        self.student_init = flow.state_dict()
+        self.student_init = load_flow(recipe.init).state_dict() if recipe.init else flow.state_dict()
         self.draw = FlowTask(replace(recipe.conditions, vae=str(directory / "vae"), model=flow.config))
 
     def build_model(self) -> FlowNetwork:

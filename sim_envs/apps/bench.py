@@ -90,7 +90,7 @@ def register(groups: dict) -> None:
     bench.add_argument("--smoke", action="store_true", help="a seconds-long run of every code path (CI)")
     bench.add_argument("--futures", type=POSITIVE, nargs="+", help="M x K sizes (default 1 16 64 256 1024)")
     bench.add_argument("--samplers", type=_sampler_steps, nargs="+", metavar="NAME:STEPS",
-                       help="samplers and their Euler steps (default guided:8 fast:2 fast:1); speed-ups are "
+                       help="samplers and their Euler steps (default guided:8 fast:1 fast:2); speed-ups are "
                             "against the first")
     bench.add_argument("--steps", type=POSITIVE, nargs="+",
                        help="Euler steps of the trajectory-space comparison (default 4 8 16)")
