@@ -43,6 +43,8 @@ def test_smoke_run_measures_every_backend_baseline_and_writes_its_files(smoke_ru
     assert row["speedup"] == pytest.approx(row["trajectory_median_s"] / row["latent_median_s"])
     assert [e["baseline"] for e in results["extras"]] == ["simulator"] and results["extras"][0]["seconds"] > 0
     assert results["machine"]["cores_usable"] >= 1 and results["machine"]["torch"] == torch.__version__
+    flops = {f["sampler"]: f["flops_per_future"] for f in results["flops"]}
+    assert flops["guided"] > flops["fast"] > 0  # 2 guided steps of 2 passes each against 1 pass
     [dense] = results["dense"]
     assert dense["grid"] == 8 and dense["query_points_per_s"] == pytest.approx(2 * 64 / dense["median_s"])
     assert (out / "bench.png").stat().st_size > 0 and (out / "bench.md").read_text() in printed

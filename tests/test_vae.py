@@ -360,10 +360,12 @@ def test_bad_inputs_raise_errors_naming_the_argument():
         with pytest.raises(ValueError, match=r"visibility: expected \[2, 4, 64\]"):
             model.encode(frames, tracks, torch.ones(2, 4, 32, dtype=torch.bool))
         mean, _ = model.encode(frames, tracks)
-        with pytest.raises(ValueError, match=r"query_points: expected \[2, Q, 2\], got \[2, 5, 3\]"):
+        with pytest.raises(ValueError, match=r"query_points: expected \[R, Q, 2\] with R dividing 2, got \[2, 5, 3\]"):
             model.decode(frames, mean, torch.zeros(2, 5, 3))
-        with pytest.raises(ValueError, match=r"query_points: expected \[2, Q, 2\], got \[5, 2\]"):
+        with pytest.raises(ValueError, match=r"query_points: expected \[R, Q, 2\] with R dividing 2, got \[5, 2\]"):
             model.decode(frames, mean, torch.zeros(5, 2))
+        with pytest.raises(ValueError, match=r"R dividing 2, got \[3, 5, 2\]"):  # 3 rows cannot share 2 latents
+            model.decode(frames, mean, torch.zeros(3, 5, 2))
         with pytest.raises(ValueError, match=r"query_points: expected finite"):
             model.decode(frames, mean, torch.full((2, 5, 2), float("inf")))
 

@@ -294,6 +294,7 @@ def run_benchmark(model: str, frame: np.ndarray, poke: np.ndarray, config: Bench
                "cases": [], "unavailable": {}, "trajectory_space": [], "extras": [], "dense": []}
     # Dense grids first, while the process holds only the torch model: their peak memory is theirs.
     results["dense"] = _dense_queries(directory, query, config, device)
+    results["flops"] = _flops_per_future(directory, query, config)
     per_backend = len(config.futures) * len(config.samplers)
     bar = tqdm(total=len(names) * per_backend, desc="bench", unit="case", disable=not progress, dynamic_ncols=True)
     for name in names:
@@ -326,6 +327,25 @@ def run_benchmark(model: str, frame: np.ndarray, poke: np.ndarray, config: Bench
             results["extras"].append({"baseline": extra_name, "futures": candidates, "seconds": seconds,
                                       "futures_per_s": candidates / seconds})
     return results
+
+
+def _flops_per_future(model: Path, query: Query, config: BenchConfig) -> list:
+    """Floating-point operations per future of each sampler (torch's FLOP counter on one query of
+    `config.samples` futures at `config.queries` points; matrix products and attention only):
+    the device-independent cost, e.g. to estimate a GPU's speed where none was measured."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    prior = MotionPrior.load(model)
+    rows = []
+    for sampler, steps in config.samplers:
+        if SAMPLERS[sampler].network not in prior.spec.networks:
+            continue
+        with FlopCounterMode(display=False) as counter:
+            prior.sample_batch(query.frame, query.pokes[:1], num_samples=config.samples,
+                               query_points=query.query_points, steps=steps, seed=0, sampler=sampler)
+        rows.append({"sampler": sampler, "steps": steps, "queries": config.queries,
+                     "flops_per_future": counter.get_total_flops() / config.samples})
+    return rows
 
 
 def _dense_queries(model: Path, query: Query, config: BenchConfig, device: str) -> list:
@@ -390,6 +410,10 @@ def table(results: dict) -> str:
             lines.append(f"| {r['frames_per_token']} | {r['tokens']} (latent {r['latent_tokens']}) | {r['queries']} | "
                          f"{r['futures']} | {r['steps']} | {1000 * r['latent_median_s']:.1f} | "
                          f"{1000 * r['trajectory_median_s']:.1f} | {r['speedup']:.1f}x |")
+    if results.get("flops"):
+        lines += ["", "| FLOPs per future: sampler | steps | query points | GFLOP |", "|---|---|---|---|"]
+        for f in results["flops"]:
+            lines.append(f"| {f['sampler']} | {f['steps']} | {f['queries']} | {f['flops_per_future'] / 1e9:.3f} |")
     if results.get("dense"):
         lines += ["", "| dense queries: futures | grid | sampler | median ms | query points/s | peak RSS MiB |",
                   "|---|---|---|---|---|---|"]
