@@ -531,3 +531,18 @@ def test_distillation_starts_from_the_teacher_or_from_an_init_and_train_all_pack
     assert not all(torch.equal(fresh[k], distilled[k]) for k in fresh)  # the distillation changed the weights
     assert (pipeline_run / "model" / "fast_flow" / "model.safetensors").is_file()
     assert "fast_flow/model.safetensors" in (pipeline_run / "model" / "SHA256SUMS").read_text()
+
+
+def test_many_candidates_sample_in_passes_with_the_same_futures(prior, clip, monkeypatch):
+    from motion_prior.inference import prior as prior_module
+
+    pokes = [[[0.1 * m, 0.2, 0.4, 0.1, 1.0]] for m in range(5)]
+    arguments = dict(num_samples=3, query_points=np.zeros((4, 2)), seed=2, coords="normalized")
+    one_pass = prior.sample_batch(clip.frame, pokes, **arguments).tracks
+    calls = []
+    decode = prior.backend.decode
+    monkeypatch.setattr(prior.backend, "decode", lambda z, *rest: calls.append(len(z)) or decode(z, *rest))
+    monkeypatch.setattr(prior_module, "FUTURES_PER_PASS", 6)  # 2 candidates of 3 futures per pass
+    in_passes = prior.sample_batch(clip.frame, pokes, **arguments).tracks
+    assert calls == [6, 6, 3]
+    np.testing.assert_allclose(in_passes, one_pass, atol=1e-5)
