@@ -32,7 +32,7 @@ from torch import nn
 
 from motion_prior.foundation.checkpoints import CheckpointError
 from motion_prior.foundation.errors import InputError
-from motion_prior.inference.model_directory import FAST_FLOW, load_fast_flow, load_model
+from motion_prior.inference.model_directory import FAST_FLOW, load_model
 from motion_prior.networks.latent_flow import Conditioning, FlowNetwork
 from motion_prior.networks.text_encoder import TextEncoderConfig
 from motion_prior.networks.trajectory_vae import TrajectoryVAE
@@ -156,8 +156,7 @@ class TorchBackend:
     @classmethod
     def load(cls, model: str | Path = "default", device: str = "cpu", compile: bool = False) -> "TorchBackend":
         """`"default"` or a model directory (`motion_prior.inference.model_directory`) on `device`."""
-        vae, flow, stats = load_model(model)
-        fast_flow = load_fast_flow(model)
+        vae, flow, stats, fast_flow = load_model(model)
         device = torch.device(device)
         return cls(vae.to(device), flow.to(device), {k: v.to(device) for k, v in stats.items()}, compile,
                    None if fast_flow is None else fast_flow.to(device))

@@ -71,16 +71,12 @@ def load_flow(directory: str | Path) -> FlowNetwork:
     return flow
 
 
-def load_model(model: str | Path) -> tuple[TrajectoryVAE, FlowNetwork, dict[str, torch.Tensor]]:
-    """`"default"` or a model directory -> (VAE, flow network, latent statistics), on the CPU."""
+def load_model(model: str | Path) -> tuple[TrajectoryVAE, FlowNetwork, dict[str, torch.Tensor], FlowNetwork | None]:
+    """`"default"` or a model directory -> (VAE, flow network, latent statistics, the distilled
+    fast flow or None where the model has no `fast_flow/`), on the CPU; checked once."""
     directory = model_dir(model)
     vae, stats = load_vae_with_stats(directory / "vae")
     flow = load_flow(directory / "flow")
     check_max_pokes(directory, flow.config, vae)
-    return vae, flow, stats
-
-
-def load_fast_flow(model: str | Path) -> FlowNetwork | None:
-    """The model's distilled few-step flow (`fast_flow/`), or None if it has none."""
-    directory = model_dir(model) / FAST_FLOW
-    return load_flow(directory) if directory.is_dir() else None
+    fast = directory / FAST_FLOW
+    return vae, flow, stats, load_flow(fast) if fast.is_dir() else None

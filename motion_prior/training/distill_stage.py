@@ -89,11 +89,12 @@ class DistillTask:
     def __init__(self, recipe: DistillRecipe):
         self.recipe = recipe
         directory = model_dir(recipe.teacher)
-        vae, flow, stats = load_model(directory)
+        vae, flow, stats, _ = load_model(directory)
         self.teacher = MotionPrior(TorchBackend(vae, flow.requires_grad_(False), stats))
         vae.requires_grad_(False)
         self.model_config = flow.config
         self.student_init = load_flow(recipe.init).state_dict() if recipe.init else flow.state_dict()
+        self._teacher_metrics: dict | None = None  # its validation figures, computed once
         self.draw = FlowTask(replace(recipe.conditions, vae=str(directory / "vae"), model=flow.config))
 
     def build_model(self) -> FlowNetwork:
@@ -155,17 +156,20 @@ class DistillTask:
             shape = (len(tracks) * self.recipe.val_samples, self.model_config.num_latents,
                      self.model_config.latent_channels)
             noise = torch.randn(shape, generator=generator)
-            for name, prior, steps, guidance in (
-                    ("student", student, self.recipe.student_steps, 1.0),
-                    ("student_1_step", student, 1, 1.0),
-                    ("teacher", self.teacher, self.recipe.teacher_steps, self.recipe.teacher_guidance)):
+            samplers = [("student", student, self.recipe.student_steps, 1.0), ("student_1_step", student, 1, 1.0)]
+            if self._teacher_metrics is None:  # the same clips, pokes and noise every time: once is enough
+                samplers.append(("teacher", self.teacher, self.recipe.teacher_steps, self.recipe.teacher_guidance))
+            for name, prior, steps, guidance in samplers:
                 futures = prior.sample_tensors(batch["frame"].to(device), pokes, mask, [""] * len(tracks),
                                                tracks[:, :, 0], self.recipe.val_samples, steps, guidance=guidance,
                                                noise=noise)
                 errors = future_errors(futures, tracks, pokes, mask, indices)
                 metrics.setdefault(f"epe_px_1_poke_{name}", []).append(errors["epe"])
                 metrics.setdefault(f"min_mse_1_poke_{name}", []).append(errors["min_mse"])
-        return {key: float(torch.cat(values).mean()) for key, values in metrics.items()}
+        result = {key: float(torch.cat(values).mean()) for key, values in metrics.items()}
+        if self._teacher_metrics is None:
+            self._teacher_metrics = {key: value for key, value in result.items() if key.endswith("_teacher")}
+        return {**result, **self._teacher_metrics}
 
     def checkpoint_files(self, model: FlowNetwork, device) -> dict:
         return {}
