@@ -155,3 +155,56 @@ def test_importing_the_package_registers_the_envs():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["PushToGoalEnv", "motion_prior/DoorToAngle-v0"]
+
+
+def test_counterfactual_clips_replay_one_start_frame_with_and_without_contact(tmp_path, capsys):
+    """`data generate --task ... --counterfactual`: 8 scripts per start frame, and in real
+    physics they split between moving the object and not (the point of the data)."""
+    from motion_prior.cli import main
+    from motion_prior.data.datasets import ClipDataset
+
+    config = tabletop.task_clip_config(tabletop.PUSH_TO_GOAL_ID, counterfactual=True)
+    assert config.scripts_per_scene == 8 and {"contact", "around"} <= set(config.script.kinds)
+    assert main(["data", "generate", "--task", tabletop.PUSH_TO_GOAL_ID, "--counterfactual",
+                 "--out", str(tmp_path / "clips"), "--clips", "32", "--workers", "1"]) == 0
+    clips = ClipDataset(tmp_path / "clips")
+    scenes: dict[int, list] = {}
+    for i in range(len(clips)):
+        clip = clips.clip(i)
+        scenes.setdefault(clip.seed, []).append(clip)
+    assert len(scenes) == 4 and all(len(group) == 8 for group in scenes.values())
+    mixed = 0
+    for group in scenes.values():
+        for clip in group[1:]:
+            np.testing.assert_array_equal(clip.frame, group[0].frame)
+        moved = [max(m.get("shift_m", 0.0) for m in clip.metadata["motion"].values()) > 0.01 for clip in group]
+        mixed += 0 < sum(moved) < len(moved)
+    assert mixed >= 3
+    assert main(["data", "generate", "--counterfactual", "--out", str(tmp_path / "no-task")]) == 2
+    assert "--counterfactual" in capsys.readouterr().err
+
+
+def test_contact_scripts_aim_across_the_band_between_miss_and_push():
+    """"contact" pushes pass the object's centre at lateral offsets spread over the contact
+    distance and beyond it (misses)."""
+    from sim_envs.simulation.scenes import sample_scene
+    from sim_envs.simulation.scripts import ScriptConfig, sample_script
+
+    task = tabletop.PushToGoalConfig()
+    spec = sample_scene(np.random.default_rng(0), task.scene)
+    (centre, radius), pusher = spec.footprints()[0], spec.pusher_radius
+    rng = np.random.default_rng(1)
+    offsets = []
+    for _ in range(200):
+        script = sample_script(rng, spec, ScriptConfig(kinds=("contact",), kind_weights=(1.0,)), 64, 16.0)
+        a, b = script.waypoints
+        direction = (b - a) / np.linalg.norm(b - a)
+        to_centre = centre - a
+        offsets.append(abs(direction[0] * to_centre[1] - direction[1] * to_centre[0]) / (radius + pusher))
+        assert script.targets == [spec.objects[0].name]
+    offsets = np.array(offsets)
+    assert 0.3 < np.mean(offsets < 1.0) < 0.9  # both hits and misses
+    assert np.mean(offsets < 0.3) > 0.05 and np.mean((offsets > 0.8) & (offsets < 1.2)) > 0.05  # centre and edge
+    with pytest.raises(ValueError, match="script.kinds"):
+        from sim_envs.generation.clip_generator import GeneratorConfig
+        GeneratorConfig(script=ScriptConfig(kinds=("teleport",), kind_weights=(1.0,))).validate()

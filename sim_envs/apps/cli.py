@@ -40,14 +40,16 @@ def _parse_shards(text: str) -> range:
 
 
 def _generate(args: argparse.Namespace) -> int:
+    if args.counterfactual and not args.task:
+        raise InputError("--counterfactual", "--task as well (the task whose start states are replayed)", "no --task")
     if args.config and args.task:
         raise InputError("--task", "either --config or --task, not both", f"--config {args.config} --task {args.task}")
     if args.task:
-        config = task_clip_config(args.task)
+        config = task_clip_config(args.task, args.counterfactual)
     else:
         config = GeneratorConfig.from_dict(yaml.safe_load(open(args.config)) or {}) if args.config else GeneratorConfig()
     overrides = {"num_points": args.points, "num_frames": args.frames, "fps": args.fps,
-                 "store_frames_every": args.store_frames_every, "scripts_per_scene": args.scripts_per_scene}
+                 "store_frames_every": args.store_frames_every, "scripts_per_scene": args.scripts_per_scene, "lead_in": args.lead_in}
     for key, value in overrides.items():
         if value is not None:
             setattr(config, key, value)
@@ -187,11 +189,15 @@ def register(groups: dict) -> None:
     gen.add_argument("--config", help="YAML file of GeneratorConfig fields (see sim_envs/generation/clip_generator.py)")
     gen.add_argument("--task", help="draw scenes and pusher moves like this task's episodes instead "
                                     "(e.g. motion_prior/PushToGoal-v0; sim_envs.tasks.envs.task_clip_config)")
+    gen.add_argument("--counterfactual", action="store_true",
+                     help="with --task: 8 scripts per start frame, concentrated where contact flips")
     gen.add_argument("--points", type=POSITIVE, help="tracked points per clip (default 64)")
     gen.add_argument("--frames", type=integer_at_least(2), help="frames per clip (default 64)")
     gen.add_argument("--fps", type=positive_float, help="clip frame rate (default 16)")
     gen.add_argument("--image-size", type=integer_at_least(16), help="square image size in pixels (default 128)")
     gen.add_argument("--scripts-per-scene", type=POSITIVE, help="pusher scripts replayed per scene (default 2)")
+    gen.add_argument("--lead-in", type=NON_NEGATIVE, help="scripted moves played before the start frame, "
+                     "so it shows a scene part-way through a task (default 0: fresh scenes)")
     gen.add_argument("--store-frames-every", type=NON_NEGATIVE, help="also store every k-th frame (default 0: start frame only)")
     gen.add_argument("--scenes-per-shard", type=POSITIVE, default=32, help="scenes per shard file (default 32)")
     gen.add_argument("--shards", type=_parse_shards, help="make only shards FIRST:END (to split a run over machines)")

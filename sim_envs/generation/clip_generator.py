@@ -11,7 +11,7 @@ which also catches self-occlusion.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -21,8 +21,8 @@ from motion_prior.foundation.configs import check_settings, config_from_dict, co
 from motion_prior.foundation.descriptions import image_direction, push_sentence
 from motion_prior.foundation.pokes import action_to_pokes
 from sim_envs.simulation.rendering import OffscreenRenderer
-from sim_envs.simulation.scenes import CAMERA_NAME, SceneConfig, sample_scene
-from sim_envs.simulation.scripts import PusherScript, ScriptConfig, sample_script
+from sim_envs.simulation.scenes import CAMERA_NAME, SceneConfig, SceneSpec, sample_scene
+from sim_envs.simulation.scripts import KINDS, PusherScript, ScriptConfig, sample_script
 from sim_envs.simulation.simulator import SceneSimulator, SimConfig, advance_frame, get_state, set_state
 
 GENERATOR_NAME = "sim_envs.tabletop_push"
@@ -40,6 +40,9 @@ class GeneratorConfig:
         point_mix: fractions of points on (objects, pusher, background); a category with too
             few visible pixels gives its share to the others.
         scripts_per_scene: clips per scene, all from the same start frame with different scripts.
+        lead_in: scripted moves played before the start frame, so it shows a state part-way
+            through a task (objects already pushed, the pusher anywhere, sometimes touching an
+            object) instead of a freshly placed scene; 0 for fresh scenes.
         settle_seconds: physics time before the first frame, so resting contacts settle.
         store_frames_every: also store every k-th later frame (0: only the start frame).
         visibility_tolerance: metres a camera ray may stop short of a point that still counts
@@ -52,6 +55,7 @@ class GeneratorConfig:
     num_points: int = 64
     point_mix: tuple[float, float, float] = (0.5, 0.125, 0.375)
     scripts_per_scene: int = 2
+    lead_in: int = 0
     settle_seconds: float = 0.25
     store_frames_every: int = 0
     visibility_tolerance: float = 0.002
@@ -75,9 +79,12 @@ class GeneratorConfig:
             ("point_mix", len(self.point_mix) == 3 and min(self.point_mix) >= 0 and sum(self.point_mix) > 0,
              "three non-negative fractions (object, pusher, background), not all zero"),
             ("scripts_per_scene", self.scripts_per_scene >= 1, "at least 1"),
+            ("lead_in", self.lead_in >= 0, "non-negative"),
             ("store_frames_every", self.store_frames_every >= 0, "non-negative"),
             ("scene.image_size", len(self.scene.image_size) == 2 and min(self.scene.image_size) >= 16,
              "(height, width) of at least 16 pixels"),
+            ("script.kinds", set(self.script.kinds) <= set(KINDS) and len(self.script.kinds) == len(self.script.kind_weights),
+             f"kinds from {KINDS}, one weight each"),
             ("scene.min_objects", 0 <= self.scene.min_objects <= self.scene.max_objects, "0 <= min <= max_objects"),
         ]
         return check_settings(self, checks, "generator config")
@@ -216,6 +223,36 @@ def describe_motion(sim: SceneSimulator, result: dict, script: PusherScript) -> 
     return text, moves
 
 
+def play_lead_in(sim: SceneSimulator, rng: np.random.Generator, config: GeneratorConfig) -> SceneSpec:
+    """Play `config.lead_in` scripts from the current state, each followed by a quarter-clip
+    rest so pushed objects come to rest, and return the scene spec with the objects where
+    they now are (the later scripts aim at them there)."""
+    spec = sim.spec
+    for _ in range(config.lead_in):
+        start = sim.data.xpos[sim.pusher_body, :2].copy()
+        script = sample_script(rng, spec, config.script, config.num_frames, config.fps, start=start)
+        for t in range(1, config.num_frames + config.num_frames // 4):
+            advance_frame(sim, script, t)
+        spec = scene_now(sim)
+    return spec
+
+
+def scene_now(sim: SceneSimulator) -> SceneSpec:
+    """`sim.spec` with its free objects' positions and yaws, and its doors' and drawers'
+    openings, taken from the current state."""
+    data, model = sim.data, sim.model
+    objects = []
+    for obj in sim.spec.objects:
+        body = model.body(obj.name).id
+        w, _, _, z = data.xquat[body]
+        objects.append(replace(obj, position=[float(v) for v in data.xpos[body]], yaw=float(2 * np.arctan2(z, w))))
+    articulated = []
+    for art in sim.spec.articulated:
+        joint = model.joint(f"{art.name} {'hinge' if art.kind == 'door' else 'slide'}")
+        articulated.append(replace(art, opening=float(data.qpos[joint.qposadr[0]])))
+    return replace(sim.spec, objects=objects, articulated=articulated)
+
+
 def generate_scene_clips(scene_seed: int, config: GeneratorConfig, renderer: OffscreenRenderer) -> list[Clip]:
     """All clips of one scene seed (`config.scripts_per_scene` of them, sharing the start frame).
 
@@ -226,9 +263,13 @@ def generate_scene_clips(scene_seed: int, config: GeneratorConfig, renderer: Off
     sim = SceneSimulator(spec, config.physics)
     T = config.num_frames
     scripts = [sample_script(rng, spec, config.script, T, config.fps)]
+    sim.reset(scripts[0].waypoints[0])
+    if config.lead_in:
+        spec = play_lead_in(sim, rng, config)
+        pusher = sim.data.xpos[sim.pusher_body, :2].copy()
+        scripts = [sample_script(rng, spec, config.script, T, config.fps, start=pusher)]
     for _ in range(config.scripts_per_scene - 1):
         scripts.append(sample_script(rng, spec, config.script, T, config.fps, start=scripts[0].waypoints[0]))
-    sim.reset(scripts[0].waypoints[0])
     start_state = get_state(sim)
     frame = renderer.render(sim.model, sim.data, CAMERA_NAME)
     pusher_z = float(sim.data.xpos[sim.pusher_body, 2])

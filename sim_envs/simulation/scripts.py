@@ -4,6 +4,13 @@ The frame alone must not give the future away (docs/design.md §1: a prior train
 learns to ignore pokes). So the pusher starts anywhere around its target, half of the pushes
 aim at the target and half go in a uniformly random direction (some of those miss), and the
 same scene is replayed with several scripts.
+
+Two kinds teach cause and effect where the outcome flips (docs/design.md §1.9): "contact"
+aims across the band where a push turns from a miss into a graze into a full push, and its
+length ends anywhere from short of the object to well past it; "around" first takes the
+pusher to the side of the object it must push from (going round it when it starts on the
+wrong side), then pushes. Replayed from one start frame, such scripts show the same scene
+with and without contact.
 """
 
 from __future__ import annotations
@@ -13,6 +20,9 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from sim_envs.simulation.scenes import SceneSpec
+
+
+KINDS = ("push", "free", "multi", "contact", "around")
 
 
 @dataclass
@@ -25,6 +35,11 @@ class ScriptConfig:
     speed: tuple[float, float] = (0.08, 0.3)
     start_delay_frames: tuple[int, int] = (0, 12)
     max_segments: int = 3
+    # "contact" / "around": lateral aim offsets as a fraction of the contact distance (object
+    # footprint + pusher radius; beyond 1 the pusher misses), and how far (m) a push ends past
+    # first contact (negative: it stops short).
+    flip_band: float = 1.5
+    overshoot: tuple[float, float] = (-0.03, 0.12)
 
 
 @dataclass
@@ -104,10 +119,7 @@ def sample_script(
         target = int(rng.integers(len(discs)))
         centre, radius = discs[target]
         if start is None:
-            for _ in range(50):
-                start = centre + unit(rng.uniform(0, 2 * np.pi)) * (radius + r + rng.uniform(*config.start_gap))
-                if clear_of(start, discs, r + 0.003):
-                    break
+            start = around_disc(centre, radius)
         if rng.random() < config.aim_probability:
             aim = centre + rng.normal(0, 0.3 * radius, 2) - start
             direction = aim / max(np.linalg.norm(aim), 1e-9)
@@ -124,7 +136,61 @@ def sample_script(
                 return a, b, None
         return a, b, None
 
-    if kind == "push":
+    def contact_segment(start: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, str]:
+        target = int(rng.integers(len(discs)))
+        centre, radius = discs[target]
+        if start is None:
+            start = around_disc(centre, radius)
+        reach = radius + r
+        heading = (centre - start) / max(np.linalg.norm(centre - start), 1e-9)
+        side = np.array([-heading[1], heading[0]])
+        aim = centre + side * rng.uniform(-1, 1) * config.flip_band * reach
+        direction = (aim - start) / max(np.linalg.norm(aim - start), 1e-9)
+        # Distance along `direction` to where the pusher's edge meets the disc (or to the
+        # closest approach when it passes by), then on by the overshoot.
+        along = float(np.dot(centre - start, direction))
+        across = float(np.linalg.norm(centre - start - along * direction))
+        first_contact = along - np.sqrt(max(reach**2 - across**2, 0.0))
+        length = max(first_contact + rng.uniform(*config.overshoot), 0.01)
+        return start, start + direction * length, names[target]
+
+    def around_waypoints(start: np.ndarray | None) -> tuple[list[np.ndarray], list[str | None]]:
+        """The pusher goes behind the object for a push in a random direction (by the side
+        it starts on when the straight way is blocked), then pushes."""
+        target = int(rng.integers(len(discs)))
+        centre, radius = discs[target]
+        if start is None:
+            start = around_disc(centre, radius)
+        reach = radius + r
+        push = unit(rng.uniform(0, 2 * np.pi))
+        behind = centre - push * (reach + rng.uniform(*config.start_gap))
+        waypoints, targets = [start], []
+        if not segment_clear_of(start, behind, [(centre, radius)], r):
+            side = np.array([-push[1], push[0]])
+            side = side if np.dot(start - centre, side) >= 0 else -side
+            waypoints.append(centre + side * (reach + rng.uniform(*config.start_gap) + 0.01) - push * 0.5 * reach)
+            targets.append(None)
+        waypoints.append(behind)
+        targets.append(None)
+        lateral = np.array([-push[1], push[0]]) * rng.uniform(-0.5, 0.5) * reach
+        aim = (centre + lateral - behind) / max(np.linalg.norm(centre + lateral - behind), 1e-9)
+        waypoints.append(behind + aim * max(rng.uniform(*config.segment_length), 0.02))
+        targets.append(names[target])
+        return waypoints, targets
+
+    def around_disc(centre: np.ndarray, radius: float) -> np.ndarray:
+        for _ in range(50):
+            start = centre + unit(rng.uniform(0, 2 * np.pi)) * (radius + r + rng.uniform(*config.start_gap))
+            if clear_of(start, discs, r + 0.003):
+                break
+        return start
+
+    if kind == "contact":
+        start, end, target = contact_segment(start)
+        waypoints, targets = [start, end], [target]
+    elif kind == "around":
+        waypoints, targets = around_waypoints(start)
+    elif kind == "push":
         start, end, target = push_segment(start)
         waypoints, targets = [start, end], [target]
     elif kind == "free":

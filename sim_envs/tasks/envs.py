@@ -489,13 +489,19 @@ def tabletop_pokes(env: gym.Env, actions) -> np.ndarray:
     return hold_last_waypoint(action_to_pokes(task.camera, start, waypoints, times))
 
 
-def task_clip_config(env_id: str) -> GeneratorConfig:
+def task_clip_config(env_id: str, counterfactual: bool = False) -> GeneratorConfig:
     """Clip generator settings that draw scenes and pusher moves the way a tabletop task's
     episodes do: the task's scene ranges, the pusher starting `pusher_gap` from an object,
     single moves of up to `max_step` at about the task's speed without a start delay, then a
     rest (`motion-prior data generate --task`). Clips of the task's distribution, for
     fine-tuning the prior the way model-based RL fits its model to the task's data; the
     episodes themselves are never used.
+
+    With `counterfactual` (`data generate --task ... --counterfactual`), each start frame is
+    replayed with 8 scripts, most of them where the outcome flips: pushes aimed across the
+    band between missing and pushing the object, ending short of it or past it ("contact"),
+    and moves that first get to the side the push needs, going round the object ("around");
+    see `sim_envs.simulation.scripts`.
 
     Raises:
         InputError: `env_id` is not one of this module's tasks.
@@ -504,10 +510,12 @@ def task_clip_config(env_id: str) -> GeneratorConfig:
     if env_id not in configs:
         raise InputError("task", f"one of {sorted(configs)}", env_id)
     c = configs[env_id]()
-    script = ScriptConfig(kinds=("push", "free"), kind_weights=(0.8, 0.2), aim_probability=0.5,
-                          start_gap=c.pusher_gap, segment_length=(0.02, c.max_step),
+    kinds = dict(kinds=("contact", "around", "push", "free"), kind_weights=(0.45, 0.3, 0.1, 0.15)) if counterfactual \
+        else dict(kinds=("push", "free"), kind_weights=(0.8, 0.2))
+    script = ScriptConfig(**kinds, aim_probability=0.5, start_gap=c.pusher_gap, segment_length=(0.02, c.max_step),
                           speed=(0.8 * c.speed, 1.2 * c.speed), start_delay_frames=(0, 0))
-    return GeneratorConfig(num_frames=c.horizon_frames, fps=c.fps, scene=c.scene, script=script).validate()
+    return GeneratorConfig(num_frames=c.horizon_frames, fps=c.fps, scene=c.scene, script=script,
+                           scripts_per_scene=8 if counterfactual else 2).validate()
 
 
 # String entry points keep the specs serialisable (`spec.to_json()`). The time limit is the
