@@ -16,10 +16,9 @@ from motion_prior.foundation.pokes import mirror_pokes, positions_at
 from motion_prior.inference.prior import MotionPrior
 from motion_prior.inference.samplers import integrate
 from motion_prior.networks.text_encoder import HashedTextEncoder, TextEncoderConfig
-from motion_prior.training.flow_stage import (FlowTask, mirror_text, preset as flow_preset, train_flow,
-                                              with_action_pokes)
+from motion_prior.training.flow_stage import FlowTask, mirror_text, preset as flow_preset, train_flow
 from motion_prior.training.loop import Trainer
-from motion_prior.training.poke_sampling import draw_pokes
+from motion_prior.training.poke_sampling import draw_pokes, with_action_pokes
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -17,7 +17,13 @@ poke-aware decoder, 5 px with one). So the decoder gets a poke path
   comes from the flow and is only approximately right; a decoder that only ever saw exact
   latents follows the latent and ignores the pokes (measured: poked-point error 14 px with
   sampled latents against 1.9 px with exact ones). Corrupted latents teach it to let the pokes
-  win where they speak.
+  win where they speak;
+- with probability `action_fraction` a clip's pokes are its own action (the pusher's centre
+  to each waypoint, with the hold poke), alone or with track pokes, chosen as the flow's
+  training chooses them (`motion_prior.training.poke_sampling.choose_action_rows`). Those
+  pokes start at the pusher's projected centre, not on a tracked point: a decoder that never
+  saw them places the commanded pusher a few pixels off, and contact is decided within a
+  few pixels.
 """
 
 from __future__ import annotations
@@ -34,10 +40,10 @@ from motion_prior.data.batch_views import encoded_subset, gather_tracks, open_sp
 from motion_prior.foundation.checkpoints import CheckpointError, STATS_FILE, WEIGHTS_FILE, load_config, read_latent_stats, read_tensors
 from motion_prior.foundation.configs import config_to_yaml, copy_preset
 from motion_prior.foundation.metrics import l1_pixels, moving_mask
-from motion_prior.foundation.pokes import end_times, ends, positions_at
+from motion_prior.foundation.pokes import end_times, ends, mirror_pokes, positions_at
 from motion_prior.networks.trajectory_vae import TrajectoryVAE, VAEConfig
 from motion_prior.training.loop import TrainConfig, Trainer
-from motion_prior.training.poke_sampling import draw_pokes
+from motion_prior.training.poke_sampling import choose_action_rows, draw_pokes, with_action_pokes
 
 
 @dataclass
@@ -49,6 +55,7 @@ class DecoderRecipe:
     max_pokes: int = 8
     no_poke_fraction: float = 0.25
     corrupt_fraction: float = 0.5
+    action_fraction: float = 0.0
     moving_weight: float = 8.0
     encode_tracks: int = 32
     huber_beta: float = 0.05
@@ -59,9 +66,9 @@ class DecoderRecipe:
 PRESETS = {
     "tiny": DecoderRecipe(train=TrainConfig(steps=60, batch_size=8, lr=3e-3, warmup_steps=5, ema_decay=0.0,
                                             log_every=10, val_every=30, checkpoint_every=30, num_workers=0),
-                          max_pokes=4, encode_tracks=16, val_clips=16),
+                          max_pokes=4, encode_tracks=16, val_clips=16, action_fraction=0.3),
     "small": DecoderRecipe(train=TrainConfig(steps=3000, batch_size=32, lr=5e-4, warmup_steps=100, ema_decay=0.998,
-                                             val_every=500)),
+                                             val_every=500), action_fraction=0.3),
 }
 
 
@@ -109,29 +116,45 @@ class DecoderTask:
 
     def loss(self, model, batch: dict, generator: torch.Generator, step: int):
         visibility = batch["visibility"]
-        frames, tracks, _, chosen = training_view(batch, self.recipe.hflip, self.recipe.encode_tracks, generator)
+        r = self.recipe
+        frames, tracks, flip, chosen = training_view(batch, r.hflip, r.encode_tracks, generator)
         b = tracks.shape[0]
         with torch.no_grad():
             frame_tokens = model.encode_frame(frames)
             latent, _ = model.encode(frames, tracks[:, chosen], visibility[:, chosen], frame_tokens)
-            corrupted = torch.rand(b, generator=generator) < self.recipe.corrupt_fraction
+            corrupted = torch.rand(b, generator=generator) < r.corrupt_fraction
             latent = self.corrupt(latent, torch.rand(b, generator=generator) * corrupted, generator)
-        pokes, mask, indices = draw_pokes(tracks, visibility, self._counts(b, generator), self.recipe.max_pokes,
-                                          generator, self.recipe.moving_weight)
+        counts, use_action = self._counts(b, generator), torch.zeros(b, dtype=torch.bool)
+        if r.action_fraction > 0:
+            use_action, counts, action_counts = choose_action_rows(
+                batch["action_poke_count"], counts, torch.zeros(b, dtype=torch.bool), r.action_fraction, r.max_pokes,
+                generator)
+        pokes, mask, indices = draw_pokes(tracks, visibility, counts, r.max_pokes, generator, r.moving_weight)
+        track_mask = mask
+        if r.action_fraction > 0:
+            action_pokes = mirror_pokes(batch["action_pokes"], flip.to(tracks.device))
+            pokes, mask = with_action_pokes(pokes, mask, action_pokes, action_counts.to(tracks.device),
+                                            use_action.to(tracks.device))
         decoded = model.decode(frames, latent, tracks[:, :, 0], frame_tokens, pokes=pokes, poke_mask=mask).float()
-        loss = torch.nn.functional.smooth_l1_loss(decoded, tracks, beta=self.recipe.huber_beta)
+        loss = torch.nn.functional.smooth_l1_loss(decoded, tracks, beta=r.huber_beta)
         size = frames.shape[2]
+        # The poke error is logged on the rows whose pokes are all track pokes (an action poke
+        # sits on no tracked point).
+        plain = ~use_action.to(tracks.device)
         return loss, {"l1_px": (decoded.detach() - tracks).abs().mean() * size / 2,
-                      "epe_px": _poke_epe(decoded.detach(), pokes, mask, indices, size)}
+                      "epe_px": _poke_epe(decoded.detach()[plain], pokes[plain], track_mask[plain], indices[plain], size)}
 
     @torch.no_grad()
     def validate(self, model: TrajectoryVAE, data: Dataset, device) -> dict:
         """On the first `val_clips` clips: moving-point L1 without pokes, and with one poke
         (end time 1) the poked point's end-point error, all in pixels of the frame; the last
-        with the latent half-way to noise too (how much the decoder listens to pokes)."""
+        with the latent half-way to noise too (how much the decoder listens to pokes); and
+        the moving-point L1 of clips with an action, decoded from that half-noise latent with
+        and without their action as pokes."""
         subset = Subset(data, range(min(len(data), self.recipe.val_clips)))
         totals = {"l1_px_moving_0_pokes": [], "l1_px_moving_1_poke": [], "epe_px_1_poke": [],
-                  "epe_px_1_poke_half_noise_latent": []}
+                  "epe_px_1_poke_half_noise_latent": [], "l1_px_moving_half_noise_latent": [],
+                  "l1_px_moving_action_half_noise_latent": []}
         for batch in DataLoader(subset, batch_size=64):
             frames, tracks = batch["frame"].to(device), batch["tracks"].to(device)
             visibility = batch["visibility"].to(device)
@@ -150,6 +173,14 @@ class DecoderTask:
             decoded = model.decode(frames, noisy, tracks[:, :, 0], pokes=pokes, poke_mask=mask)
             totals["epe_px_1_poke_half_noise_latent"].append(
                 _poke_epe(decoded.float(), pokes, mask, indices, frames.shape[2], reduce=False).cpu())
+            acting = batch["action_poke_count"].to(device) > 0
+            count = int(batch["action_poke_count"].max().clamp(max=model.config.decoder_pokes))
+            action_mask = torch.arange(count, device=device)[None] < batch["action_poke_count"].to(device)[:, None]
+            for name, use in (("l1_px_moving_half_noise_latent", 0), ("l1_px_moving_action_half_noise_latent", count)):
+                decoded = model.decode(frames, noisy, tracks[:, :, 0], pokes=batch["action_pokes"][:, :use].to(device),
+                                       poke_mask=action_mask[:, :use])
+                error = l1_pixels(decoded.float(), tracks, frames.shape[2])
+                totals[name].append(error[moving & acting[:, None]].cpu())
         return {k: float(torch.cat(v).mean()) if v else math.nan for k, v in totals.items()}
 
     @torch.no_grad()

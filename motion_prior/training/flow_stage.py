@@ -46,7 +46,7 @@ from motion_prior.networks.latent_flow import FlowConfig, FlowNetwork
 from motion_prior.networks.text_encoder import TextEncoderConfig
 from motion_prior.networks.trajectory_vae import VAEConfig
 from motion_prior.training.loop import TrainConfig, Trainer
-from motion_prior.training.poke_sampling import draw_pokes
+from motion_prior.training.poke_sampling import choose_action_rows, draw_pokes, with_action_pokes
 
 MIRRORED_WORDS = {"left": "right", "right": "left"}
 
@@ -109,20 +109,6 @@ def mirror_text(text: str) -> str:
     return re.sub(r"\b(left|right)\b", lambda m: MIRRORED_WORDS[m.group(1)], text)
 
 
-def with_action_pokes(pokes, mask, action_pokes, action_counts, use_action):
-    """Put the first `action_counts[b]` action pokes `[B, A, 5]` in front of the track pokes
-    `[B, P, 5]` (mask `[B, P]`) of the rows where `use_action [B]`; the set keeps P slots, the
-    real pokes first (track pokes drawn for those rows must leave room for the action)."""
-    p = pokes.shape[1]
-    a = action_pokes.shape[1]
-    action_mask = (torch.arange(a, device=pokes.device)[None] < action_counts[:, None]) & use_action[:, None]
-    merged = torch.cat([action_pokes.to(pokes), pokes], dim=1)
-    merged_mask = torch.cat([action_mask, mask], dim=1)
-    # Stable sort on "is real" keeps the real pokes in front, in order: action, then tracks.
-    order = torch.sort((~merged_mask).to(torch.uint8), dim=1, stable=True).indices[:, :p]
-    return merged.gather(1, order[..., None].expand(-1, -1, 5)), merged_mask.gather(1, order)
-
-
 class FlowTask:
     """The flow's part of the training loop (see `motion_prior.training.loop.Trainer`)."""
 
@@ -161,11 +147,8 @@ class FlowTask:
         horizon = torch.rand(b, generator=generator) < r.horizon_fraction
         use_action = None
         if r.action_fraction > 0:
-            action_counts = action_counts.cpu().clamp(max=p)
-            use_action = (torch.rand(b, generator=generator) < r.action_fraction) & (action_counts > 0) & ~dropped
-            extra = (torch.rand(b, generator=generator) * (p - action_counts + 1)).long()
-            extra = torch.where(torch.rand(b, generator=generator) < 0.5, 0, extra)
-            counts = torch.where(use_action, extra, counts)
+            use_action, counts, action_counts = choose_action_rows(action_counts, counts, dropped, r.action_fraction, p,
+                                                                   generator)
         pokes, mask, _ = draw_pokes(tracks, visibility, counts, p, generator, r.moving_weight, at_horizon=horizon)
         if use_action is not None:
             pokes, mask = with_action_pokes(pokes, mask, action_pokes, action_counts.to(device),

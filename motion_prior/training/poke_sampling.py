@@ -1,4 +1,5 @@
-"""Pokes drawn from clips' own tracks: how every model is trained and evaluated with pokes."""
+"""Pokes drawn from clips' own tracks, or a clip's own action as pokes: how every model is trained
+and evaluated with pokes."""
 
 from __future__ import annotations
 
@@ -54,3 +55,38 @@ def draw_pokes(
     pokes = torch.cat([chosen[:, :, 0], positions_at(chosen, times), times[..., None]], dim=-1)
     mask = torch.arange(max_pokes, device=tracks.device)[None] < counts.to(tracks.device)[:, None]
     return pokes * mask[..., None], mask, indices
+
+
+def choose_action_rows(
+    action_counts: torch.Tensor, counts: torch.Tensor, dropped: torch.Tensor, fraction: float, max_pokes: int,
+    generator: torch.Generator,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Choose the rows whose pokes are their clip's own action (docs/design.md §1.5).
+
+    A `fraction` of the rows that have an action and are not `dropped` (`bool [B]`) use it;
+    half of those also get track pokes in a random share of the slots the action leaves.
+
+    Returns:
+        (`use_action bool [B]`, track-poke `counts [B]` with those rows' counts replaced,
+        `action_counts [B]` clamped to `max_pokes`), all on the CPU.
+    """
+    b = counts.shape[0]
+    action_counts = action_counts.cpu().clamp(max=max_pokes)
+    use_action = (torch.rand(b, generator=generator) < fraction) & (action_counts > 0) & ~dropped
+    extra = (torch.rand(b, generator=generator) * (max_pokes - action_counts + 1)).long()
+    extra = torch.where(torch.rand(b, generator=generator) < 0.5, 0, extra)
+    return use_action, torch.where(use_action, extra, counts), action_counts
+
+
+def with_action_pokes(pokes, mask, action_pokes, action_counts, use_action):
+    """Put the first `action_counts[b]` action pokes `[B, A, 5]` in front of the track pokes
+    `[B, P, 5]` (mask `[B, P]`) of the rows where `use_action [B]`; the set keeps P slots, the
+    real pokes first (track pokes drawn for those rows must leave room for the action)."""
+    p = pokes.shape[1]
+    a = action_pokes.shape[1]
+    action_mask = (torch.arange(a, device=pokes.device)[None] < action_counts[:, None]) & use_action[:, None]
+    merged = torch.cat([action_pokes.to(pokes), pokes], dim=1)
+    merged_mask = torch.cat([action_mask, mask], dim=1)
+    # Stable sort on "is real" keeps the real pokes in front, in order: action, then tracks.
+    order = torch.sort((~merged_mask).to(torch.uint8), dim=1, stable=True).indices[:, :p]
+    return merged.gather(1, order[..., None].expand(-1, -1, 5)), merged_mask.gather(1, order)
