@@ -2,7 +2,7 @@
 
 The library's own commands live here: `data show|info|verify|import`, `train vae|decoder|flow`,
 `eval vae|flow`, `model pack|info` and `export`. `sim_envs` adds `data generate`, `train all`,
-`plan eval|check`, `bench` and `demo` (`sim_envs.apps.cli`); `motion-prior --help` lists them all. Packages that build on the library (e.g. `sim_envs`,
+`plan eval|check|counterfactual`, `bench` and `demo` (`sim_envs.apps.cli`); `motion-prior --help` lists them all. Packages that build on the library (e.g. `sim_envs`,
 which may import MuJoCo) add theirs through the `motion_prior.cli` entry-point group: each
 entry point is a function `register(groups)` that receives a dict of group name ->
 argparse sub-parser collection and adds verbs; the key `TOP_LEVEL` holds the top-level

@@ -1,5 +1,5 @@
 """The `motion-prior` commands that need MuJoCo: `data generate`, `demo`, `train all`, `plan eval`,
-`plan check` and `bench` (`sim_envs.apps.bench`).
+`plan check`, `plan counterfactual` and `bench` (`sim_envs.apps.bench`).
 
 Registered into the `motion-prior` CLI through the `motion_prior.cli` entry point.
 """
@@ -23,6 +23,7 @@ from sim_envs.apps.demo import print_summary, run_demo
 from sim_envs.apps.pipeline import train_all
 from sim_envs.generation.clip_generator import GeneratorConfig
 from sim_envs.generation.clip_writer import generate_clips
+from sim_envs.planning.counterfactual_check import CounterfactualConfig, Thresholds, check_counterfactual, table
 from sim_envs.planning.plan_eval import METHODS, PlanEvalConfig, check_model, evaluate
 from sim_envs.planning.planners import PlannerConfig
 from sim_envs.tasks.envs import PUSH_TO_GOAL_ID, task_clip_config
@@ -106,17 +107,31 @@ def _plan_check(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_model_arguments(parser) -> None:
-    """The options `plan eval` and `plan check` share: env, model, sampler, horizon and risk."""
+def _plan_counterfactual(args: argparse.Namespace) -> int:
+    torch.set_num_threads(args.threads)
+    config = CounterfactualConfig(env=args.env, seed=args.seed, model=args.model, sampler=args.sampler,
+                                  steps=args.steps, guidance=args.guidance, states=args.states,
+                                  directions=args.directions, distance=args.distance, samples=args.samples,
+                                  reference_rollouts=args.reference_rollouts, thresholds=Thresholds(obey_px=args.obey_px))
+    result = check_counterfactual(config, args.out)
+    print(table(result))
+    print(f"wrote {args.out}/counterfactual_check.json and counterfactual_check.png")
+    return 0
+
+
+def _add_model_arguments(parser, samples: int = 4, planner: bool = True) -> None:
+    """The options the `plan` verbs share: env, seed, model, K futures (default `samples`),
+    sampler and torch threads; with `planner`, the planner's horizon and risk."""
     parser.add_argument("--env", default=PUSH_TO_GOAL_ID, help=f"Gymnasium env id (default {PUSH_TO_GOAL_ID})")
     parser.add_argument("--seed", type=int, default=0, help="first episode seed (default 0)")
     parser.add_argument("--model", default="default", help="'default' (shipped) or a model directory")
-    parser.add_argument("--samples", type=POSITIVE, default=4, help="K futures per candidate (default 4)")
+    parser.add_argument("--samples", type=POSITIVE, default=samples, help=f"K futures per candidate (default {samples})")
     parser.add_argument("--sampler", choices=tuple(SAMPLERS), help="prior sampler (default: the model's)")
     parser.add_argument("--steps", type=POSITIVE, help="prior sampling steps (default: the sampler's)")
     parser.add_argument("--guidance", type=guidance_value, help="prior guidance (default: the sampler's)")
-    parser.add_argument("--horizon", type=POSITIVE, default=1, help="actions per candidate sequence (default 1: `plan check` ranks two-segment plans worse)")
-    parser.add_argument("--risk", default="mean", choices=("mean", "best", "cvar"), help="how K futures are scored")
+    if planner:
+        parser.add_argument("--horizon", type=POSITIVE, default=1, help="actions per candidate sequence (default 1: `plan check` ranks two-segment plans worse)")
+        parser.add_argument("--risk", default="mean", choices=("mean", "best", "cvar"), help="how K futures are scored")
     parser.add_argument("--threads", type=POSITIVE, default=1, help="torch threads (default 1)")
 
 
@@ -147,9 +162,28 @@ def _add_plan_commands(top) -> None:
     check.add_argument("--out", help="also write the result as JSON here")
     check.set_defaults(func=_plan_check)
 
+    counterfactual = verbs.add_parser(
+        "counterfactual", help="poke the task's object and measure whether the prior's pusher reaches it before it moves",
+        description="On seeded task states, poke the target point in evenly spaced image directions (one poke, "
+                    "end time 1), sample K futures of the target, points around it and the pusher, and report "
+                    "poke error, obedience, how often the object moves and how often the pusher reaches it "
+                    "first (cause before effect); true rollouts check the definitions. Writes "
+                    "counterfactual_check.json and counterfactual_check.png into --out.")
+    _add_model_arguments(counterfactual, samples=16, planner=False)
+    counterfactual.add_argument("--states", type=POSITIVE, default=48, help="seeded task states (default 48)")
+    counterfactual.add_argument("--directions", type=POSITIVE, default=8, help="poke directions per state (default 8)")
+    counterfactual.add_argument("--distance", type=positive_float, default=20.0, help="poke length in pixels (default 20)")
+    counterfactual.add_argument("--obey-px", type=positive_float, default=5.0,
+                                help="a sample obeys when the poked point ends this close to the poke's end (default 5)")
+    counterfactual.add_argument("--reference-rollouts", type=NON_NEGATIVE, default=8,
+                                help="true rollouts per state heading for the target, checking the definitions (default 8)")
+    counterfactual.add_argument("--out", default="runs/plan-counterfactual", help="output folder (default runs/plan-counterfactual)")
+    counterfactual.set_defaults(func=_plan_counterfactual)
+
 
 def register(groups: dict) -> None:
-    """Add `data generate`, `demo`, `train all`, `plan eval`, `plan check` and `bench` to the `motion-prior` CLI."""
+    """Add `data generate`, `demo`, `train all`, `plan eval`, `plan check`, `plan counterfactual` and `bench` to
+    the `motion-prior` CLI."""
     _add_plan_commands(groups[TOP_LEVEL])
     register_bench(groups)
 

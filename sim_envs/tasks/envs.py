@@ -269,16 +269,20 @@ class TabletopEnv(gym.Env):
         truncated = not terminated and self._steps >= self.config.max_steps
         return self._observation(), -self.distance(), terminated, truncated, self._info()
 
-    def simulate_tracks(self, actions) -> np.ndarray:
+    def simulate_tracks(self, actions, points=None) -> np.ndarray:
         """What really happens under candidate action sequences: the oracle's model. Each
         candidate is simulated from the current state, which is restored.
 
         Args:
             actions: `[M, H, 2]` action sequences (H segments each).
+            points: a function `() -> [N, 3]` of the world points to track instead of the
+                target point, read after every frame (e.g. the door's `panel_points`); None
+                tracks the target point alone (N = 1).
 
         Returns:
-            `float32 [M, 1, 2, T, 2]` pixel tracks of the target point (index 0) and the pusher's
-            centre (index 1) (T = `horizon_frames`, a prior's layout [M, K = 1, N = 2, T, 2]).
+            `float32 [M, 1, N + 1, T, 2]` pixel tracks of those points (indices 0 to N - 1) and
+            the pusher's centre (index N) (T = `horizon_frames`, a prior's layout
+            [M, K = 1, N + 1, T, 2]).
         """
         self._require_reset()
         actions = self.check_actions(actions, "actions")
@@ -286,7 +290,8 @@ class TabletopEnv(gym.Env):
             raise InputError("actions", "an array [M, H, 2] of action sequences", actions)
         state = get_state(self.sim)
         tracks = []
-        record = lambda: np.stack([self.target_point(), self.pusher_position()])  # noqa: E731
+        tracked = points or (lambda: self.target_point()[None])
+        record = lambda: np.concatenate([tracked(), self.pusher_position()[None]])  # noqa: E731
         for sequence in actions:
             set_state(self.sim, state)
             points = np.array(self._run(self.segment_script(sequence), self.config.horizon_frames - 1, record))
@@ -425,6 +430,22 @@ class DoorToAngleEnv(TabletopEnv):
                 self._goal = self._panel_point_at(goal)
                 return self._visible(np.array([self.target_point(), self._goal, self.pusher_position()]))
         return False
+
+    def panel_points(self, count: int = 5) -> np.ndarray:
+        """`[count, 3]` world points evenly along the panel's mid-plane from the hinge to its free
+        end, now, at the height of the pusher's centre: their pixel distances to the pusher's
+        centre are then distances within one plane, free of the parallax between heights."""
+        door = self._door
+        body = self.sim.model.body(door.name).id
+        height = self.pusher_position()[2] - self.sim.data.xpos[body][2]
+        local = np.stack([np.linspace(0.0, door.width, count), np.zeros(count), np.full(count, height)], axis=1)
+        return self.sim.data.xpos[body] + local @ self.sim.data.xmat[body].reshape(3, 3).T
+
+    @property
+    def panel_half_thickness(self) -> float:
+        """Half the panel's thickness (m), from its box geom."""
+        body = self.sim.model.body(self._door.name).id
+        return float(self.sim.model.geom_size[self.sim.model.body_geomadr[body], 1])
 
     def target_point(self):
         door = self._door

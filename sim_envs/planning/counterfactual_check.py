@@ -1,0 +1,396 @@
+"""`motion-prior plan counterfactual`: does the prior know that the pusher makes the object move?
+
+The prior learned which motions occur together in its clips (co-motion), not what causes
+what. A planner, or a person clicking, asks it a counterfactual: "this point of the object goes
+there". Physics can only grant that if the pusher comes to the object first. This check pokes
+the task's target point and measures, in the futures the prior samples, whether the object
+obeys and whether the pusher reaches the object before it moves.
+
+Procedure. For each task start state (env reset seed `seed + i`, i < `states`; PushToGoal or
+DoorToAngle) the target point (`observation["target_pixel"]`) gets one poke per image direction
+(`directions` evenly spaced, 0 deg = +u (right), 90 deg = +v (down)), `distance` px long, end
+time 1 (the horizon's last frame). The prior samples K futures of every poke in one batched
+call, of these points (pixels of the env's frame):
+- PushToGoal: the target point, a ring of 4 points 2 px around it (`GoalCost.query_points`),
+  the pusher's centre.
+- DoorToAngle: the target point, `PANEL_POINTS` points along the panel from the hinge to its
+  free end at the height of the pusher's centre (`DoorToAngleEnv.panel_points`), the pusher's
+  centre.
+
+Definitions (per sampled future; tracks in pixels, frame 0 the start frame):
+- the object's *displacement* at frame t: the norm of the mean displacement from frame 0 of
+  its points (PushToGoal: the target point and its ring; DoorToAngle: the panel points);
+- *moved*: the displacement exceeds `moved_px` at some frame;
+- *onset*: the first frame whose displacement exceeds `onset_px`;
+- the pusher *reaches* the object at frame t when its centre is within the contact radius plus
+  `contact_margin_px` of the object: PushToGoal, of the target point (the object's centre),
+  with contact radius = the target footprint's radius plus the pusher's radius; DoorToAngle, of
+  the polyline through the panel points (the nearest point of the panel, not of the few
+  sampled ones), with contact radius = the pusher's radius plus half the panel's thickness.
+  The radius (metres) becomes pixels at the object's depth: the mean pixel distance of 8 world
+  points at that radius around it, in the horizontal plane (`contact_radius_px`);
+- *pusher first*: the pusher reaches the object at some frame <= the onset.
+
+Figures (over every state, direction and sample): `poked_point_epe_px` (mean distance between
+the poked point at the poke's end time and the poke's end point), `obey_share` (that distance
+<= `obey_px`), `object_moved_share`, `pusher_first_share` (among the samples whose object
+moved), `pusher_approach_share` (the pusher ends closer to the object than it started) and
+`pusher_starts_in_contact_share` (reaching it at frame 0 makes "pusher first" trivially true);
+the same per direction.
+
+Reference. The definitions are checked on physics: from the same states, `reference_rollouts`
+true rollouts (`simulate_tracks`: the target point, or the panel points, and the pusher) of
+actions heading for the target (bearing noise 0.4 rad, 0.3-1 of the longest step, like `plan
+check`'s) give `reference_true_pusher_first_share`, which must be close to 1: in the simulator
+nothing moves the object but the pusher.
+
+Everything is written atomically to `out`: `counterfactual_check.json` and
+`counterfactual_check.png` (a few states x directions: the poke arrow, the target's sampled
+tracks in colour, the pusher's in white).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import gymnasium as gym
+import numpy as np
+from PIL import Image
+
+import sim_envs.tasks.envs as tabletop
+from motion_prior.foundation.camera import PinholeCamera, pixels_to_normalized
+from motion_prior.foundation.checkpoints import atomic_write_bytes
+from motion_prior.foundation.errors import InputError
+from motion_prior.foundation.pokes import end_times, ends, pokes_to_normalized
+from motion_prior.foundation.visualize import captioned_panels, draw_tracks
+from motion_prior.inference.prior import MotionPrior
+from sim_envs.planning.planners import GoalCost
+
+RESULT_FILE, PICTURE_FILE = "counterfactual_check.json", "counterfactual_check.png"
+PANEL_POINTS = 5
+PICTURE_DIRECTIONS = 4
+
+
+@dataclass
+class Thresholds:
+    """The figures' thresholds, in pixels of the env's frame (see the module docstring).
+
+    Attributes:
+        obey_px: a sample obeys when the poked point ends within this of the poke's end point.
+        moved_px: the object moved when its displacement exceeds this at some frame.
+        onset_px: its motion starts at the first frame its displacement exceeds this.
+        contact_margin_px: slack on the contact radius: decoding noise, and the pusher's and
+            the object's centres sit at different heights (parallax of up to a few pixels).
+    """
+
+    obey_px: float = 5.0
+    moved_px: float = 2.0
+    onset_px: float = 1.0
+    contact_margin_px: float = 2.0
+
+
+@dataclass(frozen=True)
+class Layout:
+    """What each of the N tracked points is (indices into tracks `[..., N, T, 2]`).
+
+    Attributes:
+        object: points on the target object; their mean displacement is the object's.
+        contact: the object's shape in the reach test: one point (its centre) or the polyline
+            through several (the door's panel).
+        pusher: the pusher's centre.
+        poked: the poked point (None: no poke, as in simulator rollouts).
+    """
+
+    object: tuple[int, ...]
+    contact: tuple[int, ...]
+    pusher: int
+    poked: int | None = None
+
+
+@dataclass
+class CounterfactualConfig:
+    """What `plan counterfactual` runs.
+
+    Attributes:
+        env: PushToGoal or DoorToAngle (`sim_envs.tasks.envs`).
+        seed: state i is env reset seed `seed + i` and sampling seed `seed + i`.
+        model / sampler / steps / guidance: the prior and its sampler (None: the model's
+            default sampler and its settings).
+        states / directions / distance: task start states, pokes per state (evenly spaced
+            image directions) and their length (px).
+        samples: K futures per poke.
+        reference_rollouts: true rollouts per state for the simulator reference (0: none).
+        pictures: states drawn in the picture.
+        thresholds: see :class:`Thresholds`.
+    """
+
+    env: str = tabletop.PUSH_TO_GOAL_ID
+    seed: int = 0
+    model: str = "default"
+    sampler: str | None = None
+    steps: int | None = None
+    guidance: float | None = None
+    states: int = 48
+    directions: int = 8
+    distance: float = 20.0
+    samples: int = 16
+    reference_rollouts: int = 8
+    pictures: int = 3
+    thresholds: Thresholds = field(default_factory=Thresholds)
+
+    def validate(self) -> "CounterfactualConfig":
+        t = self.thresholds
+        checks = [
+            ("states", self.states >= 1, "at least 1"),
+            ("directions", self.directions >= 1, "at least 1"),
+            ("distance", 0 < self.distance < np.inf, "a positive number of pixels"),
+            ("samples", self.samples >= 1, "at least 1"),
+            ("reference_rollouts", self.reference_rollouts >= 0, "at least 0"),
+            ("pictures", self.pictures >= 0, "at least 0"),
+            ("obey_px", t.obey_px > 0, "positive"),
+            # Every moved object then has an onset.
+            ("onset_px", 0 < t.onset_px <= t.moved_px, "in (0, moved_px]"),
+            ("contact_margin_px", t.contact_margin_px >= 0, "at least 0"),
+        ]
+        for name, ok, expected in checks:
+            if not ok:
+                value = getattr(t, name) if hasattr(t, name) else getattr(self, name)
+                raise InputError(name, expected, value)
+        return self
+
+
+def distance_to_polyline(points: np.ndarray, polyline: np.ndarray) -> np.ndarray:
+    """Distance from points `[..., 2]` to the polyline through `[..., L, 2]` (L = 1: a point)."""
+    # The last vertex again closes the list with a zero-length segment, so L = 1 needs no case.
+    polyline = np.concatenate([polyline, polyline[..., -1:, :]], axis=-2)
+    start, step = polyline[..., :-1, :], np.diff(polyline, axis=-2)
+    offset = points[..., None, :] - start
+    along = np.clip(np.sum(offset * step, -1) / np.maximum(np.sum(step * step, -1), 1e-12), 0.0, 1.0)
+    return np.linalg.norm(offset - along[..., None] * step, axis=-1).min(axis=-1)
+
+
+def sample_outcomes(tracks: np.ndarray, layout: Layout, contact_px, thresholds: Thresholds,
+                    pokes: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Per-sample outcomes of tracked futures (definitions in the module docstring).
+
+    Args:
+        tracks: `[..., N, T, 2]` pixels, frame 0 the start frame.
+        layout: which points are the object, its contact shape, the pusher and the poked one.
+        contact_px: contact radius (px), broadcastable to `[...]`.
+        thresholds: :class:`Thresholds`.
+        pokes: `[..., 5]` pixel poke (x0, y0, x1, y1, end_time) of the poked point, broadcastable
+            to `[...]`; with it the poke error is measured too.
+
+    Returns:
+        `[...]` arrays: "moved", "pusher_first" (False where not moved), "approach" (ends
+        closer than it started), "start_contact" (reaches it at frame 0), bool; "onset" (frame,
+        T where never), int; with pokes, "epe" (px) and "obeyed" (bool).
+    """
+    tracks = np.asarray(tracks, dtype=np.float64)
+    frames = tracks.shape[-2]
+    points = tracks[..., list(layout.object), :, :]
+    # The norm of the mean displacement: the ring's rotation and single points' decoding noise cancel.
+    displacement = np.linalg.norm((points - points[..., :1, :]).mean(axis=-3), axis=-1)  # [..., T]
+    started = displacement > thresholds.onset_px
+    onset = np.where(started.any(-1), started.argmax(-1), frames)
+    shape = np.moveaxis(tracks[..., list(layout.contact), :, :], -3, -2)  # [..., T, L, 2]
+    gap = distance_to_polyline(tracks[..., layout.pusher, :, :], shape)  # [..., T]
+    reach = gap <= np.asarray(contact_px, dtype=np.float64)[..., None] + thresholds.contact_margin_px
+    first_reach = np.where(reach.any(-1), reach.argmax(-1), frames)
+    moved = (displacement > thresholds.moved_px).any(-1)
+    outcomes = {"moved": moved, "onset": onset, "pusher_first": moved & (first_reach <= onset),
+                "approach": gap[..., -1] < gap[..., 0], "start_contact": reach[..., 0]}
+    if pokes is not None:
+        pokes = np.asarray(pokes, dtype=np.float64)
+        frame = np.rint(end_times(pokes) * (frames - 1)).astype(int)
+        poked = tracks[..., layout.poked, :, :]  # [..., T, 2]
+        at = np.take_along_axis(poked, np.broadcast_to(frame, poked.shape[:-2])[..., None, None], axis=-2)[..., 0, :]
+        epe = np.linalg.norm(at - ends(pokes), axis=-1)
+        outcomes.update(epe=epe, obeyed=epe <= thresholds.obey_px)
+    return outcomes
+
+
+def summarize(outcomes: dict[str, np.ndarray]) -> dict:
+    """The figures of a set of outcomes (any shape; the module docstring): shares, the mean poke
+    error (px) where there were pokes, counts; `pusher_first_share` is None when nothing moved."""
+    moved = outcomes["moved"].reshape(-1)
+    figures = {"samples": int(moved.size)}
+    if "epe" in outcomes:
+        figures.update(poked_point_epe_px=float(outcomes["epe"].mean()), obey_share=float(outcomes["obeyed"].mean()))
+    figures.update(
+        object_moved_share=float(moved.mean()),
+        moved_samples=int(moved.sum()),
+        pusher_first_share=float(outcomes["pusher_first"].reshape(-1)[moved].mean()) if moved.any() else None,
+        pusher_approach_share=float(outcomes["approach"].mean()),
+        pusher_starts_in_contact_share=float(outcomes["start_contact"].mean()),
+    )
+    return figures
+
+
+def contact_radius_px(camera: PinholeCamera, centre: np.ndarray, radius: float, count: int = 8) -> float:
+    """A radius (m) around a world point `[3]` in pixels there: the mean pixel distance of
+    `count` points at that radius around it in the horizontal plane (the table's)."""
+    angles = 2 * np.pi * np.arange(count) / count
+    ring = centre + radius * np.stack([np.cos(angles), np.sin(angles), np.zeros(count)], axis=1)
+    pixels = camera.project(np.concatenate([centre[None], ring]))[0]
+    return float(np.linalg.norm(pixels[1:] - pixels[0], axis=1).mean())
+
+
+@dataclass
+class StateGeometry:
+    """What one state's check tracks (see the module docstring).
+
+    Attributes:
+        queries: `[N, 2]` pixel query points of the prior; `layout` says what they are.
+        contact_px: contact radius (px) of the reach test.
+        points: the simulator's world points for the reference (`simulate_tracks`' `points`;
+            None: the target point), laid out as `reference_layout` says.
+    """
+
+    queries: np.ndarray
+    layout: Layout
+    contact_px: float
+    points: Callable[[], np.ndarray] | None
+    reference_layout: Layout
+
+
+def state_geometry(task: tabletop.TabletopEnv, observation: dict) -> StateGeometry:
+    """The query points, layouts and contact radius of the current state of a PushToGoal or a
+    DoorToAngle env (`task`: the unwrapped env; `observation`: its latest)."""
+    pusher_radius = task.sim.spec.pusher_radius
+    if isinstance(task, tabletop.DoorToAngleEnv):
+        panel = task.panel_points(PANEL_POINTS)
+        queries = np.concatenate([observation["target_pixel"][None], task.camera.project(panel)[0],
+                                  observation["pusher_pixel"][None]]).astype(np.float32)
+        on_panel = tuple(range(1, PANEL_POINTS + 1))
+        contact_px = contact_radius_px(task.camera, panel[PANEL_POINTS // 2], pusher_radius + task.panel_half_thickness)
+        return StateGeometry(queries, Layout(on_panel, on_panel, PANEL_POINTS + 1, poked=0), contact_px,
+                             lambda: task.panel_points(PANEL_POINTS),
+                             Layout(tuple(range(PANEL_POINTS)), tuple(range(PANEL_POINTS)), PANEL_POINTS))
+    queries = GoalCost().query_points(observation)  # the target, its ring, the pusher
+    contact_px = contact_radius_px(task.camera, task.target_point(), task.target_radius + pusher_radius)
+    return StateGeometry(queries, Layout(tuple(range(len(queries) - 1)), (0,), len(queries) - 1, poked=0), contact_px,
+                         None, Layout((0,), (0,), 1))
+
+
+def poke_target(observation: dict, directions: int, distance: float) -> np.ndarray:
+    """`float32 [D, 1, 5]` one pixel poke per direction: the target point `distance` px along
+    image direction 2 pi d / D (0 = +u, pi / 2 = +v), by the horizon's end (end time 1)."""
+    angles = 2 * np.pi * np.arange(directions) / directions
+    start = np.broadcast_to(np.asarray(observation["target_pixel"], dtype=np.float64), (directions, 2))
+    end = start + distance * np.stack([np.cos(angles), np.sin(angles)], axis=1)
+    return np.concatenate([start, end, np.ones((directions, 1))], axis=1)[:, None].astype(np.float32)
+
+
+def heading_actions(task: tabletop.TabletopEnv, rng: np.random.Generator, count: int) -> np.ndarray:
+    """`[count, 1, 2]` single actions heading for the target point: bearing from the pusher to
+    it plus N(0, 0.4 rad), length U(0.3, 1) of the action range (as `plan check`'s)."""
+    heading = task.target_point()[:2] - task.pusher_position()[:2]
+    bearing = np.arctan2(heading[1], heading[0]) + rng.normal(0, 0.4, count)
+    length = rng.uniform(0.3, 1.0, count)[:, None]
+    return np.clip(length * np.stack([np.cos(bearing), np.sin(bearing)], axis=1), -1, 1)[:, None]
+
+
+def check_counterfactual(config: CounterfactualConfig, out: str | Path, progress: bool = True) -> dict:
+    """Run the check (module docstring); write `RESULT_FILE` and `PICTURE_FILE` into `out`.
+
+    Returns:
+        {"config", "metrics" (the figures over everything, the mean contact radius in px and
+        the reference's), "per_direction" (the figures of each poke direction, with
+        "direction_deg"), "reference" (the figures of the true rollouts)}.
+    """
+    config.validate()
+    out = Path(out)
+    prior = MotionPrior.load(config.model)
+    env = gym.make(config.env, render_mode="rgb_array")
+    task = env.unwrapped
+    rng = np.random.default_rng(config.seed)
+    prior_outcomes, reference_outcomes, radii, pictured = [], [], [], []
+    started = time.perf_counter()
+    try:
+        if not isinstance(task, (tabletop.PushToGoalEnv, tabletop.DoorToAngleEnv)):
+            raise InputError("env", f"{tabletop.PUSH_TO_GOAL_ID} or {tabletop.DOOR_TO_ANGLE_ID}", config.env)
+        for i in range(config.states):
+            observation, _ = env.reset(seed=config.seed + i)
+            geometry = state_geometry(task, observation)
+            pokes = poke_target(observation, config.directions, config.distance)
+            tracks = prior.sample_batch(observation["image"], pokes, num_samples=config.samples,
+                                        query_points=geometry.queries, seed=config.seed + i, sampler=config.sampler,
+                                        steps=config.steps, guidance=config.guidance).tracks  # [D, K, N, T, 2]
+            outcomes = sample_outcomes(tracks, geometry.layout, geometry.contact_px, config.thresholds, pokes)
+            prior_outcomes.append(outcomes)
+            radii.append(geometry.contact_px)
+            if config.reference_rollouts:
+                true = task.simulate_tracks(heading_actions(task, rng, config.reference_rollouts), geometry.points)
+                reference_outcomes.append(sample_outcomes(true, geometry.reference_layout, geometry.contact_px,
+                                                          config.thresholds))
+            if i < config.pictures:
+                picked = [geometry.layout.poked, geometry.layout.pusher]
+                pictured.append((config.seed + i, observation["image"], tracks[:, :, picked], pokes, outcomes))
+            if progress:
+                print(f"state {i + 1}/{config.states}: moved {int(outcomes['moved'].sum())}/{outcomes['moved'].size}, "
+                      f"pusher first {int(outcomes['pusher_first'].sum())} [{time.perf_counter() - started:.0f} s]",
+                      flush=True)
+    finally:
+        env.close()
+    stacked = {k: np.stack([o[k] for o in prior_outcomes]) for k in prior_outcomes[0]}  # [S, D, K]
+    angles = 360.0 * np.arange(config.directions) / config.directions
+    per_direction = [{"direction_deg": float(a), **summarize({k: v[:, d] for k, v in stacked.items()})}
+                     for d, a in enumerate(angles)]
+    reference = summarize({k: np.stack([o[k] for o in reference_outcomes]) for k in reference_outcomes[0]}) \
+        if reference_outcomes else None
+    known = reference or {}
+    metrics = {**summarize(stacked), "contact_radius_px": float(np.mean(radii)),
+               "reference_true_pusher_first_share": known.get("pusher_first_share"),
+               "reference_moved_rollouts": known.get("moved_samples"), "reference_rollouts": known.get("samples")}
+    result = {"config": asdict(config), "metrics": metrics, "per_direction": per_direction, "reference": reference}
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(out / RESULT_FILE, (json.dumps(result, indent=2) + "\n").encode())
+    if pictured:
+        buffer = io.BytesIO()
+        Image.fromarray(draw_states(pictured, angles)).save(buffer, format="PNG")
+        atomic_write_bytes(out / PICTURE_FILE, buffer.getvalue())
+    return result
+
+
+def draw_states(states: list, angles: np.ndarray, scale: int = 3, gap: int = 8) -> np.ndarray:
+    """`uint8` picture: one row per state, up to `PICTURE_DIRECTIONS` evenly picked directions
+    per row, each the frame with the poke (white arrow), the poked point's K sampled tracks (in
+    colour) and the pusher's (white), captioned with its counts.
+
+    `states`: (seed, frame `uint8 [H, W, 3]`, tracks `[D, K, 2, T, 2]` px of the poked point and
+    the pusher, pokes `[D, 1, 5]` px, outcomes `[D, K]`) each; `angles`: `[D]` degrees."""
+    rows = []
+    picked = np.unique(np.arange(PICTURE_DIRECTIONS) * len(angles) // PICTURE_DIRECTIONS)
+    for seed, frame, tracks, pokes, outcomes in states:
+        size = frame.shape[:2]
+        panels = []
+        for d in picked:
+            target, pusher = (pixels_to_normalized(tracks[d, :, j], size) for j in (0, 1))
+            picture = draw_tracks(frame, target, pokes=pokes_to_normalized(pokes[d], size), scale=scale,
+                                  reference=pusher)
+            moved, first = int(outcomes["moved"][d].sum()), int(outcomes["pusher_first"][d].sum())
+            panels.append((picture, f"seed {seed}, {angles[d]:.0f} deg: moved {moved}/{len(target)}, pusher first {first}"))
+        rows.append(np.pad(captioned_panels(panels), ((0, gap), (0, 0), (0, 0)), constant_values=255))
+    return np.concatenate(rows)[:-gap]
+
+
+def table(result: dict) -> str:
+    """The figures of a result of :func:`check_counterfactual` as a text table."""
+    m = result["metrics"]
+    value = lambda v: "-" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)  # noqa: E731
+    lines = [f"{name:<36} {value(v)}" for name, v in m.items()]
+    columns = ("poked_point_epe_px", "obey_share", "object_moved_share", "pusher_first_share",
+               "pusher_approach_share", "moved_samples")
+    lines += ["", f"{'dir (deg)':>9} {'epe px':>7} {'obey':>6} {'moved':>6} {'pusher first':>13} {'approach':>9} "
+                  f"{'moved n':>8}"]
+    for row in result["per_direction"]:
+        cells = [value(row[c]) for c in columns]
+        lines.append(f"{row['direction_deg']:>9.0f} {cells[0]:>7} {cells[1]:>6} {cells[2]:>6} {cells[3]:>13} "
+                     f"{cells[4]:>9} {cells[5]:>8}")
+    return "\n".join(lines)

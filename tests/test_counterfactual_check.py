@@ -1,0 +1,142 @@
+"""`plan counterfactual`: the metric on hand-made tracks, the definitions on true rollouts, the
+command on the tiny model and through the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from PIL import Image
+
+import sim_envs.tasks.envs as tabletop
+from motion_prior.cli import main
+from sim_envs.planning.counterfactual_check import (PANEL_POINTS, PICTURE_FILE, RESULT_FILE, CounterfactualConfig,
+                                                    Layout, Thresholds, check_counterfactual, distance_to_polyline,
+                                                    heading_actions, sample_outcomes, state_geometry, summarize)
+
+# Point 0 is the object's centre (its only point and its contact shape), point 1 the pusher.
+CENTRE = Layout(object=(0,), contact=(0,), pusher=1, poked=0)
+FRAMES = 12
+
+
+def _tracks(object_from: int | None, pusher_path) -> np.ndarray:
+    """`[2, FRAMES, 2]` px: the object at (50, 50), moving 2 px per frame in +u from frame
+    `object_from` on (None: never); the pusher at u = pusher_path[t], v = 50."""
+    tracks = np.full((2, FRAMES, 2), 50.0)
+    if object_from is not None:
+        tracks[0, object_from:, 0] += 2.0 * np.arange(1, FRAMES - object_from + 1)
+    tracks[1, :, 0] = pusher_path
+    return tracks
+
+
+def test_a_pusher_that_reaches_the_object_before_it_moves_comes_first():
+    # Contact radius 8 + margin 2: the pusher reaches at u >= 40 (frame 4); the object starts at frame 6.
+    tracks = _tracks(6, np.minimum(20.0 + 5.0 * np.arange(FRAMES), 40.0 + 2.0 * np.maximum(np.arange(FRAMES) - 5, 0)))
+    outcome = sample_outcomes(tracks, CENTRE, 8.0, Thresholds())
+    assert outcome["moved"] and outcome["pusher_first"] and outcome["approach"] and not outcome["start_contact"]
+    assert outcome["onset"] == 6
+
+
+def test_an_object_moving_while_the_pusher_stays_away_is_not_pusher_first():
+    far = _tracks(3, np.full(FRAMES, 20.0))
+    late = _tracks(3, 20.0 + 4.0 * np.arange(FRAMES))  # within 10 px from frame 8, after the onset (frame 3)
+    outcomes = sample_outcomes(np.stack([far, late]), CENTRE, 8.0, Thresholds())
+    np.testing.assert_array_equal(outcomes["moved"], [True, True])
+    np.testing.assert_array_equal(outcomes["pusher_first"], [False, False])
+    np.testing.assert_array_equal(outcomes["approach"], [False, True])
+    # With a contact radius of 18 px it reaches at the onset (20 px away): first, so the test can fail.
+    assert sample_outcomes(late, CENTRE, 18.0, Thresholds())["pusher_first"]
+
+
+def test_an_object_that_never_moves_is_left_out_of_the_pusher_first_share():
+    first = _tracks(6, np.minimum(20.0 + 5.0 * np.arange(FRAMES), 40.0 + 2.0 * np.maximum(np.arange(FRAMES) - 5, 0)))
+    still = _tracks(None, np.full(FRAMES, 20.0))
+    wobble = _tracks(None, np.full(FRAMES, 20.0))
+    wobble[0, 5:, 1] += 1.5  # over onset_px, never over moved_px: not moved
+    figures = summarize(sample_outcomes(np.stack([first, still, wobble]), CENTRE, 8.0, Thresholds()))
+    assert figures["object_moved_share"] == pytest.approx(1 / 3) and figures["moved_samples"] == 1
+    assert figures["pusher_first_share"] == 1.0 and figures["samples"] == 3
+    assert summarize(sample_outcomes(np.stack([still, wobble]), CENTRE, 8.0, Thresholds()))["pusher_first_share"] is None
+
+
+def test_poke_error_is_read_at_the_poke_end_time():
+    tracks = _tracks(None, np.full(FRAMES, 20.0))
+    tracks[0, 5:] = [53.0, 54.0]  # at frame 5 (end time 5 / 11) the poked point is 5 px from (50, 50) ...
+    tracks[0, -1] = [50.0, 50.0]  # ... and back on it at the last frame
+    poke = np.array([50.0, 50.0, 50.0, 50.0, 5 / (FRAMES - 1)])
+    outcome = sample_outcomes(tracks, CENTRE, 8.0, Thresholds(obey_px=5.0), poke)
+    assert outcome["epe"] == pytest.approx(5.0) and outcome["obeyed"]
+    assert not sample_outcomes(tracks, CENTRE, 8.0, Thresholds(obey_px=4.9), poke)["obeyed"]
+    last = sample_outcomes(tracks, CENTRE, 8.0, Thresholds(), np.array([50.0, 50.0, 50.0, 50.0, 1.0]))
+    assert last["epe"] == pytest.approx(0.0)
+    pokes = np.array([[[50.0, 50.0, 53.0, 54.0, 5 / (FRAMES - 1)]], [[50.0, 50.0, 60.0, 50.0, 1.0]]])  # [2, 1, 5]
+    batch = sample_outcomes(np.stack([[tracks, tracks]] * 2), CENTRE, 8.0, Thresholds(), pokes)  # [2, 2] samples
+    np.testing.assert_allclose(batch["epe"], [[0.0, 0.0], [10.0, 10.0]], atol=1e-9)
+    assert summarize(batch)["obey_share"] == 0.5
+
+
+def test_the_reach_test_measures_to_the_panel_not_to_its_sampled_points():
+    panel = np.array([[0.0, 0.0], [10.0, 0.0], [20.0, 0.0]])
+    assert distance_to_polyline(np.array([5.0, 3.0]), panel) == pytest.approx(3.0)  # mid-segment
+    assert distance_to_polyline(np.array([24.0, 3.0]), panel) == pytest.approx(5.0)  # past the free end
+    assert distance_to_polyline(np.array([3.0, 4.0]), panel[:1]) == pytest.approx(5.0)  # one point
+    # A pusher 3 px from the panel midway between two points, 5.8 px from either, reaches it.
+    tracks = np.zeros((4, FRAMES, 2))
+    tracks[:3] = panel[:, None]
+    tracks[:3, 6:, 1] -= 2.0 * np.arange(1, FRAMES - 5)[None]  # the panel moves from frame 6
+    tracks[3] = [5.0, 3.0]
+    door = Layout(object=(0, 1, 2), contact=(0, 1, 2), pusher=3)
+    assert sample_outcomes(tracks, door, 2.0, Thresholds(contact_margin_px=1.0))["pusher_first"]
+    # Measured to the nearest sampled point instead, it would never reach it.
+    assert not sample_outcomes(tracks, Layout((0, 1, 2), (1,), 3), 2.0, Thresholds(contact_margin_px=1.0))["pusher_first"]
+
+
+@pytest.mark.parametrize("env_id", [tabletop.PUSH_TO_GOAL_ID, tabletop.DOOR_TO_ANGLE_ID])
+def test_on_true_rollouts_the_pusher_comes_first(env_id):
+    """Physics moves the object only through the pusher, so the definitions must find it first."""
+    env = gym.make(env_id, render_mode="rgb_array")
+    task, rng, outcomes = env.unwrapped, np.random.default_rng(0), []
+    for seed in range(3):
+        observation, _ = env.reset(seed=seed)
+        geometry = state_geometry(task, observation)
+        tracks = task.simulate_tracks(heading_actions(task, rng, 8), geometry.points)
+        points = PANEL_POINTS if env_id == tabletop.DOOR_TO_ANGLE_ID else 1
+        assert tracks.shape == (8, 1, points + 1, task.config.horizon_frames, 2)
+        np.testing.assert_allclose(tracks[0, 0, -1, 0], observation["pusher_pixel"], atol=0.05)
+        outcomes.append(sample_outcomes(tracks, geometry.reference_layout, geometry.contact_px, Thresholds()))
+    env.close()
+    figures = summarize({k: np.stack([o[k] for o in outcomes]) for k in outcomes[0]})
+    assert figures["moved_samples"] >= 8 and figures["pusher_first_share"] >= 0.9
+
+
+@pytest.mark.parametrize("env_id", [tabletop.PUSH_TO_GOAL_ID, tabletop.DOOR_TO_ANGLE_ID])
+def test_the_check_on_the_tiny_model_writes_its_figures_and_picture(env_id, tiny_model, tmp_path, one_torch_thread):
+    config = CounterfactualConfig(env=env_id, model=str(tiny_model), states=2, directions=2, samples=2, steps=2,
+                                  reference_rollouts=2, pictures=2)
+    result = check_counterfactual(config, tmp_path, progress=False)
+    assert json.loads((tmp_path / RESULT_FILE).read_text()) == json.loads(json.dumps(result))
+    metrics = result["metrics"]
+    assert metrics["samples"] == 2 * 2 * 2 and metrics["reference_rollouts"] == 2 * 2
+    for name in ("obey_share", "object_moved_share", "pusher_approach_share", "pusher_starts_in_contact_share"):
+        assert 0.0 <= metrics[name] <= 1.0, name
+    for name in ("pusher_first_share", "reference_true_pusher_first_share"):
+        assert metrics[name] is None or 0.0 <= metrics[name] <= 1.0, name
+    assert metrics["poked_point_epe_px"] >= 0.0 and metrics["contact_radius_px"] > 0.0
+    assert [row["direction_deg"] for row in result["per_direction"]] == [0.0, 180.0]
+    assert sum(row["samples"] for row in result["per_direction"]) == metrics["samples"]
+    picture = Image.open(tmp_path / PICTURE_FILE)  # two rows (states) of two 3x panels (directions), captioned
+    assert picture.format == "PNG" and picture.size == (2 * 384 + 8, 2 * (20 + 384) + 8)
+
+
+def test_the_cli_runs_the_check_and_names_a_bad_argument(tiny_model, tmp_path, capsys, one_torch_thread):
+    with pytest.raises(SystemExit) as raised:
+        main(["plan", "counterfactual", "--directions", "0", "--out", str(tmp_path)])
+    assert raised.value.code == 2 and "argument --directions: expected an integer >= 1" in capsys.readouterr().err
+    assert not (tmp_path / RESULT_FILE).exists()
+    assert main(["plan", "counterfactual", "--model", str(tiny_model), "--states", "1", "--directions", "2",
+                 "--samples", "2", "--steps", "2", "--reference-rollouts", "1", "--out", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    assert "pusher_first_share" in printed and "reference_true_pusher_first_share" in printed
+    assert (tmp_path / RESULT_FILE).is_file() and (tmp_path / PICTURE_FILE).is_file()
