@@ -1,0 +1,87 @@
+"""Learning curves of the causal prior: model-check figures against CPU hours, one line per lever.
+
+Each point is a folder holding `point.json` ({"lever", "label", "cpu_hours"}: core-hours of
+data generation and training spent on that lever so far), the `plan check` JSON
+(`plan_check.json`), the counterfactual poke check (`counterfactual/counterfactual_check.json`)
+and optionally a `plan eval` summary (`plan_eval/planning_eval.json`). The figures come from
+those commands (see `runs/curve/eval_point.sh` in the model card); this script only gathers
+them into a table, a JSON file and a plot.
+
+    python benchmarks/learning_curves.py runs/curve/* --out docs/learning-curves
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+FIGURES = {  # name: (file, key path, label, bar)
+    "contact_agreement": ("plan_check.json", ("metrics", "contact_agreement"), "plan check: contact agreement", 0.95),
+    "cost_rank_correlation": ("plan_check.json", ("metrics", "cost_rank_correlation"), "plan check: cost rank corr.", 0.8),
+    "pusher_poke_error_px": ("plan_check.json", ("metrics", "pusher_poke_error_px"), "plan check: pusher poke error (px)", None),
+    "obey_share": ("counterfactual/counterfactual_check.json", ("metrics", "obey_share"), "counterfactual: obey share", 0.9),
+    "pusher_first_share": ("counterfactual/counterfactual_check.json", ("metrics", "pusher_first_share"),
+                           "counterfactual: pusher first", 0.9),
+    "cem_success": ("plan_eval/planning_eval.json", ("summary", "cem", "success_rate"), "plan eval: CEM success", None),
+}
+
+
+def read_point(folder: Path) -> dict | None:
+    """The figures of one point folder (None for folders without `point.json`)."""
+    if not (folder / "point.json").is_file():
+        return None
+    point = json.loads((folder / "point.json").read_text())
+    for name, (file, keys, _, _) in FIGURES.items():
+        path = folder / file
+        if path.is_file():
+            value = json.loads(path.read_text())
+            for key in keys:
+                value = value.get(key) if isinstance(value, dict) else None
+            point[name] = value
+    return point
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("points", nargs="+", help="point folders")
+    parser.add_argument("--out", required=True, help="folder for learning_curves.{json,md,png}")
+    args = parser.parse_args(argv)
+    points = [p for p in (read_point(Path(f)) for f in args.points) if p is not None]
+    if not points:
+        parser.error("points: expected folders with point.json, got none")
+    points.sort(key=lambda p: (p["lever"], p["cpu_hours"]))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "learning_curves.json").write_text(json.dumps(points, indent=2) + "\n")
+    header = ["lever", "point", "CPU h", *FIGURES]
+    rows = [[p["lever"], p["label"], f"{p['cpu_hours']:.2f}",
+             *("-" if p.get(name) is None else f"{p[name]:.3f}" for name in FIGURES)] for p in points]
+    table = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows]
+    (out / "learning_curves.md").write_text("\n".join(table) + "\n")
+    print("\n".join(table))
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shown = [name for name in FIGURES if any(p.get(name) is not None for p in points)]
+    fig, axes = plt.subplots(1, len(shown), figsize=(3.4 * len(shown), 3.2), squeeze=False)
+    for ax, name in zip(axes[0], shown):
+        for lever in dict.fromkeys(p["lever"] for p in points):
+            line = [p for p in points if p["lever"] == lever and p.get(name) is not None]
+            ax.plot([p["cpu_hours"] for p in line], [p[name] for p in line], "o-", label=lever)
+        bar = FIGURES[name][3]
+        if bar is not None:
+            ax.axhline(bar, color="grey", linestyle="--", linewidth=1)
+        ax.set_title(FIGURES[name][2], fontsize=9)
+        ax.set_xlabel("CPU core-hours")
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "learning_curves.png", dpi=110)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
