@@ -116,6 +116,20 @@ def test_pixel_rays_invert_project():
     np.testing.assert_allclose(reprojected, pixels, atol=1e-8)
 
 
+def test_pixels_to_plane_inverts_project_for_points_on_the_plane():
+    camera = _posed_camera()  # 1.5 m up, looking down at the table
+    rng = np.random.default_rng(2)
+    points = np.concatenate([rng.uniform(-1.0, 1.5, (20, 2)), np.full((20, 1), 0.045)], axis=1)
+    pixels, in_front = camera.project(points)
+    assert in_front.all()
+    lifted, hits = camera.pixels_to_plane(pixels, 0.045)
+    assert hits.all() and lifted.shape == (20, 3)
+    np.testing.assert_allclose(lifted, points, atol=1e-9)
+    # A pixel high above the image centre sees the sky: its ray meets the plane behind the camera.
+    sky, hit = camera.pixels_to_plane(np.array([32.0, -500.0]), 0.045)
+    assert not hit and np.isnan(sky).all()
+
+
 def test_ray_through_the_image_centre_is_the_viewing_direction():
     eye, target = np.array([1.0, -2.0, 1.5]), np.array([0.2, 0.3, 0.1])
     camera = _posed_camera()

@@ -185,6 +185,28 @@ class PinholeCamera:
         directions = directions_cam @ self.extrinsics[:3, :3]  # R^T d, as row vectors
         return directions / np.linalg.norm(directions, axis=-1, keepdims=True)
 
+    def pixels_to_plane(self, pixels: np.ndarray, height: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+        """Lift pixels onto the horizontal world plane z = `height`: where the ray through each
+        pixel meets it (the inverse of :meth:`project` for points on that plane).
+
+        Args:
+            pixels: `[..., 2]` pixel (u, v).
+            height: the plane's world z (metres).
+
+        Returns:
+            points: `[..., 3]` world coordinates (metres), NaN where `hits` is False.
+            hits: `[...]` bool, False where the ray runs parallel to the plane or meets it
+                behind the camera (a pixel above the plane's horizon).
+        """
+        rays = self.pixel_rays(pixels)
+        origin = self.position
+        rise = rays[..., 2]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            distance = (height - origin[2]) / rise
+        hits = np.isfinite(distance) & (distance > 0)
+        points = origin + np.where(hits, distance, np.nan)[..., None] * rays
+        return points, hits
+
 
 def invert_rigid(transform: np.ndarray) -> np.ndarray:
     """Invert a `[4, 4]` rigid transform."""

@@ -24,8 +24,9 @@ from sim_envs.apps.pipeline import train_all
 from sim_envs.generation.clip_generator import GeneratorConfig
 from sim_envs.generation.clip_writer import generate_clips
 from sim_envs.planning.counterfactual_check import CounterfactualConfig, Thresholds, check_counterfactual, table
-from sim_envs.planning.plan_eval import METHODS, PlanEvalConfig, check_model, evaluate
-from sim_envs.planning.planners import PlannerConfig
+from sim_envs.planning.plan_eval import (CHECK_PLANNERS, GIF_METHOD, METHODS, PRIOR_METHODS, PlanEvalConfig,
+                                        check_model, evaluate)
+from sim_envs.planning.planners import GoalConfig, PlannerConfig
 from sim_envs.tasks.envs import PUSH_TO_GOAL_ID, task_clip_config
 
 
@@ -82,13 +83,15 @@ def _plan_eval(args: argparse.Namespace) -> int:
                             risk=args.risk)
     config = PlanEvalConfig(env=args.env, methods=tuple(args.planner), episodes=args.episodes, seed=args.seed,
                             model=args.model, num_samples=args.samples, sampler=args.sampler, steps=args.steps,
-                            guidance=args.guidance, planner=planner)
+                            guidance=args.guidance, planner=planner,
+                            goal=GoalConfig(proposals=args.proposals, poke_px=args.poke_px))
     result = evaluate(config, args.out)
     print(f"{'method':<14} {'success':>8} {'distance':>9} {'steps':>6} {'plan s/step':>12}")
     for method, row in result["summary"].items():
         print(f"{method:<14} {row['success_rate']:>8.0%} {row['final_distance']:>9.4f} {row['steps']:>6.2f} "
               f"{row['plan_seconds_per_step']:>12.3f}")
-    print(f"wrote {args.out}/planning_eval.json, planning_eval.png and episode.gif")
+    gif = " and episode.gif" if GIF_METHOD in config.methods else ""  # drawn from a CEM episode only
+    print(f"wrote {args.out}/planning_eval.json, planning_eval.png{gif}")
     return 0
 
 
@@ -96,10 +99,17 @@ def _plan_check(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     config = PlanEvalConfig(env=args.env, seed=args.seed, model=args.model, num_samples=args.samples,
                             sampler=args.sampler, steps=args.steps, guidance=args.guidance,
-                            planner=PlannerConfig(horizon=args.horizon, risk=args.risk))
-    result = check_model(config, states=args.states, candidates=args.candidates)
+                            planner=PlannerConfig(horizon=args.horizon, risk=args.risk),
+                            goal=GoalConfig(proposals=args.proposals, poke_px=args.poke_px))
+    result = check_model(config, states=args.states, candidates=args.candidates, planners=tuple(args.planners))
     for name, value in result["metrics"].items():
         print(f"{name:<26} {value if value is None or isinstance(value, int) else round(value, 3)}")
+    print(f"\nchosen plans ({args.states} states): cost the prior predicted vs true rollout (px)")
+    print(f"{'planner':<10} {'predicted':>10} {'true':>8} {'gap':>7} {'moved true':>11} {'moved prior':>12} "
+          f"{'plan s':>7}")
+    for name, row in result["planners"].items():
+        print(f"{name:<10} {row['predicted_cost']:>10.2f} {row['true_cost']:>8.2f} {row['relative_gap']:>+7.1%} "
+              f"{row['moved_share_true']:>11.0%} {row['moved_share_prior']:>12.0%} {row['plan_seconds']:>7.2f}")
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
@@ -121,7 +131,8 @@ def _plan_counterfactual(args: argparse.Namespace) -> int:
 
 def _add_model_arguments(parser, samples: int = 4, planner: bool = True) -> None:
     """The options the `plan` verbs share: env, seed, model, K futures (default `samples`),
-    sampler and torch threads; with `planner`, the planner's horizon and risk."""
+    sampler and torch threads; with `planner`, the planner's horizon and risk and the goal
+    planners' settings."""
     parser.add_argument("--env", default=PUSH_TO_GOAL_ID, help=f"Gymnasium env id (default {PUSH_TO_GOAL_ID})")
     parser.add_argument("--seed", type=int, default=0, help="first episode seed (default 0)")
     parser.add_argument("--model", default="default", help="'default' (shipped) or a model directory")
@@ -132,6 +143,11 @@ def _add_model_arguments(parser, samples: int = 4, planner: bool = True) -> None
     if planner:
         parser.add_argument("--horizon", type=POSITIVE, default=1, help="actions per candidate sequence (default 1: `plan check` ranks two-segment plans worse)")
         parser.add_argument("--risk", default="mean", choices=("mean", "best", "cvar"), help="how K futures are scored")
+        parser.add_argument("--proposals", type=POSITIVE, default=GoalConfig.proposals,
+                            help=f"goal planners: goal-poked futures, one proposal each (default {GoalConfig.proposals})")
+        parser.add_argument("--poke-px", type=positive_float, default=GoalConfig.poke_px,
+                            help="goal planners: most the goal poke moves the target per planned segment, pixels "
+                                 f"(default {GoalConfig.poke_px:g})")
     parser.add_argument("--threads", type=POSITIVE, default=1, help="torch threads (default 1)")
 
 
@@ -155,10 +171,13 @@ def _add_plan_commands(top) -> None:
         "check", help="how well the prior predicts the target's motion under candidate actions, against the simulator",
         description="On seeded PushToGoal states, imagine candidate action sequences with the prior and roll "
                     "them out in the simulator; print displacement agreement and how well the prior ranks the "
-                    "candidates by the planner's cost.")
+                    "candidates by the planner's cost. Each planner of --planners also plans from every state: "
+                    "the predicted and true cost of its chosen plans and their relative gap.")
     _add_model_arguments(check)
     check.add_argument("--states", type=POSITIVE, default=12, help="seeded states (default 12)")
     check.add_argument("--candidates", type=POSITIVE, default=32, help="candidate action sequences per state (default 32)")
+    check.add_argument("--planners", nargs="+", default=list(CHECK_PLANNERS), choices=PRIOR_METHODS,
+                       help=f"prior planners that plan from every state (default: {' '.join(CHECK_PLANNERS)})")
     check.add_argument("--out", help="also write the result as JSON here")
     check.set_defaults(func=_plan_check)
 

@@ -2,6 +2,9 @@
 
 Methods (every one plays the same episode seeds):
 - "cem", "random", "mppi": `sim_envs.planning.planners.Planner` on futures imagined by the prior.
+- "goal", "goal_cem": `sim_envs.planning.planners.GoalPlanner`: the pusher paths of futures in
+  which the prior moves the target towards the goal, one chosen as is ("goal") or refined by
+  CEM on the prior's forward predictions ("goal_cem").
 - "oracle": CEM with the same settings scoring its candidates by true simulator rollouts (the
   upper bound of a planner with a perfect model).
 - "random_policy": uniform random actions.
@@ -17,7 +20,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import gymnasium as gym
@@ -31,12 +34,16 @@ from motion_prior.foundation.errors import InputError
 from motion_prior.foundation.pokes import end_times, ends, pokes_to_pixels
 from motion_prior.foundation.visualize import draw_tracks
 from motion_prior.inference.prior import MotionPrior
-from sim_envs.planning.planners import GoalCost, Planner, PlannerConfig, PriorModel, SimulatorModel, reduce_risk
+from sim_envs.planning.planners import (GoalConfig, GoalCost, GoalPlanner, Planner, PlannerConfig, PriorModel,
+                                        SimulatorModel, path_to_actions, reduce_risk)
 from sim_envs.simulation.scripts import segment_clear_of
 from sim_envs.tasks.wrapper import ImagineConfig, MotionPriorWrapper
 
-PRIOR_METHODS = ("cem", "random", "mppi")
+GOAL_METHODS = ("goal", "goal_cem")
+PRIOR_METHODS = ("cem", "random", "mppi", *GOAL_METHODS)
 METHODS = (*PRIOR_METHODS, "oracle", "random_policy", "heuristic")
+# The planners `plan check` runs from its states by default.
+CHECK_PLANNERS = ("cem", "mppi", *GOAL_METHODS)
 GIF_METHOD = "cem"
 SETTINGS_FILE = "settings.json"
 
@@ -53,7 +60,8 @@ class PlanEvalConfig:
         num_samples, sampler, steps, guidance: the prior's K futures per candidate and its
             sampler (None: the model's default sampler and its settings).
         planner: search settings shared by the prior planners and the oracle (its `method`
-            is set per method).
+            is set per method; the goal planners refine with CEM).
+        goal: the goal planners' proposals (its `refine` is set per method).
         gif_episode: index of the episode drawn as a GIF (CEM with the prior).
     """
 
@@ -67,6 +75,7 @@ class PlanEvalConfig:
     steps: int | None = None
     guidance: float | None = None
     planner: PlannerConfig = field(default_factory=lambda: PlannerConfig(horizon=1, candidates=24, iterations=3))
+    goal: GoalConfig = field(default_factory=GoalConfig)
     gif_episode: int = 0
 
     def validate(self) -> "PlanEvalConfig":
@@ -75,6 +84,7 @@ class PlanEvalConfig:
             raise InputError("methods", f"names from {METHODS}", unknown)
         if self.episodes < 1:
             raise InputError("episodes", "at least 1", self.episodes)
+        self.goal.validate()
         return self
 
 
@@ -152,9 +162,27 @@ def make_policy(method: str, env: MotionPriorWrapper, config: PlanEvalConfig):
         if not isinstance(env.unwrapped, tabletop.PushToGoalEnv):
             raise InputError("methods", "'heuristic' only with a PushToGoal env", config.env)
         return PushHeuristic(env)
-    search = PlannerConfig(**{**asdict(config.planner), "method": "cem" if method == "oracle" else method})
+    # The oracle and the goal planners search (refine) with CEM.
+    search = PlannerConfig(**{**asdict(config.planner), "method": method if method in ("random", "mppi") else "cem"})
     model = SimulatorModel(env) if method == "oracle" else PriorModel(env, config.num_samples)
+    if method in GOAL_METHODS:
+        task = env.unwrapped
+        if not isinstance(task, tabletop.TabletopEnv):
+            raise InputError("methods", f"{method!r} only with a tabletop env (it reads the pusher's path through "
+                             "the env's camera)", config.env)
+        goal = replace(config.goal, refine=method == "goal_cem")
+        return PlannerPolicy(GoalPlanner(model, GoalCost(), env.action_space, search, pusher_path_actions(env),
+                                         task.config.segment_frames, task.config.horizon_frames, goal))
     return PlannerPolicy(Planner(model, GoalCost(), env.action_space, search))
+
+
+def pusher_path_actions(env: gym.Env):
+    """The goal planner's `to_actions` in a tabletop env: a pusher path `[M, H + 1, 2]` in
+    pixels -> actions `[M, H, 2]` (:func:`path_to_actions` on the plane of the pusher's
+    centre, through the episode's camera, which changes at every reset, so both are read at
+    each call)."""
+    task: tabletop.TabletopEnv = env.unwrapped
+    return lambda path: path_to_actions(path, task.camera, task.pusher_position()[2], task.config.max_step)
 
 
 def true_cost_of_plan(env: gym.Env, planner: Planner | None, observation: dict, plan) -> float | None:
@@ -233,11 +261,18 @@ def summarize(records: list[dict]) -> dict:
 def _check_resume_settings(path: Path, config: PlanEvalConfig, resuming: bool) -> None:
     """Refuse to add episodes to a folder whose earlier episodes ran with other settings (a
     different model, sampler, planner, env or seed), which would mix them into one summary;
-    which methods and how many episodes may change. Writes the settings for a new run."""
-    settings = {k: v for k, v in asdict(config).items() if k not in ("methods", "episodes", "gif_episode")}
-    settings = json.loads(json.dumps(settings))  # tuples -> lists, as they read back
+    which methods and how many episodes may change. Writes the settings for a new run. A
+    setting added since a folder was written (e.g. `goal`) counts as its default there: the
+    folder's episodes ran before it existed."""
+    def settings_of(run: PlanEvalConfig) -> dict:
+        settings = {k: v for k, v in asdict(run).items() if k not in ("methods", "episodes", "gif_episode")}
+        return json.loads(json.dumps(settings))  # tuples -> lists, as they read back
+
+    settings = settings_of(config)
     if resuming:
         earlier = json.loads(path.read_text()) if path.is_file() else None
+        if earlier is not None:
+            earlier = {**settings_of(PlanEvalConfig()), **earlier}
         if earlier != settings:
             changed = "no record of its settings" if earlier is None else \
                 "other " + ", ".join(sorted(k for k in settings if earlier.get(k) != settings[k]))
@@ -260,7 +295,14 @@ def make_env(config: PlanEvalConfig) -> MotionPriorWrapper:
                                                                          guidance=config.guidance))
 
 
-def check_model(config: PlanEvalConfig, states: int = 12, candidates: int = 32, moved_px: float = 2.0) -> dict:
+def _target_shift(tracks: np.ndarray) -> np.ndarray:
+    """`[M, K, N, T, 2]` tracks (target points, then the pusher) -> `[M, 2]` the target's mean
+    displacement (last frame minus first) over its query points and the K futures (pixels)."""
+    return (tracks[:, :, :-1, -1] - tracks[:, :, :-1, 0]).mean(axis=(1, 2))
+
+
+def check_model(config: PlanEvalConfig, states: int = 12, candidates: int = 32, moved_px: float = 2.0,
+                planners: tuple[str, ...] = CHECK_PLANNERS) -> dict:
     """How well the prior predicts what the planner scores, against the simulator (PushToGoal).
 
     States: reset seeds `config.seed + i`, each advanced by `i % 3` heuristic steps so some
@@ -269,16 +311,30 @@ def check_model(config: PlanEvalConfig, states: int = 12, candidates: int = 32, 
     so a good share of them touch it. Both models are scored with `GoalCost` and the
     planner's risk measure.
 
+    From each state every planner of `planners` (names from PRIOR_METHODS, built as `plan
+    eval` builds them from `config`, reseeded with the state's seed) also plans once; its
+    chosen sequence gets the cost its prior predicted (`Plan.cost`; MPPI's plan is a weighted
+    mean no call scored, so one more prior call predicts it) and its cost under a true rollout.
+
     Returns:
-        {"config", "metrics"}: poke adherence (mean distance, pixels, between the prior's pusher
-        at each poke's end time and the poke's end point); displacement agreement of the target (pixels; "moved" means a
-        displacement over `moved_px`): Pearson correlation of predicted vs true displacement
+        {"config", "metrics", "planners"}: "metrics": poke adherence (mean distance, pixels,
+        between the prior's pusher at each poke's end time and the poke's end point);
+        displacement agreement of the target (pixels; "moved" means a displacement over
+        `moved_px`): Pearson correlation of predicted vs true displacement
         components, share of candidates moving it (true, predicted), contact agreement,
         median angle error (degrees) and length ratio where both move it; cost ranking: the
         true cost of the prior's best candidate against the true best, and the true median
         (pixels, means over states), and the mean Spearman correlation of the costs.
+        "planners": per planner, over states: "predicted_cost" and "true_cost" of its chosen
+        plans (pixels, means), "relative_gap" (true - predicted) / predicted of those means
+        (positive: the prior promised more than the plans deliver), "moved_share_true" and
+        "moved_share_prior" (share of chosen plans that move the target over `moved_px`,
+        simulated and predicted), and "plan_seconds" (mean planning time).
     """
     config.validate()
+    unknown = [name for name in planners if name not in PRIOR_METHODS]
+    if unknown:
+        raise InputError("planners", f"names from {PRIOR_METHODS}", unknown)
     env = make_env(config)
     if not isinstance(env.unwrapped, tabletop.PushToGoalEnv):
         raise InputError("env", "a PushToGoal env (the heuristic drives the states)", config.env)
@@ -286,7 +342,9 @@ def check_model(config: PlanEvalConfig, states: int = 12, candidates: int = 32, 
     prior, oracle = PriorModel(env, config.num_samples), SimulatorModel(env)
     rng = np.random.default_rng(config.seed)
     true_shift, pred_shift, ranking, poke_error = [], [], [], []
+    chosen = {name: [] for name in planners}  # (predicted, true, moved true, moved prior, seconds) per state
     try:
+        policies = {name: make_policy(name, env, config) for name in planners}
         for i in range(states):
             observation, _ = env.reset(seed=config.seed + i)
             for _ in range(i % 3):
@@ -303,7 +361,7 @@ def check_model(config: PlanEvalConfig, states: int = 12, candidates: int = 32, 
             true_cost, prior_cost = (reduce_risk(cost(observation, t), config.planner.risk, config.planner.cvar_alpha)
                                      for t in tracks.values())
             # The target's displacement: mean over its query points (all but the pusher) and samples.
-            shifts = [(t[:, :, :-1, -1] - t[:, :, :-1, 0]).mean(axis=(1, 2)) for t in tracks.values()]
+            shifts = [_target_shift(t) for t in tracks.values()]
             true_shift.append(shifts[0])
             pred_shift.append(shifts[1])
             # Poke adherence: where the prior puts the pusher (the last query point, the pokes'
@@ -316,6 +374,17 @@ def check_model(config: PlanEvalConfig, states: int = 12, candidates: int = 32, 
             # Spearman's rank correlation; ties (candidates that all miss the object) share a rank.
             ranking.append((true_cost[np.argmin(prior_cost)], true_cost.min(), np.median(true_cost),
                             spearmanr(true_cost, prior_cost).statistic))
+            for name, policy in policies.items():
+                planner = policy.planner
+                planner.reset(config.seed + i)
+                plan = planner.plan(observation)
+                predicted, imagined = plan.cost, plan.tracks[None]
+                if name == "mppi":
+                    imagined = planner.model.predict(observation, plan.sequence[None], plan.query_points)
+                    predicted = float(planner.score(observation, imagined)[0])
+                simulated = oracle.predict(observation, plan.sequence[None], plan.query_points)
+                moved = [np.linalg.norm(_target_shift(t)[0]) > moved_px for t in (simulated, imagined)]
+                chosen[name].append((predicted, float(planner.score(observation, simulated)[0]), *moved, plan.seconds))
     finally:
         env.close()
     true_shift, pred_shift, ranking = np.concatenate(true_shift), np.concatenate(pred_shift), np.array(ranking)
@@ -336,8 +405,15 @@ def check_model(config: PlanEvalConfig, states: int = 12, candidates: int = 32, 
         "true_cost_median": float(ranking[:, 2].mean()),
         "cost_rank_correlation": float(np.nanmean(ranking[:, 3])),
     }
-    return {"config": {**asdict(config), "states": states, "candidates": candidates, "moved_px": moved_px},
-            "metrics": metrics}
+    section = {}
+    for name, rows in chosen.items():
+        predicted, true, moved_true, moved_prior, seconds = (float(v) for v in np.mean(rows, axis=0))
+        section[name] = {"states": len(rows), "predicted_cost": predicted, "true_cost": true,
+                         "relative_gap": (true - predicted) / predicted, "moved_share_true": moved_true,
+                         "moved_share_prior": moved_prior, "plan_seconds": seconds}
+    return {"config": {**asdict(config), "states": states, "candidates": candidates, "moved_px": moved_px,
+                       "planners": list(planners)},
+            "metrics": metrics, "planners": section}
 
 
 def evaluate(config: PlanEvalConfig, out: str | Path, progress: bool = True) -> dict:

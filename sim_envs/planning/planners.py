@@ -1,9 +1,14 @@
-"""Sampling-based planners over actions that score imagined futures: random shooting, CEM, MPPI.
+"""Planners over actions that score imagined futures: random shooting, CEM, MPPI, and the
+goal-conditioned planner.
 
 At every step a planner proposes candidate action sequences `[M, H, A]`, asks a *model* what
 the scene does under each (one batched call per iteration), scores every predicted future with
 a goal cost, reduces the K futures of a candidate with a risk measure and refines its proposal.
 It is a Gymnasium-style policy: `planner(observation) -> action`.
+
+:class:`GoalPlanner` is the prior's own use: instead of guessing actions, it pokes the target
+towards the goal, samples futures in which that happens, reads the pusher's imagined path in
+each as a candidate action sequence, and picks one (or seeds CEM with them).
 
 Models (anything with `predict(observation, actions, query_points) -> tracks [M, K, N, T, 2]`):
 - :class:`PriorModel`: futures imagined by the motion prior through a `MotionPriorWrapper`.
@@ -15,7 +20,8 @@ Nothing here imports MuJoCo: planners see tracks in pixels of the env's frame an
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Callable
 
 import numpy as np
 
@@ -100,6 +106,12 @@ class PriorModel:
     def predict(self, observation: dict, actions: np.ndarray, query_points: np.ndarray) -> np.ndarray:
         """`actions [M, H, A]`, `query_points [N, 2]` pixels -> tracks `[M, K, N, T, 2]` pixels."""
         return self.wrapper.imagine(actions, self.num_samples, query_points, **self.options).tracks
+
+    def sample_pokes(self, observation: dict, pokes: np.ndarray, num_samples: int,
+                     query_points: np.ndarray) -> np.ndarray:
+        """Futures under one poke set: `pokes [P, 5]` (u0, v0, u1, v1, end_time) and
+        `query_points [N, 2]` in pixels -> tracks `[num_samples, N, T, 2]` pixels."""
+        return self.wrapper.imagine_pokes([pokes], num_samples, query_points, **self.options).tracks[0]
 
 
 class SimulatorModel:
@@ -219,8 +231,14 @@ class Planner:
         tracks = self.model.predict(observation, candidates, queries)
         return self.score(observation, tracks), tracks
 
-    def plan(self, observation: dict) -> Plan:
-        """Search for the best action sequence from this observation (see :class:`PlannerConfig`)."""
+    def plan(self, observation: dict, proposals: np.ndarray | None = None) -> Plan:
+        """Search for the best action sequence from this observation (see :class:`PlannerConfig`).
+
+        Args:
+            proposals: `[M0, H, A]` action sequences (the env's units) to score as the first
+                population instead of samples around the mean (:class:`GoalPlanner`); later
+                iterations refine them by the configured method.
+        """
         started = time.perf_counter()
         c = self.config
         shape = (c.horizon, len(self.low))
@@ -231,8 +249,10 @@ class Planner:
         std = np.full(shape, c.init_std * 2)
         best = (np.inf, None, None)
         calls = 0
-        for _ in range(1 if c.method == "random" else c.iterations):
-            if c.method == "random":
+        for iteration in range(1 if c.method == "random" else c.iterations):
+            if iteration == 0 and proposals is not None:
+                units = np.clip((np.asarray(proposals, dtype=np.float64) - centre) / scale, -1, 1)
+            elif c.method == "random":
                 units = self.rng.uniform(-1, 1, (c.candidates * c.iterations, *shape))
             else:
                 units = np.clip(mean + std * self.rng.standard_normal((c.candidates, *shape)), -1, 1)
@@ -254,4 +274,150 @@ class Planner:
         sequence = centre + scale * chosen
         self.last_plan = Plan(sequence[0].astype(np.float32), sequence, best[0], best[2], time.perf_counter() - started,
                               calls, queries)
+        return self.last_plan
+
+
+def path_to_actions(path: np.ndarray, camera, height: float, max_step: float) -> np.ndarray:
+    """Planar pusher actions that follow a pixel path (the tabletop envs' action convention).
+
+    Each waypoint is lifted onto the horizontal plane of the pusher's centre through the camera
+    (`PinholeCamera.pixels_to_plane`). Action h heads from where the actions before it leave
+    the pusher to waypoint h: `(xy_h - xy_{h-1}) / max_step` clipped to [-1, 1] while nothing is
+    clipped; after a clipped step the next one still heads for the path's next waypoint instead
+    of repeating the path's step from a place the pusher never reached. A waypoint whose ray
+    misses the plane (above its horizon) holds the pusher where it is.
+
+    Args:
+        path: `[..., H + 1, 2]` pixel (u, v) of the pusher's centre: where it starts, then where
+            it is at the end of each of H segments.
+        camera: the `PinholeCamera` of the frame the path is drawn in.
+        height: world z (metres) of the pusher's centre.
+        max_step: metres of motion per action unit.
+
+    Returns:
+        `[..., H, 2]` actions in [-1, 1] (world x, y).
+    """
+    points, hits = camera.pixels_to_plane(np.asarray(path, dtype=np.float64), height)
+    place, actions = points[..., 0, :2], []
+    for h in range(1, points.shape[-2]):
+        step = np.where(hits[..., h, None], points[..., h, :2] - place, 0.0)
+        actions.append(np.clip(step / max_step, -1.0, 1.0))
+        place = place + actions[-1] * max_step
+    return np.stack(actions, axis=-2)
+
+
+@dataclass
+class GoalConfig:
+    """How :class:`GoalPlanner` proposes action sequences.
+
+    Attributes:
+        proposals: futures sampled with the goal poke; each one's pusher path is one proposal.
+        poke_px: the most the goal poke moves the target per planned segment (pixels of the
+            env's frame). A goal farther than that is poked a step of this length towards it
+            (the next steps poke the rest): the prior has to explain the poke by its pusher,
+            and a motion no training push made is explained by co-motion instead. A segment's
+            pusher move is at most `max_step` (0.2 m, roughly 40 px with the default camera),
+            and a push that first walks round the object has part of it left for pushing:
+            16 px is about 8 cm, so a PushToGoal goal (8-16 cm away) takes one or two steps.
+        refine: False ("goal"): pick one proposal by its own goal-poked future; True
+            ("goal_cem"): CEM whose first population is the proposals.
+    """
+
+    proposals: int = 32
+    poke_px: float = 16.0
+    refine: bool = False
+
+    def validate(self) -> "GoalConfig":
+        checks = [
+            ("proposals", isinstance(self.proposals, (int, np.integer)) and self.proposals >= 1, "an integer >= 1"),
+            ("poke_px", np.isfinite(self.poke_px) and self.poke_px > 0, "a positive number of pixels"),
+        ]
+        for name, ok, expected in checks:
+            if not ok:
+                raise InputError(f"GoalConfig.{name}", expected, getattr(self, name))
+        return self
+
+
+class GoalPlanner(Planner):
+    """Goal-conditioned planning with the prior: generate the motion that reaches the goal,
+    then act (the pusher's part of that motion is the plan). At each step:
+
+    1. The goal poke: `observation["target_pixel"]` towards `observation["goal_pixel"]` (at
+       most `poke_px` per planned segment), ending at the end of the planned segments (frame
+       `H * segment_frames - 1`), so the path read from a future spans exactly the poke. The
+       prior samples `proposals` futures under that poke alone, querying `cost.query_points`
+       (the target, a ring round it, the pusher's centre).
+    2. Each future's pusher track, at frame `(h + 1) * segment_frames - 1` (clipped to the
+       horizon) for segment h, is turned into an action sequence by `to_actions`.
+    3. Without refinement, the proposal is the one whose own goal-poked future scores best
+       under `cost` over the poked frames. The poke fixes the poked point, so the goal term
+       ranks how well the ring of target points follows it, and the reach term decides the
+       rest: how close the pusher ends to the place behind the moved target that pushes it
+       there. A future in which the target moves but the pusher is elsewhere is co-motion,
+       not a push, and its pusher path would not move the object; the best-scoring one is
+       the prior's own account of a push that obeys the poke. (A consensus path, e.g. the
+       medoid, would average such futures in.) One more prior call predicts the chosen
+       sequence's futures under its action pokes, for `Plan.cost` and `Plan.tracks`.
+    4. With refinement, CEM (`config`, method "cem") starts from the proposals as its first
+       population, scored by the prior's futures under each candidate's action pokes, refits
+       on the elites and runs `config.iterations - 1` more iterations of `config.candidates`.
+
+    `Plan.cost` is the cost of the chosen sequence under the forward model, as for CEM, so
+    `plan eval` sets it against a true rollout; `model_calls` counts the goal-poked call.
+
+    Args:
+        model: a :class:`PriorModel` (`sample_pokes` and `predict`).
+        cost, action_space: as :class:`Planner`.
+        config: :class:`PlannerConfig` with method "cem": the horizon H and the refinement.
+        to_actions: `(path [M, H + 1, 2] pixels) -> [M, H, A]` actions: the pusher's pixel path
+            (its start, then its place at each segment's end) as env actions, e.g.
+            :func:`path_to_actions` through the env's camera (`plan_eval.pusher_path_actions`).
+        segment_frames / horizon_frames: frames per action and the prior's horizon (frames).
+        goal: :class:`GoalConfig`.
+    """
+
+    def __init__(self, model, cost, action_space, config: PlannerConfig | None, to_actions: Callable,
+                 segment_frames: int, horizon_frames: int, goal: GoalConfig | None = None):
+        config = config or PlannerConfig()
+        if config.method != "cem":
+            raise InputError("config.method", "'cem' (the goal planner refines its proposals with CEM)", config.method)
+        if not 1 <= segment_frames <= horizon_frames:
+            raise InputError("segment_frames", f"between 1 and horizon_frames ({horizon_frames})", segment_frames)
+        self.goal = (goal or GoalConfig()).validate()
+        self.to_actions, self.segment_frames, self.horizon_frames = to_actions, segment_frames, horizon_frames
+        super().__init__(model, cost, action_space, config)
+
+    def segment_ends(self) -> np.ndarray:
+        """`[H]` the frame at which each planned segment ends, clipped to the horizon."""
+        ends = np.arange(1, self.config.horizon + 1) * self.segment_frames - 1
+        return np.minimum(ends, self.horizon_frames - 1)
+
+    def goal_poke(self, observation: dict) -> np.ndarray:
+        """`[1, 5]` pixel poke (u0, v0, u1, v1, end_time): the target towards the goal, at most
+        `poke_px` per planned segment, ending with the planned segments."""
+        target = np.asarray(observation["target_pixel"], dtype=np.float64)
+        offset = np.asarray(observation["goal_pixel"], dtype=np.float64) - target
+        distance = np.linalg.norm(offset)
+        reach = self.goal.poke_px * self.config.horizon
+        end = target + offset * min(1.0, reach / distance) if distance > 0 else target
+        end_time = self.segment_ends()[-1] / (self.horizon_frames - 1)
+        return np.array([[*target, *end, end_time]], dtype=np.float32)
+
+    def plan(self, observation: dict) -> Plan:
+        """Propose action sequences from goal-poked futures and choose or refine (see the class)."""
+        started = time.perf_counter()
+        queries = self.cost.query_points(observation)
+        ends = self.segment_ends()
+        futures = self.model.sample_pokes(observation, self.goal_poke(observation), self.goal.proposals, queries)
+        pusher = futures[:, -1]  # [K, T, 2]; the tracks start at the query point, the pusher's centre
+        path = np.concatenate([pusher[:, :1], pusher[:, ends]], axis=1)
+        proposals = np.clip(self.to_actions(path), self.low, self.high)
+        if self.goal.refine:
+            plan = super().plan(observation, proposals)
+        else:
+            # The cost over the poked frames only: what the futures do after the plan is not its doing.
+            chosen = proposals[int(np.argmin(self.cost(observation, futures[None, :, :, : ends[-1] + 1])[0]))]
+            costs, tracks = self._evaluate(observation, chosen[None], queries)
+            plan = Plan(chosen[0].astype(np.float32), chosen, float(costs[0]), tracks[0], 0.0, 1, queries)
+        self.last_plan = replace(plan, seconds=time.perf_counter() - started, model_calls=plan.model_calls + 1)
         return self.last_plan

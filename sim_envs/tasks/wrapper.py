@@ -148,15 +148,28 @@ class MotionPriorWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
         Returns:
             `FuturesBatch` with tracks `[M, K, N, T, 2]` in pixels of the env's frame.
         """
+        # Poke functions speak normalised coordinates (as action_to_pokes); the caller's query
+        # points and the returned tracks are pixels of the frame.
+        size = self.frame().shape[:2]
+        return self.imagine_pokes([pokes_to_pixels(p, size) for p in self.pokes(actions)], num_samples, query_points,
+                                  seed, **options)
+
+    def imagine_pokes(self, pokes, num_samples: int | None = None, query_points=None, seed: int | None = None,
+                      **options) -> FuturesBatch:
+        """Like :meth:`imagine`, for poke sets given directly instead of actions (e.g. "this
+        object point goes there", which no action states), with the same sampler settings.
+
+        Args:
+            pokes: M poke sets `[P_m, 5]` (u0, v0, u1, v1, end_time) in pixels of the env's frame.
+            num_samples, query_points, seed, options: as :meth:`imagine`.
+
+        Returns:
+            `FuturesBatch` with tracks `[M, K, N, T, 2]` in pixels of the env's frame.
+        """
         for name in ("sampler", "steps", "guidance"):
             if getattr(self.config, name) is not None:
                 options.setdefault(name, getattr(self.config, name))
-        frame = self.frame()
-        size = frame.shape[:2]
-        # Poke functions speak normalised coordinates (as action_to_pokes); the caller's query
-        # points and the returned tracks are pixels of the frame.
-        pixel_pokes = [pokes_to_pixels(p, size) for p in self.pokes(actions)]
-        return self.prior.sample_batch(frame, pixel_pokes, num_samples=num_samples or self.config.num_samples,
+        return self.prior.sample_batch(self.frame(), pokes, num_samples=num_samples or self.config.num_samples,
                                        query_points=query_points, seed=self.config.seed if seed is None else seed,
                                        coords="pixels", **options)
 

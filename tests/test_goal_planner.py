@@ -1,0 +1,117 @@
+"""The goal-conditioned planner: pixel paths to actions, its goal poke, short episodes on the tiny
+model (PushToGoal and DoorToAngle), and the planners section of `plan check`."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import sim_envs.tasks.envs as tabletop
+from motion_prior.foundation.camera import PinholeCamera, look_at
+from motion_prior.foundation.errors import InputError
+from motion_prior.inference.prior import MotionPrior
+from sim_envs.planning.plan_eval import PlanEvalConfig, check_model, make_policy, run_episode
+from sim_envs.planning.planners import GoalConfig, GoalCost, GoalPlanner, PlannerConfig, path_to_actions
+from sim_envs.tasks.wrapper import ImagineConfig, MotionPriorWrapper
+
+HEIGHT = 0.045  # the pusher's centre above the table (m)
+
+
+def test_path_to_actions_follows_the_lifted_waypoints():
+    camera = PinholeCamera.from_fovy(45.0, (128, 128), look_at([0.3, -0.6, 0.8], [0.0, 0.0, 0.0]))
+    # World waypoints of the pusher's centre: start, then the end of each of three segments.
+    world = np.array([[0.0, 0.0], [0.1, 0.0], [0.4, 0.0], [0.4, 0.1]])
+    path = camera.project(np.concatenate([world, np.full((4, 1), HEIGHT)], axis=1))[0]
+    actions = path_to_actions(np.stack([path, path[[0, 0, 0, 0]]]), camera, HEIGHT, max_step=0.2)
+    assert actions.shape == (2, 3, 2)
+    # 0.1 m is half a step; 0.3 m is clipped to one step (0.2 m), so the pusher stops 0.1 m short
+    # and the next action heads for the waypoint itself: 0.1 m in x and 0.1 m in y.
+    np.testing.assert_allclose(actions[0], [[0.5, 0.0], [1.0, 0.0], [0.5, 0.5]], atol=1e-9)
+    np.testing.assert_allclose(actions[1], 0.0, atol=1e-9)  # a pusher that stays put
+
+
+class _Camera:
+    """A stand-in whose `pixels_to_plane` is the identity on (x, y) in metres: tests read
+    actions straight off the path."""
+
+    def pixels_to_plane(self, pixels, height):
+        points = np.concatenate([pixels, np.full(pixels.shape[:-1] + (1,), height)], axis=-1)
+        return points, np.ones(pixels.shape[:-1], bool)
+
+
+class _PokedPrior:
+    """A fake prior of 8 frames: under the goal poke, future k moves the target with the poke
+    and the pusher to `pusher_ends[k]`, both arriving at the poke's end time; under actions,
+    nothing moves."""
+
+    def __init__(self, pusher_ends):
+        self.pusher_ends, self.pokes = np.asarray(pusher_ends, dtype=np.float64), []
+
+    def sample_pokes(self, observation, pokes, num_samples, query_points):
+        self.pokes.append(pokes)
+        frames = np.clip(np.arange(8) / (pokes[0, 4] * 7), 0.0, 1.0)[:, None]  # share of the way
+        tracks = np.repeat(np.asarray(query_points, np.float64)[None, :, None], num_samples, axis=0).repeat(8, axis=2)
+        tracks[:, :-1] += frames * (pokes[0, 2:4] - pokes[0, :2])  # the target follows the poke
+        tracks[:, -1] += frames * (self.pusher_ends[:num_samples, None] - query_points[-1])
+        return tracks
+
+    def predict(self, observation, actions, query_points):
+        still = np.asarray(query_points, np.float64)[None, None, :, None]
+        return np.repeat(still, len(actions), axis=0).repeat(8, axis=3)
+
+
+def test_the_goal_planner_pokes_a_step_and_picks_the_future_that_pushes():
+    observation = {"target_pixel": np.array([0.0, 0.0]), "goal_pixel": np.array([30.0, 0.0]),
+                   "pusher_pixel": np.array([-0.2, 0.1])}
+    # Three futures: the pusher ends behind the poked target (standoff 12 px behind 10, 0), beside it, far off.
+    prior = _PokedPrior([[-2.0, 0.0], [10.0, 12.0], [-0.2, 0.9]])
+    to_actions = lambda path: path_to_actions(path, _Camera(), HEIGHT, max_step=20.0)  # noqa: E731
+    planner = GoalPlanner(prior, GoalCost(), gym.spaces.Box(-1, 1, (2,)), PlannerConfig(horizon=1), to_actions,
+                          segment_frames=4, horizon_frames=8, goal=GoalConfig(proposals=3, poke_px=10.0))
+    plan = planner.plan(observation)
+    # A 10 px step of the 30 px to the goal, ending with the one planned segment (frame 3 of 0..7).
+    np.testing.assert_allclose(prior.pokes[0], [[0.0, 0.0, 10.0, 0.0, 3 / 7]], atol=1e-6)
+    # The goal term is 20 px for all three; the first pusher ends where it pushes: its path is the plan.
+    np.testing.assert_allclose(plan.sequence, [(np.array([-2.0, 0.0]) - [-0.2, 0.1]) / 20.0], atol=1e-6)
+    assert plan.model_calls == 2 and plan.tracks.shape == (1, 6, 8, 2)
+    with pytest.raises(InputError, match="GoalConfig.proposals"):
+        GoalConfig(proposals=0).validate()
+    with pytest.raises(InputError, match="config.method"):
+        GoalPlanner(prior, GoalCost(), gym.spaces.Box(-1, 1, (2,)), PlannerConfig(method="mppi"), to_actions, 4, 8)
+
+
+@pytest.fixture(scope="module")
+def tiny_config(tiny_model):
+    return PlanEvalConfig(model=str(tiny_model), num_samples=2, steps=2, goal=GoalConfig(proposals=6),
+                          planner=PlannerConfig(horizon=2, candidates=4, iterations=2))
+
+
+@pytest.mark.parametrize("env_id, method", [(tabletop.PUSH_TO_GOAL_ID, "goal"), (tabletop.PUSH_TO_GOAL_ID, "goal_cem"),
+                                            (tabletop.DOOR_TO_ANGLE_ID, "goal")])
+def test_short_goal_planner_episodes(tiny_model, tiny_config, one_torch_thread, env_id, method):
+    env = MotionPriorWrapper(gym.make(env_id, max_steps=2), MotionPrior.load(tiny_model), tabletop.tabletop_pokes,
+                             ImagineConfig(steps=2))
+    try:
+        policy = make_policy(method, env, tiny_config)
+        record = run_episode(env, policy, seed=0)
+    finally:
+        env.close()
+    assert {"success", "distance", "steps", "plan_seconds", "predicted_cost", "true_cost"} <= set(record)
+    assert "error" not in record and (record["steps"] == 2 or record["success"])
+    assert np.isfinite(record["predicted_cost"]) and np.isfinite(record["true_cost"])
+    plan = policy.planner.last_plan
+    assert plan.sequence.shape == (2, 2) and np.all(np.abs(plan.sequence) <= 1.0)
+    assert env.action_space.contains(plan.action)
+    assert plan.model_calls == (2 if method == "goal" else 1 + tiny_config.planner.iterations)
+
+
+def test_plan_check_reports_the_planners_chosen_plans(tiny_config, one_torch_thread):
+    result = check_model(tiny_config, states=2, candidates=4)
+    assert set(result["planners"]) == {"cem", "mppi", "goal", "goal_cem"}
+    for row in result["planners"].values():
+        assert row["states"] == 2
+        for key in ("predicted_cost", "true_cost", "relative_gap", "moved_share_true", "moved_share_prior",
+                    "plan_seconds"):
+            assert np.isfinite(row[key]), key
+    assert "cost_rank_correlation" in result["metrics"] and result["config"]["planners"] == list(result["planners"])
