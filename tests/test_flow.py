@@ -127,6 +127,40 @@ def test_training_conditions_use_the_clips_action_pokes(pipeline_run):
     assert mask.sum(1).min() >= 1
 
 
+def test_decoder_fine_tune_decodes_with_the_clips_action_pokes(pipeline_run):
+    """With action_fraction 1 the decoder's loss decodes every clip with its own action as
+    pokes (mirrored with the clip), the pokes a robot's command sends."""
+    from torch.utils.data import DataLoader
+
+    from motion_prior.training.decoder_stage import DecoderTask, preset as decoder_preset
+
+    recipe = decoder_preset("tiny")
+    recipe.vae, recipe.action_fraction = str(pipeline_run / "vae-pokes"), 1.0
+    task = DecoderTask(recipe)
+    model = task.build_model()
+    batch = next(iter(DataLoader(ClipDataset(pipeline_run / "data"), batch_size=8)))
+    seen = {}
+    decode = model.decode
+
+    def recording_decode(*args, pokes=None, poke_mask=None, **kwargs):
+        seen["pokes"], seen["mask"] = pokes, poke_mask
+        return decode(*args, pokes=pokes, poke_mask=poke_mask, **kwargs)
+
+    model.decode = recording_decode
+    generator = torch.Generator().manual_seed(0)
+    loss, logs = task.loss(model, batch, generator, 0)
+    assert torch.isfinite(loss)
+    # The same draws as the loss made: the mirror flags come first.
+    flip = torch.rand(8, generator=torch.Generator().manual_seed(0)) < 0.5
+    actions = mirror_pokes(batch["action_pokes"], flip)
+    for row in range(8):
+        count = min(int(batch["action_poke_count"][row]), recipe.max_pokes)
+        assert count > 0
+        torch.testing.assert_close(seen["pokes"][row, :count], actions[row, :count])
+        assert seen["mask"][row, :count].all()
+    assert task.validate(model, ClipDataset(pipeline_run / "data"), "cpu")["l1_px_moving_action_half_noise_latent"] >= 0
+
+
 def test_flow_fine_tune_starts_from_the_init_weights(pipeline_run, tmp_path):
     recipe = flow_preset("tiny")
     recipe.vae, recipe.init = str(pipeline_run / "vae-pokes"), str(pipeline_run / "model" / "flow")
