@@ -77,6 +77,21 @@ def test_poke_error_is_read_at_the_poke_end_time():
     assert summarize(batch)["obey_share"] == 0.5
 
 
+def test_pusher_first_is_split_by_the_side_the_pusher_starts_on():
+    """A poke in +u with the pusher at u = 20 (the far side: it can push straight on) is "from
+    behind"; the same poke towards the pusher (-u) needs a way round."""
+    first = _tracks(6, np.minimum(20.0 + 5.0 * np.arange(FRAMES), 40.0 + 2.0 * np.maximum(np.arange(FRAMES) - 5, 0)))
+    far = _tracks(3, np.full(FRAMES, 20.0))
+    pokes = np.array([[50.0, 50.0, 70.0, 50.0, 1.0], [50.0, 50.0, 30.0, 50.0, 1.0]])[:, None]  # [2, 1, 5]
+    outcomes = sample_outcomes(np.stack([np.stack([first, far])] * 2), CENTRE, 8.0, Thresholds(), pokes)  # [2, 2]
+    np.testing.assert_array_equal(outcomes["behind"], [[True, True], [False, False]])
+    figures = summarize(outcomes)
+    assert figures["pusher_first_share_from_behind"] == 0.5 and figures["pusher_first_share_way_round"] == 0.5
+    assert figures["moved_samples_from_behind"] == 2 and figures["moved_samples_way_round"] == 2
+    only_behind = summarize({k: v[:1] for k, v in outcomes.items()})
+    assert only_behind["pusher_first_share_way_round"] is None and only_behind["moved_samples_way_round"] == 0
+
+
 def test_the_reach_test_measures_to_the_panel_not_to_its_sampled_points():
     panel = np.array([[0.0, 0.0], [10.0, 0.0], [20.0, 0.0]])
     assert distance_to_polyline(np.array([5.0, 3.0]), panel) == pytest.approx(3.0)  # mid-segment

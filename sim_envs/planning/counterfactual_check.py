@@ -36,7 +36,11 @@ the poked point at the poke's end time and the poke's end point), `obey_share` (
 <= `obey_px`), `object_moved_share`, `pusher_first_share` (among the samples whose object
 moved), `pusher_approach_share` (the pusher ends closer to the object than it started) and
 `pusher_starts_in_contact_share` (reaching it at frame 0 makes "pusher first" trivially true);
-the same per direction.
+`pusher_first_share_from_behind` and `pusher_first_share_way_round` split "pusher first" by
+where the pusher starts: on the far side of the object from the poke's direction, where it can
+push straight on, or elsewhere, where it has to go round the object first (a prior that only
+moves the pusher along the poke gets the first right and the second wrong); the same per
+direction.
 
 Reference. The definitions are checked on physics: from the same states, `reference_rollouts`
 true rollouts (`simulate_tracks`: the target point, or the panel points, and the pusher) of
@@ -211,7 +215,9 @@ def sample_outcomes(tracks: np.ndarray, layout: Layout, contact_px, thresholds: 
         poked = tracks[..., layout.poked, :, :]  # [..., T, 2]
         at = np.take_along_axis(poked, np.broadcast_to(frame, poked.shape[:-2])[..., None, None], axis=-2)[..., 0, :]
         epe = np.linalg.norm(at - ends(pokes), axis=-1)
-        outcomes.update(epe=epe, obeyed=epe <= thresholds.obey_px)
+        pusher = tracks[..., layout.pusher, 0, :]
+        behind = np.sum((pusher - pokes[..., :2]) * (pokes[..., 2:4] - pokes[..., :2]), axis=-1) < 0
+        outcomes.update(epe=epe, obeyed=epe <= thresholds.obey_px, behind=behind)
     return outcomes
 
 
@@ -229,6 +235,12 @@ def summarize(outcomes: dict[str, np.ndarray]) -> dict:
         pusher_approach_share=float(outcomes["approach"].mean()),
         pusher_starts_in_contact_share=float(outcomes["start_contact"].mean()),
     )
+    if "behind" in outcomes:
+        first, behind = outcomes["pusher_first"].reshape(-1), outcomes["behind"].reshape(-1)
+        for name, side in (("from_behind", behind), ("way_round", ~behind)):
+            chosen = moved & side
+            figures[f"pusher_first_share_{name}"] = float(first[chosen].mean()) if chosen.any() else None
+            figures[f"moved_samples_{name}"] = int(chosen.sum())
     return figures
 
 
