@@ -1,7 +1,8 @@
 """Learning curves of the causal prior: model-check figures against CPU hours, one line per lever.
 
 Each point is a folder holding `point.json` ({"lever", "label", "cpu_hours"}: core-hours of
-data generation and training spent on that lever so far), the `plan check` JSON
+data generation and training spent on that lever so far; lever "baseline" is the shipped model,
+where every lever's line starts), the `plan check` JSON
 (`plan_check.json`), the counterfactual poke check (`counterfactual/counterfactual_check.json`)
 and optionally a `plan eval` summary (`plan_eval/planning_eval.json`). The figures come from
 those commands (see `runs/curve/eval_point.sh` in the model card); this script only gathers
@@ -16,6 +17,7 @@ import argparse
 import json
 from pathlib import Path
 
+BASELINE = "baseline"
 FIGURES = {  # name: (file, key path, label, bar)
     "contact_agreement": ("plan_check.json", ("metrics", "contact_agreement"), "plan check: contact agreement", 0.95),
     "cost_rank_correlation": ("plan_check.json", ("metrics", "cost_rank_correlation"), "plan check: cost rank corr.", 0.8),
@@ -69,8 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     shown = [name for name in FIGURES if any(p.get(name) is not None for p in points)]
     fig, axes = plt.subplots(1, len(shown), figsize=(3.4 * len(shown), 3.2), squeeze=False)
     for ax, name in zip(axes[0], shown):
-        for lever in dict.fromkeys(p["lever"] for p in points):
-            line = [p for p in points if p["lever"] == lever and p.get(name) is not None]
+        start = [p for p in points if p["lever"] == BASELINE and p.get(name) is not None]
+        for lever in dict.fromkeys(p["lever"] for p in points if p["lever"] != BASELINE):
+            line = start + [p for p in points if p["lever"] == lever and p.get(name) is not None]
             ax.plot([p["cpu_hours"] for p in line], [p[name] for p in line], "o-", label=lever)
         bar = FIGURES[name][3]
         if bar is not None:
