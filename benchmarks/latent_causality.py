@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from motion_prior.data.datasets import ClipDataset
-from motion_prior.inference.model_directory import load_vae_with_stats
+from motion_prior.inference.model_directory import load_vae
 
 
 def pusher_first(tracks: np.ndarray, obj: np.ndarray, pusher: np.ndarray, onset_px: float, reach_px: float,
@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--onset-px", type=float, default=1.0)
     parser.add_argument("--reach-px", type=float, default=4.0)
     args = parser.parse_args(argv)
-    vae, _ = load_vae_with_stats(args.model)
+    vae = load_vae(args.model)
     vae.eval()
     data = ClipDataset(args.data, split="test")
     pairs = []

@@ -2,11 +2,11 @@
 
 Each point is a folder holding `point.json` ({"lever", "label", "cpu_hours"}: core-hours of
 data generation and training spent on that lever so far; lever "baseline" is the shipped model,
-where every lever's line starts), the `plan check` JSON
-(`plan_check.json`), the counterfactual poke check (`counterfactual/counterfactual_check.json`)
-and optionally a `plan eval` summary (`plan_eval/planning_eval.json`). The figures come from
-those commands (see `runs/curve/eval_point.sh` in the model card); this script only gathers
-them into a table, a JSON file and a plot.
+where every lever's line starts), the `plan check` JSON (`plan_check.json`), the
+counterfactual poke check (`counterfactual/counterfactual_check.json`) and optionally
+`benchmarks/latent_causality.py`'s output (`latent_causality.json`) and a `plan eval` summary
+(`plan_eval/planning_eval.json`). The figures come from those commands (the model card lists
+them); this script only gathers them into a table, a JSON file and a plot.
 
     python benchmarks/learning_curves.py runs/curve/* --out docs/learning-curves
 """
@@ -25,6 +25,8 @@ FIGURES = {  # name: (file, key path, label, bar)
     "obey_share": ("counterfactual/counterfactual_check.json", ("metrics", "obey_share"), "counterfactual: obey share", 0.9),
     "pusher_first_share": ("counterfactual/counterfactual_check.json", ("metrics", "pusher_first_share"),
                            "counterfactual: pusher first", 0.9),
+    "decoded_pusher_first": ("latent_causality.json", ("pusher_first_share_decoded",),
+                             "VAE: pusher first, decoded", None),
     "cem_success": ("plan_eval/planning_eval.json", ("summary", "cem", "success_rate"), "plan eval: CEM success", None),
 }
 
