@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from motion_prior.cli import main
+from motion_prior.data.batch_views import open_splits
 from motion_prior.data.datasets import ClipDataset
 from motion_prior.data.shards import ClipStore
 from motion_prior.foundation.errors import InputError
@@ -54,6 +55,8 @@ def test_clips_start_at_the_visited_states_and_follow_the_candidates(collected):
     assert sum(len(ClipDataset(store.root, split=split)) for split in ("train", "val", "test")) == len(clips)
     sample = ClipDataset(store.root)[0]
     assert sample["tracks"].shape == (64, 64, 2) and sample["text"] and sample["action_poke_count"] >= 2
+    train, val = open_splits(str(store.root), 128, 64)  # what `train flow --data DIR` opens
+    assert len(train) + len(val) > 0
     # Replay each episode's executed actions in a fresh env: the clips of step s start in its state.
     env = gym.make(config.env)
     task = env.unwrapped
