@@ -75,6 +75,9 @@ def test_the_goal_planner_pokes_a_step_and_picks_the_future_that_pushes():
     # The goal term is 20 px for all three; the first pusher ends where it pushes: its path is the plan.
     np.testing.assert_allclose(plan.sequence, [(np.array([-2.0, 0.0]) - [-0.2, 0.1]) / 20.0], atol=1e-6)
     assert plan.model_calls == 2 and plan.tracks.shape == (1, 6, 8, 2)
+    # Its scored candidates: the three proposals, ranked by their goal-poked futures, then the chosen one.
+    assert plan.candidates.shape == (4, 1, 2) and np.argmin(plan.candidate_costs[:3]) == 0
+    np.testing.assert_allclose(plan.candidates[3], plan.sequence)
     with pytest.raises(InputError, match="GoalConfig.proposals"):
         GoalConfig(proposals=0).validate()
     with pytest.raises(InputError, match="config.method"):

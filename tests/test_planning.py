@@ -59,6 +59,12 @@ def test_planners_find_the_goal_direction(method):
     action = planner(observation)
     np.testing.assert_allclose(action, [0.6, -0.4], atol=0.2)
     assert planner.last_plan.model_calls == (1 if method == "random" else 4)
+    # Every scored candidate is recorded with its cost (on-policy data collection draws from them).
+    plan = planner.last_plan
+    assert plan.candidates.shape == (128, 1, 2) and plan.candidate_costs.shape == (128,)
+    if method != "mppi":  # MPPI's plan is the weighted mean, not a scored candidate
+        np.testing.assert_allclose(plan.candidates[np.argmin(plan.candidate_costs)], plan.sequence)
+        assert plan.candidate_costs.min() == plan.cost
 
 
 def test_planner_config_is_validated():

@@ -1,5 +1,5 @@
-"""The `motion-prior` commands that need MuJoCo: `data generate`, `demo`, `train all`, `plan eval`,
-`plan check`, `plan counterfactual` and `bench` (`sim_envs.apps.bench`).
+"""The `motion-prior` commands that need MuJoCo: `data generate`, `data on-policy`, `demo`, `train all`,
+`plan eval`, `plan check`, `plan counterfactual` and `bench` (`sim_envs.apps.bench`).
 
 Registered into the `motion-prior` CLI through the `motion_prior.cli` entry point.
 """
@@ -23,6 +23,7 @@ from sim_envs.apps.demo import print_summary, run_demo
 from sim_envs.apps.pipeline import train_all
 from sim_envs.generation.clip_generator import GeneratorConfig
 from sim_envs.generation.clip_writer import generate_clips
+from sim_envs.generation.on_policy import SEED, OnPolicyConfig, collect
 from sim_envs.planning.counterfactual_check import CounterfactualConfig, Thresholds, check_counterfactual, table
 from sim_envs.planning.plan_eval import (CHECK_PLANNERS, GIF_METHOD, METHODS, PRIOR_METHODS, PlanEvalConfig,
                                         check_model, evaluate)
@@ -65,6 +66,17 @@ def _generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _on_policy(args: argparse.Namespace) -> int:
+    torch.set_num_threads(args.threads)
+    config = OnPolicyConfig(methods=(args.planner,), episodes=args.episodes,
+                            candidates_per_state=args.candidates_per_state, **_planning_settings(args))
+    start = time.perf_counter()
+    store = collect(config, args.out)
+    print(f"{store.num_clips} clips of {len(store.shards)} episodes in {store.root} "
+          f"({time.perf_counter() - start:.1f} s this run)")
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     print_summary(run_demo(args.out, args.model, args.seed, args.samples, args.steps, args.device))
     return 0
@@ -77,14 +89,18 @@ def _train_all(args: argparse.Namespace) -> int:
     return 0
 
 
-def _plan_eval(args: argparse.Namespace) -> int:
-    torch.set_num_threads(args.threads)
+def _planning_settings(args: argparse.Namespace) -> dict:
+    """The `PlanEvalConfig` fields of `_add_model_arguments` and `_add_search_arguments`."""
     planner = PlannerConfig(horizon=args.horizon, candidates=args.candidates, iterations=args.iterations,
                             risk=args.risk)
-    config = PlanEvalConfig(env=args.env, methods=tuple(args.planner), episodes=args.episodes, seed=args.seed,
-                            model=args.model, num_samples=args.samples, sampler=args.sampler, steps=args.steps,
-                            guidance=args.guidance, planner=planner,
-                            goal=GoalConfig(proposals=args.proposals, poke_px=args.poke_px))
+    return dict(env=args.env, seed=args.seed, model=args.model, num_samples=args.samples, sampler=args.sampler,
+                steps=args.steps, guidance=args.guidance, planner=planner,
+                goal=GoalConfig(proposals=args.proposals, poke_px=args.poke_px))
+
+
+def _plan_eval(args: argparse.Namespace) -> int:
+    torch.set_num_threads(args.threads)
+    config = PlanEvalConfig(methods=tuple(args.planner), episodes=args.episodes, **_planning_settings(args))
     result = evaluate(config, args.out)
     print(f"{'method':<14} {'success':>8} {'distance':>9} {'steps':>6} {'plan s/step':>12}")
     for method, row in result["summary"].items():
@@ -129,12 +145,12 @@ def _plan_counterfactual(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_model_arguments(parser, samples: int = 4, planner: bool = True) -> None:
-    """The options the `plan` verbs share: env, seed, model, K futures (default `samples`),
-    sampler and torch threads; with `planner`, the planner's horizon and risk and the goal
-    planners' settings."""
+def _add_model_arguments(parser, samples: int = 4, planner: bool = True, seed: int = 0) -> None:
+    """The options the `plan` verbs and `data on-policy` share: env, seed (default `seed`),
+    model, K futures (default `samples`), sampler and torch threads; with `planner`, the
+    planner's horizon and risk and the goal planners' settings."""
     parser.add_argument("--env", default=PUSH_TO_GOAL_ID, help=f"Gymnasium env id (default {PUSH_TO_GOAL_ID})")
-    parser.add_argument("--seed", type=int, default=0, help="first episode seed (default 0)")
+    parser.add_argument("--seed", type=int, default=seed, help=f"first episode seed (default {seed})")
     parser.add_argument("--model", default="default", help="'default' (shipped) or a model directory")
     parser.add_argument("--samples", type=POSITIVE, default=samples, help=f"K futures per candidate (default {samples})")
     parser.add_argument("--sampler", choices=tuple(SAMPLERS), help="prior sampler (default: the model's)")
@@ -151,6 +167,12 @@ def _add_model_arguments(parser, samples: int = 4, planner: bool = True) -> None
     parser.add_argument("--threads", type=POSITIVE, default=1, help="torch threads (default 1)")
 
 
+def _add_search_arguments(parser) -> None:
+    """The search budget of the planners that act (`plan eval`, `data on-policy`)."""
+    parser.add_argument("--candidates", type=POSITIVE, default=24, help="candidates per iteration (default 24)")
+    parser.add_argument("--iterations", type=POSITIVE, default=3, help="model calls per step (default 3)")
+
+
 def _add_plan_commands(top) -> None:
     plan = top.add_parser("plan", help="plan in simulation with the motion prior (Gymnasium envs)")
     verbs = plan.add_subparsers(dest="verb", metavar="<verb>", required=True)
@@ -163,8 +185,7 @@ def _add_plan_commands(top) -> None:
                     help="methods to run (default: all)")
     ev.add_argument("--episodes", type=POSITIVE, default=50, help="episodes per method (default 50)")
     ev.add_argument("--out", default="runs/plan-eval", help="output folder (default runs/plan-eval)")
-    ev.add_argument("--candidates", type=POSITIVE, default=24, help="candidates per iteration (default 24)")
-    ev.add_argument("--iterations", type=POSITIVE, default=3, help="model calls per step (default 3)")
+    _add_search_arguments(ev)
     ev.set_defaults(func=_plan_eval)
 
     check = verbs.add_parser(
@@ -201,7 +222,7 @@ def _add_plan_commands(top) -> None:
 
 
 def register(groups: dict) -> None:
-    """Add `data generate`, `demo`, `train all`, `plan eval`, `plan check`, `plan counterfactual` and `bench` to
+    """Add `data generate`, `data on-policy`, `demo`, `train all`, `plan eval`, `plan check`, `plan counterfactual` and `bench` to
     the `motion-prior` CLI."""
     _add_plan_commands(groups[TOP_LEVEL])
     register_bench(groups)
@@ -255,3 +276,22 @@ def register(groups: dict) -> None:
     gen.add_argument("--scenes-per-shard", type=POSITIVE, default=32, help="scenes per shard file (default 32)")
     gen.add_argument("--shards", type=_parse_shards, help="make only shards FIRST:END (to split a run over machines)")
     gen.set_defaults(func=_generate)
+
+    on_policy = groups["data"].add_parser(
+        "on-policy", help="clips of the states a planner on the prior visits and the candidates it weighs there, "
+                          "with their true simulated outcomes (one round of DAgger-style aggregation)",
+        description="Play seeded task episodes with a planner on the prior; at every visited state roll the "
+                    "executed candidate, the elites and random others out in the simulator from that state and "
+                    "write each as a clip (the format of data generate; train on it with train flow --data). "
+                    "Episode seeds start at 5,000,000, clear of the evaluations' seeds. Resumable: rerun the "
+                    "same command; a directory collected with other settings is refused.")
+    _add_model_arguments(on_policy, seed=SEED)
+    _add_search_arguments(on_policy)
+    on_policy.add_argument("--planner", default="cem", choices=PRIOR_METHODS, help="the planner that acts (default cem)")
+    on_policy.add_argument("--episodes", type=POSITIVE, default=OnPolicyConfig.episodes,
+                           help=f"episodes, seeds SEED..SEED+N-1 (default {OnPolicyConfig.episodes})")
+    on_policy.add_argument("--candidates-per-state", type=POSITIVE, default=OnPolicyConfig.candidates_per_state,
+                           help="clips per visited state: the executed candidate, the elites, random others "
+                                f"(default {OnPolicyConfig.candidates_per_state})")
+    on_policy.add_argument("--out", required=True, help="output clip directory")
+    on_policy.set_defaults(func=_on_policy)

@@ -253,6 +253,58 @@ def scene_now(sim: SceneSimulator) -> SceneSpec:
     return replace(sim.spec, objects=objects, articulated=articulated)
 
 
+def script_clip(sim: SceneSimulator, frame: np.ndarray, script: PusherScript, point_rng: np.random.Generator,
+                renderer: OffscreenRenderer | None, config: GeneratorConfig, seed: int, metadata: dict,
+                where: str) -> Clip:
+    """One clip from the current state of `sim`: N points on its visible surfaces
+    (:func:`sample_points`), `script` simulated from it for `config.num_frames` frames
+    (:func:`simulate`), the outcome's description, and the script as the clip's action.
+
+    Args:
+        frame: `uint8 [H, W, 3]` the start frame, rendered in this state.
+        renderer: for the later frames `config.store_frames_every` asks for (None: none stored).
+        seed: the clip's seed (its split; clips that share a start frame share it).
+        metadata: the producer's entries; the script, the per-object motion and the points'
+            categories are added after them.
+        where: names the clip in errors.
+
+    Returns:
+        The clip: action waypoints `[W, 3]` world metres (the pusher's centre), their times as
+        fractions of the clip, and their pokes (normalised; a waypoint reached within the
+        first frame, e.g. by a zero move, gets its poke at frame 1, as in `tabletop_pokes`: a
+        poke ends after the start frame).
+    """
+    T = config.num_frames
+    pusher_z = float(sim.data.xpos[sim.pusher_body, 2])
+    body, local = sample_points(sim, point_rng, config)
+    result = simulate(sim, script, body, local, renderer, config)
+    if np.abs(result["tracks"]).max() > MAX_ABS_COORD:
+        raise RuntimeError(f"{where}: a track left the representable range")
+    text, moves = describe_motion(sim, result, script)
+    waypoints = np.concatenate([script.waypoints, np.full((len(script.waypoints), 1), pusher_z)], axis=1)
+    times = np.minimum(script.frames / (T - 1), 1.0)
+    pokes = action_to_pokes(sim.camera, waypoints[0], waypoints[1:], np.maximum(times[1:], 1.0 / (T - 1)))
+    return Clip(
+        frame=frame,
+        tracks=result["tracks"],
+        visibility=result["visibility"],
+        object_id=sim.body_to_object[body],
+        fps=float(config.fps),
+        object_names=sim.object_names,
+        intrinsics=sim.camera.intrinsics,
+        extrinsics=sim.camera.extrinsics,
+        text=text,
+        frames=result["frames"],
+        frame_indices=result["frame_indices"],
+        action_points=waypoints.astype(np.float32),
+        action_times=times.astype(np.float32),
+        pokes=pokes,
+        seed=int(seed),
+        metadata={**metadata, "script": script.to_json(), "motion": moves,
+                  "point_categories": [CATEGORIES[c] for c in sim.category_of(body)]},
+    )
+
+
 def generate_scene_clips(scene_seed: int, config: GeneratorConfig, renderer: OffscreenRenderer) -> list[Clip]:
     """All clips of one scene seed (`config.scripts_per_scene` of them, sharing the start frame).
 
@@ -272,45 +324,11 @@ def generate_scene_clips(scene_seed: int, config: GeneratorConfig, renderer: Off
         scripts.append(sample_script(rng, spec, config.script, T, config.fps, start=scripts[0].waypoints[0]))
     start_state = get_state(sim)
     frame = renderer.render(sim.model, sim.data, CAMERA_NAME)
-    pusher_z = float(sim.data.xpos[sim.pusher_body, 2])
     clips = []
     for variant, script in enumerate(scripts):
-        point_rng = np.random.default_rng([scene_seed, 1, variant])
         set_state(sim, start_state)
-        body, local = sample_points(sim, point_rng, config)
-        result = simulate(sim, script, body, local, renderer, config)
-        if np.abs(result["tracks"]).max() > MAX_ABS_COORD:
-            raise RuntimeError(f"scene seed {scene_seed}, script {variant}: a track left the representable range")
-        text, moves = describe_motion(sim, result, script)
-        waypoints = np.concatenate([script.waypoints, np.full((len(script.waypoints), 1), pusher_z)], axis=1)
-        times = np.minimum(script.frames / (T - 1), 1.0)
-        pokes = action_to_pokes(sim.camera, waypoints[0], waypoints[1:], times[1:])
-        clips.append(
-            Clip(
-                frame=frame,
-                tracks=result["tracks"],
-                visibility=result["visibility"],
-                object_id=sim.body_to_object[body],
-                fps=float(config.fps),
-                object_names=sim.object_names,
-                intrinsics=sim.camera.intrinsics,
-                extrinsics=sim.camera.extrinsics,
-                text=text,
-                frames=result["frames"],
-                frame_indices=result["frame_indices"],
-                action_points=waypoints.astype(np.float32),
-                action_times=times.astype(np.float32),
-                pokes=pokes,
-                seed=int(scene_seed),
-                metadata={
-                    "generator": GENERATOR_NAME,
-                    "generator_version": GENERATOR_VERSION,
-                    "variant": variant,
-                    "scene": spec.to_json(),
-                    "script": script.to_json(),
-                    "motion": moves,
-                    "point_categories": [CATEGORIES[c] for c in sim.category_of(body)],
-                },
-            )
-        )
+        metadata = {"generator": GENERATOR_NAME, "generator_version": GENERATOR_VERSION, "variant": variant,
+                    "scene": spec.to_json()}
+        clips.append(script_clip(sim, frame, script, np.random.default_rng([scene_seed, 1, variant]), renderer, config,
+                                 scene_seed, metadata, f"scene seed {scene_seed}, script {variant}"))
     return clips

@@ -22,6 +22,7 @@ import json
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Callable
 
 import gymnasium as gym
 import numpy as np
@@ -197,11 +198,15 @@ def true_cost_of_plan(env: gym.Env, planner: Planner | None, observation: dict, 
     return float(planner.score(observation, tracks)[0])
 
 
-def run_episode(env: MotionPriorWrapper, policy, seed: int, record: bool = False) -> dict:
+def run_episode(env: MotionPriorWrapper, policy, seed: int, record: bool = False,
+                on_step: Callable[[int, dict], None] | None = None) -> dict:
     """Play one episode; returns its record (success, final distance, steps, planning seconds
     per step; for planners the mean predicted and true cost of the chosen plans, see
     :func:`true_cost_of_plan`) and, with `record`, the frames and the plans of every step
-    under "trace"."""
+    under "trace". `on_step(step, observation)` is called once the policy has chosen step's
+    action, before the env executes it: in the state the policy saw, with its plan in
+    `policy.planner.last_plan` (on-policy data collection branches rollouts from there; it
+    must leave the env's state as it found it)."""
     observation, info = env.reset(seed=seed)
     policy.reset(seed)
     seconds, trace, error = [], [], None
@@ -224,6 +229,8 @@ def run_episode(env: MotionPriorWrapper, policy, seed: int, record: bool = False
         if record:
             pokes = env.pokes(plan.sequence[None])[0] if plan is not None else None
             trace.append({"observation": observation, "plan": plan, "pokes": pokes})
+        if on_step is not None:
+            on_step(len(seconds) - 1, observation)
         observation, _, terminated, truncated, info = env.step(action)
         if terminated or truncated:
             break

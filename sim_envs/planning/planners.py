@@ -185,6 +185,13 @@ class Plan:
         tracks: `[K, N, T, 2]` the model's futures of that candidate (pixels).
         seconds: wall time of the step's planning.
         model_calls: batched model calls made.
+        query_points: `[N, 2]` the pixel points the model's futures track.
+        candidates: `[E, H, A]` every sequence the planner scored at this step (the env's
+            units; one may repeat another), in the order scored; on-policy data collection
+            rolls some of them out (`sim_envs.generation.on_policy`).
+        candidate_costs: `[E]` the cost each got (the lower the better, as the planner ranks;
+            :class:`GoalPlanner` without refinement ranks its proposals by their goal-poked
+            futures, then scores the chosen one under its actions).
     """
 
     action: np.ndarray
@@ -194,6 +201,8 @@ class Plan:
     seconds: float
     model_calls: int
     query_points: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
+    candidates: np.ndarray = field(default_factory=lambda: np.zeros((0, 0, 0)))
+    candidate_costs: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
 
 class Planner:
@@ -212,6 +221,7 @@ class Planner:
         self.low = np.asarray(action_space.low, dtype=np.float64).reshape(-1)
         self.high = np.asarray(action_space.high, dtype=np.float64).reshape(-1)
         self.last_plan: Plan | None = None
+        self._scored: list[tuple[np.ndarray, np.ndarray]] = []  # (candidates, costs) of this step
         self.reset(self.config.seed)
 
     def reset(self, seed: int | None = None) -> None:
@@ -229,7 +239,13 @@ class Planner:
 
     def _evaluate(self, observation, candidates, queries):
         tracks = self.model.predict(observation, candidates, queries)
-        return self.score(observation, tracks), tracks
+        costs = self.score(observation, tracks)
+        self._scored.append((np.asarray(candidates, dtype=np.float64), costs))
+        return costs, tracks
+
+    def _scored_candidates(self) -> tuple[np.ndarray, np.ndarray]:
+        """(`[E, H, A]`, `[E]`): the candidates scored since the step began, and their costs."""
+        return np.concatenate([c for c, _ in self._scored]), np.concatenate([v for _, v in self._scored])
 
     def plan(self, observation: dict, proposals: np.ndarray | None = None) -> Plan:
         """Search for the best action sequence from this observation (see :class:`PlannerConfig`).
@@ -244,6 +260,7 @@ class Planner:
         shape = (c.horizon, len(self.low))
         centre, scale = (self.high + self.low) / 2, (self.high - self.low) / 2
         queries = self.cost.query_points(observation)
+        self._scored = []
         # Search in units of the action range ([-1, 1] per dimension).
         mean = np.zeros(shape) if self._warm is None else self._warm
         std = np.full(shape, c.init_std * 2)
@@ -273,7 +290,7 @@ class Planner:
         self._warm = np.concatenate([chosen[1:], np.zeros((1, shape[1]))]) if c.horizon > 1 else None
         sequence = centre + scale * chosen
         self.last_plan = Plan(sequence[0].astype(np.float32), sequence, best[0], best[2], time.perf_counter() - started,
-                              calls, queries)
+                              calls, queries, *self._scored_candidates())
         return self.last_plan
 
 
@@ -416,8 +433,12 @@ class GoalPlanner(Planner):
             plan = super().plan(observation, proposals)
         else:
             # The cost over the poked frames only: what the futures do after the plan is not its doing.
-            chosen = proposals[int(np.argmin(self.cost(observation, futures[None, :, :, : ends[-1] + 1])[0]))]
+            ranking = self.cost(observation, futures[None, :, :, : ends[-1] + 1])[0]
+            # The proposals are this step's scored candidates (ranked by their goal-poked futures).
+            self._scored = [(proposals.astype(np.float64), ranking)]
+            chosen = proposals[int(np.argmin(ranking))]
             costs, tracks = self._evaluate(observation, chosen[None], queries)
-            plan = Plan(chosen[0].astype(np.float32), chosen, float(costs[0]), tracks[0], 0.0, 1, queries)
+            plan = Plan(chosen[0].astype(np.float32), chosen, float(costs[0]), tracks[0], 0.0, 1, queries,
+                        *self._scored_candidates())
         self.last_plan = replace(plan, seconds=time.perf_counter() - started, model_calls=plan.model_calls + 1)
         return self.last_plan

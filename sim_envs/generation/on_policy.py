@@ -1,0 +1,239 @@
+"""`motion-prior data on-policy`: clips of the states a planner on the prior visits and of the
+candidate actions it weighs there, with their true simulated outcomes (docs/design.md §1.10).
+
+A planner on the prior goes where the prior is wrong: it picks the candidates whose effect the
+prior overrates (a pusher path that misses but "moves" the object), from states the training
+clips rarely show. Clips of exactly those states and candidates, with what really happens,
+correct the prior where the planner needs it. This is one round of DAgger / MBPO-style data
+aggregation: collect with the current model, add the directory to `train flow --data`, and
+collect again with the improved model.
+
+Procedure. Episode i of a tabletop task env (PushToGoal or DoorToAngle) is reset with seed
+`seed + i`. The default seed, 5,000,000, keeps the episodes clear of the seeds the evaluations
+use (`plan eval` plays 0..49 by default, `plan check` and `plan counterfactual` start at 0), so
+no evaluation episode enters training data; `OnPolicyConfig.validate` refuses episodes among
+seeds 0..49. One prior planner (`plan eval`'s `make_env` and `make_policy`, with its settings)
+plays the episode as in `plan eval` (`run_episode`). At every step, before the chosen action
+is executed, up to `candidates_per_state` of the sequences the planner scored there
+(`Plan.candidates`) are rolled out in the true simulator from that exact state:
+- the executed sequence;
+- the `planner.elites` best-scored others (CEM's elites; the best ones for other planners);
+- a random draw of the rest (seeded by the episode and the step).
+Each becomes a clip (`clip_generator.script_clip`): the frame the planner saw; N points on
+visible surfaces sampled as the generator samples them (objects, pusher, background; the
+task's clip settings, `task_clip_config`); `horizon_frames` (64) frames of the pusher following
+the candidate's segment script (`TabletopEnv.segment_script`: each action's move, then a rest
+until its segment ends) and then resting; the text of the simulated outcome. The state is
+restored afterwards, so the episode plays as it would without collection.
+
+Storage: a clip directory as `data generate` writes it (`ClipStore`, read by `ClipDataset`).
+Shard j holds episode j's clips. A clip's seed is its episode's reset seed, so the train/val/test
+split (a hash of the seed) keeps each episode, one scene, in one split. The index's producer
+records the settings, the model's fingerprint and the clip settings; each shard's
+`producer_info` the episode, its seed, steps, success and skipped candidates; each clip's
+metadata the generator's entries plus "on_policy": env, model, planner, episode, step, the
+candidate's actions `[H, 2]` (the env's units), its role ("executed", "elite", "other") and the
+cost the planner gave it.
+
+Resume: rerun the same command. Episodes whose shard is indexed are kept, the others are played
+again (shards and the index are written atomically); more `episodes` extends the directory, and
+a directory collected with other settings (or another model) is refused. An episode that yields
+no clip (e.g. the planner fails at its first state) writes no shard and is played again.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+import sim_envs.tasks.envs as tabletop
+from motion_prior.data.clips import Clip
+from motion_prior.data.shards import INDEX_FILE, ClipStore, shard_name, write_shard
+from motion_prior.foundation.checkpoints import file_sha256
+from motion_prior.foundation.errors import InputError
+from motion_prior.inference.model_directory import model_dir
+from sim_envs.generation.clip_generator import GeneratorConfig, scene_now, script_clip
+from sim_envs.planning.plan_eval import PRIOR_METHODS, PlanEvalConfig, make_env, make_policy, run_episode
+from sim_envs.planning.planners import Plan
+from sim_envs.simulation.simulator import get_state, set_state
+from sim_envs.tasks.wrapper import MotionPriorWrapper
+
+PRODUCER_NAME = "sim_envs.on_policy"
+PRODUCER_VERSION = "1.0"
+SEED = 5_000_000
+EVAL_SEEDS = range(PlanEvalConfig.episodes)  # plan eval's default episodes: never collected
+TASKS = (tabletop.PUSH_TO_GOAL_ID, tabletop.DOOR_TO_ANGLE_ID)
+
+
+@dataclass
+class OnPolicyConfig(PlanEvalConfig):
+    """What `data on-policy` collects: `plan eval`'s settings (env, model, sampler, search, goal
+    proposals) for the one prior planner in `methods`, and how many of its candidates per
+    state become clips.
+
+    Attributes:
+        methods: `(name,)`: the planner that acts, one of `plan_eval.PRIOR_METHODS`.
+        episodes / seed: episode i is reset with seed `seed + i` (clear of `EVAL_SEEDS`).
+        candidates_per_state: clips per visited state: the executed sequence, the elites,
+            random others (see the module docstring).
+        The others as :class:`PlanEvalConfig` (`gif_episode` is unused).
+    """
+
+    methods: tuple[str, ...] = ("cem",)
+    episodes: int = 16
+    seed: int = SEED
+    candidates_per_state: int = 8
+
+    def validate(self) -> "OnPolicyConfig":
+        if len(self.methods) != 1 or self.methods[0] not in PRIOR_METHODS:
+            raise InputError("planner", f"one planner on the prior, from {PRIOR_METHODS}", list(self.methods))
+        if self.env not in TASKS:
+            raise InputError("env", f"a tabletop task with a true simulator, one of {TASKS}", self.env)
+        if self.candidates_per_state < 1:
+            raise InputError("candidates_per_state", "at least 1", self.candidates_per_state)
+        super().validate()
+        if self.seed < EVAL_SEEDS.stop and self.seed + self.episodes > EVAL_SEEDS.start:
+            raise InputError("seed", f"episode seeds clear of the evaluation seeds {EVAL_SEEDS.start}.."
+                             f"{EVAL_SEEDS.stop - 1} (default {SEED})",
+                             f"seeds {self.seed}..{self.seed + self.episodes - 1}")
+        return self
+
+    def settings(self) -> dict:
+        """What a directory's clips depend on (all but `episodes`), as it reads back from JSON."""
+        settings = {k: v for k, v in asdict(self).items() if k not in ("methods", "episodes", "gif_episode")}
+        return json.loads(json.dumps({"method": self.methods[0], **settings}))
+
+
+def pick_candidates(plan: Plan, count: int, elites: int,
+                    rng: np.random.Generator) -> list[tuple[np.ndarray, str, float | None]]:
+    """Up to `count` distinct sequences `[H, A]` of one planning step, each with its role and
+    the cost the planner gave it: the executed `plan.sequence` (its cost is `plan.cost`, None
+    for MPPI, whose plan is a weighted mean no call scored), then the `elites` best-scored
+    others, then a random draw of the rest (listed by cost)."""
+    def key(sequence: np.ndarray) -> bytes:
+        return (np.round(np.asarray(sequence, dtype=np.float64), 9) + 0.0).tobytes()  # + 0.0: -0.0 -> 0.0
+
+    seen, others = {key(plan.sequence)}, []
+    executed_cost = plan.cost if any(key(c) in seen for c in plan.candidates) else None
+    for i in np.argsort(plan.candidate_costs, kind="stable"):  # a repeated candidate keeps its best cost
+        if key(plan.candidates[i]) not in seen:
+            seen.add(key(plan.candidates[i]))
+            others.append(i)
+    best = others[: min(elites, count - 1)]
+    rest = others[len(best):]
+    drawn = sorted(rng.choice(len(rest), min(count - 1 - len(best), len(rest)), replace=False)) if rest else []
+    picked = [(plan.sequence, "executed", executed_cost)]
+    picked += [(plan.candidates[i], "elite", float(plan.candidate_costs[i])) for i in best]
+    picked += [(plan.candidates[rest[j]], "other", float(plan.candidate_costs[rest[j]])) for j in drawn]
+    return picked
+
+
+def producer(config: OnPolicyConfig, clip_config: GeneratorConfig) -> dict:
+    """The `producer` entry of an on-policy clip directory's index: the settings, the model's
+    fingerprint (the SHA-256 of its `SHA256SUMS`, None for an unpacked model directory: then
+    only its path tells rounds apart) and the clip settings."""
+    sums = model_dir(config.model) / "SHA256SUMS"
+    fingerprint = file_sha256(sums) if sums.is_file() else None
+    return {"name": PRODUCER_NAME, "version": PRODUCER_VERSION,
+            "config": {**config.settings(), "model_sha256": fingerprint, "clips": clip_config.to_dict()}}
+
+
+def open_store(out: str | Path, wanted: dict) -> ClipStore:
+    """`ClipStore.create(out, wanted)`, refusing a directory collected with other settings
+    with an error that names them."""
+    if (Path(out) / INDEX_FILE).is_file():
+        earlier = ClipStore.open(out, unlisted_ok=True).producer
+        if earlier != wanted:
+            if earlier.get("name") == wanted["name"]:
+                old, new = earlier.get("config", {}), wanted["config"]
+                what = "other " + ", ".join(sorted(k for k in {**old, **new} if old.get(k) != new.get(k)))
+            else:
+                what = f"clips of another producer ({earlier.get('name')!r})"
+            raise InputError("out", "a new directory, or one collected with the same settings (only --episodes "
+                             "may grow)", f"{out} holds {what}")
+    return ClipStore.create(out, wanted)
+
+
+def collect_episode(env: MotionPriorWrapper, policy, config: OnPolicyConfig, clip_config: GeneratorConfig,
+                    episode: int, model_sha256: str | None) -> tuple[list[Clip], dict]:
+    """Play episode `episode` with `policy` (a `plan_eval.PlannerPolicy`) and roll its chosen
+    candidates out at every visited state (see the module docstring); `model_sha256` is the
+    model's fingerprint (:func:`producer`), recorded in every clip.
+
+    Returns:
+        (clips, info): the clips in order of step and candidate; info is the shard's
+        `producer_info`: episode, seed, steps, success, the planner's error if it ended the
+        episode, and the candidates skipped (e.g. too few visible points) with the reason.
+    """
+    seed = config.seed + episode
+    task: tabletop.TabletopEnv = env.unwrapped
+    planner = policy.planner
+    made, skipped = [], []
+
+    def on_step(step: int, observation: dict) -> None:
+        picked = pick_candidates(planner.last_plan, config.candidates_per_state, planner.config.elites,
+                                 np.random.default_rng([seed, 2, step]))
+        state, scene = get_state(task.sim), scene_now(task.sim).to_json()
+        try:
+            for rank, (sequence, role, cost) in enumerate(picked):
+                set_state(task.sim, state)
+                source = {"env": config.env, "model": config.model, "model_sha256": model_sha256,
+                          "planner": config.methods[0], "episode": episode, "episode_seed": seed, "step": step,
+                          "candidate": role, "predicted_cost": cost, "actions": np.asarray(sequence).tolist()}
+                metadata = {"generator": PRODUCER_NAME, "generator_version": PRODUCER_VERSION, "variant": rank,
+                            "scene": scene, "on_policy": source}
+                where = f"episode {episode} (seed {seed}), step {step}, candidate {rank}"
+                try:
+                    made.append(script_clip(task.sim, observation["image"], task.segment_script(sequence),
+                                            np.random.default_rng([seed, 1, step, rank]), None, clip_config, seed, metadata,
+                                            where))
+                except (RuntimeError, ValueError) as error:  # one bad candidate must not end a long run
+                    skipped.append(f"{where} skipped: {type(error).__name__}: {error}")
+        finally:
+            set_state(task.sim, state)  # the episode goes on from the state the planner saw
+
+    record = run_episode(env, policy, seed, on_step=on_step)
+    info = {"episode": episode, "seed": seed, "steps": record["steps"], "success": record["success"],
+            "skipped": skipped}
+    if "error" in record:
+        info["error"] = record["error"]
+    return made, info
+
+
+def collect(config: OnPolicyConfig, out: str | Path, progress: bool = True) -> ClipStore:
+    """Collect (or resume collecting) `config.episodes` episodes of on-policy clips into `out`.
+
+    Returns:
+        The :class:`ClipStore` of `out`.
+
+    Raises:
+        InputError: invalid settings, or `out` holds clips collected with other settings.
+    """
+    config.validate()
+    clip_config = tabletop.task_clip_config(config.env)
+    wanted = producer(config, clip_config)
+    env = make_env(config)
+    try:
+        store = open_store(out, wanted)
+        policy = make_policy(config.methods[0], env, config)
+        todo = [i for i in range(config.episodes) if not store.has_shard(shard_name(i))]
+        bar = tqdm(total=config.episodes, initial=config.episodes - len(todo), unit="episode",
+                   desc=f"on-policy {Path(out).name}", disable=not progress)
+        for episode in todo:
+            made, info = collect_episode(env, policy, config, clip_config, episode, wanted["config"]["model_sha256"])
+            for problem in info["skipped"]:
+                tqdm.write(f"warning: {problem}")
+            if "error" in info:
+                tqdm.write(f"warning: episode {episode} ended early: {info['error']}")
+            if made:
+                store.add_shard(write_shard(store.root / shard_name(episode), made, info))
+            bar.update()
+            bar.set_postfix(clips=store.num_clips, states=info["steps"], success="yes" if info["success"] else "no")
+        bar.close()
+    finally:
+        env.close()
+    return store
