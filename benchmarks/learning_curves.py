@@ -1,8 +1,9 @@
 """Learning curves of the causal prior: model-check figures against CPU hours, one line per lever.
 
-Each point is a folder holding `point.json` ({"lever", "label", "cpu_hours"}: core-hours of
-data generation and training spent on that lever so far; lever "baseline" is the shipped model,
-where every lever's line starts), the `plan check` JSON (`plan_check.json`), the
+Each point is a folder holding `point.json` (written by `benchmarks/curve_point.py`: {"lever",
+"label", "cpu_hours", "baseline", "from"}: core-hours of data generation and training spent on
+that lever so far; a baseline point is the shipped model, drawn as a star, and a lever's line
+starts at the points of the baseline its "from" names), the `plan check` JSON (`plan_check.json`), the
 counterfactual poke check (`counterfactual/counterfactual_check.json`) and optionally
 `benchmarks/latent_causality.py`'s output (`latent_causality.json`) and a `plan eval` summary
 (`plan_eval/planning_eval.json`). The figures come from those commands (the model card lists
@@ -17,7 +18,6 @@ import argparse
 import json
 from pathlib import Path
 
-BASELINE = "baseline"
 FIGURES = {  # name: (file, key path, label, bar)
     "contact_agreement": ("plan_check.json", ("metrics", "contact_agreement"), "plan check: contact agreement", 0.95),
     "cost_rank_correlation": ("plan_check.json", ("metrics", "cost_rank_correlation"), "plan check: cost rank corr.", 0.8),
@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     points = [p for p in (read_point(Path(f)) for f in args.points) if p is not None]
     if not points:
         parser.error("points: expected folders with point.json, got none")
-    points.sort(key=lambda p: (p["lever"], p["cpu_hours"]))
+    points.sort(key=lambda p: (not p.get("baseline", False), p["lever"], p["cpu_hours"]))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "learning_curves.json").write_text(json.dumps(points, indent=2) + "\n")
@@ -73,17 +73,28 @@ def main(argv: list[str] | None = None) -> int:
     shown = [name for name in FIGURES if any(p.get(name) is not None for p in points)]
     fig, axes = plt.subplots(1, len(shown), figsize=(3.4 * len(shown), 3.2), squeeze=False)
     for ax, name in zip(axes[0], shown):
-        start = [p for p in points if p["lever"] == BASELINE and p.get(name) is not None]
-        for lever in dict.fromkeys(p["lever"] for p in points if p["lever"] != BASELINE):
-            line = start + [p for p in points if p["lever"] == lever and p.get(name) is not None]
+        def with_figure(lever):
+            return [p for p in points if p["lever"] == lever and p.get(name) is not None]
+
+        for lever in dict.fromkeys(p["lever"] for p in points if p.get("baseline")):
+            line = with_figure(lever)
+            ax.plot([p["cpu_hours"] for p in line], [p[name] for p in line], "*", markersize=11, label=lever)
+        for lever in dict.fromkeys(p["lever"] for p in points if not p.get("baseline")):
+            start = with_figure(next(p.get("from") for p in points if p["lever"] == lever))
+            line = start + with_figure(lever)
             ax.plot([p["cpu_hours"] for p in line], [p[name] for p in line], "o-", label=lever)
         bar = FIGURES[name][3]
         if bar is not None:
             ax.axhline(bar, color="grey", linestyle="--", linewidth=1)
         ax.set_title(FIGURES[name][2], fontsize=9)
         ax.set_xlabel("CPU core-hours")
-    axes[0][0].legend(fontsize=7)
-    fig.tight_layout()
+    # One legend for every axis: some lines (the VAE's) have figures on a few axes only.
+    handles = {}
+    for ax in axes[0]:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(label, handle)
+    fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=min(len(handles), 3), fontsize=7)
+    fig.tight_layout(rect=(0, 0.06 * ((len(handles) + 2) // 3), 1, 1))
     fig.savefig(out / "learning_curves.png", dpi=110)
     return 0
 
