@@ -61,6 +61,17 @@ def test_an_object_that_never_moves_is_left_out_of_the_pusher_first_share():
     assert summarize(sample_outcomes(np.stack([still, wobble]), CENTRE, 8.0, Thresholds()))["pusher_first_share"] is None
 
 
+def test_a_higher_onset_forgives_drift_before_contact_but_not_a_missing_pusher():
+    # The object drifts 1.5 px towards the pusher from frame 2 (a decoder a pixel or two off),
+    # the pusher reaches it at frame 4 (u >= 40) and pushes it past 3 px by frame 8.
+    drift = _tracks(6, np.minimum(20.0 + 5.0 * np.arange(FRAMES), 40.0 + 2.0 * np.maximum(np.arange(FRAMES) - 5, 0)))
+    drift[0, 2:, 0] -= 1.5
+    assert not sample_outcomes(drift, CENTRE, 8.0, Thresholds())["pusher_first"]
+    assert sample_outcomes(drift, CENTRE, 8.0, Thresholds(moved_px=3.0, onset_px=3.0))["pusher_first"]
+    far = _tracks(3, np.full(FRAMES, 20.0))
+    assert not sample_outcomes(far, CENTRE, 8.0, Thresholds(moved_px=3.0, onset_px=3.0))["pusher_first"]
+
+
 def test_poke_error_is_read_at_the_poke_end_time():
     tracks = _tracks(None, np.full(FRAMES, 20.0))
     tracks[0, 5:] = [53.0, 54.0]  # at frame 5 (end time 5 / 11) the poked point is 5 px from (50, 50) ...
@@ -150,8 +161,16 @@ def test_the_cli_runs_the_check_and_names_a_bad_argument(tiny_model, tmp_path, c
         main(["plan", "counterfactual", "--directions", "0", "--out", str(tmp_path)])
     assert raised.value.code == 2 and "argument --directions: expected an integer >= 1" in capsys.readouterr().err
     assert not (tmp_path / RESULT_FILE).exists()
+    assert main(["plan", "counterfactual", "--model", str(tiny_model), "--onset-px", "3", "--out", str(tmp_path)]) == 2
+    assert "onset_px: expected in (0, moved_px], got 3.0" in capsys.readouterr().err
+    assert not (tmp_path / RESULT_FILE).exists()
     assert main(["plan", "counterfactual", "--model", str(tiny_model), "--states", "1", "--directions", "2",
                  "--samples", "2", "--steps", "2", "--reference-rollouts", "1", "--out", str(tmp_path)]) == 0
     printed = capsys.readouterr().out
     assert "pusher_first_share" in printed and "reference_true_pusher_first_share" in printed
+    assert main(["plan", "counterfactual", "--model", str(tiny_model), "--states", "1", "--directions", "1",
+                 "--samples", "1", "--steps", "1", "--reference-rollouts", "0", "--moved-px", "3", "--onset-px", "3",
+                 "--out", str(tmp_path / "onset3")]) == 0
+    thresholds = json.loads((tmp_path / "onset3" / RESULT_FILE).read_text())["config"]["thresholds"]
+    assert thresholds["moved_px"] == 3.0 and thresholds["onset_px"] == 3.0
     assert (tmp_path / RESULT_FILE).is_file() and (tmp_path / PICTURE_FILE).is_file()

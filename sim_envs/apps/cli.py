@@ -138,7 +138,8 @@ def _plan_counterfactual(args: argparse.Namespace) -> int:
     config = CounterfactualConfig(env=args.env, seed=args.seed, model=args.model, sampler=args.sampler,
                                   steps=args.steps, guidance=args.guidance, states=args.states,
                                   directions=args.directions, distance=args.distance, samples=args.samples,
-                                  reference_rollouts=args.reference_rollouts, thresholds=Thresholds(obey_px=args.obey_px))
+                                  reference_rollouts=args.reference_rollouts,
+                                  thresholds=Thresholds(obey_px=args.obey_px, moved_px=args.moved_px, onset_px=args.onset_px))
     result = check_counterfactual(config, args.out)
     print(table(result))
     print(f"wrote {args.out}/counterfactual_check.json and counterfactual_check.png")
@@ -215,6 +216,13 @@ def _add_plan_commands(top) -> None:
     counterfactual.add_argument("--distance", type=positive_float, default=20.0, help="poke length in pixels (default 20)")
     counterfactual.add_argument("--obey-px", type=positive_float, default=5.0,
                                 help="a sample obeys when the poked point ends this close to the poke's end (default 5)")
+    # A decoder a pixel or two off makes a resting object drift by that much: raising the onset
+    # tells imprecision (drift before contact) from a missing cause (no contact at all).
+    counterfactual.add_argument("--moved-px", type=positive_float, default=2.0,
+                                help="the object moved when its displacement exceeds this at some frame (default 2)")
+    counterfactual.add_argument("--onset-px", type=positive_float, default=1.0,
+                                help="its motion starts at the first frame its displacement exceeds this, at most "
+                                     "--moved-px (default 1)")
     counterfactual.add_argument("--reference-rollouts", type=NON_NEGATIVE, default=8,
                                 help="true rollouts per state heading for the target, checking the definitions (default 8)")
     counterfactual.add_argument("--out", default="runs/plan-counterfactual", help="output folder (default runs/plan-counterfactual)")
