@@ -25,7 +25,7 @@ LAYERS = (
     "sim_envs.simulation",  # scenes, scripts, rendering, the simulator
     "sim_envs.generation",  # the clip generator and the job that writes clips
     "sim_envs.tasks",  # Gymnasium envs, the wrapper, poke functions
-    "sim_envs.planning",  # planners and their evaluation
+    "sim_envs.planning",  # planners, their evaluation and the on-policy clips they collect
     "sim_envs.apps",  # the CLI verbs, demo, pipeline, bench
     "sim_envs",
     "ros_nodes",

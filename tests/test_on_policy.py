@@ -14,8 +14,8 @@ from motion_prior.data.batch_views import open_splits
 from motion_prior.data.datasets import ClipDataset
 from motion_prior.data.shards import ClipStore
 from motion_prior.foundation.errors import InputError
-from sim_envs.generation import on_policy
-from sim_envs.generation.on_policy import OnPolicyConfig, collect, pick_candidates
+from sim_envs.planning import on_policy
+from sim_envs.planning.on_policy import OnPolicyConfig, collect, pick_candidates
 from sim_envs.planning.planners import Plan, PlannerConfig
 
 

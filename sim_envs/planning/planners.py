@@ -188,7 +188,7 @@ class Plan:
         query_points: `[N, 2]` the pixel points the model's futures track.
         candidates: `[E, H, A]` every sequence the planner scored at this step (the env's
             units; one may repeat another), in the order scored; on-policy data collection
-            rolls some of them out (`sim_envs.generation.on_policy`).
+            rolls some of them out (`sim_envs.planning.on_policy`).
         candidate_costs: `[E]` the cost each got (the lower the better, as the planner ranks;
             :class:`GoalPlanner` without refinement ranks its proposals by their goal-poked
             futures, then scores the chosen one under its actions).
