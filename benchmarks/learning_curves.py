@@ -71,18 +71,29 @@ def main(argv: list[str] | None = None) -> int:
     import matplotlib.pyplot as plt
 
     shown = [name for name in FIGURES if any(p.get(name) is not None for p in points)]
-    fig, axes = plt.subplots(1, len(shown), figsize=(3.4 * len(shown), 3.2), squeeze=False)
-    for ax, name in zip(axes[0], shown):
+    # One colour per lever on every axis, whichever levers an axis has figures for.
+    palette = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    colour = {lever: palette[i % len(palette)] for i, lever in enumerate(dict.fromkeys(p["lever"] for p in points))}
+    columns = min(len(shown), 4)
+    rows = -(-len(shown) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(3.6 * columns, 3.0 * rows + 0.8), squeeze=False)
+    axes = axes.ravel()
+    for ax in axes[len(shown):]:
+        ax.axis("off")
+    for ax, name in zip(axes, shown):
         def with_figure(lever):
             return [p for p in points if p["lever"] == lever and p.get(name) is not None]
 
         for lever in dict.fromkeys(p["lever"] for p in points if p.get("baseline")):
             line = with_figure(lever)
-            ax.plot([p["cpu_hours"] for p in line], [p[name] for p in line], "*", markersize=11, label=lever)
+            ax.plot([p["cpu_hours"] for p in line], [p[name] for p in line], "*", markersize=11, label=lever,
+                    color=colour[lever])
         for lever in dict.fromkeys(p["lever"] for p in points if not p.get("baseline")):
-            start = with_figure(next(p.get("from") for p in points if p["lever"] == lever))
-            line = start + with_figure(lever)
-            ax.plot([p["cpu_hours"] for p in line], [p[name] for p in line], "o-", label=lever)
+            own = with_figure(lever)
+            if not own:
+                continue
+            line = with_figure(next(p.get("from") for p in points if p["lever"] == lever)) + own
+            ax.plot([p["cpu_hours"] for p in line], [p[name] for p in line], "o-", label=lever, color=colour[lever])
         bar = FIGURES[name][3]
         if bar is not None:
             ax.axhline(bar, color="grey", linestyle="--", linewidth=1)
@@ -90,11 +101,11 @@ def main(argv: list[str] | None = None) -> int:
         ax.set_xlabel("CPU core-hours")
     # One legend for every axis: some lines (the VAE's) have figures on a few axes only.
     handles = {}
-    for ax in axes[0]:
+    for ax in axes:
         for handle, label in zip(*ax.get_legend_handles_labels()):
             handles.setdefault(label, handle)
     fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=min(len(handles), 3), fontsize=7)
-    fig.tight_layout(rect=(0, 0.06 * ((len(handles) + 2) // 3), 1, 1))
+    fig.tight_layout(rect=(0, 0.045 * ((len(handles) + 2) // 3) / rows, 1, 1))
     fig.savefig(out / "learning_curves.png", dpi=110)
     return 0
 
