@@ -23,8 +23,8 @@ from sim_envs.apps.demo import print_summary, run_demo
 from sim_envs.apps.pipeline import train_all
 from sim_envs.generation.clip_generator import GeneratorConfig
 from sim_envs.generation.clip_writer import generate_clips
-from sim_envs.planning.on_policy import SEED, OnPolicyConfig, collect
 from sim_envs.planning.counterfactual_check import CounterfactualConfig, Thresholds, check_counterfactual, table
+from sim_envs.planning.on_policy import SEED, OnPolicyConfig, collect
 from sim_envs.planning.plan_eval import (CHECK_PLANNERS, GIF_METHOD, METHODS, PRIOR_METHODS, PlanEvalConfig,
                                         check_model, evaluate)
 from sim_envs.planning.planners import GoalConfig, PlannerConfig

@@ -43,8 +43,7 @@ no clip (e.g. the planner fails at its first state) writes no shard and is playe
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -57,7 +56,8 @@ from motion_prior.foundation.checkpoints import file_sha256
 from motion_prior.foundation.errors import InputError
 from motion_prior.inference.model_directory import model_dir
 from sim_envs.generation.clip_generator import GeneratorConfig, scene_now, script_clip
-from sim_envs.planning.plan_eval import PRIOR_METHODS, PlanEvalConfig, make_env, make_policy, run_episode
+from sim_envs.planning.plan_eval import (PRIOR_METHODS, PlanEvalConfig, make_env, make_policy, run_episode,
+                                        run_settings)
 from sim_envs.planning.planners import Plan
 from sim_envs.simulation.simulator import get_state, set_state
 from sim_envs.tasks.wrapper import MotionPriorWrapper
@@ -104,8 +104,7 @@ class OnPolicyConfig(PlanEvalConfig):
 
     def settings(self) -> dict:
         """What a directory's clips depend on (all but `episodes`), as it reads back from JSON."""
-        settings = {k: v for k, v in asdict(self).items() if k not in ("methods", "episodes", "gif_episode")}
-        return json.loads(json.dumps({"method": self.methods[0], **settings}))
+        return {"method": self.methods[0], **run_settings(self)}
 
 
 def pick_candidates(plan: Plan, count: int, elites: int,

@@ -265,21 +265,24 @@ def summarize(records: list[dict]) -> dict:
     return summary
 
 
+def run_settings(run: PlanEvalConfig) -> dict:
+    """What a run's episodes depend on: every field but `methods`, `episodes` and `gif_episode`,
+    as it reads back from JSON (tuples become lists)."""
+    settings = {k: v for k, v in asdict(run).items() if k not in ("methods", "episodes", "gif_episode")}
+    return json.loads(json.dumps(settings))
+
+
 def _check_resume_settings(path: Path, config: PlanEvalConfig, resuming: bool) -> None:
     """Refuse to add episodes to a folder whose earlier episodes ran with other settings (a
     different model, sampler, planner, env or seed), which would mix them into one summary;
     which methods and how many episodes may change. Writes the settings for a new run. A
     setting added since a folder was written (e.g. `goal`) counts as its default there: the
     folder's episodes ran before it existed."""
-    def settings_of(run: PlanEvalConfig) -> dict:
-        settings = {k: v for k, v in asdict(run).items() if k not in ("methods", "episodes", "gif_episode")}
-        return json.loads(json.dumps(settings))  # tuples -> lists, as they read back
-
-    settings = settings_of(config)
+    settings = run_settings(config)
     if resuming:
         earlier = json.loads(path.read_text()) if path.is_file() else None
         if earlier is not None:
-            earlier = {**settings_of(PlanEvalConfig()), **earlier}
+            earlier = {**run_settings(PlanEvalConfig()), **earlier}
         if earlier != settings:
             changed = "no record of its settings" if earlier is None else \
                 "other " + ", ".join(sorted(k for k in settings if earlier.get(k) != settings[k]))
