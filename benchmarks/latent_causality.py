@@ -9,6 +9,10 @@ points move most) and the pusher's; onset = the first frame the object's mean di
 exceeds `--onset-px`; the pusher reaches the object when some pusher point comes within
 `--reach-px` of some object point (surface points, so a touch is a few pixels apart).
 
+Where it is lost, over the clips whose object moves: the decoded tracks' mean error (px) on
+pusher and on object points, and the median frame, decoded minus true, of the object's onset
+and of the pusher's first reach (a late pusher and an early onset both break "pusher first").
+
     python benchmarks/latent_causality.py --model motion_prior/models/default/vae --data runs/data/cf-push24k
 """
 
@@ -24,15 +28,21 @@ from motion_prior.data.datasets import ClipDataset
 from motion_prior.inference.model_directory import load_vae
 
 
-def pusher_first(tracks: np.ndarray, obj: np.ndarray, pusher: np.ndarray, onset_px: float, reach_px: float,
-                 moved_px: float = 2.0) -> bool | None:
-    """`tracks [N, T, 2]` px; `obj`, `pusher`: point indices. None when the object does not move."""
+def contact_timing(tracks: np.ndarray, obj: np.ndarray, pusher: np.ndarray, onset_px: float, reach_px: float,
+                   moved_px: float = 2.0) -> tuple[int, int] | None:
+    """(onset, first reach) frames of `tracks [N, T, 2]` px (T where the pusher never reaches);
+    `obj`, `pusher`: point indices. None when the object does not move."""
     shift = np.linalg.norm((tracks[obj] - tracks[obj, :1]).mean(axis=0), axis=-1)  # [T]
     if shift.max() <= moved_px:
         return None
-    onset = int(np.argmax(shift > onset_px))
-    gaps = np.linalg.norm(tracks[pusher, None, : onset + 1] - tracks[None, obj, : onset + 1], axis=-1)  # [P, O, t]
-    return bool((gaps.min(axis=(0, 1)) <= reach_px).any())
+    gaps = np.linalg.norm(tracks[pusher, None] - tracks[None, obj], axis=-1).min(axis=(0, 1))  # [T]
+    reached = gaps <= reach_px
+    return int(np.argmax(shift > onset_px)), int(np.argmax(reached)) if reached.any() else len(gaps)
+
+
+def pusher_first(timing: tuple[int, int] | None) -> bool | None:
+    """Whether the pusher reaches the object by its onset (None: the object does not move)."""
+    return None if timing is None else timing[1] <= timing[0]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -62,17 +72,25 @@ def main(argv: list[str] | None = None) -> int:
             frames, tracks = sample["frame"][None], sample["tracks"][None]
             mean, _ = vae.encode(frames, tracks, sample["visibility"][None])
             decoded = vae.decode(frames, mean, tracks[:, :, 0])[0].numpy()
-        truth = pusher_first(true, obj, pusher, args.onset_px, args.reach_px)
+        decoded = (decoded + 1) * size / 2
+        truth = contact_timing(true, obj, pusher, args.onset_px, args.reach_px)
         if truth is not None:
-            pairs.append((truth, pusher_first((decoded + 1) * size / 2, obj, pusher, args.onset_px, args.reach_px)))
-    true_first = np.array([t for t, _ in pairs])
-    decoded_first = np.array([bool(d) for _, d in pairs])
+            errors = [np.linalg.norm(decoded[p] - true[p], axis=-1).mean() for p in (pusher, obj)]
+            pairs.append((truth, contact_timing(decoded, obj, pusher, args.onset_px, args.reach_px), errors))
+    true_first = np.array([pusher_first(t) for t, _, _ in pairs])
+    decoded_first = np.array([bool(pusher_first(d)) for _, d, _ in pairs])
+    both = [(t, d) for t, d, _ in pairs if d is not None]
+    errors = np.array([e for _, _, e in pairs])
     print(json.dumps({
         "moved_clips": len(pairs),
         "pusher_first_share_true": float(true_first.mean()),
         "pusher_first_share_decoded": float(decoded_first.mean()),
         "decoded_keeps_it_where_true": float(decoded_first[true_first].mean()) if true_first.any() else None,
-        "decoded_object_moves_share": float(np.mean([d is not None for _, d in pairs])),
+        "decoded_object_moves_share": len(both) / len(pairs),
+        "pusher_error_px": float(errors[:, 0].mean()),
+        "object_error_px": float(errors[:, 1].mean()),
+        "onset_shift_frames_median": float(np.median([d[0] - t[0] for t, d in both])),
+        "reach_shift_frames_median": float(np.median([d[1] - t[1] for t, d in both])),
     }, indent=2))
     return 0
 

@@ -314,6 +314,8 @@ def _register_builtin(groups: dict[str, argparse._SubParsersAction]) -> None:
     train = groups["train"].add_parser("vae", help="train the trajectory VAE (Stage 1)",
                                        description="Train the trajectory VAE on the train split of a clip "
                                                    "directory; the run directory is the checkpoint.")
+    train.add_argument("--init", help="start from this VAE's weights (a VAE run, or a model's vae/ directory): "
+                                      "a fine-tune, e.g. with the recipe's motion_weight raised")
     _add_training_options(train)
     train.set_defaults(func=_train_vae)
 

@@ -14,18 +14,31 @@ already predicted well stop drowning out the moving ones. The KL ramp lets the e
 path form before the prior pulls the posterior in: the decoder's zero-initialised blocks give
 the latent no reconstruction gradient at first, and Adam turns even a 1e-9 KL gradient into
 full-size steps, which collapses the posterior onto the prior within 100 steps (measured).
+
+`motion_weight` puts the reconstruction where motion is: track i's loss is weighted by
+1 + motion_weight * m_i, m_i its largest distance from its start point (normalised units, so 2
+is the frame's width), and the weights are normalised to mean 1 over the batch. Why: a pusher
+covers most of the frame in a clip while the object it pushes moves a few pixels, and with
+every track weighted alike the decoded pusher arrives late (measured on the shipped VAE: a
+median 3.8 px error on pusher points against 1.7 px on objects, and the decoded pusher reaches
+the object a median 7 frames after the object starts moving, so decoded clips lose "the pusher
+came first"). Contact is decided by where the fast mover is.
+
+`init` starts the network from a trained VAE's weights (a fine-tune, e.g. with
+`motion_weight` raised); the optimiser and schedule start fresh.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from motion_prior.data.batch_views import encoded_subset, gather_tracks, open_splits, training_view
-from motion_prior.foundation.checkpoints import STATS_FILE
+from motion_prior.foundation.checkpoints import STATS_FILE, WEIGHTS_FILE, load_weights
 from motion_prior.foundation.configs import config_to_yaml, copy_preset
 from motion_prior.foundation.metrics import l1_pixels, moving_mask
 from motion_prior.networks.frame_encoder import FrameEncoderConfig
@@ -46,6 +59,8 @@ class VAERecipe:
     hflip: bool = True
     val_clips: int = 256
     stats_clips: int = 512
+    motion_weight: float = 0.0
+    init: str = ""
 
 
 PRESETS = {
@@ -86,14 +101,20 @@ class VAETask:
         self.recipe, self.model_config, self.train_data = recipe, recipe.model, train_data
 
     def build_model(self) -> TrajectoryVAE:
-        return TrajectoryVAE(self.recipe.model)
+        model = TrajectoryVAE(self.recipe.model)
+        if self.recipe.init:
+            load_weights(model, Path(self.recipe.init) / WEIGHTS_FILE)
+        return model
 
     def loss(self, model, batch: dict, generator: torch.Generator, step: int):
         visibility = batch["visibility"]
         frames, tracks, _, chosen = training_view(batch, self.recipe.hflip, self.recipe.encode_tracks, generator)
         decoded, mean, logvar = model(frames, tracks[:, chosen], visibility[:, chosen], tracks[:, :, 0])
         decoded = decoded.float()
-        reconstruction = torch.nn.functional.smooth_l1_loss(decoded, tracks, beta=self.recipe.huber_beta)
+        reconstruction = torch.nn.functional.smooth_l1_loss(decoded, tracks, beta=self.recipe.huber_beta,
+                                                            reduction="none").mean(dim=(2, 3))  # [B, N]
+        weights = track_weights(tracks, self.recipe.motion_weight)
+        reconstruction = (reconstruction * weights).sum() / weights.sum()
         kl = kl_divergence(mean.float(), logvar.float())
         warmup = max(1, self.recipe.kl_warmup_steps)
         kl_weight = self.recipe.kl_weight * min(1.0, max(0.0, step / warmup - 1.0))
@@ -122,6 +143,13 @@ class VAETask:
         return {STATS_FILE: latent_statistics(model, self.train_data, self.recipe, device)}
 
 
+def track_weights(tracks: torch.Tensor, motion_weight: float) -> torch.Tensor:
+    """`[B, N]` loss weight of each track of `tracks [B, N, T, 2]` (normalised units): 1 +
+    `motion_weight` x its largest distance from its start point (the module docstring)."""
+    reach = (tracks - tracks[:, :, :1]).norm(dim=-1).amax(dim=-1)
+    return 1.0 + motion_weight * reach.detach()
+
+
 @torch.no_grad()
 def latent_statistics(model: TrajectoryVAE, data: Dataset, recipe: VAERecipe, device) -> dict[str, torch.Tensor]:
     """Per-channel mean and std `[C]` of the encoder means over the first `stats_clips` clips:
@@ -141,6 +169,10 @@ def train_vae(data: str | list[str], out: str, recipe: VAERecipe, resume: bool =
               max_minutes: float | None = None, progress: bool = True) -> TrajectoryVAE:
     """Train (or resume) a VAE on the train split of clip directory `data`, validating on its
     val split; the run directory `out` is the checkpoint. Returns the weights to use."""
+    if recipe.init and not (Path(recipe.init) / WEIGHTS_FILE).is_file():
+        raise ValueError(f"init: expected a VAE run or model vae/ directory with {WEIGHTS_FILE}, got {recipe.init!r}")
+    if not (math.isfinite(recipe.motion_weight) and recipe.motion_weight >= 0):
+        raise ValueError(f"motion_weight: expected a finite number >= 0, got {recipe.motion_weight!r}")
     train_data, val_data = open_splits(data, recipe.model.frame.image_size, recipe.model.num_frames)
     task = VAETask(recipe, train_data)
     trainer = Trainer(task, train_data, val_data if len(val_data) else None, out, recipe.train,
