@@ -3,7 +3,8 @@
 Each point is a folder holding `point.json` (written by `benchmarks/curve_point.py`: {"lever",
 "label", "cpu_hours", "baseline", "from"}: core-hours of data generation and training spent on
 that lever so far; a baseline point is the shipped model, drawn as a star, and a lever's line
-starts at the points of the baseline its "from" names), the `plan check` JSON (`plan_check.json`), the
+starts at the last point before its own of the lever its "from" names: a baseline, or the lever
+a fine-tune continues), the `plan check` JSON (`plan_check.json`), the
 counterfactual poke check (`counterfactual/counterfactual_check.json`) and optionally
 `benchmarks/latent_causality.py`'s output (`latent_causality.json`) and a `plan eval` summary
 (`plan_eval/planning_eval.json`). The figures come from those commands (the model card lists
@@ -92,7 +93,10 @@ def main(argv: list[str] | None = None) -> int:
             own = with_figure(lever)
             if not own:
                 continue
-            line = with_figure(next(p.get("from") for p in points if p["lever"] == lever)) + own
+            # A line starts at the last point of the lever it continues, before its own first point.
+            start = [p for p in with_figure(next(p.get("from") for p in points if p["lever"] == lever))
+                     if p["cpu_hours"] <= own[0]["cpu_hours"]]
+            line = start[-1:] + own
             ax.plot([p["cpu_hours"] for p in line], [p[name] for p in line], "o-", label=lever, color=colour[lever])
         bar = FIGURES[name][3]
         if bar is not None:
