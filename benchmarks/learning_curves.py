@@ -47,6 +47,22 @@ def read_point(folder: Path) -> dict | None:
     return point
 
 
+def start_of(points: list[dict], lever: str, before: float, with_figure) -> list[dict]:
+    """Where `lever`'s line starts on one axis: the last point before CPU hour `before` of the
+    lever its "from" names, or, where that lever has no figure on this axis (a VAE line on a
+    plan-check axis), of the lever that one continues, and so on back to a baseline."""
+    seen = {lever}
+    while True:
+        source = next((p.get("from") for p in points if p["lever"] == lever), None)
+        if source is None or source in seen:
+            return []
+        start = [p for p in with_figure(source) if p["cpu_hours"] <= before]
+        if start:
+            return start[-1:]
+        seen.add(source)
+        lever = source
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("points", nargs="+", help="point folders")
@@ -73,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
 
     shown = [name for name in FIGURES if any(p.get(name) is not None for p in points)]
     # One colour per lever on every axis, whichever levers an axis has figures for.
-    palette = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    palette = plt.get_cmap("tab20").colors[::2] + plt.get_cmap("tab20").colors[1::2]
     colour = {lever: palette[i % len(palette)] for i, lever in enumerate(dict.fromkeys(p["lever"] for p in points))}
     columns = min(len(shown), 4)
     rows = -(-len(shown) // columns)
@@ -93,10 +109,7 @@ def main(argv: list[str] | None = None) -> int:
             own = with_figure(lever)
             if not own:
                 continue
-            # A line starts at the last point of the lever it continues, before its own first point.
-            start = [p for p in with_figure(next(p.get("from") for p in points if p["lever"] == lever))
-                     if p["cpu_hours"] <= own[0]["cpu_hours"]]
-            line = start[-1:] + own
+            line = start_of(points, lever, own[0]["cpu_hours"], with_figure) + own
             ax.plot([p["cpu_hours"] for p in line], [p[name] for p in line], "o-", label=lever, color=colour[lever])
         bar = FIGURES[name][3]
         if bar is not None:
