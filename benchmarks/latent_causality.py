@@ -97,8 +97,9 @@ def main(argv: list[str] | None = None) -> int:
         "decoded_object_moves_share": len(both) / len(pairs),
         "pusher_error_px": float(errors[:, 0].mean()),
         "object_error_px": float(errors[:, 1].mean()),
-        "onset_shift_frames_median": float(np.median([d[0] - t[0] for t, d in both])),
-        "reach_shift_frames_median": float(np.median([d[1] - t[1] for t, d in both])),
+        # None where no decoded object moves (an early checkpoint whose decoder ignores the latent).
+        "onset_shift_frames_median": float(np.median([d[0] - t[0] for t, d in both])) if both else None,
+        "reach_shift_frames_median": float(np.median([d[1] - t[1] for t, d in both])) if both else None,
         "early_onset_clips": len(cosines),
         "early_drift_along_motion_cos_median": float(np.median(cosines)) if cosines else None,
     }, indent=2))
