@@ -315,7 +315,7 @@ def _register_builtin(groups: dict[str, argparse._SubParsersAction]) -> None:
                                        description="Train the trajectory VAE on the train split of a clip "
                                                    "directory; the run directory is the checkpoint.")
     train.add_argument("--init", help="start from this VAE's weights (a VAE run, or a model's vae/ directory): "
-                                      "a fine-tune, e.g. with the recipe's motion_weight raised")
+                                      "a fine-tune, e.g. with the recipe's huber_beta lowered")
     _add_training_options(train)
     train.set_defaults(func=_train_vae)
 

@@ -17,15 +17,14 @@ full-size steps, which collapses the posterior onto the prior within 100 steps (
 
 `motion_weight` puts the reconstruction where motion is: track i's loss is weighted by
 1 + motion_weight * m_i, m_i its largest distance from its start point (normalised units, so 2
-is the frame's width), and the weights are normalised to mean 1 over the batch. Why: a pusher
-covers most of the frame in a clip while the object it pushes moves a few pixels, and with
-every track weighted alike the decoded pusher arrives late (measured on the shipped VAE: a
-median 3.8 px error on pusher points against 1.7 px on objects, and the decoded pusher reaches
-the object a median 7 frames after the object starts moving, so decoded clips lose "the pusher
-came first"). Contact is decided by where the fast mover is.
+is the frame's width), and the weights are normalised to mean 1 over the batch. Why try it: a
+pusher crosses much of the frame in a clip while the object it pushes moves a few pixels, and
+with every track weighted alike the decoded pusher is the least precise point and reaches the
+object late (`benchmarks/latent_causality.py` prints both). Measured in a fine-tune, it gained
+nothing over plain training (`models/vae-lever/README.md`); the default is 0.
 
-`init` starts the network from a trained VAE's weights (a fine-tune, e.g. with
-`motion_weight` raised); the optimiser and schedule start fresh.
+`init` starts the network from a trained VAE's weights (a fine-tune, e.g. with a smaller
+`huber_beta`); the optimiser and schedule start fresh.
 """
 
 from __future__ import annotations
