@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -13,8 +14,11 @@ from motion_prior.data.datasets import ClipDataset
 from motion_prior.foundation.camera import normalized_to_pixels
 from motion_prior.foundation.errors import InputError
 from motion_prior.foundation.pokes import mirror_pokes, positions_at
+from motion_prior.inference.onnx_export import ConditionGraph, _max_difference
 from motion_prior.inference.prior import MotionPrior
 from motion_prior.inference.samplers import integrate
+from motion_prior.networks.latent_flow import FlowNetwork
+from motion_prior.networks.poke_conditioning import PathField, path_segments
 from motion_prior.networks.text_encoder import HashedTextEncoder, TextEncoderConfig
 from motion_prior.training.flow_stage import FlowTask, mirror_text, preset as flow_preset, train_flow
 from motion_prior.training.loop import Trainer
@@ -191,6 +195,90 @@ def test_conditioning_cache_gives_the_uncached_velocity(prior):
         conditioning = flow.condition(frame_tokens, pokes, mask, texts)
         cached = flow.velocity(x, t, conditioning)
     assert torch.allclose(uncached, cached, atol=1e-5)
+
+
+def test_path_segments_chain_one_points_waypoints_and_keep_other_points_apart():
+    # A pusher's command: one start point, waypoints in order of end time (given out of
+    # order), a masked waypoint that must not count, and another point's own poke.
+    pokes = torch.tensor([[[-0.5, -0.5, 0.5, 0.5, 1.0], [-0.5, -0.5, 0.5, -0.5, 0.5],
+                           [-0.5, -0.5, 0.0, 0.0, 0.4], [0.2, 0.3, 0.4, 0.4, 0.75],
+                           [-0.5, -0.5, 0.9, 0.9, 0.25]]])
+    mask = torch.tensor([[True, True, True, True, False]])
+    origin, since = path_segments(pokes, mask)
+    torch.testing.assert_close(origin[0, :4], torch.tensor([[0.5, -0.5], [0.0, 0.0], [-0.5, -0.5], [0.2, 0.3]]))
+    torch.testing.assert_close(since[0, :4], torch.tensor([0.5, 0.4, 0.0, 0.0]))
+
+
+def test_path_field_reaches_where_a_path_passes_not_only_its_start():
+    torch.manual_seed(0)
+    field = PathField(32, fourier_scale=10.0)
+    # Start bottom-left, first waypoint bottom-right, then up to top-right.
+    pokes = torch.tensor([[[-0.8, -0.8, 0.8, -0.8, 0.5], [-0.8, -0.8, 0.8, 0.8, 1.0]]])
+    mask = torch.ones(1, 2, dtype=torch.bool)
+    on_path, far = torch.tensor([0.8, 0.0]), torch.tensor([-0.8, 0.8])
+    with torch.no_grad():
+        values = field(pokes, mask, torch.stack([on_path, far])[None])
+        absent = field(pokes, torch.zeros_like(mask), torch.stack([on_path, far])[None])
+    assert values[0, 0].abs().max() > 1e-2
+    assert values[0, 1].abs().max() < 1e-4 * values[0, 0].abs().max()
+    assert absent.abs().max() == 0
+
+
+@pytest.fixture(scope="module")
+def path_flow(prior) -> FlowNetwork:
+    """The tiny model's flow with a path field, its fusion given non-zero weights (a trained one's
+    stand-in: at zero it would change nothing)."""
+    flow = FlowNetwork(replace(prior.backend.flow.config, path_field=True))
+    flow.load_state_dict(prior.backend.flow.state_dict(), strict=False)
+    torch.manual_seed(3)
+    for parameter in flow.path_fusion[-1].parameters():
+        torch.nn.init.normal_(parameter, std=0.1)
+    return flow.eval()
+
+
+def _conditions(prior, b: int = 3):
+    c = prior.backend.flow.config
+    generator = torch.Generator().manual_seed(1)
+    x = torch.randn(b, c.num_latents, c.latent_channels, generator=generator)
+    t = torch.rand(b, generator=generator)
+    with torch.no_grad():
+        frame_tokens = prior.backend.vae.encode_frame(torch.randint(0, 255, (b, 128, 128, 3), dtype=torch.uint8,
+                                                                    generator=generator))
+    pokes = torch.rand(b, c.max_pokes, 5, generator=generator) * 2 - 1
+    pokes[..., 4] = pokes[..., 4].abs().clamp_min(0.05)
+    mask = torch.tensor([[True] * c.max_pokes, [False] * c.max_pokes, [True] + [False] * (c.max_pokes - 1)])
+    return x, t, frame_tokens, pokes, mask
+
+
+def test_path_field_flow_caches_its_conditioning_and_exports_to_onnx(prior, path_flow, tmp_path):
+    x, t, frame_tokens, pokes, mask = _conditions(prior)
+    texts = ["", "", ""]
+    with torch.no_grad():
+        uncached = path_flow(x, t, frame_tokens, pokes, mask, texts)
+        cached = path_flow.velocity(x, t, path_flow.condition(frame_tokens, pokes, mask, texts))
+        moved = pokes.clone()
+        moved[0, 0, 2:4] += 0.3  # a different path changes the velocity
+        other = path_flow(x, t, frame_tokens, moved, mask, texts)
+    torch.testing.assert_close(cached, uncached, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(other[0], uncached[0], atol=1e-4)
+    torch.testing.assert_close(other[1:], uncached[1:])
+    graph, inputs = ConditionGraph(path_flow), (frame_tokens, pokes, mask, path_flow.text_ids(texts))
+    path = tmp_path / "condition.onnx"
+    torch.onnx.export(graph, inputs, str(path), dynamo=True, verbose=False)
+    assert _max_difference(path, graph, inputs) < 1e-4
+
+
+def test_a_flow_fine_tuned_into_the_path_field_starts_with_the_old_velocity(pipeline_run, prior):
+    recipe = flow_preset("tiny")
+    recipe.vae, recipe.init = str(pipeline_run / "vae-pokes"), str(pipeline_run / "model" / "flow")
+    recipe.model = replace(recipe.model, path_field=True)
+    model = FlowTask(recipe).build_model().eval()
+    x, t, frame_tokens, pokes, mask = _conditions(prior)
+    with torch.no_grad():
+        before = prior.backend.flow(x, t, frame_tokens, pokes, mask, ["", "", ""])
+        after = model(x, t, frame_tokens, pokes, mask, ["", "", ""])
+    torch.testing.assert_close(after, before, atol=1e-5, rtol=1e-5)
+    assert any(name.startswith("path_field.") for name in model.state_dict())
 
 
 def test_samples_share_their_rows_conditioning_without_copies(prior):

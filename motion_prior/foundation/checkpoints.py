@@ -216,12 +216,15 @@ def _check_sizes(config, path: Path, prefix: str = "") -> None:
                 raise CheckpointError(f"{path}: field '{name}': expected a non-negative finite number, got {value!r}")
 
 
-def load_weights(model: nn.Module, path: Path) -> None:
+def load_weights(model: nn.Module, path: Path, fresh: tuple[str, ...] = ()) -> None:
     """Load a state dict into `model`; raise :class:`CheckpointError` naming missing,
-    unexpected or mis-shaped tensors (weights and config disagree)."""
+    unexpected or mis-shaped tensors (weights and config disagree).
+
+    `fresh`: prefixes of parameter names the file may lack (parts added to a trained network
+    for a fine-tune); those keep their initial values."""
     state = read_tensors(path)
     expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
+    missing = sorted(k for k in set(expected) - set(state) if not k.startswith(fresh))
     unexpected = sorted(set(state) - set(expected))
     mismatched = [f"{k}: config expects {list(expected[k].shape)}, file has {list(state[k].shape)}"
                   for k in sorted(expected.keys() & state.keys()) if expected[k].shape != state[k].shape]
@@ -233,7 +236,7 @@ def load_weights(model: nn.Module, path: Path) -> None:
         ]))
         raise CheckpointError(f"{path}: weights do not match {Path(path).parent / CONFIG_FILE}: {details}")
     check_finite(state, path)
-    model.load_state_dict(state)
+    model.load_state_dict(state, strict=not fresh)
 
 
 def read_latent_stats(directory: str | Path) -> dict[str, torch.Tensor]:

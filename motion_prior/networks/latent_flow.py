@@ -12,7 +12,10 @@ where absent conditions are masked out (the learned null token is always there, 
 empty). Flow time enters through adaptive RMS norms (`layers.AdaRMSNorm`) from a small mapping
 network. Frame and pokes also reach the latent tokens directly (the frame's features and the
 poke field sampled at each latent cell), so conditioning acts from the first step of training
-rather than waiting for zero-initialised attention to open.
+rather than waiting for zero-initialised attention to open. With `path_field`, each frame token
+also meets the pokes' paths where they pass its cell (`poke_conditioning.PathField`): a small
+MLP of the two, zero-initialised, is added to the frame's context tokens and, sampled at the
+latent cells, to the latent tokens (docs/design.md §1.3).
 
 Efficiency: everything that depends on the conditions only, the context's keys and values in
 every block and the direct-path biases, is computed once per query by :meth:`FlowNetwork.condition`
@@ -30,7 +33,7 @@ import torch
 from torch import nn
 
 from motion_prior.networks.layers import RMSNorm, Rotary3D, TransformerBlock, grid_positions
-from motion_prior.networks.poke_conditioning import PokeEncoder, PokeField, poke_positions
+from motion_prior.networks.poke_conditioning import PathField, PokeEncoder, PokeField, poke_positions
 from motion_prior.networks.text_encoder import HashedTextEncoder, TextEncoderConfig
 from motion_prior.networks.trajectory_vae import latent_positions, sample_grid
 
@@ -49,6 +52,9 @@ class FlowConfig:
         max_pokes: P_max, most pokes per query.
         rope_*, fourier_scale, displacement_scale: as in `VAEConfig`.
         text: the built-in text encoder.
+        path_field: read the pokes as paths and fuse them with the frame tokens at each frame
+            cell (off in flows trained before it existed; a flow can be fine-tuned into it,
+            its new parts starting at zero).
     """
 
     num_frames: int = 64
@@ -68,6 +74,7 @@ class FlowConfig:
     fourier_scale: float = 40 * math.pi
     displacement_scale: float = 4.0
     text: TextEncoderConfig = field(default_factory=TextEncoderConfig)
+    path_field: bool = False
 
     @property
     def num_latents(self) -> int:
@@ -136,6 +143,11 @@ class FlowNetwork(nn.Module):
         self.out = nn.Linear(d, config.latent_channels)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
+        if config.path_field:
+            self.path_field = PathField(d, config.fourier_scale)
+            self.path_fusion = nn.Sequential(nn.Linear(config.frame_dim + d, d), nn.SiLU(), nn.Linear(d, d))
+            nn.init.zeros_(self.path_fusion[-1].weight)
+            nn.init.zeros_(self.path_fusion[-1].bias)
 
     def context(self, frame_tokens, pokes, poke_mask, text_ids, frame_mask=None):
         """Condition tokens `[B, M, D]`, their rotary angles `[B, H, M, A]`, key mask `[B, M]`
@@ -148,8 +160,15 @@ class FlowNetwork(nn.Module):
         frame_bias = self.frame_direct(sample_grid(frame_tokens, cells)) * frame_mask[:, None, None]
         poke_tokens = self.poke_encoder(pokes)
         bias = frame_bias + self.poke_field(poke_tokens, pokes, poke_mask, cells)
+        frame_context = self.frame_in(frame_tokens)
+        if self.config.path_field:
+            frame_cells = self.frame_positions[:, [2, 1]].expand(b, -1, -1)
+            paths = self.path_field(pokes, poke_mask, frame_cells)
+            contact = self.path_fusion(torch.cat([frame_tokens, paths], dim=-1)) * frame_mask[:, None, None]
+            frame_context = frame_context + contact
+            bias = bias + sample_grid(contact, cells)
         text_tokens, text_mask = self.text_encoder.embed_ids(text_ids)
-        tokens = torch.cat([self.null.expand(b, -1, -1), self.frame_in(frame_tokens), poke_tokens,
+        tokens = torch.cat([self.null.expand(b, -1, -1), frame_context, poke_tokens,
                             self.text_in(text_tokens)], dim=1)
         num_frame, num_text = frame_tokens.shape[1], text_tokens.shape[1]
         positions = torch.cat([

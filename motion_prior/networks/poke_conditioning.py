@@ -13,6 +13,13 @@ Two paths carry a poke into a model:
   point, at a few widths. The point under a poke receives its poke almost unmixed, which the
   decoder turns into a precise end point; attention alone learned this slowly (docs/design.md §1:
   poke adherence needs the poke to reach the decoder).
+
+A third, optional path reads the pokes as *paths* (:class:`PathField`): a robot's command is
+a chain of pokes from one start point (its waypoints), so each poke's point travels from the
+previous waypoint to its end (:func:`path_segments`). Every location receives how each path
+passes it (the offset of the closest approach, when, in which direction), so the question that
+decides contact, "does the pusher's path cross this object, and from which side", is asked
+where the object is (docs/design.md §1.3).
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from motion_prior.foundation.pokes import end_times, ends, starts
 from motion_prior.networks.layers import InputMLP
 
 FIELD_WIDTHS = (0.02, 0.08, 0.3)
+SAME_START = 1e-4  # normalised units (~0.006 px at 128 px): pokes of one point share their start exactly
 
 
 def poke_positions(pokes: torch.Tensor) -> torch.Tensor:
@@ -63,4 +71,54 @@ class PokeField(nn.Module):
         distance2 = (points[:, :, None] - starts(pokes)[:, None]).pow(2).sum(-1)  # [B, Q, P]
         weights = torch.exp(-distance2[..., None] / (2 * self.widths**2)) * mask[:, None, :, None]  # [B, Q, P, S]
         gathered = torch.einsum("bqps,bpd->bqsd", weights.to(tokens.dtype), tokens)
+        return self.project(gathered.flatten(2))
+
+
+def path_segments(pokes: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Where and when each poke's point sets off towards the poke's end.
+
+    Pokes that share a start point are one point's waypoints: poke p sets off from the end of
+    the latest poke of its point that ends before it, at that poke's end time; a point's first
+    poke sets off from its start at time 0. `pokes [B, P, 5]`, `mask bool [B, P]` ->
+    (from `[B, P, 2]` normalised (x, y), since `[B, P]` in [0, 1)).
+    """
+    start, end, time = starts(pokes), ends(pokes), end_times(pokes)
+    same_point = (start[:, :, None] - start[:, None]).abs().amax(-1) < SAME_START  # [B, P, P']
+    before = (time[:, None, :] < time[:, :, None]) & same_point & mask[:, None, :]
+    latest, previous = torch.where(before, time[:, None, :], torch.full_like(before, -1.0, dtype=time.dtype)).max(-1)
+    has_previous = latest >= 0
+    waypoint = torch.gather(end, 1, previous[..., None].expand(-1, -1, 2))
+    return torch.where(has_previous[..., None], waypoint, start), torch.where(has_previous, latest, 0.0)
+
+
+class PathField(nn.Module):
+    """How the pokes' paths pass each location: `pokes [B, P, 5]`, `mask bool [B, P]`, `points
+    [B, Q, 2]` -> `[B, Q, D]`.
+
+    Poke p's point moves in a straight line from where it sets off (:func:`path_segments`) to
+    its end. For each location q and poke p: the closest approach of that segment to q, and
+    features of it (Fourier features of the offset from the approach to q, the time the point
+    passes there, the segment's direction), weighted by Gaussians of the approach distance at
+    FIELD_WIDTHS and summed over the pokes that exist; the widths are concatenated and
+    projected. A rest (a segment of zero length) is a point at its waypoint.
+    """
+
+    def __init__(self, dim: int, fourier_scale: float):
+        super().__init__()
+        self.features = InputMLP(5, dim, fourier_scale, blocks=1)
+        self.project = nn.Linear(len(FIELD_WIDTHS) * dim, dim, bias=False)
+        self.register_buffer("widths", torch.tensor(FIELD_WIDTHS), persistent=False)
+
+    def forward(self, pokes: torch.Tensor, mask: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+        origin, since = path_segments(pokes, mask)
+        segment = ends(pokes) - origin  # [B, P, 2]
+        length2 = segment.pow(2).sum(-1)
+        relative = points[:, :, None] - origin[:, None]  # [B, Q, P, 2]
+        along = ((relative * segment[:, None]).sum(-1) / length2.clamp_min(1e-12)[:, None]).clamp(0, 1)  # [B, Q, P]
+        offset = relative - along[..., None] * segment[:, None]
+        when = since[:, None] + along * (end_times(pokes) - since)[:, None]
+        direction = segment * torch.rsqrt(length2.clamp_min(1e-12))[..., None] * (length2 > 1e-12)[..., None]
+        features = self.features(torch.cat([offset, when[..., None], direction[:, None].expand_as(offset)], dim=-1))
+        weights = torch.exp(-offset.pow(2).sum(-1)[..., None] / (2 * self.widths**2)) * mask[:, None, :, None]
+        gathered = torch.einsum("bqps,bqpd->bqsd", weights.to(features.dtype), features)
         return self.project(gathered.flatten(2))

@@ -37,7 +37,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from motion_prior.data.batch_views import encoded_subset, gather_tracks, open_splits, training_view
-from motion_prior.foundation.checkpoints import CheckpointError, STATS_FILE, WEIGHTS_FILE, load_config, read_latent_stats, read_tensors
+from motion_prior.foundation.checkpoints import (STATS_FILE, WEIGHTS_FILE, load_config, load_weights, read_latent_stats,
+                                                 read_tensors)
 from motion_prior.foundation.configs import config_to_yaml, copy_preset
 from motion_prior.foundation.metrics import l1_pixels, moving_mask
 from motion_prior.foundation.pokes import end_times, ends, mirror_pokes, positions_at
@@ -81,11 +82,7 @@ def poke_aware_vae(source: str | Path, max_pokes: int) -> TrajectoryVAE:
     (kept, if `source` already has one); everything but the decoder is frozen."""
     config = load_config(source, VAEConfig)
     model = TrajectoryVAE(replace(config, decoder_pokes=max_pokes))
-    state = read_tensors(Path(source) / WEIGHTS_FILE)
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    foreign = [k for k in missing if ".poke_" not in k] + list(unexpected)
-    if foreign:
-        raise CheckpointError(f"{source}: weights do not match its config: {foreign[:5]}")
+    load_weights(model, Path(source) / WEIGHTS_FILE, fresh=("decoder.poke_encoder.", "decoder.poke_field."))
     for module in (model.frame_encoder, model.encoder, model.rope):
         module.requires_grad_(False)
     return model

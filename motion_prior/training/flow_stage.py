@@ -121,7 +121,9 @@ class FlowTask:
     def build_model(self) -> FlowNetwork:
         model = FlowNetwork(self.model_config)
         if self.recipe.init:
-            load_weights(model, Path(self.recipe.init) / WEIGHTS_FILE)
+            # A flow fine-tuned into the path field starts from one without it.
+            fresh = ("path_field.", "path_fusion.") if self.model_config.path_field else ()
+            load_weights(model, Path(self.recipe.init) / WEIGHTS_FILE, fresh)
         return model
 
     def _to(self, device) -> None:
