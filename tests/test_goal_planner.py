@@ -118,3 +118,9 @@ def test_plan_check_reports_the_planners_chosen_plans(tiny_config, one_torch_thr
                     "plan_seconds"):
             assert np.isfinite(row[key]), key
     assert "cost_rank_correlation" in result["metrics"] and result["config"]["planners"] == list(result["planners"])
+    # Every candidate lands in exactly one closest-approach bin, and each bin's agreement is
+    # its own pairs' share: the breakdown adds up to the overall contact agreement.
+    bins = [row for row in result["contact_by_approach"] if row["pairs"]]
+    assert sum(row["pairs"] for row in result["contact_by_approach"]) == result["metrics"]["pairs"] == 2 * 4
+    overall = sum(row["pairs"] * row["contact_agreement"] for row in bins) / result["metrics"]["pairs"]
+    assert np.isclose(overall, result["metrics"]["contact_agreement"])

@@ -340,7 +340,7 @@ def test_a_new_run_in_a_directory_holding_a_run_raises_file_exists_error(run_cop
 
 def test_a_fine_tune_starts_from_its_init_weights(overfit_run, four_clip_dir, tmp_path):
     run = overfit_run[1]
-    recipe = replace(_tiny(2, lr=1e-5, warmup_steps=1), init=str(run), motion_weight=4.0)
+    recipe = replace(_tiny(2, lr=1e-5, warmup_steps=1), init=str(run), motion_weight=4.0, rest_weight=4.0)
     start = vae_stage.VAETask(recipe, ClipDataset(four_clip_dir, split="train")).build_model().state_dict()
     trained = load_vae(run).state_dict()
     assert start.keys() == trained.keys() and all(torch.equal(start[k], trained[k]) for k in trained)
@@ -361,6 +361,26 @@ def test_track_weights_grow_with_how_far_a_track_goes():
     torch.testing.assert_close(vae_stage.track_weights(tracks, 0.0), torch.ones(1, 3))
 
 
+def test_rest_weights_mark_the_frames_before_a_moving_track_starts():
+    px = 2 / 128  # one pixel of a 128 px frame, normalised
+    tracks = torch.zeros(1, 3, 5, 2)
+    tracks[0, 1, :, 0] = torch.tensor([0.0, 0.5, 1.0, 3.0, 6.0]) * px  # at rest for 3 frames, then moves
+    tracks[0, 2, :, 0] = torch.tensor([0.0, 0.5, 1.5, 1.5, 1.5]) * px  # creeps 1.5 px: never "moved"
+    expected = torch.ones(1, 3, 5)
+    expected[0, 1, :3] = 5.0
+    torch.testing.assert_close(vae_stage.rest_weights(tracks, 4.0, 128), expected)
+    torch.testing.assert_close(vae_stage.rest_weights(tracks, 0.0, 128), torch.ones(1, 3, 5))
+
+
+def test_the_loss_weights_rest_frames_by_rest_weight(four_clip_dir):
+    batch = _batch(four_clip_dir, 4)
+    assert moving_mask(batch["tracks"], 128).any()  # else the rest frames would be empty
+    model = TrajectoryVAE(_tiny(1).model)
+    losses = [vae_stage.VAETask(replace(_tiny(1), rest_weight=w), None).loss(
+        model, batch, torch.Generator().manual_seed(0), step=0)[0] for w in (0.0, 4.0)]
+    assert not torch.isclose(losses[0], losses[1])
+
+
 def test_bad_fine_tune_settings_name_the_field(four_clip_dir, tmp_path):
     with pytest.raises(ValueError, match=r"init: expected a VAE run or model vae/ directory with model.safetensors"):
         train_vae(str(four_clip_dir), str(tmp_path / "a"), replace(_tiny(1), init=str(tmp_path / "nothing")),
@@ -368,7 +388,10 @@ def test_bad_fine_tune_settings_name_the_field(four_clip_dir, tmp_path):
     with pytest.raises(ValueError, match=r"motion_weight: expected a finite number >= 0, got -1.0"):
         train_vae(str(four_clip_dir), str(tmp_path / "b"), replace(_tiny(1), motion_weight=-1.0),
                   device="cpu", progress=False)
-    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    with pytest.raises(ValueError, match=r"rest_weight: expected a finite number >= 0, got nan"):
+        train_vae(str(four_clip_dir), str(tmp_path / "c"), replace(_tiny(1), rest_weight=float("nan")),
+                  device="cpu", progress=False)
+    assert not any((tmp_path / name).exists() for name in "abc")
 
 
 # ----------------------------------------------------------------------------- 8. bad inputs

@@ -16,6 +16,7 @@ import yaml
 
 from motion_prior.cli import (NON_NEGATIVE, POSITIVE, TOP_LEVEL, device_name, guidance_value, integer_at_least,
                                positive_float)
+from motion_prior.foundation.checkpoints import atomic_write_bytes
 from motion_prior.foundation.errors import InputError
 from motion_prior.inference.samplers import SAMPLERS
 from sim_envs.apps.bench import register as register_bench
@@ -126,9 +127,16 @@ def _plan_check(args: argparse.Namespace) -> int:
     for name, row in result["planners"].items():
         print(f"{name:<10} {row['predicted_cost']:>10.2f} {row['true_cost']:>8.2f} {row['relative_gap']:>+7.1%} "
               f"{row['moved_share_true']:>11.0%} {row['moved_share_prior']:>12.0%} {row['plan_seconds']:>7.2f}")
+    print("\ncontact agreement by the candidate's closest approach to the target (true rollout, contact radii)")
+    print(f"{'approach':<10} {'pairs':>6} {'agreement':>10} {'moved true':>11} {'moved prior':>12}")
+    for row in result["contact_by_approach"]:
+        low, high = row["approach"]
+        span = f"{low:g}-{high:g}" if high is not None else f">={low:g}"
+        print(f"{span:<10} {row['pairs']:>6} " + (f"{row['contact_agreement']:>10.3f} {row['moved_share_true']:>11.0%} "
+                                                  f"{row['moved_share_prior']:>12.0%}" if row["pairs"] else ""))
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+        atomic_write_bytes(Path(args.out), (json.dumps(result, indent=2) + "\n").encode())
         print(f"wrote {args.out}")
     return 0
 

@@ -31,10 +31,12 @@ from scipy.stats import spearmanr
 
 import sim_envs.tasks.envs as tabletop
 from motion_prior.foundation.camera import pixels_to_normalized
+from motion_prior.foundation.checkpoints import atomic_write_bytes
 from motion_prior.foundation.errors import InputError
 from motion_prior.foundation.pokes import end_times, ends, pokes_to_pixels
 from motion_prior.foundation.visualize import draw_tracks
 from motion_prior.inference.prior import MotionPrior
+from sim_envs.planning.counterfactual_check import contact_radius_px
 from sim_envs.planning.planners import (GoalConfig, GoalCost, GoalPlanner, Planner, PlannerConfig, PriorModel,
                                         SimulatorModel, path_to_actions, reduce_risk)
 from sim_envs.simulation.scripts import segment_clear_of
@@ -45,6 +47,9 @@ PRIOR_METHODS = ("cem", "random", "mppi", *GOAL_METHODS)
 METHODS = (*PRIOR_METHODS, "oracle", "random_policy", "heuristic")
 # The planners `plan check` runs from its states by default.
 CHECK_PLANNERS = ("cem", "mppi", *GOAL_METHODS)
+# Bin edges of a candidate's closest approach in contact radii (1: the pusher's edge touches the
+# target's bounding circle), for `plan check`'s contact breakdown: where contact is decided.
+APPROACH_EDGES = (0.0, 0.8, 1.0, 1.2, 1.5, 2.0, np.inf)
 GIF_METHOD = "cem"
 SETTINGS_FILE = "settings.json"
 
@@ -289,7 +294,7 @@ def _check_resume_settings(path: Path, config: PlanEvalConfig, resuming: bool) -
             raise InputError("out", "a new folder, or one whose episodes ran with the same settings",
                              f"{path.parent} holds episodes run with {changed}")
     else:
-        path.write_text(json.dumps(settings, indent=2) + "\n")
+        atomic_write_bytes(path, (json.dumps(settings, indent=2) + "\n").encode())
 
 
 def _read_records(path: Path) -> list[dict]:
@@ -340,6 +345,11 @@ def check_model(config: PlanEvalConfig, states: int = 12, candidates: int = 32, 
         (positive: the prior promised more than the plans deliver), "moved_share_true" and
         "moved_share_prior" (share of chosen plans that move the target over `moved_px`,
         simulated and predicted), and "plan_seconds" (mean planning time).
+        "contact_by_approach": contact agreement per bin of APPROACH_EDGES of the candidate's
+        closest approach in the true rollout (pusher centre to target centre, in contact radii:
+        target bounding radius + pusher radius, projected to pixels at the target), each with
+        its pair count and the true and predicted moved shares. It says whether the prior
+        errs where the outcome is decided (near 1) or also where it is plain.
     """
     config.validate()
     unknown = [name for name in planners if name not in PRIOR_METHODS]
@@ -351,7 +361,7 @@ def check_model(config: PlanEvalConfig, states: int = 12, candidates: int = 32, 
     cost, heuristic = GoalCost(), PushHeuristic(env)
     prior, oracle = PriorModel(env, config.num_samples), SimulatorModel(env)
     rng = np.random.default_rng(config.seed)
-    true_shift, pred_shift, ranking, poke_error = [], [], [], []
+    true_shift, pred_shift, ranking, poke_error, approach = [], [], [], [], []
     chosen = {name: [] for name in planners}  # (predicted, true, moved true, moved prior, seconds) per state
     try:
         policies = {name: make_policy(name, env, config) for name in planners}
@@ -374,6 +384,10 @@ def check_model(config: PlanEvalConfig, states: int = 12, candidates: int = 32, 
             shifts = [_target_shift(t) for t in tracks.values()]
             true_shift.append(shifts[0])
             pred_shift.append(shifts[1])
+            contact_px = contact_radius_px(task.camera, task.target_point(),
+                                           task.target_radius + task.sim.spec.pusher_radius)
+            gap = np.linalg.norm(tracks["true"][:, :, -1] - tracks["true"][:, :, 0], axis=-1)  # [M, K, T] px
+            approach.append(gap.min(axis=-1).mean(axis=-1) / contact_px)
             # Poke adherence: where the prior puts the pusher (the last query point, the pokes'
             # start) at each poke's end time, against the poke's end point.
             for sequence, pusher in zip(actions, tracks["prior"][:, :, -1]):
@@ -399,6 +413,16 @@ def check_model(config: PlanEvalConfig, states: int = 12, candidates: int = 32, 
         env.close()
     true_shift, pred_shift, ranking = np.concatenate(true_shift), np.concatenate(pred_shift), np.array(ranking)
     true_len, pred_len = np.linalg.norm(true_shift, axis=1), np.linalg.norm(pred_shift, axis=1)
+    approach = np.concatenate(approach)
+    by_approach = []
+    for low, high in zip(APPROACH_EDGES[:-1], APPROACH_EDGES[1:]):
+        inside = (approach >= low) & (approach < high)
+        moved_true, moved_prior = true_len[inside] > moved_px, pred_len[inside] > moved_px
+        by_approach.append({"approach": [low, None if np.isinf(high) else high], "pairs": int(inside.sum()),
+                            **({"moved_share_true": float(moved_true.mean()),
+                                "moved_share_prior": float(moved_prior.mean()),
+                                "contact_agreement": float(np.mean(moved_true == moved_prior))}
+                               if inside.any() else {})})
     both = (true_len > moved_px) & (pred_len > moved_px)
     cosine = np.sum(true_shift[both] * pred_shift[both], axis=1) / (true_len[both] * pred_len[both])
     metrics = {
@@ -423,7 +447,7 @@ def check_model(config: PlanEvalConfig, states: int = 12, candidates: int = 32, 
                          "moved_share_prior": moved_prior, "plan_seconds": seconds}
     return {"config": {**asdict(config), "states": states, "candidates": candidates, "moved_px": moved_px,
                        "planners": list(planners)},
-            "metrics": metrics, "planners": section}
+            "metrics": metrics, "planners": section, "contact_by_approach": by_approach}
 
 
 def evaluate(config: PlanEvalConfig, out: str | Path, progress: bool = True) -> dict:
@@ -459,7 +483,7 @@ def evaluate(config: PlanEvalConfig, out: str | Path, progress: bool = True) -> 
                           f"[{time.perf_counter() - started:.0f} s]", flush=True)
         wanted = [r for r in records if r["method"] in config.methods and 0 <= r["seed"] - config.seed < config.episodes]
         result = {"config": {**asdict(config), "methods": list(config.methods)}, "summary": summarize(wanted)}
-        (out / "planning_eval.json").write_text(json.dumps(result, indent=2) + "\n")
+        atomic_write_bytes(out / "planning_eval.json", (json.dumps(result, indent=2) + "\n").encode())
         plot_summary(result["summary"], out / "planning_eval.png", config.env)
         if GIF_METHOD in config.methods:
             seed = config.seed + config.gif_episode
