@@ -6,9 +6,11 @@ that lever so far; a baseline point is the shipped model, drawn as a star, and a
 starts at the last point before its own of the lever its "from" names: a baseline, or the lever
 a fine-tune continues), the `plan check` JSON (`plan_check.json`), the
 counterfactual poke check (`counterfactual/counterfactual_check.json`) and optionally
-`benchmarks/latent_causality.py`'s output (`latent_causality.json`) and a `plan eval` summary
-(`plan_eval/planning_eval.json`). The figures come from those commands (the model card lists
-them); this script only gathers them into a table, a JSON file and a plot.
+`benchmarks/latent_causality.py`'s output (`latent_causality.json`) and `plan eval` summaries
+(`plan_eval*/planning_eval.json`: runs over disjoint seeds, e.g. `--seed 50` for episodes
+50-99, pooled by episodes into one CEM success rate; "cem_episodes" says how many). The
+figures come from those commands (the model card lists them); this script only gathers them
+into a table, a JSON file and a plot.
 
     python benchmarks/learning_curves.py runs/curve/* --out docs/learning-curves
 """
@@ -28,7 +30,7 @@ FIGURES = {  # name: (file, key path, label, bar)
                            "counterfactual: pusher first", 0.9),
     "decoded_pusher_first": ("latent_causality.json", ("pusher_first_share_decoded",),
                              "VAE: pusher first, decoded", None),
-    "cem_success": ("plan_eval/planning_eval.json", ("summary", "cem", "success_rate"), "plan eval: CEM success", None),
+    "cem_success": ("plan_eval*/planning_eval.json", ("summary", "cem", "success_rate"), "plan eval: CEM success", None),
 }
 
 
@@ -38,12 +40,20 @@ def read_point(folder: Path) -> dict | None:
         return None
     point = json.loads((folder / "point.json").read_text())
     for name, (file, keys, _, _) in FIGURES.items():
+        if name == "cem_success":
+            continue
         path = folder / file
         if path.is_file():
             value = json.loads(path.read_text())
             for key in keys:
                 value = value.get(key) if isinstance(value, dict) else None
             point[name] = value
+    runs = [json.loads(path.read_text())["summary"].get("cem")
+            for path in sorted(folder.glob(FIGURES["cem_success"][0]))]
+    runs = [run for run in runs if run]
+    if runs:
+        point["cem_episodes"] = sum(run["episodes"] for run in runs)
+        point["cem_success"] = sum(run["success_rate"] * run["episodes"] for run in runs) / point["cem_episodes"]
     return point
 
 
@@ -75,9 +85,10 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "learning_curves.json").write_text(json.dumps(points, indent=2) + "\n")
-    header = ["lever", "point", "CPU h", *FIGURES]
+    header = ["lever", "point", "CPU h", *FIGURES, "cem_episodes"]
     rows = [[p["lever"], p["label"], f"{p['cpu_hours']:.2f}",
-             *("-" if p.get(name) is None else f"{p[name]:.3f}" for name in FIGURES)] for p in points]
+             *("-" if p.get(name) is None else f"{p[name]:.3f}" for name in FIGURES), str(p.get("cem_episodes", "-"))]
+            for p in points]
     table = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows]
     (out / "learning_curves.md").write_text("\n".join(table) + "\n")
     print("\n".join(table))
