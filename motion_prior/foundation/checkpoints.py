@@ -143,6 +143,11 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+def atomic_write_json(path: Path, value) -> None:
+    """Write `value` as indented JSON (a report, a settings file) to `path`, atomically."""
+    atomic_write_bytes(path, (json.dumps(value, indent=2) + "\n").encode())
+
+
 def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:

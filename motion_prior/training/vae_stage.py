@@ -24,7 +24,7 @@ object late (`benchmarks/latent_causality.py` prints both). Measured in a fine-t
 nothing over plain training (`models/vae-lever/README.md`); the default is 0.
 
 `rest_weight` puts it where motion starts: the frames in which a track that will move (over
-MOVED_PX) is still at rest (within REST_PX of its start) are weighted 1 + rest_weight. Why: the
+MOVING_PX) is still at rest (within REST_PX of its start) are weighted 1 + rest_weight. Why: the
 decoded object starts moving a median 4 frames before it truly does, creeping along the motion
 to come, so in the reconstructions the object often moves before the pusher reaches it, and a
 flow trained on those latents cannot learn that contact comes first. Those few creeping pixels
@@ -55,9 +55,9 @@ from motion_prior.networks.frame_encoder import FrameEncoderConfig
 from motion_prior.networks.trajectory_vae import TrajectoryVAE, VAEConfig, kl_divergence
 from motion_prior.training.loop import TrainConfig, Trainer
 
-# `rest_weight`'s thresholds, pixels of the frame: the onset and "moved" thresholds of the
-# causal checks (`benchmarks/latent_causality.py`, `plan counterfactual`).
-REST_PX, MOVED_PX = 1.0, 2.0
+# `rest_weight`'s "still at rest", pixels of the frame: the onset threshold of the causal checks
+# (`benchmarks/latent_causality.py`, `plan counterfactual`); "will move" is `moving_mask`'s.
+REST_PX = 1.0
 
 
 @dataclass
@@ -168,10 +168,10 @@ def track_weights(tracks: torch.Tensor, motion_weight: float) -> torch.Tensor:
 
 def rest_weights(tracks: torch.Tensor, rest_weight: float, image_size: int) -> torch.Tensor:
     """`[B, N, T]` loss weight of each frame of `tracks [B, N, T, 2]` (normalised units of an
-    `image_size` px frame): 1 + `rest_weight` where a track that moves over MOVED_PX is still
+    `image_size` px frame): 1 + `rest_weight` where a track that moves over MOVING_PX is still
     within REST_PX of its start, else 1 (the module docstring)."""
     shift = (tracks - tracks[:, :, :1]).norm(dim=-1) * image_size / 2  # [B, N, T] px
-    at_rest = (shift <= REST_PX) & (shift.amax(dim=-1, keepdim=True) > MOVED_PX)
+    at_rest = (shift <= REST_PX) & moving_mask(tracks, image_size)[..., None]
     return 1.0 + rest_weight * at_rest.to(tracks.dtype)
 
 

@@ -7,7 +7,6 @@ Registered into the `motion-prior` CLI through the `motion_prior.cli` entry poin
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import yaml
 
 from motion_prior.cli import (NON_NEGATIVE, POSITIVE, TOP_LEVEL, device_name, guidance_value, integer_at_least,
                                positive_float)
-from motion_prior.foundation.checkpoints import atomic_write_bytes
+from motion_prior.foundation.checkpoints import atomic_write_json
 from motion_prior.foundation.errors import InputError
 from motion_prior.inference.samplers import SAMPLERS
 from sim_envs.apps.bench import register as register_bench
@@ -136,7 +135,7 @@ def _plan_check(args: argparse.Namespace) -> int:
                                                   f"{row['moved_share_prior']:>12.0%}" if row["pairs"] else ""))
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(Path(args.out), (json.dumps(result, indent=2) + "\n").encode())
+        atomic_write_json(Path(args.out), result)
         print(f"wrote {args.out}")
     return 0
 

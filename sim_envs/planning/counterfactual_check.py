@@ -56,7 +56,6 @@ tracks in colour, the pusher's in white).
 from __future__ import annotations
 
 import io
-import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -68,7 +67,7 @@ from PIL import Image
 
 import sim_envs.tasks.envs as tabletop
 from motion_prior.foundation.camera import PinholeCamera, pixels_to_normalized
-from motion_prior.foundation.checkpoints import atomic_write_bytes
+from motion_prior.foundation.checkpoints import atomic_write_bytes, atomic_write_json
 from motion_prior.foundation.errors import InputError
 from motion_prior.foundation.pokes import end_times, ends, pokes_to_normalized
 from motion_prior.foundation.visualize import captioned_panels, draw_tracks
@@ -362,7 +361,7 @@ def check_counterfactual(config: CounterfactualConfig, out: str | Path, progress
                "reference_moved_rollouts": known.get("moved_samples"), "reference_rollouts": known.get("samples")}
     result = {"config": asdict(config), "metrics": metrics, "per_direction": per_direction, "reference": reference}
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(out / RESULT_FILE, (json.dumps(result, indent=2) + "\n").encode())
+    atomic_write_json(out / RESULT_FILE, result)
     if pictured:
         buffer = io.BytesIO()
         Image.fromarray(draw_states(pictured, angles)).save(buffer, format="PNG")

@@ -31,7 +31,7 @@ from scipy.stats import spearmanr
 
 import sim_envs.tasks.envs as tabletop
 from motion_prior.foundation.camera import pixels_to_normalized
-from motion_prior.foundation.checkpoints import atomic_write_bytes
+from motion_prior.foundation.checkpoints import atomic_write_json
 from motion_prior.foundation.errors import InputError
 from motion_prior.foundation.pokes import end_times, ends, pokes_to_pixels
 from motion_prior.foundation.visualize import draw_tracks
@@ -294,7 +294,7 @@ def _check_resume_settings(path: Path, config: PlanEvalConfig, resuming: bool) -
             raise InputError("out", "a new folder, or one whose episodes ran with the same settings",
                              f"{path.parent} holds episodes run with {changed}")
     else:
-        atomic_write_bytes(path, (json.dumps(settings, indent=2) + "\n").encode())
+        atomic_write_json(path, settings)
 
 
 def _read_records(path: Path) -> list[dict]:
@@ -483,7 +483,7 @@ def evaluate(config: PlanEvalConfig, out: str | Path, progress: bool = True) -> 
                           f"[{time.perf_counter() - started:.0f} s]", flush=True)
         wanted = [r for r in records if r["method"] in config.methods and 0 <= r["seed"] - config.seed < config.episodes]
         result = {"config": {**asdict(config), "methods": list(config.methods)}, "summary": summarize(wanted)}
-        atomic_write_bytes(out / "planning_eval.json", (json.dumps(result, indent=2) + "\n").encode())
+        atomic_write_json(out / "planning_eval.json", result)
         plot_summary(result["summary"], out / "planning_eval.png", config.env)
         if GIF_METHOD in config.methods:
             seed = config.seed + config.gif_episode
