@@ -3,15 +3,19 @@ model (PushToGoal and DoorToAngle), and the planners section of `plan check`."""
 
 from __future__ import annotations
 
+import json
+
 import gymnasium as gym
 import numpy as np
 import pytest
 
 import sim_envs.tasks.envs as tabletop
+from motion_prior.cli import main
 from motion_prior.foundation.camera import PinholeCamera, look_at
 from motion_prior.foundation.errors import InputError
 from motion_prior.inference.prior import MotionPrior
-from sim_envs.planning.plan_eval import PlanEvalConfig, check_model, make_policy, run_episode
+from sim_envs.planning.plan_eval import (PlanEvalConfig, _target_shift, _target_shift_per_future, check_model,
+                                         make_policy, run_episode)
 from sim_envs.planning.planners import GoalConfig, GoalCost, GoalPlanner, PlannerConfig, path_to_actions
 from sim_envs.tasks.wrapper import ImagineConfig, MotionPriorWrapper
 
@@ -109,6 +113,15 @@ def test_short_goal_planner_episodes(tiny_model, tiny_config, one_torch_thread, 
     assert plan.model_calls == (2 if method == "goal" else 1 + tiny_config.planner.iterations)
 
 
+def test_one_future_of_four_moving_the_target_moves_the_mean_but_not_the_others():
+    # [M=1, K=4, N=2 (a target point, then the pusher), T=2, 2]: future 0 moves the target 10 px.
+    tracks = np.zeros((1, 4, 2, 2, 2))
+    tracks[0, 0, 0, 1] = (10.0, 0.0)
+    tracks[0, :, 1, 1] = (0.0, 30.0)  # the pusher is not part of the target's shift
+    assert np.allclose(_target_shift(tracks), [[2.5, 0.0]])
+    assert np.allclose(np.linalg.norm(_target_shift_per_future(tracks), axis=-1), [[10.0, 0.0, 0.0, 0.0]])
+
+
 def test_plan_check_reports_the_planners_chosen_plans(tiny_config, one_torch_thread):
     result = check_model(tiny_config, states=2, candidates=4)
     assert set(result["planners"]) == {"cem", "mppi", "goal", "goal_cem"}
@@ -124,3 +137,17 @@ def test_plan_check_reports_the_planners_chosen_plans(tiny_config, one_torch_thr
     assert sum(row["pairs"] for row in result["contact_by_approach"]) == result["metrics"]["pairs"] == 2 * 4
     overall = sum(row["pairs"] * row["contact_agreement"] for row in bins) / result["metrics"]["pairs"]
     assert np.isclose(overall, result["metrics"]["contact_agreement"])
+    for key in ("future_contact_agreement", "moved_share_prior_futures"):
+        overall = sum(row["pairs"] * row[key] for row in bins) / result["metrics"]["pairs"]
+        assert np.isclose(overall, result["metrics"][key]) and 0 <= overall <= 1, key
+
+
+def test_the_cli_prints_the_plan_check_with_the_per_future_breakdown(tiny_model, tmp_path, capsys, one_torch_thread):
+    out = tmp_path / "check" / "plan_check.json"
+    assert main(["plan", "check", "--model", str(tiny_model), "--states", "1", "--candidates", "4", "--planners",
+                 "cem", "--samples", "2", "--steps", "1", "--horizon", "2", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "future_contact_agreement" in printed and "per future" in printed and f"wrote {out}" in printed
+    result = json.loads(out.read_text())
+    assert result["config"]["states"] == 1 and list(result["planners"]) == ["cem"]
+    assert sum(row["pairs"] for row in result["contact_by_approach"]) == 4

@@ -127,12 +127,16 @@ def _plan_check(args: argparse.Namespace) -> int:
         print(f"{name:<10} {row['predicted_cost']:>10.2f} {row['true_cost']:>8.2f} {row['relative_gap']:>+7.1%} "
               f"{row['moved_share_true']:>11.0%} {row['moved_share_prior']:>12.0%} {row['plan_seconds']:>7.2f}")
     print("\ncontact agreement by the candidate's closest approach to the target (true rollout, contact radii)")
-    print(f"{'approach':<10} {'pairs':>6} {'agreement':>10} {'moved true':>11} {'moved prior':>12}")
+    print("(mean of each candidate's futures; then the same per single future)")
+    print(f"{'approach':<10} {'pairs':>6} {'agreement':>10} {'moved true':>11} {'moved prior':>12} "
+          f"{'per future':>11} {'moved':>7}")
     for row in result["contact_by_approach"]:
         low, high = row["approach"]
         span = f"{low:g}-{high:g}" if high is not None else f">={low:g}"
         print(f"{span:<10} {row['pairs']:>6} " + (f"{row['contact_agreement']:>10.3f} {row['moved_share_true']:>11.0%} "
-                                                  f"{row['moved_share_prior']:>12.0%}" if row["pairs"] else ""))
+                                                  f"{row['moved_share_prior']:>12.0%} "
+                                                  f"{row['future_contact_agreement']:>11.3f} "
+                                                  f"{row['moved_share_prior_futures']:>7.0%}" if row["pairs"] else ""))
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         atomic_write_json(Path(args.out), result)

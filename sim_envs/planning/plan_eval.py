@@ -313,7 +313,12 @@ def make_env(config: PlanEvalConfig) -> MotionPriorWrapper:
 def _target_shift(tracks: np.ndarray) -> np.ndarray:
     """`[M, K, N, T, 2]` tracks (target points, then the pusher) -> `[M, 2]` the target's mean
     displacement (last frame minus first) over its query points and the K futures (pixels)."""
-    return (tracks[:, :, :-1, -1] - tracks[:, :, :-1, 0]).mean(axis=(1, 2))
+    return _target_shift_per_future(tracks).mean(axis=1)
+
+
+def _target_shift_per_future(tracks: np.ndarray) -> np.ndarray:
+    """`[M, K, N, T, 2]` -> `[M, K, 2]`: the target's displacement in each of the K futures."""
+    return (tracks[:, :, :-1, -1] - tracks[:, :, :-1, 0]).mean(axis=2)
 
 
 def check_model(config: PlanEvalConfig, states: int = 12, candidates: int = 32, moved_px: float = 2.0,
@@ -350,6 +355,11 @@ def check_model(config: PlanEvalConfig, states: int = 12, candidates: int = 32, 
         target bounding radius + pusher radius, projected to pixels at the target), each with
         its pair count and the true and predicted moved shares. It says whether the prior
         errs where the outcome is decided (near 1) or also where it is plain.
+        Contact agreement and the prior's moved share judge the mean of a candidate's K futures,
+        so one future of K that moves the target far enough counts as "moved". The same two
+        figures per single future ("future_contact_agreement", "moved_share_prior_futures", in
+        "metrics" and in each bin) say whether the prior hedges (a few futures move it) or is
+        wrong in all of them.
     """
     config.validate()
     unknown = [name for name in planners if name not in PRIOR_METHODS]
@@ -361,7 +371,7 @@ def check_model(config: PlanEvalConfig, states: int = 12, candidates: int = 32, 
     cost, heuristic = GoalCost(), PushHeuristic(env)
     prior, oracle = PriorModel(env, config.num_samples), SimulatorModel(env)
     rng = np.random.default_rng(config.seed)
-    true_shift, pred_shift, ranking, poke_error, approach = [], [], [], [], []
+    true_shift, pred_shift, future_moved, ranking, poke_error, approach = [], [], [], [], [], []
     chosen = {name: [] for name in planners}  # (predicted, true, moved true, moved prior, seconds) per state
     try:
         policies = {name: make_policy(name, env, config) for name in planners}
@@ -384,6 +394,7 @@ def check_model(config: PlanEvalConfig, states: int = 12, candidates: int = 32, 
             shifts = [_target_shift(t) for t in tracks.values()]
             true_shift.append(shifts[0])
             pred_shift.append(shifts[1])
+            future_moved.append(np.linalg.norm(_target_shift_per_future(tracks["prior"]), axis=-1) > moved_px)
             contact_px = contact_radius_px(task.camera, task.target_point(),
                                            task.target_radius + task.sim.spec.pusher_radius)
             gap = np.linalg.norm(tracks["true"][:, :, -1] - tracks["true"][:, :, 0], axis=-1)  # [M, K, T] px
@@ -413,7 +424,8 @@ def check_model(config: PlanEvalConfig, states: int = 12, candidates: int = 32, 
         env.close()
     true_shift, pred_shift, ranking = np.concatenate(true_shift), np.concatenate(pred_shift), np.array(ranking)
     true_len, pred_len = np.linalg.norm(true_shift, axis=1), np.linalg.norm(pred_shift, axis=1)
-    approach = np.concatenate(approach)
+    future_moved, approach = np.concatenate(future_moved), np.concatenate(approach)  # [pairs, K], [pairs]
+    future_agrees = future_moved == (true_len > moved_px)[:, None]
     by_approach = []
     for low, high in zip(APPROACH_EDGES[:-1], APPROACH_EDGES[1:]):
         inside = (approach >= low) & (approach < high)
@@ -421,7 +433,9 @@ def check_model(config: PlanEvalConfig, states: int = 12, candidates: int = 32, 
         by_approach.append({"approach": [low, None if np.isinf(high) else high], "pairs": int(inside.sum()),
                             **({"moved_share_true": float(moved_true.mean()),
                                 "moved_share_prior": float(moved_prior.mean()),
-                                "contact_agreement": float(np.mean(moved_true == moved_prior))}
+                                "contact_agreement": float(np.mean(moved_true == moved_prior)),
+                                "moved_share_prior_futures": float(future_moved[inside].mean()),
+                                "future_contact_agreement": float(future_agrees[inside].mean())}
                                if inside.any() else {})})
     both = (true_len > moved_px) & (pred_len > moved_px)
     cosine = np.sum(true_shift[both] * pred_shift[both], axis=1) / (true_len[both] * pred_len[both])
@@ -432,6 +446,8 @@ def check_model(config: PlanEvalConfig, states: int = 12, candidates: int = 32, 
         "moved_share_true": float(np.mean(true_len > moved_px)),
         "moved_share_prior": float(np.mean(pred_len > moved_px)),
         "contact_agreement": float(np.mean((true_len > moved_px) == (pred_len > moved_px))),
+        "moved_share_prior_futures": float(future_moved.mean()),
+        "future_contact_agreement": float(future_agrees.mean()),
         "median_angle_error_deg": float(np.median(np.degrees(np.arccos(np.clip(cosine, -1, 1))))) if both.any() else None,
         "median_length_ratio": float(np.median(pred_len[both] / true_len[both])) if both.any() else None,
         "true_cost_of_prior_best": float(ranking[:, 0].mean()),
