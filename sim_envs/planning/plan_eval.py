@@ -390,11 +390,11 @@ def check_model(config: PlanEvalConfig, states: int = 12, candidates: int = 32, 
                       "prior": prior.predict(observation, actions, queries)}
             true_cost, prior_cost = (reduce_risk(cost(observation, t), config.planner.risk, config.planner.cvar_alpha)
                                      for t in tracks.values())
-            # The target's displacement: mean over its query points (all but the pusher) and samples.
-            shifts = [_target_shift(t) for t in tracks.values()]
-            true_shift.append(shifts[0])
-            pred_shift.append(shifts[1])
-            future_moved.append(np.linalg.norm(_target_shift_per_future(tracks["prior"]), axis=-1) > moved_px)
+            # The target's displacement in each future, and its mean over the K futures.
+            true_futures, prior_futures = (_target_shift_per_future(t) for t in tracks.values())
+            true_shift.append(true_futures.mean(axis=1))
+            pred_shift.append(prior_futures.mean(axis=1))
+            future_moved.append(np.linalg.norm(prior_futures, axis=-1) > moved_px)
             contact_px = contact_radius_px(task.camera, task.target_point(),
                                            task.target_radius + task.sim.spec.pusher_radius)
             gap = np.linalg.norm(tracks["true"][:, :, -1] - tracks["true"][:, :, 0], axis=-1)  # [M, K, T] px
