@@ -10,9 +10,11 @@ counterfactual poke check (`counterfactual/counterfactual_check.json`) and optio
 (`plan_eval*/planning_eval.json`: runs over disjoint seeds, e.g. `--seed 50` for episodes
 50-99, pooled by episodes into one CEM success rate; "cem_episodes" says how many). The
 figures come from those commands (the model card lists them); this script only gathers them
-into a table, a JSON file and a plot.
+into a table, a JSON file and a plot. `--keep` carries the points of an earlier
+`learning_curves.json` over (a machine that lost its point folders keeps its curves); a folder
+with the same lever and label replaces the kept point.
 
-    python benchmarks/learning_curves.py runs/curve/* --out docs/learning-curves
+    python benchmarks/learning_curves.py runs/curve/* --keep docs/learning-curves/learning_curves.json --out docs/learning-curves
 """
 
 from __future__ import annotations
@@ -75,12 +77,16 @@ def start_of(points: list[dict], lever: str, before: float, with_figure) -> list
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("points", nargs="+", help="point folders")
+    parser.add_argument("points", nargs="*", help="point folders")
     parser.add_argument("--out", required=True, help="folder for learning_curves.{json,md,png}")
+    parser.add_argument("--keep", help="an earlier learning_curves.json whose points to carry over")
     args = parser.parse_args(argv)
     points = [p for p in (read_point(Path(f)) for f in args.points) if p is not None]
+    if args.keep:
+        fresh = {(p["lever"], p["label"]) for p in points}
+        points += [p for p in json.loads(Path(args.keep).read_text()) if (p["lever"], p["label"]) not in fresh]
     if not points:
-        parser.error("points: expected folders with point.json, got none")
+        parser.error("points: expected folders with point.json or --keep, got none")
     points.sort(key=lambda p: (not p.get("baseline", False), p["lever"], p["cpu_hours"]))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -12,13 +12,15 @@ import torch
 
 from motion_prior.data.datasets import ClipDataset
 from motion_prior.foundation.camera import normalized_to_pixels
+from motion_prior.foundation.checkpoints import CheckpointError, save_model
 from motion_prior.foundation.errors import InputError
 from motion_prior.foundation.pokes import mirror_pokes, positions_at
-from motion_prior.inference.onnx_export import ConditionGraph, _max_difference
+from motion_prior.inference.onnx_export import ConditionGraph, _max_difference, export_model
+from motion_prior.inference.onnx_runtime import OnnxRuntimeBackend
 from motion_prior.inference.prior import MotionPrior
 from motion_prior.inference.samplers import integrate
 from motion_prior.networks.latent_flow import FlowNetwork
-from motion_prior.networks.poke_conditioning import PathField, path_segments
+from motion_prior.networks.poke_conditioning import PathField, PathGlimpse, path_segments
 from motion_prior.networks.text_encoder import HashedTextEncoder, TextEncoderConfig
 from motion_prior.training.flow_stage import FlowTask, mirror_text, preset as flow_preset, train_flow
 from motion_prior.training.loop import Trainer
@@ -279,6 +281,114 @@ def test_a_flow_fine_tuned_into_the_path_field_starts_with_the_old_velocity(pipe
         after = model(x, t, frame_tokens, pokes, mask, ["", "", ""])
     torch.testing.assert_close(after, before, atol=1e-5, rtol=1e-5)
     assert any(name.startswith("path_field.") for name in model.state_dict())
+
+
+def test_a_glimpse_lies_along_the_path_past_its_end_and_across_it_from_right_to_left():
+    glimpse = PathGlimpse(4, 8)
+    # One point waypoints right then down; the first poke runs right from (-0.5, 0).
+    pokes = torch.tensor([[[-0.5, 0.0, 0.5, 0.0, 0.5], [-0.5, 0.0, 0.5, 0.5, 1.0], [0.2, 0.2, 0.2, 0.2, 1.0]]])
+    points = glimpse.points(pokes, torch.ones(1, 3, dtype=torch.bool))[0]  # [P, A, W, 2]
+    centre = points[0, :, 2]
+    torch.testing.assert_close(centre[0], torch.tensor([-0.5, 0.0]))
+    torch.testing.assert_close(centre[-1], torch.tensor([0.5 + 0.12, 0.0]))
+    assert (points[0, :, 0, 1] > 0).all() and (points[0, :, -1, 1] < 0).all()  # right of rightward travel is down
+    torch.testing.assert_close(points[1, 0, 2], torch.tensor([0.5, 0.0]))  # the second poke sets off from the first's end
+    torch.testing.assert_close(points[1, -1, 2], torch.tensor([0.5, 0.5 + 0.12]))
+    torch.testing.assert_close(points[2], torch.full_like(points[2], 0.2))  # a rest samples its waypoint only
+
+
+def test_a_glimpse_reads_the_frame_along_its_path_and_nowhere_else():
+    torch.manual_seed(0)
+    glimpse = PathGlimpse(1, 8)
+    torch.nn.init.normal_(glimpse.mlp[-1].weight)
+    pokes = torch.tensor([[[-0.5, 0.0, 0.3, 0.0, 1.0]]])
+    mask = torch.ones(1, 1, dtype=torch.bool)
+    detail = torch.zeros(1, 1, 32, 32)
+    with torch.no_grad():
+        plain = glimpse(detail, pokes, mask)
+        far, near = detail.clone(), detail.clone()
+        far[..., 0:4, 0:4] = 1.0  # the top-left corner: nowhere near the path
+        near[..., 16, 22] = 1.0  # just past the poke's end, on its line
+        assert torch.equal(glimpse(far, pokes, mask), plain)
+        assert not torch.allclose(glimpse(near, pokes, mask), plain)
+        assert glimpse(near, pokes, torch.zeros_like(mask)).abs().max() == 0
+
+
+@pytest.fixture(scope="module")
+def glimpse_flow(path_flow) -> FlowNetwork:
+    """`path_flow` with a path glimpse, given non-zero weights like its fusion."""
+    flow = FlowNetwork(replace(path_flow.config, path_glimpse=True))
+    flow.load_state_dict(path_flow.state_dict(), strict=False)
+    torch.manual_seed(4)
+    torch.nn.init.normal_(flow.glimpse.mlp[-1].weight, std=0.1)
+    return flow.eval()
+
+
+def test_a_glimpse_flow_sees_the_frame_where_the_path_runs_caches_and_refuses_no_frames(prior, glimpse_flow):
+    x, t, frame_tokens, pokes, mask = _conditions(prior)
+    texts = ["", "", ""]
+    frames = torch.full((3, 128, 128, 3), 200, dtype=torch.uint8)
+    origin, _ = path_segments(pokes, mask)
+    marked = frames.clone()
+    pixel = torch.as_tensor(normalized_to_pixels(origin[0, 0].numpy(), (128, 128))).round().long().clamp(4, 123)
+    marked[0, pixel[1] - 4:pixel[1] + 4, pixel[0] - 4:pixel[0] + 4] = 0  # a dark patch where row 0's first path sets off
+    with torch.no_grad():
+        uncached = glimpse_flow(x, t, frame_tokens, pokes, mask, texts, frames=frames)
+        cached = glimpse_flow.velocity(x, t, glimpse_flow.condition(frame_tokens, pokes, mask, texts, frames=frames))
+        other = glimpse_flow(x, t, frame_tokens, pokes, mask, texts, frames=marked)
+        dropped = glimpse_flow(x, t, frame_tokens, pokes, mask, texts, frame_mask=torch.zeros(3, dtype=torch.bool),
+                               frames=marked)
+        dropped_plain = glimpse_flow(x, t, frame_tokens, pokes, mask, texts,
+                                     frame_mask=torch.zeros(3, dtype=torch.bool), frames=frames)
+    torch.testing.assert_close(cached, uncached, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(other[0], uncached[0], atol=1e-4)
+    torch.testing.assert_close(other[1], uncached[1])  # no pokes: nothing to glimpse
+    torch.testing.assert_close(dropped, dropped_plain)  # a dropped frame is not read through the glimpse either
+    with pytest.raises(InputError, match="frames: expected uint8 \\[3, 128, 128, 3\\]"):
+        glimpse_flow(x, t, frame_tokens, pokes, mask, texts)
+
+
+def test_a_glimpse_model_samples_the_same_futures_through_onnx_runtime(prior, pipeline_run, glimpse_flow, tmp_path):
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(pipeline_run / "model" / "vae", model / "vae")
+    save_model(model / "flow", glimpse_flow.config, glimpse_flow)
+    export = export_model(model, tmp_path / "export")
+    manifest = json.loads((export / "manifest.json").read_text())
+    assert [i["name"] for i in manifest["graphs"]["condition"]["inputs"]][-1] == "frames"
+    torch_prior, onnx_prior = MotionPrior.load(model), MotionPrior(OnnxRuntimeBackend(export))
+    generator = torch.Generator().manual_seed(5)
+    frames = torch.randint(0, 255, (2, 128, 128, 3), dtype=torch.uint8, generator=generator)
+    pokes = torch.tensor([[[-0.5, 0.0, 0.2, 0.0, 1.0]], [[0.3, 0.3, 0.3, -0.2, 0.5]]])
+    mask = torch.ones(2, 1, dtype=torch.bool)
+    queries = torch.rand(2, 5, 2, generator=generator) * 2 - 1
+    noise = torch.randn(2 * 3, glimpse_flow.config.num_latents, glimpse_flow.config.latent_channels, generator=generator)
+    futures = [p.sample_tensors(frames, pokes, mask, ["", ""], queries, 3, steps=2, noise=noise)
+               for p in (torch_prior, onnx_prior)]
+    torch.testing.assert_close(futures[1], futures[0], atol=2e-3, rtol=1e-3)
+    other = torch_prior.sample_tensors(255 - frames, pokes, mask, ["", ""], queries, 3, steps=2, noise=noise)
+    assert not torch.allclose(other, futures[0], atol=1e-4)
+    save_model(model / "flow", replace(glimpse_flow.config, image_size=64), glimpse_flow)
+    with pytest.raises(CheckpointError, match="image_size 64, but the VAE reads 128 px frames"):
+        MotionPrior.load(model)
+
+
+def test_a_flow_fine_tuned_into_the_glimpse_starts_with_the_old_velocity(pipeline_run, prior, path_flow, tmp_path):
+    save_model(tmp_path / "path-flow", path_flow.config, path_flow)
+    recipe = flow_preset("tiny")
+    recipe.vae, recipe.init = str(pipeline_run / "vae-pokes"), str(tmp_path / "path-flow")
+    recipe.model = replace(path_flow.config, path_glimpse=True)
+    model = FlowTask(recipe).build_model().eval()
+    x, t, frame_tokens, pokes, mask = _conditions(prior)
+    frames = torch.randint(0, 255, (3, 128, 128, 3), dtype=torch.uint8)
+    with torch.no_grad():
+        before = path_flow(x, t, frame_tokens, pokes, mask, ["", "", ""])
+        after = model(x, t, frame_tokens, pokes, mask, ["", "", ""], frames=frames)
+    torch.testing.assert_close(after, before, atol=1e-5, rtol=1e-5)
+    assert any(name.startswith("glimpse.") for name in model.state_dict())
+    with pytest.raises(ValueError, match="path_glimpse: expected path_field"):
+        FlowNetwork(replace(path_flow.config, path_field=False, path_glimpse=True))
 
 
 def test_samples_share_their_rows_conditioning_without_copies(prior):

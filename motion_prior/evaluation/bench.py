@@ -226,8 +226,9 @@ class TrajectorySpaceBackend:
     def encode_frame(self, frames: torch.Tensor) -> torch.Tensor:
         return self.vae.encode_frame(frames)
 
-    def condition(self, frame_tokens, pokes, poke_mask, text_ids, network: str = "flow") -> Conditioning:
-        return self.flow.condition_ids(frame_tokens, pokes, poke_mask, text_ids)
+    def condition(self, frame_tokens, pokes, poke_mask, text_ids, network: str = "flow",
+                  frames=None) -> Conditioning:
+        return self.flow.condition_ids(frame_tokens, pokes, poke_mask, text_ids, frames=frames)
 
     def velocity(self, conditioning: Conditioning, network: str = "flow") -> Velocity:
         return lambda x, t: self.flow.velocity(x, t, conditioning)

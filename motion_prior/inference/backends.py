@@ -5,14 +5,16 @@ classifier-free guidance and the numpy API stay in `motion_prior.inference.prior
 
     encode_frame(frames uint8 [B, S, S, 3])                        -> frame tokens [B, F, Df]
     condition(frame_tokens, pokes [B, P, 5], poke_mask bool [B, P],
-              text_ids long [B, L], network)                        -> Conditioning (B rows)
+              text_ids long [B, L], network, frames)                -> Conditioning (B rows)
     velocity(conditioning, network)                                 -> v(x [B*K, N, C], t [B*K]) -> [B*K, N, C]
     decode(z [B*K, N, C], query_points [B, Q, 2], frame_tokens [1 or B, F, Df],
            pokes, poke_mask)                                        -> tracks [B*K, Q, T, 2]
 
 `network` names one of the model's flow networks (`spec.networks`): "flow" (Stage 2) and,
 where the model has one, "fast_flow" (distilled, `motion_prior.inference.samplers.SAMPLERS`).
-K samples per row share the row's conditioning and decoder inputs.
+K samples per row share the row's conditioning and decoder inputs. `frames uint8 [B, S, S, 3]`
+reach `condition` too, for a flow that reads the frame itself (`FlowConfig.path_glimpse`; others
+ignore them).
 
 `z` is the flow's normalised latent (N = S*G*G tokens of C channels); positions are normalised
 (x, y) in [-1, 1]. :class:`TorchBackend` runs the torch modules; `motion_prior.inference.onnx_runtime`
@@ -101,7 +103,8 @@ class Backend(Protocol):
 
     def encode_frame(self, frames: torch.Tensor) -> torch.Tensor: ...
 
-    def condition(self, frame_tokens, pokes, poke_mask, text_ids, network: str = "flow") -> Conditioning: ...
+    def condition(self, frame_tokens, pokes, poke_mask, text_ids, network: str = "flow",
+                  frames=None) -> Conditioning: ...
 
     def velocity(self, conditioning: Conditioning, network: str = "flow") -> Velocity: ...
 
@@ -164,8 +167,9 @@ class TorchBackend:
     def encode_frame(self, frames: torch.Tensor) -> torch.Tensor:
         return self.vae.encode_frame(frames)
 
-    def condition(self, frame_tokens, pokes, poke_mask, text_ids, network: str = "flow") -> Conditioning:
-        return self.flows[network].condition_ids(frame_tokens, pokes, poke_mask, text_ids)
+    def condition(self, frame_tokens, pokes, poke_mask, text_ids, network: str = "flow",
+                  frames=None) -> Conditioning:
+        return self.flows[network].condition_ids(frame_tokens, pokes, poke_mask, text_ids, frames=frames)
 
     def velocity(self, conditioning: Conditioning, network: str = "flow") -> Velocity:
         velocity = self._velocity[network]

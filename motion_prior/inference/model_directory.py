@@ -78,5 +78,8 @@ def load_model(model: str | Path) -> tuple[TrajectoryVAE, FlowNetwork, dict[str,
     vae, stats = load_vae_with_stats(directory / "vae")
     flow = load_flow(directory / "flow")
     check_max_pokes(directory, flow.config, vae)
+    if flow.config.path_glimpse and flow.config.image_size != vae.config.frame.image_size:
+        raise CheckpointError(f"{directory / 'flow' / 'config.yaml'}: image_size {flow.config.image_size}, but the "
+                              f"VAE reads {vae.config.frame.image_size} px frames ({directory / 'vae' / 'config.yaml'})")
     fast = directory / FAST_FLOW
     return vae, flow, stats, load_flow(fast) if fast.is_dir() else None

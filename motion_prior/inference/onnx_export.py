@@ -78,14 +78,15 @@ class FrameGraph(nn.Module):
 
 class ConditionGraph(nn.Module):
     """`FlowNetwork.condition_ids` with its per-block keys and values stacked: -> (mask
-    `[B, M]`, bias `[B, N, D]`, keys `[depth, B, H, M, E]`, values `[depth, B, H, M, E]`)."""
+    `[B, M]`, bias `[B, N, D]`, keys `[depth, B, H, M, E]`, values `[depth, B, H, M, E]`).
+    A flow that reads the frame itself (`FlowConfig.path_glimpse`) takes `frames` last."""
 
     def __init__(self, flow: FlowNetwork):
         super().__init__()
         self.flow = flow
 
-    def forward(self, frame_tokens, pokes, poke_mask, text_ids):
-        conditioning = self.flow.condition_ids(frame_tokens, pokes, poke_mask, text_ids)
+    def forward(self, frame_tokens, pokes, poke_mask, text_ids, frames=None):
+        conditioning = self.flow.condition_ids(frame_tokens, pokes, poke_mask, text_ids, frames=frames)
         keys, values = (torch.stack(parts) for parts in zip(*conditioning.kv))
         return conditioning.mask, conditioning.bias, keys, values
 
@@ -142,13 +143,14 @@ def _examples(backend: TorchBackend, batch: int = 2, queries: int = 3, samples: 
     text_ids[0, :3] = torch.tensor([5, 17, 2])
     with torch.no_grad():
         frame_tokens = backend.encode_frame(frames)
-        mask, bias, keys, values = ConditionGraph(backend.flow)(frame_tokens, pokes, poke_mask, text_ids)
+        condition = (frame_tokens, pokes, poke_mask, text_ids) + ((frames,) if reads_frames(backend.flow) else ())
+        mask, bias, keys, values = ConditionGraph(backend.flow)(*condition)
     x = torch.randn(batch, samples, spec.num_latents, spec.latent_channels, generator=generator)
     t = torch.rand(batch, samples, generator=generator)
     query_points = torch.rand(batch, queries, 2, generator=generator) * 2 - 1
     return {
         "frame_encoder": (frames,),
-        "condition": (frame_tokens, pokes, poke_mask, text_ids),
+        "condition": condition,
         "velocity": (x, t, mask, bias, keys, values),
         "decoder": (x, query_points, frame_tokens[:1], pokes, poke_mask),
     }
@@ -168,13 +170,22 @@ OUTPUT_NAMES = {
 }
 
 
-def _dynamic_shapes(name: str) -> tuple:
+def reads_frames(flow: FlowNetwork) -> bool:
+    """Whether `flow`'s condition graph takes the frames as a last input (`FlowConfig.path_glimpse`)."""
+    return flow.config.path_glimpse
+
+
+def _input_names(kind: str, flow: FlowNetwork) -> list[str]:
+    return INPUT_NAMES[kind] + (["frames"] if kind == "condition" and reads_frames(flow) else [])
+
+
+def _dynamic_shapes(names: list[str], name: str) -> tuple:
     rows, samples = torch.export.Dim("rows", min=1), torch.export.Dim("samples", min=1)
     if name == "velocity":
         return ({0: rows, 1: samples}, {0: rows, 1: samples}, {0: rows}, {0: rows}, {1: rows}, {1: rows})
     if name == "decoder":
         return ({0: rows, 1: samples}, {0: rows, 1: torch.export.Dim("queries", min=1)}, None, {0: rows}, {0: rows})
-    return tuple({0: rows} for _ in INPUT_NAMES[name])
+    return tuple({0: rows} for _ in names)
 
 
 def _describe(path: Path) -> dict:
@@ -248,11 +259,12 @@ def export_model(model: str | Path, out: str | Path, fp16: bool = False) -> Path
             started = time.perf_counter()
             path = staging / f"{name}.onnx"
             kind = name.removeprefix("fast_")  # the fast flow's graphs have the flow's inputs and outputs
+            names = _input_names(kind, backend.flow)
             with warnings.catch_warnings(), _quiet("torch.onnx"):
                 warnings.simplefilter("ignore")
                 torch.onnx.export(modules[name], examples[name], str(path), dynamo=True, verbose=False,
-                                  input_names=INPUT_NAMES[kind], output_names=OUTPUT_NAMES[kind],
-                                  dynamic_shapes=_dynamic_shapes(kind), external_data=False)
+                                  input_names=names, output_names=OUTPUT_NAMES[kind],
+                                  dynamic_shapes=_dynamic_shapes(names, kind), external_data=False)
             graphs[name] = _describe(path)
             graphs[name]["max_abs_difference_from_torch"] = _max_difference(path, modules[name], examples[name])
             if fp16:

@@ -161,9 +161,15 @@ class OnnxRuntimeBackend:
     def encode_frame(self, frames: torch.Tensor) -> torch.Tensor:
         return self._run("frame_encoder", frames)[0]
 
-    def condition(self, frame_tokens, pokes, poke_mask, text_ids, network: str = "flow") -> Conditioning:
+    def condition(self, frame_tokens, pokes, poke_mask, text_ids, network: str = "flow",
+                  frames=None) -> Conditioning:
         graph = NETWORK_GRAPHS[network][0]
-        mask, bias, keys, values = self._run(graph, frame_tokens, *self._padded(pokes, poke_mask), text_ids)
+        inputs = [frame_tokens, *self._padded(pokes, poke_mask), text_ids]
+        if len(self.sessions[graph].get_inputs()) > len(inputs):  # a flow that reads the frame itself
+            if frames is None:
+                raise InputError("frames", "the frames of the frame tokens (this flow reads the frame itself)", None)
+            inputs.append(frames)
+        mask, bias, keys, values = self._run(graph, *inputs)
         return Conditioning(list(zip(keys.unbind(0), values.unbind(0))), mask, bias)
 
     def velocity(self, conditioning: Conditioning, network: str = "flow") -> Velocity:

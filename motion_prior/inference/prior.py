@@ -112,15 +112,17 @@ class MotionPrior:
     def sample_latents(self, frame_tokens, pokes, poke_mask, text_ids, num_samples: int, steps: int = DEFAULT_STEPS,
                        method: str = "euler", guidance: float = DEFAULT_GUIDANCE,
                        generator: torch.Generator | None = None, noise: torch.Tensor | None = None,
-                       network: str = "flow") -> torch.Tensor:
+                       network: str = "flow", frames: torch.Tensor | None = None) -> torch.Tensor:
         """The flow's part of :meth:`sample_tensors`: K normalised latents `[B * K, N, C]` per row
         (K consecutive rows per condition) from frame tokens `[B or 1, F, Df]`, pokes `[B, P, 5]`
-        with `poke_mask bool [B, P]` and `text_ids long [B, L]`, with the flow `network`."""
+        with `poke_mask bool [B, P]` and `text_ids long [B, L]`, with the flow `network`;
+        `frames uint8 [B or 1, S, S, 3]` (the frames of the tokens) for a flow that reads them."""
         b, backend = pokes.shape[0], self.backend
         # One conditioning per row serves its K samples (no per-sample copies), and the
         # unconditional one (the frame alone) one per frame for every row.
-        conditional = backend.velocity(backend.condition(frame_tokens.expand(b, -1, -1), pokes, poke_mask, text_ids,
-                                                         network), network)
+        conditional = backend.velocity(backend.condition(
+            frame_tokens.expand(b, -1, -1), pokes, poke_mask, text_ids, network,
+            None if frames is None else frames.expand(b, -1, -1, -1)), network)
         unconditional = None
         if not poke_mask.any() and not bool((text_ids != 0).any()):
             guidance = 1.0  # nothing to guide towards: the unconditional velocity would be the same
@@ -128,7 +130,7 @@ class MotionPrior:
             rows = frame_tokens.shape[0]
             unconditional = backend.velocity(backend.condition(
                 frame_tokens, pokes[:rows], torch.zeros_like(poke_mask[:rows]), torch.zeros_like(text_ids[:rows]),
-                network), network)
+                network, frames), network)
         shape = (b * num_samples, self.spec.num_latents, self.spec.latent_channels)
         if noise is None:
             noise = torch.randn(shape, generator=generator)
@@ -175,9 +177,10 @@ class MotionPrior:
         for first in range(0, b, rows_per_pass):
             rows = slice(first, min(first + rows_per_pass, b))
             tokens = frame_tokens if frame_tokens.shape[0] == 1 else frame_tokens[rows]
+            images = frames if frames.shape[0] == 1 else frames[rows]
             flow_started = time.perf_counter()
             z = self.sample_latents(tokens, pokes[rows], poke_mask[rows], text_ids[rows], k, steps, method, guidance,
-                                    noise=noise[rows.start * k:rows.stop * k], network=network)
+                                    noise=noise[rows.start * k:rows.stop * k], network=network, frames=images)
             decode_started = time.perf_counter()
             parts.append(self.backend.decode(z, query_points[rows], tokens, pokes[rows], poke_mask[rows]))
             seconds["flow"] += decode_started - flow_started

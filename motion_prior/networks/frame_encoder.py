@@ -131,6 +131,33 @@ class ExportedFrameEncoder(FrameEncoder):
         return self.project(features.flatten(2).transpose(1, 2))
 
 
+class DetailEncoder(nn.Module):
+    """The frame at 4 px cells: `frames uint8 [B, S, S, 3]` -> feature map `[B, dim, S/4, S/4]`.
+
+    A 4 x 4 patch embedding, then two residual 3x3 convs (receptive field 20 px: an object's
+    edge with some of its surroundings). It is kept this small because a flow that reads it
+    runs it on every training clip; the frame tokens already carry the scene at 16 px cells.
+    """
+
+    def __init__(self, image_size: int, dim: int = 32):
+        super().__init__()
+        if image_size % 4:
+            raise ValueError(f"detail encoder: expected an image size divisible by 4, got {image_size}")
+        self.image_size, self.dim = image_size, dim
+        self.patch = nn.Conv2d(3, dim, 4, stride=4)
+        self.norms = nn.ModuleList(nn.GroupNorm(8, dim) for _ in range(2))
+        self.convs = nn.ModuleList(nn.Conv2d(dim, dim, 3, padding=1) for _ in range(2))
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        size = self.image_size
+        if frames.dtype != torch.uint8 or frames.ndim != 4 or tuple(frames.shape[1:]) != (size, size, 3):
+            raise ValueError(f"frames: expected uint8 [B, {size}, {size}, 3], got {frames.dtype} {list(frames.shape)}")
+        x = self.patch(frames.permute(0, 3, 1, 2).float() / 127.5 - 1.0)
+        for norm, conv in zip(self.norms, self.convs):
+            x = x + conv(F.silu(norm(x)))
+        return x
+
+
 def build_frame_encoder(config: FrameEncoderConfig) -> FrameEncoder:
     kinds = {"conv": ConvFrameEncoder, "exported": ExportedFrameEncoder}
     if config.kind not in kinds:

@@ -15,7 +15,10 @@ poke field sampled at each latent cell), so conditioning acts from the first ste
 rather than waiting for zero-initialised attention to open. With `path_field`, each frame token
 also meets the pokes' paths where they pass its cell (`poke_conditioning.PathField`): a small
 MLP of the two, zero-initialised, is added to the frame's context tokens and, sampled at the
-latent cells, to the latent tokens (docs/design.md §1.3).
+latent cells, to the latent tokens (docs/design.md §1.3). With `path_glimpse` as well, the flow
+reads the frame itself through a small CNN of its own (a detail map, 4 px cells), and each poke
+gets what its path runs into (`poke_conditioning.PathGlimpse`), added to its token and to its
+path field; then `frames` is a condition too.
 
 Efficiency: everything that depends on the conditions only, the context's keys and values in
 every block and the direct-path biases, is computed once per query by :meth:`FlowNetwork.condition`
@@ -32,8 +35,10 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from motion_prior.foundation.errors import InputError
+from motion_prior.networks.frame_encoder import DetailEncoder
 from motion_prior.networks.layers import RMSNorm, Rotary3D, TransformerBlock, grid_positions
-from motion_prior.networks.poke_conditioning import PathField, PokeEncoder, PokeField, poke_positions
+from motion_prior.networks.poke_conditioning import PathField, PathGlimpse, PokeEncoder, PokeField, poke_positions
 from motion_prior.networks.text_encoder import HashedTextEncoder, TextEncoderConfig
 from motion_prior.networks.trajectory_vae import latent_positions, sample_grid
 
@@ -55,6 +60,10 @@ class FlowConfig:
         path_field: read the pokes as paths and fuse them with the frame tokens at each frame
             cell (off in flows trained before it existed; a flow can be fine-tuned into it,
             its new parts starting at zero).
+        path_glimpse: also read what each path runs into off a detail map of the frame
+            (needs `path_field`; the flow then takes the frames as well as the frame tokens).
+        image_size: side of the square frames in pixels (the detail map's input; with
+            `path_glimpse`).
     """
 
     num_frames: int = 64
@@ -75,6 +84,8 @@ class FlowConfig:
     displacement_scale: float = 4.0
     text: TextEncoderConfig = field(default_factory=TextEncoderConfig)
     path_field: bool = False
+    path_glimpse: bool = False
+    image_size: int = 128
 
     @property
     def num_latents(self) -> int:
@@ -148,22 +159,42 @@ class FlowNetwork(nn.Module):
             self.path_fusion = nn.Sequential(nn.Linear(config.frame_dim + d, d), nn.SiLU(), nn.Linear(d, d))
             nn.init.zeros_(self.path_fusion[-1].weight)
             nn.init.zeros_(self.path_fusion[-1].bias)
+        if config.path_glimpse:
+            if not config.path_field:
+                raise ValueError("path_glimpse: expected path_field to be on too (the glimpse joins the path field)")
+            self.detail = DetailEncoder(config.image_size)
+            self.glimpse = PathGlimpse(self.detail.dim, d)
 
-    def context(self, frame_tokens, pokes, poke_mask, text_ids, frame_mask=None):
+    def glimpses(self, frames, pokes, poke_mask, frame_mask):
+        """What each poke's path runs into `[B, P, D]` (zeros where the frame is dropped), or
+        None for a flow without `path_glimpse`; `frames uint8 [B, S, S, 3]`."""
+        if not self.config.path_glimpse:
+            return None
+        size = self.config.image_size
+        if frames is None or tuple(frames.shape) != (pokes.shape[0], size, size, 3):
+            raise InputError("frames", f"uint8 [{pokes.shape[0]}, {size}, {size}, 3] (this flow reads the frame "
+                             "through its path glimpse)", None if frames is None else list(frames.shape))
+        return self.glimpse(self.detail(frames), pokes, poke_mask) * frame_mask[:, None, None]
+
+    def context(self, frame_tokens, pokes, poke_mask, text_ids, frame_mask=None, frames=None):
         """Condition tokens `[B, M, D]`, their rotary angles `[B, H, M, A]`, key mask `[B, M]`
         and the latent-token bias `[B, S*G*G, D]`; `text_ids long [B, L]` from
-        :func:`motion_prior.networks.text_encoder.token_ids`."""
+        :func:`motion_prior.networks.text_encoder.token_ids`; `frames uint8 [B, S, S, 3]` only
+        for a flow with `path_glimpse`."""
         b = frame_tokens.shape[0]
         device = frame_tokens.device
         frame_mask = torch.ones(b, dtype=torch.bool, device=device) if frame_mask is None else frame_mask
         cells = self.latent_positions[:, [2, 1]].expand(b, -1, -1)  # (x, y) of each latent cell
         frame_bias = self.frame_direct(sample_grid(frame_tokens, cells)) * frame_mask[:, None, None]
         poke_tokens = self.poke_encoder(pokes)
+        glimpse = self.glimpses(frames, pokes, poke_mask, frame_mask)
+        if glimpse is not None:
+            poke_tokens = poke_tokens + glimpse
         bias = frame_bias + self.poke_field(poke_tokens, pokes, poke_mask, cells)
         frame_context = self.frame_in(frame_tokens)
         if self.config.path_field:
             frame_cells = self.frame_positions[:, [2, 1]].expand(b, -1, -1)
-            paths = self.path_field(pokes, poke_mask, frame_cells)
+            paths = self.path_field(pokes, poke_mask, frame_cells, glimpse)
             contact = self.path_fusion(torch.cat([frame_tokens, paths], dim=-1)) * frame_mask[:, None, None]
             frame_context = frame_context + contact
             bias = bias + sample_grid(contact, cells)
@@ -182,14 +213,14 @@ class FlowNetwork(nn.Module):
         """B strings -> `long [B, L]` word ids on the network's device."""
         return self.text_encoder.token_ids(texts).to(self.null.device)
 
-    def condition(self, frame_tokens, pokes, poke_mask, texts, frame_mask=None) -> Conditioning:
+    def condition(self, frame_tokens, pokes, poke_mask, texts, frame_mask=None, frames=None) -> Conditioning:
         """Precompute the :class:`Conditioning` of B rows of conditions (see class docstring)."""
-        return self.condition_ids(frame_tokens, pokes, poke_mask, self.text_ids(texts), frame_mask)
+        return self.condition_ids(frame_tokens, pokes, poke_mask, self.text_ids(texts), frame_mask, frames)
 
-    def condition_ids(self, frame_tokens, pokes, poke_mask, text_ids, frame_mask=None) -> Conditioning:
+    def condition_ids(self, frame_tokens, pokes, poke_mask, text_ids, frame_mask=None, frames=None) -> Conditioning:
         """:meth:`condition` with texts already turned into `text_ids long [B, L]` (the tensor-only
         path that ONNX export traces)."""
-        tokens, angles, mask, bias = self.context(frame_tokens, pokes, poke_mask, text_ids, frame_mask)
+        tokens, angles, mask, bias = self.context(frame_tokens, pokes, poke_mask, text_ids, frame_mask, frames)
         kv = [block.cross_attn.context_kv(tokens, angles) for block in self.blocks]
         return Conditioning(kv, mask, bias)
 
@@ -209,8 +240,9 @@ class FlowNetwork(nn.Module):
         inputs = [{"kv": kv, "mask": conditioning.mask} for kv in conditioning.kv]
         return self._run(x, t, conditioning.bias, inputs)
 
-    def forward(self, x, t, frame_tokens, pokes, poke_mask, texts, frame_mask=None) -> torch.Tensor:
+    def forward(self, x, t, frame_tokens, pokes, poke_mask, texts, frame_mask=None, frames=None) -> torch.Tensor:
         """The uncached path (training): `x [B, S*G*G, C]`, `t [B]` -> velocity `[B, S*G*G, C]`."""
-        tokens, angles, mask, bias = self.context(frame_tokens, pokes, poke_mask, self.text_ids(texts), frame_mask)
+        tokens, angles, mask, bias = self.context(frame_tokens, pokes, poke_mask, self.text_ids(texts), frame_mask,
+                                                  frames)
         inputs = [{"context": tokens, "context_angles": angles, "mask": mask} for _ in self.blocks]
         return self._run(x, t, bias, inputs)

@@ -19,18 +19,28 @@ a chain of pokes from one start point (its waypoints), so each poke's point trav
 previous waypoint to its end (:func:`path_segments`). Every location receives how each path
 passes it (the offset of the closest approach, when, in which direction), so the question that
 decides contact, "does the pusher's path cross this object, and from which side", is asked
-where the object is (docs/design.md §1.3).
+where the object is (docs/design.md §1.3). :class:`PathGlimpse` adds what each path runs into,
+read off a detail map of the frame (4 px cells) along the path and to either side of it: where
+on an object a pusher meets it, which decides the direction of the push, is finer than the
+frame tokens' 16 px cells.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from motion_prior.foundation.pokes import end_times, ends, starts
 from motion_prior.networks.layers import InputMLP
 
 FIELD_WIDTHS = (0.02, 0.08, 0.3)
+# A glimpse's points in the path's own frame (normalised units; 0.06 is ~3.8 px at 128 px):
+# fractions of the way from where the point sets off to the poke's end, then fixed distances
+# past the end (the far side of what a push stops at), each at these offsets across the path.
+GLIMPSE_ALONG = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+GLIMPSE_BEYOND = (0.06, 0.12)
+GLIMPSE_ACROSS = (-0.12, -0.06, 0.0, 0.06, 0.12)
 SAME_START = 1e-4  # normalised units (~0.006 px at 128 px): pokes of one point share their start exactly
 
 
@@ -109,7 +119,10 @@ class PathField(nn.Module):
         self.project = nn.Linear(len(FIELD_WIDTHS) * dim, dim, bias=False)
         self.register_buffer("widths", torch.tensor(FIELD_WIDTHS), persistent=False)
 
-    def forward(self, pokes: torch.Tensor, mask: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+    def forward(self, pokes: torch.Tensor, mask: torch.Tensor, points: torch.Tensor,
+                glimpse: torch.Tensor | None = None) -> torch.Tensor:
+        """`glimpse [B, P, D]` (:class:`PathGlimpse`), if given, joins each poke's features
+        wherever its path passes."""
         origin, since = path_segments(pokes, mask)
         segment = ends(pokes) - origin  # [B, P, 2]
         length2 = segment.pow(2).sum(-1)
@@ -119,6 +132,50 @@ class PathField(nn.Module):
         when = since[:, None] + along * (end_times(pokes) - since)[:, None]
         direction = segment * torch.rsqrt(length2.clamp_min(1e-12))[..., None] * (length2 > 1e-12)[..., None]
         features = self.features(torch.cat([offset, when[..., None], direction[:, None].expand_as(offset)], dim=-1))
+        if glimpse is not None:
+            features = features + glimpse[:, None]
         weights = torch.exp(-offset.pow(2).sum(-1)[..., None] / (2 * self.widths**2)) * mask[:, None, :, None]
         gathered = torch.einsum("bqps,bqpd->bqsd", weights.to(features.dtype), features)
         return self.project(gathered.flatten(2))
+
+
+class PathGlimpse(nn.Module):
+    """What each poke's path runs into: `detail [B, C, H, W]` (a feature map of the frame),
+    `pokes [B, P, 5]`, `mask bool [B, P]` -> `[B, P, D]`.
+
+    The map is sampled bilinearly on a grid laid along the segment of :func:`path_segments`
+    (GLIMPSE_ALONG, GLIMPSE_BEYOND) and across it (GLIMPSE_ACROSS: negative offsets lie to the
+    right of the direction of travel, positive ones to its left), so the same contact looks the same whichever way the path runs; the
+    samples are flattened and mapped to D by an MLP whose last layer starts at zero. A rest
+    samples its waypoint only. Pokes that do not exist get zeros.
+    """
+
+    def __init__(self, channels: int, dim: int):
+        super().__init__()
+        points = (len(GLIMPSE_ALONG) + len(GLIMPSE_BEYOND)) * len(GLIMPSE_ACROSS)
+        self.mlp = nn.Sequential(nn.Linear(points * channels, dim), nn.SiLU(), nn.Linear(dim, dim))
+        nn.init.zeros_(self.mlp[-1].weight)
+        nn.init.zeros_(self.mlp[-1].bias)
+        self.register_buffer("along", torch.tensor(GLIMPSE_ALONG), persistent=False)
+        self.register_buffer("beyond", torch.tensor(GLIMPSE_BEYOND), persistent=False)
+        self.register_buffer("across", torch.tensor(GLIMPSE_ACROSS), persistent=False)
+
+    def points(self, pokes: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The glimpse grid: `[B, P, A, W, 2]` normalised (x, y), A along and W across."""
+        origin, _ = path_segments(pokes, mask)
+        segment = ends(pokes) - origin
+        length = segment.norm(dim=-1, keepdim=True)  # [B, P, 1]
+        moving = (length > 1e-6).to(segment.dtype)
+        direction = segment / length.clamp_min(1e-6) * moving
+        normal = torch.stack([direction[..., 1], -direction[..., 0]], dim=-1)  # left of travel (y points down)
+        along = torch.cat([self.along * length, (length + self.beyond) * moving], dim=-1)  # [B, P, A]
+        return (origin[:, :, None, None] + along[..., None, None] * direction[:, :, None, None]
+                + self.across[:, None] * normal[:, :, None, None])
+
+    def forward(self, detail: torch.Tensor, pokes: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        b, p = pokes.shape[:2]
+        points = self.points(pokes, mask).view(b, -1, 1, 2)
+        sampled = F.grid_sample(detail, points.to(detail.dtype), mode="bilinear", padding_mode="border",
+                                align_corners=False)  # [B, C, P*A*W, 1]
+        sampled = sampled[..., 0].view(b, detail.shape[1], p, -1).permute(0, 2, 3, 1).flatten(2)
+        return self.mlp(sampled) * mask[..., None]

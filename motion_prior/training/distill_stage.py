@@ -132,10 +132,11 @@ class DistillTask:
                                 generator=generator).to(tracks.device)
             target = self.teacher.sample_latents(frame_tokens, pokes, poke_mask,
                                                  token_ids(texts, self.model_config.text).to(tracks.device), 1,
-                                                 r.teacher_steps, guidance=r.teacher_guidance, noise=noise)
+                                                 r.teacher_steps, guidance=r.teacher_guidance, noise=noise,
+                                                 frames=frames)
         t = self._times(b, generator).to(tracks.device)
         x_t = (1 - t[:, None, None]) * target + t[:, None, None] * noise
-        velocity = model(x_t, t, frame_tokens, pokes, poke_mask, texts)
+        velocity = model(x_t, t, frame_tokens, pokes, poke_mask, texts, frames=frames)
         loss = (velocity.float() - (noise - target)).pow(2).mean()
         return loss, {"pokes_per_clip": poke_mask.float().sum(1).mean()}
 

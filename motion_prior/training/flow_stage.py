@@ -99,9 +99,10 @@ def preset(name: str) -> FlowRecipe:
 
 
 def matched_to_vae(config: FlowConfig, vae: VAEConfig) -> FlowConfig:
-    """`config` with the latent shape and frame-token layout of `vae`."""
+    """`config` with the latent shape, frame-token layout and frame size of `vae`."""
     return replace(config, num_frames=vae.num_frames, compression=vae.compression, latent_grid=vae.latent_grid,
-                   latent_channels=vae.latent_channels, frame_dim=vae.frame.dim, frame_grid=vae.frame.grid)
+                   latent_channels=vae.latent_channels, frame_dim=vae.frame.dim, frame_grid=vae.frame.grid,
+                   image_size=vae.frame.image_size)
 
 
 def mirror_text(text: str) -> str:
@@ -121,8 +122,9 @@ class FlowTask:
     def build_model(self) -> FlowNetwork:
         model = FlowNetwork(self.model_config)
         if self.recipe.init:
-            # A flow fine-tuned into the path field starts from one without it.
-            fresh = ("path_field.", "path_fusion.") if self.model_config.path_field else ()
+            # A flow fine-tuned into the path field or the glimpse starts from one without them.
+            fresh = (("path_field.", "path_fusion.") if self.model_config.path_field else ()) + (
+                ("detail.", "glimpse.") if self.model_config.path_glimpse else ())
             load_weights(model, Path(self.recipe.init) / WEIGHTS_FILE, fresh)
         return model
 
@@ -174,7 +176,7 @@ class FlowTask:
         t = torch.sigmoid(torch.randn(b, generator=generator)).to(z.device)
         noise = torch.randn(z.shape, generator=generator).to(z.device)
         x_t = (1 - t[:, None, None]) * z + t[:, None, None] * noise
-        velocity = model(x_t, t, frame_tokens, pokes, poke_mask, texts, frame_mask)
+        velocity = model(x_t, t, frame_tokens, pokes, poke_mask, texts, frame_mask, frames)
         loss = (velocity.float() - (noise - z)).pow(2).mean()
         return loss, {"pokes_per_clip": poke_mask.float().sum(1).mean()}
 
