@@ -143,7 +143,7 @@ def _examples(backend: TorchBackend, batch: int = 2, queries: int = 3, samples: 
     text_ids[0, :3] = torch.tensor([5, 17, 2])
     with torch.no_grad():
         frame_tokens = backend.encode_frame(frames)
-        condition = (frame_tokens, pokes, poke_mask, text_ids) + ((frames,) if reads_frames(backend.flow) else ())
+        condition = (frame_tokens, pokes, poke_mask, text_ids) + ((frames,) if backend.flow.config.path_glimpse else ())
         mask, bias, keys, values = ConditionGraph(backend.flow)(*condition)
     x = torch.randn(batch, samples, spec.num_latents, spec.latent_channels, generator=generator)
     t = torch.rand(batch, samples, generator=generator)
@@ -170,13 +170,9 @@ OUTPUT_NAMES = {
 }
 
 
-def reads_frames(flow: FlowNetwork) -> bool:
-    """Whether `flow`'s condition graph takes the frames as a last input (`FlowConfig.path_glimpse`)."""
-    return flow.config.path_glimpse
-
-
 def _input_names(kind: str, flow: FlowNetwork) -> list[str]:
-    return INPUT_NAMES[kind] + (["frames"] if kind == "condition" and reads_frames(flow) else [])
+    """A flow that reads the frame itself (`FlowConfig.path_glimpse`) takes `frames` last."""
+    return INPUT_NAMES[kind] + (["frames"] if kind == "condition" and flow.config.path_glimpse else [])
 
 
 def _dynamic_shapes(names: list[str], name: str) -> tuple:

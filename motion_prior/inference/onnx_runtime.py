@@ -165,7 +165,7 @@ class OnnxRuntimeBackend:
                   frames=None) -> Conditioning:
         graph = NETWORK_GRAPHS[network][0]
         inputs = [frame_tokens, *self._padded(pokes, poke_mask), text_ids]
-        if len(self.sessions[graph].get_inputs()) > len(inputs):  # a flow that reads the frame itself
+        if any(i.name == "frames" for i in self.sessions[graph].get_inputs()):  # a flow that reads the frame itself
             if frames is None:
                 raise InputError("frames", "the frames of the frame tokens (this flow reads the frame itself)", None)
             inputs.append(frames)

@@ -145,9 +145,10 @@ class PathGlimpse(nn.Module):
 
     The map is sampled bilinearly on a grid laid along the segment of :func:`path_segments`
     (GLIMPSE_ALONG, GLIMPSE_BEYOND) and across it (GLIMPSE_ACROSS: negative offsets lie to the
-    right of the direction of travel, positive ones to its left), so the same contact looks the same whichever way the path runs; the
-    samples are flattened and mapped to D by an MLP whose last layer starts at zero. A rest
-    samples its waypoint only. Pokes that do not exist get zeros.
+    right of the direction of travel, positive ones to its left), so the same contact looks the
+    same whichever way the path runs; the samples are flattened and mapped to D by an MLP whose
+    last layer starts at zero. A rest samples its waypoint only. Pokes that do not exist get
+    zeros.
     """
 
     def __init__(self, channels: int, dim: int):
