@@ -321,6 +321,14 @@ def _target_shift_per_future(tracks: np.ndarray) -> np.ndarray:
     return (tracks[:, :, :-1, -1] - tracks[:, :, :-1, 0]).mean(axis=2)
 
 
+def _median_angle_deg(true: np.ndarray, predicted: np.ndarray) -> float | None:
+    """Median angle (degrees) between the rows of two `[M, 2]` displacements (None when M = 0)."""
+    if not len(true):
+        return None
+    cosine = np.sum(true * predicted, axis=1) / (np.linalg.norm(true, axis=1) * np.linalg.norm(predicted, axis=1))
+    return float(np.median(np.degrees(np.arccos(np.clip(cosine, -1, 1)))))
+
+
 def check_model(config: PlanEvalConfig, states: int = 12, candidates: int = 32, moved_px: float = 2.0,
                 planners: tuple[str, ...] = CHECK_PLANNERS) -> dict:
     """How well the prior predicts what the planner scores, against the simulator (PushToGoal).
@@ -359,7 +367,10 @@ def check_model(config: PlanEvalConfig, states: int = 12, candidates: int = 32, 
         so one future of K that moves the target far enough counts as "moved". The same two
         figures per single future ("future_contact_agreement", "moved_share_prior_futures", in
         "metrics" and in each bin) say whether the prior hedges (a few futures move it) or is
-        wrong in all of them.
+        wrong in all of them. Likewise "future_median_angle_error_deg" takes the angle error
+        per single future that moves the target where the true rollout does: far above the
+        error of the futures' mean, the futures scatter around the true direction (more
+        samples per candidate help); close to it, they share one bias.
     """
     config.validate()
     unknown = [name for name in planners if name not in PRIOR_METHODS]
@@ -371,7 +382,7 @@ def check_model(config: PlanEvalConfig, states: int = 12, candidates: int = 32, 
     cost, heuristic = GoalCost(), PushHeuristic(env)
     prior, oracle = PriorModel(env, config.num_samples), SimulatorModel(env)
     rng = np.random.default_rng(config.seed)
-    true_shift, pred_shift, future_moved, ranking, poke_error, approach = [], [], [], [], [], []
+    true_shift, pred_shift, future_moved, future_shift, ranking, poke_error, approach = [], [], [], [], [], [], []
     chosen = {name: [] for name in planners}  # (predicted, true, moved true, moved prior, seconds) per state
     try:
         policies = {name: make_policy(name, env, config) for name in planners}
@@ -395,6 +406,7 @@ def check_model(config: PlanEvalConfig, states: int = 12, candidates: int = 32, 
             true_shift.append(true_futures.mean(axis=1))
             pred_shift.append(prior_futures.mean(axis=1))
             future_moved.append(np.linalg.norm(prior_futures, axis=-1) > moved_px)
+            future_shift.append(prior_futures)
             contact_px = contact_radius_px(task.camera, task.target_point(),
                                            task.target_radius + task.sim.spec.pusher_radius)
             gap = np.linalg.norm(tracks["true"][:, :, -1] - tracks["true"][:, :, 0], axis=-1)  # [M, K, T] px
@@ -438,7 +450,9 @@ def check_model(config: PlanEvalConfig, states: int = 12, candidates: int = 32, 
                                 "future_contact_agreement": float(future_agrees[inside].mean())}
                                if inside.any() else {})})
     both = (true_len > moved_px) & (pred_len > moved_px)
-    cosine = np.sum(true_shift[both] * pred_shift[both], axis=1) / (true_len[both] * pred_len[both])
+    future_shift = np.concatenate(future_shift)  # [pairs, K, 2]
+    future_both = (true_len > moved_px)[:, None] & future_moved
+    true_per_future = np.broadcast_to(true_shift[:, None], future_shift.shape)
     metrics = {
         "pairs": len(true_shift),
         "pusher_poke_error_px": float(np.mean(poke_error)),
@@ -448,7 +462,8 @@ def check_model(config: PlanEvalConfig, states: int = 12, candidates: int = 32, 
         "contact_agreement": float(np.mean((true_len > moved_px) == (pred_len > moved_px))),
         "moved_share_prior_futures": float(future_moved.mean()),
         "future_contact_agreement": float(future_agrees.mean()),
-        "median_angle_error_deg": float(np.median(np.degrees(np.arccos(np.clip(cosine, -1, 1))))) if both.any() else None,
+        "median_angle_error_deg": _median_angle_deg(true_shift[both], pred_shift[both]),
+        "future_median_angle_error_deg": _median_angle_deg(true_per_future[future_both], future_shift[future_both]),
         "median_length_ratio": float(np.median(pred_len[both] / true_len[both])) if both.any() else None,
         "true_cost_of_prior_best": float(ranking[:, 0].mean()),
         "true_cost_best": float(ranking[:, 1].mean()),
