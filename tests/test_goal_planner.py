@@ -138,7 +138,7 @@ def test_plan_check_reports_the_planners_chosen_plans(tiny_config, one_torch_thr
                     "plan_seconds"):
             assert np.isfinite(row[key]), key
     assert "cost_rank_correlation" in result["metrics"] and result["config"]["planners"] == list(result["planners"])
-    for key in ("median_angle_error_deg", "future_median_angle_error_deg"):
+    for key in ("median_angle_error_deg", "future_median_angle_error_deg", "comotion_median_angle_error_deg"):
         assert result["metrics"][key] is None or 0 <= result["metrics"][key] <= 180, key
     # Every candidate lands in exactly one closest-approach bin, and each bin's agreement is
     # its own pairs' share: the breakdown adds up to the overall contact agreement.

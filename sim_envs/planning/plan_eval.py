@@ -370,7 +370,10 @@ def check_model(config: PlanEvalConfig, states: int = 12, candidates: int = 32, 
         wrong in all of them. Likewise "future_median_angle_error_deg" takes the angle error
         per single future that moves the target where the true rollout does: far above the
         error of the futures' mean, the futures scatter around the true direction (more
-        samples per candidate help); close to it, they share one bias.
+        samples per candidate help); close to it, they share one bias. The baseline of both,
+        "comotion_median_angle_error_deg", guesses that the target moves where the pusher
+        travels (the true rollout's pusher, over the pairs where it moves): a prior near it has
+        learned co-motion, not where on the target the pusher meets it.
     """
     config.validate()
     unknown = [name for name in planners if name not in PRIOR_METHODS]
@@ -382,7 +385,8 @@ def check_model(config: PlanEvalConfig, states: int = 12, candidates: int = 32, 
     cost, heuristic = GoalCost(), PushHeuristic(env)
     prior, oracle = PriorModel(env, config.num_samples), SimulatorModel(env)
     rng = np.random.default_rng(config.seed)
-    true_shift, pred_shift, future_moved, future_shift, ranking, poke_error, approach = [], [], [], [], [], [], []
+    true_shift, pred_shift, future_moved, future_shift, pusher_shift = [], [], [], [], []
+    ranking, poke_error, approach = [], [], []
     chosen = {name: [] for name in planners}  # (predicted, true, moved true, moved prior, seconds) per state
     try:
         policies = {name: make_policy(name, env, config) for name in planners}
@@ -407,6 +411,7 @@ def check_model(config: PlanEvalConfig, states: int = 12, candidates: int = 32, 
             pred_shift.append(prior_futures.mean(axis=1))
             future_moved.append(np.linalg.norm(prior_futures, axis=-1) > moved_px)
             future_shift.append(prior_futures)
+            pusher_shift.append((tracks["true"][:, :, -1, -1] - tracks["true"][:, :, -1, 0]).mean(axis=1))
             contact_px = contact_radius_px(task.camera, task.target_point(),
                                            task.target_radius + task.sim.spec.pusher_radius)
             gap = np.linalg.norm(tracks["true"][:, :, -1] - tracks["true"][:, :, 0], axis=-1)  # [M, K, T] px
@@ -453,6 +458,8 @@ def check_model(config: PlanEvalConfig, states: int = 12, candidates: int = 32, 
     future_shift = np.concatenate(future_shift)  # [pairs, K, 2]
     future_both = (true_len > moved_px)[:, None] & future_moved
     true_per_future = np.broadcast_to(true_shift[:, None], future_shift.shape)
+    pusher_shift = np.concatenate(pusher_shift)
+    pushed = both & (np.linalg.norm(pusher_shift, axis=1) > moved_px)
     metrics = {
         "pairs": len(true_shift),
         "pusher_poke_error_px": float(np.mean(poke_error)),
@@ -464,6 +471,7 @@ def check_model(config: PlanEvalConfig, states: int = 12, candidates: int = 32, 
         "future_contact_agreement": float(future_agrees.mean()),
         "median_angle_error_deg": _median_angle_deg(true_shift[both], pred_shift[both]),
         "future_median_angle_error_deg": _median_angle_deg(true_per_future[future_both], future_shift[future_both]),
+        "comotion_median_angle_error_deg": _median_angle_deg(true_shift[pushed], pusher_shift[pushed]),
         "median_length_ratio": float(np.median(pred_len[both] / true_len[both])) if both.any() else None,
         "true_cost_of_prior_best": float(ranking[:, 0].mean()),
         "true_cost_best": float(ranking[:, 1].mean()),
