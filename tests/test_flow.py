@@ -22,7 +22,8 @@ from motion_prior.inference.samplers import integrate
 from motion_prior.networks.latent_flow import FlowNetwork
 from motion_prior.networks.poke_conditioning import PathField, PathGlimpse, path_segments
 from motion_prior.networks.text_encoder import HashedTextEncoder, TextEncoderConfig
-from motion_prior.training.flow_stage import FlowTask, mirror_text, preset as flow_preset, train_flow
+from motion_prior.training.flow_stage import (FlowTask, mirror_text, moving_tokens, preset as flow_preset,
+                                              train_flow)
 from motion_prior.training.loop import Trainer
 from motion_prior.training.poke_sampling import draw_pokes, with_action_pokes
 
@@ -489,6 +490,37 @@ def test_integrators_solve_a_known_flow():
         assert torch.allclose(result, target, atol=1e-5), method
     with pytest.raises(ValueError, match="method"):
         integrate(lambda x, t: x, noise, 4, "rk45")
+
+
+def test_moving_tokens_are_the_cells_and_slots_where_visible_tracks_move():
+    # [B=1, N=3, T=4, 2] over a 2 x 2 grid and 2 slots of 2 frames each.
+    tracks = torch.tensor([[0.5, -0.5], [-0.5, 0.5], [-0.5, -0.5]]).view(1, 3, 1, 2).repeat(1, 1, 4, 1)
+    tracks[0, 0, 2:, 0] += 0.2  # top right (cell 1) moves in slot 1
+    tracks[0, 1, 1, 1] += 0.2  # bottom left (cell 2) moves in slot 0, but unseen
+    visibility = torch.ones(1, 3, 4, dtype=torch.bool)
+    visibility[0, 1, 1] = False
+    moving = moving_tokens(tracks, visibility, num_slots=2, grid=2, moved=0.1)
+    assert moving.tolist() == [[False] * 4 + [False, True, False, False]]
+    visibility[0, 1, 1] = True
+    assert moving_tokens(tracks, visibility, 2, 2, 0.1)[0, 2] and not moving_tokens(tracks, visibility, 2, 2, 0.3).any()
+
+
+def test_the_moving_token_weight_reweights_the_flow_loss_and_is_checked(pipeline_run, tmp_path):
+    from torch.utils.data import DataLoader
+
+    recipe = flow_preset("tiny")
+    recipe.vae = str(pipeline_run / "vae-pokes")
+    task = FlowTask(recipe)
+    model = task.build_model()
+    batch = next(iter(DataLoader(ClipDataset(pipeline_run / "data"), batch_size=8)))
+    plain, stats = task.loss(model, batch, torch.Generator().manual_seed(0), 0)
+    assert "moving_tokens" not in stats
+    recipe.moving_token_weight = 4.0
+    weighted, stats = task.loss(model, batch, torch.Generator().manual_seed(0), 0)
+    assert 0 < float(stats["moving_tokens"]) < 1 and torch.isfinite(weighted) and not torch.isclose(weighted, plain)
+    recipe.moving_token_weight = -1.0
+    with pytest.raises(ValueError, match="moving_token_weight"):
+        train_flow(str(pipeline_run / "data"), str(tmp_path / "run"), recipe, device="cpu", progress=False)
 
 
 def test_tiny_flow_overfits_one_clip(pipeline_run, tmp_path):

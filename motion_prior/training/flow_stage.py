@@ -21,6 +21,12 @@ Conditions are drawn to cover what the reference neglects (docs/design.md §1):
 - condition dropout for classifier-free guidance: with probability `drop_conditions` pokes and
   text are both removed, and the frame is removed with probability `frame_dropout`.
 
+`moving_token_weight` w > 0 weights the loss of the latent tokens whose grid cell holds motion
+(:func:`moving_tokens`) 1 + w times the others, normalised by the batch's total weight. In a
+push only the pusher's and the target's few cells move among the 16 tokens, so the plain mean
+spends most of the loss on still background. Reweighting tokens leaves each token's optimal
+velocity unchanged; it moves the network's capacity towards where the push is decided.
+
 `init` starts the network from a trained flow's weights (a fine-tune, e.g. of the shipped
 model with `action_fraction` > 0); the optimiser and schedule start fresh.
 """
@@ -49,6 +55,7 @@ from motion_prior.training.loop import TrainConfig, Trainer
 from motion_prior.training.poke_sampling import choose_action_rows, draw_pokes, with_action_pokes
 
 MIRRORED_WORDS = {"left": "right", "right": "left"}
+MOVED_PX = 2.0  # a track that moves this far (pixels) marks its latent token as moving (`moving_token_weight`)
 
 
 @dataclass
@@ -69,6 +76,7 @@ class FlowRecipe:
     drop_conditions: float = 0.1
     frame_dropout: float = 0.1
     hflip: bool = True
+    moving_token_weight: float = 0.0
     val_clips: int = 128
     val_samples: int = 4
     val_steps: int = 8
@@ -103,6 +111,23 @@ def matched_to_vae(config: FlowConfig, vae: VAEConfig) -> FlowConfig:
     return replace(config, num_frames=vae.num_frames, compression=vae.compression, latent_grid=vae.latent_grid,
                    latent_channels=vae.latent_channels, frame_dim=vae.frame.dim, frame_grid=vae.frame.grid,
                    image_size=vae.frame.image_size)
+
+
+def moving_tokens(tracks: torch.Tensor, visibility: torch.Tensor, num_slots: int, grid: int,
+                  moved: float) -> torch.Tensor:
+    """Which latent tokens hold motion: `bool [B, S*G*G]` (slot-major, cells row-major like
+    `latent_positions`), True where some track starting in the token's grid cell is, while
+    visible, at least `moved` (normalised units) from its start during the token's slot.
+
+    `tracks [B, N, T, 2]` normalised (x, y) in [-1, 1], `visibility bool [B, N, T]`."""
+    b, n, t, _ = tracks.shape
+    shift = (tracks - tracks[:, :, :1]).norm(dim=-1) * visibility  # [B, N, T]
+    moving = (shift >= moved).view(b, n, num_slots, t // num_slots).any(-1)  # [B, N, S]
+    cell = ((tracks[:, :, 0] + 1) / 2 * grid).long().clamp(0, grid - 1)  # [B, N, 2] (x, y)
+    index = (cell[..., 1] * grid + cell[..., 0])[:, None].expand(b, num_slots, n)
+    tokens = torch.zeros(b, num_slots, grid * grid, device=tracks.device)
+    tokens.scatter_reduce_(2, index, moving.transpose(1, 2).float(), "amax")
+    return tokens.flatten(1) > 0
 
 
 def mirror_text(text: str) -> str:
@@ -177,8 +202,15 @@ class FlowTask:
         noise = torch.randn(z.shape, generator=generator).to(z.device)
         x_t = (1 - t[:, None, None]) * z + t[:, None, None] * noise
         velocity = model(x_t, t, frame_tokens, pokes, poke_mask, texts, frame_mask, frames)
-        loss = (velocity.float() - (noise - z)).pow(2).mean()
-        return loss, {"pokes_per_clip": poke_mask.float().sum(1).mean()}
+        error = (velocity.float() - (noise - z)).pow(2).mean(-1)  # [B, S*G*G]
+        if self.recipe.moving_token_weight <= 0:
+            return error.mean(), {"pokes_per_clip": poke_mask.float().sum(1).mean()}
+        config = self.model_config
+        moving = moving_tokens(tracks, visibility, config.num_frames // config.compression, config.latent_grid,
+                               MOVED_PX / (config.image_size / 2))
+        weight = 1 + self.recipe.moving_token_weight * moving.float()
+        return (weight * error).sum() / weight.sum(), {"pokes_per_clip": poke_mask.float().sum(1).mean(),
+                                                       "moving_tokens": moving.float().mean()}
 
     @torch.no_grad()
     def validate(self, model: FlowNetwork, data: Dataset, device) -> dict:
@@ -214,6 +246,8 @@ def train_flow(data: str | list[str], out: str, recipe: FlowRecipe, resume: bool
         raise ValueError(f"vae: expected a trained VAE run directory, got {recipe.vae!r}")
     if recipe.init and not (Path(recipe.init) / WEIGHTS_FILE).is_file():
         raise ValueError(f"init: expected a flow run or model flow/ directory with {WEIGHTS_FILE}, got {recipe.init!r}")
+    if recipe.moving_token_weight < 0:
+        raise ValueError(f"moving_token_weight: expected 0 (off) or more, got {recipe.moving_token_weight}")
     task = FlowTask(recipe)
     vae_config = load_config(recipe.vae, VAEConfig)
     train_data, val_data = open_splits(data, vae_config.frame.image_size, vae_config.num_frames)
