@@ -290,6 +290,39 @@ def test_console_script_runs_with_the_shipped_parameter_file(graph, tiny_model):
     assert process.returncode == 0, output
 
 
+# A node whose timer does what rclpy does when Ctrl-C lands while it converts a taken message:
+# the KeyboardInterrupt is swallowed and a RuntimeError comes out instead.
+INTERRUPTED_NODE = """
+import signal, sys
+from rclpy.node import Node
+from ros_nodes.executables import spin_node
+
+class Interrupted(Node):
+    def __init__(self):
+        super().__init__("interrupted")
+        self.create_timer(0.05, self.tick)
+
+    def tick(self):
+        if sys.argv[1] == "after-ctrl-c":
+            try:
+                signal.raise_signal(signal.SIGINT)
+            except KeyboardInterrupt:
+                pass
+        raise RuntimeError("Unable to convert call argument '0' to Python object")
+
+spin_node(Interrupted, [])
+"""
+
+
+@pytest.mark.parametrize("when", ["after-ctrl-c", "without-a-signal"])
+def test_an_error_inside_rclpy_after_ctrl_c_ends_the_script_cleanly(when):
+    process = subprocess.run([sys.executable, "-c", INTERRUPTED_NODE, when], cwd=ROOT, capture_output=True,
+                             text=True, timeout=60)
+    if when == "after-ctrl-c":
+        assert process.returncode == 0, process.stderr
+    else:
+        assert process.returncode == 1 and "Unable to convert call argument" in process.stderr, process.stderr
+
 
 def test_onnxruntime_backend_serves_the_same_topics(graph, tiny_model):
     node = start_node(graph, tiny_model, namespace="onnx", backend="onnxruntime", providers=["CPUExecutionProvider"])
