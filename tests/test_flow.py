@@ -22,8 +22,8 @@ from motion_prior.inference.samplers import integrate
 from motion_prior.networks.latent_flow import FlowNetwork
 from motion_prior.networks.poke_conditioning import PathField, PathGlimpse, path_segments
 from motion_prior.networks.text_encoder import HashedTextEncoder, TextEncoderConfig
-from motion_prior.training.flow_stage import (FlowTask, mirror_text, moving_tokens, preset as flow_preset,
-                                              train_flow)
+from motion_prior.training.flow_stage import (FlowTask, cell_outcomes, mirror_text, moving_tokens,
+                                              preset as flow_preset, train_flow)
 from motion_prior.training.loop import Trainer
 from motion_prior.training.poke_sampling import draw_pokes, with_action_pokes
 
@@ -522,6 +522,52 @@ def test_the_moving_token_weight_reweights_the_flow_loss_and_is_checked(pipeline
     with pytest.raises(ValueError, match="moving_token_weight"):
         train_flow(str(pipeline_run / "data"), str(tmp_path / "run"), recipe, device="cpu", progress=False)
 
+
+
+def test_cell_outcomes_average_the_final_displacement_of_the_tracks_starting_in_each_cell():
+    # [B=1, N=3, T=3, 2] over a 2 x 2 grid: two tracks start top left (cell 0), one bottom right (3).
+    tracks = torch.tensor([[-0.5, -0.5], [-0.6, -0.4], [0.5, 0.5]]).view(1, 3, 1, 2).repeat(1, 1, 3, 1)
+    tracks[0, 0, -1] += torch.tensor([0.2, 0.0])
+    tracks[0, 1, 1] += torch.tensor([9.0, 9.0])  # only where a track ends counts
+    tracks[0, 1, -1] += torch.tensor([0.0, 0.4])
+    outcome, has_tracks = cell_outcomes(tracks, grid=2)
+    torch.testing.assert_close(outcome[0, 0], torch.tensor([0.1, 0.2]))
+    assert outcome[0, 1:].abs().max() == 0
+    assert has_tracks.tolist() == [[True, False, False, True]]
+
+
+def test_the_outcome_head_adds_its_loss_teaches_the_conditioning_and_starts_from_the_old_velocity(
+        pipeline_run, prior, tmp_path):
+    from torch.utils.data import DataLoader
+
+    recipe = flow_preset("tiny")
+    recipe.vae, recipe.init = str(pipeline_run / "vae-pokes"), str(pipeline_run / "model" / "flow")
+    recipe.model = replace(prior.backend.flow.config, path_field=True, outcome_head=True)
+    task = FlowTask(recipe)
+    model = task.build_model()
+    old = prior.backend.flow.float()
+    x, t, frame_tokens, pokes, mask = _conditions(prior)
+    with torch.no_grad():
+        velocity, outcome = model(x, t, frame_tokens, pokes, mask, ["", "", ""], with_outcome=True)
+        torch.testing.assert_close(velocity, old(x, t, frame_tokens, pokes, mask, ["", "", ""]), atol=1e-5, rtol=1e-5)
+    assert outcome.shape == (3, frame_tokens.shape[1], 2)
+    with pytest.raises(ValueError, match="with_outcome"):
+        old(x, t, frame_tokens, pokes, mask, ["", "", ""], with_outcome=True)
+
+    batch = next(iter(DataLoader(ClipDataset(pipeline_run / "data"), batch_size=8)))
+    recipe.outcome_weight = 0.0
+    plain, _ = task.loss(model, batch, torch.Generator().manual_seed(0), 0)
+    recipe.outcome_weight = 2.0
+    total, stats = task.loss(model, batch, torch.Generator().manual_seed(0), 0)
+    assert stats["outcome_loss"].item() > 0
+    torch.testing.assert_close(total, plain + 2.0 * stats["outcome_loss"])
+    # Its gradient reaches the conditioning that reads the path (the fusion's output layer: the
+    # layers before it start behind its zeros), not just the head.
+    stats["outcome_loss"].backward()
+    assert model.path_fusion[-1].weight.grad.abs().sum() > 0 and model.frame_in.weight.grad.abs().sum() > 0
+    recipe.outcome_weight = -1.0
+    with pytest.raises(ValueError, match="outcome_weight"):
+        train_flow(str(pipeline_run / "data"), str(tmp_path / "run"), recipe, device="cpu", progress=False)
 
 def test_tiny_flow_overfits_one_clip(pipeline_run, tmp_path):
     """Trained on a single clip, sampling from noise lands on that clip's latent."""

@@ -18,7 +18,9 @@ MLP of the two, zero-initialised, is added to the frame's context tokens and, sa
 latent cells, to the latent tokens (docs/design.md §1.3). With `path_glimpse` as well, the flow
 reads the frame itself through a small CNN of its own (a detail map, 4 px cells), and each poke
 gets what its path runs into (`poke_conditioning.PathGlimpse`), added to its token and to its
-path field; then `frames` is a condition too.
+path field; then `frames` is a condition too. With `outcome_head`, a small head on the frame's
+context tokens predicts where the tracks starting in each frame cell end up; it is trained
+beside the flow loss (docs/design.md §1.5) and not used in sampling.
 
 Efficiency: everything that depends on the conditions only, the context's keys and values in
 every block and the direct-path biases, is computed once per query by :meth:`FlowNetwork.condition`
@@ -64,6 +66,9 @@ class FlowConfig:
             (needs `path_field`; the flow then takes the frames as well as the frame tokens).
         image_size: side of the square frames in pixels (the detail map's input; with
             `path_glimpse`).
+        outcome_head: a training-only head on the frame's context tokens (after the path
+            field) that regresses each frame cell's final track displacement, so the
+            conditioning must work out what the commanded path does there.
     """
 
     num_frames: int = 64
@@ -86,6 +91,7 @@ class FlowConfig:
     path_field: bool = False
     path_glimpse: bool = False
     image_size: int = 128
+    outcome_head: bool = False
 
     @property
     def num_latents(self) -> int:
@@ -164,6 +170,8 @@ class FlowNetwork(nn.Module):
                 raise ValueError("path_glimpse: expected path_field to be on too (the glimpse joins the path field)")
             self.detail = DetailEncoder(config.image_size)
             self.glimpse = PathGlimpse(self.detail.dim, d)
+        if config.outcome_head:
+            self.outcome = nn.Sequential(RMSNorm(d), nn.Linear(d, d), nn.SiLU(), nn.Linear(d, 2))
 
     def glimpses(self, frames, pokes, poke_mask, frame_mask):
         """What each poke's path runs into `[B, P, D]` (zeros where the frame is dropped), or
@@ -243,9 +251,19 @@ class FlowNetwork(nn.Module):
         inputs = [{"kv": kv, "mask": conditioning.mask} for kv in conditioning.kv]
         return self._run(x, t, conditioning.bias, inputs)
 
-    def forward(self, x, t, frame_tokens, pokes, poke_mask, texts, frame_mask=None, frames=None) -> torch.Tensor:
-        """The uncached path (training): `x [B, S*G*G, C]`, `t [B]` -> velocity `[B, S*G*G, C]`."""
+    def forward(self, x, t, frame_tokens, pokes, poke_mask, texts, frame_mask=None, frames=None,
+                with_outcome: bool = False):
+        """The uncached path (training): `x [B, S*G*G, C]`, `t [B]` -> velocity `[B, S*G*G, C]`.
+
+        With `with_outcome` (a flow with `outcome_head`), also the predicted final displacement
+        of the tracks starting in each frame cell `[B, F, 2]` (normalised units times
+        `displacement_scale`, cells row-major like the frame tokens)."""
         tokens, angles, mask, bias = self.context(frame_tokens, pokes, poke_mask, self.text_ids(texts), frame_mask,
                                                   frames)
         inputs = [{"context": tokens, "context_angles": angles, "mask": mask} for _ in self.blocks]
-        return self._run(x, t, bias, inputs)
+        velocity = self._run(x, t, bias, inputs)
+        if not with_outcome:
+            return velocity
+        if not self.config.outcome_head:
+            raise ValueError("with_outcome: expected a flow with outcome_head on")
+        return velocity, self.outcome(tokens[:, 1:1 + frame_tokens.shape[1]])  # the frame's context tokens

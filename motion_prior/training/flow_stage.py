@@ -27,6 +27,11 @@ push only the pusher's and the target's few cells move among the 16 tokens, so t
 spends most of the loss on still background. Reweighting tokens leaves each token's optimal
 velocity unchanged; it moves the network's capacity towards where the push is decided.
 
+With `model.outcome_head`, the flow's head on its frame context regresses where the tracks
+starting in each frame cell end up (:func:`cell_outcomes`), weighted `outcome_weight` beside the
+flow loss: the conditioning is taught what the commanded path does at each cell, not only
+what tends to move together (docs/design.md §1.5).
+
 `init` starts the network from a trained flow's weights (a fine-tune, e.g. of the shipped
 model with `action_fraction` > 0); the optimiser and schedule start fresh.
 """
@@ -77,6 +82,7 @@ class FlowRecipe:
     frame_dropout: float = 0.1
     hflip: bool = True
     moving_token_weight: float = 0.0
+    outcome_weight: float = 1.0
     val_clips: int = 128
     val_samples: int = 4
     val_steps: int = 8
@@ -130,6 +136,23 @@ def moving_tokens(tracks: torch.Tensor, visibility: torch.Tensor, num_slots: int
     return tokens.flatten(1) > 0
 
 
+def cell_outcomes(tracks: torch.Tensor, grid: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Where the tracks starting in each cell of a `grid` x `grid` frame grid end up: their mean
+    final displacement `[B, G*G, 2]` (normalised units; cells row-major like the frame tokens)
+    and `bool [B, G*G]`, True where some track starts in the cell.
+
+    `tracks [B, N, T, 2]` normalised (x, y) in [-1, 1]. Occluded points count: a simulated
+    track knows where its point is behind the pusher."""
+    b = tracks.shape[0]
+    shift = tracks[:, :, -1] - tracks[:, :, 0]  # [B, N, 2]
+    cell = ((tracks[:, :, 0] + 1) / 2 * grid).long().clamp(0, grid - 1)  # [B, N, 2] (x, y)
+    index = cell[..., 1] * grid + cell[..., 0]  # [B, N]
+    sums = torch.zeros(b, grid * grid, 2, device=tracks.device).index_put_(
+        (torch.arange(b, device=tracks.device)[:, None].expand_as(index), index), shift.float(), accumulate=True)
+    counts = torch.zeros(b, grid * grid, device=tracks.device).scatter_add_(1, index, torch.ones_like(shift[..., 0]))
+    return sums / counts.clamp(min=1)[..., None], counts > 0
+
+
 def mirror_text(text: str) -> str:
     """The description of the mirrored clip: "left" and "right" swap."""
     return re.sub(r"\b(left|right)\b", lambda m: MIRRORED_WORDS[m.group(1)], text)
@@ -148,8 +171,9 @@ class FlowTask:
         model = FlowNetwork(self.model_config)
         if self.recipe.init:
             # A flow fine-tuned into the path field or the glimpse starts from one without them.
-            fresh = (("path_field.", "path_fusion.") if self.model_config.path_field else ()) + (
-                ("detail.", "glimpse.") if self.model_config.path_glimpse else ())
+            config = self.model_config
+            fresh = (("path_field.", "path_fusion.") if config.path_field else ()) + (
+                ("detail.", "glimpse.") if config.path_glimpse else ()) + (("outcome.",) if config.outcome_head else ())
             load_weights(model, Path(self.recipe.init) / WEIGHTS_FILE, fresh)
         return model
 
@@ -201,16 +225,28 @@ class FlowTask:
         t = torch.sigmoid(torch.randn(b, generator=generator)).to(z.device)
         noise = torch.randn(z.shape, generator=generator).to(z.device)
         x_t = (1 - t[:, None, None]) * z + t[:, None, None] * noise
-        velocity = model(x_t, t, frame_tokens, pokes, poke_mask, texts, frame_mask, frames)
-        error = (velocity.float() - (noise - z)).pow(2).mean(-1)  # [B, S*G*G]
-        if self.recipe.moving_token_weight <= 0:
-            return error.mean(), {"pokes_per_clip": poke_mask.float().sum(1).mean()}
         config = self.model_config
-        moving = moving_tokens(tracks, visibility, config.num_frames // config.compression, config.latent_grid,
-                               MOVED_PX / (config.image_size / 2))
-        weight = 1 + self.recipe.moving_token_weight * moving.float()
-        return (weight * error).sum() / weight.sum(), {"pokes_per_clip": poke_mask.float().sum(1).mean(),
-                                                       "moving_tokens": moving.float().mean()}
+        outputs = model(x_t, t, frame_tokens, pokes, poke_mask, texts, frame_mask, frames,
+                        with_outcome=config.outcome_head)
+        velocity, outcome = outputs if config.outcome_head else (outputs, None)
+        error = (velocity.float() - (noise - z)).pow(2).mean(-1)  # [B, S*G*G]
+        logs = {"pokes_per_clip": poke_mask.float().sum(1).mean()}
+        if self.recipe.moving_token_weight > 0:
+            moving = moving_tokens(tracks, visibility, config.num_frames // config.compression, config.latent_grid,
+                                   MOVED_PX / (config.image_size / 2))
+            weight = 1 + self.recipe.moving_token_weight * moving.float()
+            loss = (weight * error).sum() / weight.sum()
+            logs["moving_tokens"] = moving.float().mean()
+        else:
+            loss = error.mean()
+        if outcome is not None:
+            target, has_tracks = cell_outcomes(tracks, config.frame_grid)
+            cells = (has_tracks & frame_mask[:, None]).float()  # a dropped frame has nothing to read
+            outcome_error = (outcome.float() - target * config.displacement_scale).pow(2).sum(-1)  # [B, F]
+            outcome_loss = (outcome_error * cells).sum() / cells.sum().clamp(min=1)
+            loss = loss + self.recipe.outcome_weight * outcome_loss
+            logs["outcome_loss"] = outcome_loss
+        return loss, logs
 
     @torch.no_grad()
     def validate(self, model: FlowNetwork, data: Dataset, device) -> dict:
@@ -248,6 +284,9 @@ def train_flow(data: str | list[str], out: str, recipe: FlowRecipe, resume: bool
         raise ValueError(f"init: expected a flow run or model flow/ directory with {WEIGHTS_FILE}, got {recipe.init!r}")
     if recipe.moving_token_weight < 0:
         raise ValueError(f"moving_token_weight: expected 0 (off) or more, got {recipe.moving_token_weight}")
+    if recipe.outcome_weight < 0:
+        raise ValueError(f"outcome_weight: expected 0 or more (the outcome head's loss weight), got "
+                         f"{recipe.outcome_weight}")
     task = FlowTask(recipe)
     vae_config = load_config(recipe.vae, VAEConfig)
     train_data, val_data = open_splits(data, vae_config.frame.image_size, vae_config.num_frames)
