@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from motion_prior.data.datasets import ClipDataset
+from motion_prior.foundation.metrics import median_angle_deg
 from motion_prior.inference.model_directory import load_vae
 
 MOVED_PX = 2.0  # a final displacement that counts as moved, as `plan check --moved-px` by default
@@ -101,7 +102,6 @@ def main(argv: list[str] | None = None) -> int:
     true_shift, decoded_shift = np.array(shifts).transpose(1, 0, 2) if shifts else (np.zeros((0, 2)),) * 2
     true_len, decoded_len = np.linalg.norm(true_shift, axis=1), np.linalg.norm(decoded_shift, axis=1)
     moved = (true_len > MOVED_PX) & (decoded_len > MOVED_PX)
-    cosine = np.sum(true_shift[moved] * decoded_shift[moved], axis=1) / (true_len[moved] * decoded_len[moved])
     print(json.dumps({
         "moved_clips": len(pairs),
         "pusher_first_share_true": float(true_first.mean()),
@@ -115,8 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         "reach_shift_frames_median": float(np.median([d[1] - t[1] for t, d in both])) if both else None,
         "early_onset_clips": len(cosines),
         "early_drift_along_motion_cos_median": float(np.median(cosines)) if cosines else None,
-        "direction_error_deg_median": float(np.median(np.degrees(np.arccos(np.clip(cosine, -1, 1)))))
-        if moved.any() else None,
+        "direction_error_deg_median": median_angle_deg(true_shift[moved], decoded_shift[moved]),
         "length_ratio_median": float(np.median(decoded_len[moved] / true_len[moved])) if moved.any() else None,
     }, indent=2))
     return 0

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
-from motion_prior.foundation.metrics import PCK_THRESHOLDS, pck
+from motion_prior.foundation.metrics import PCK_THRESHOLDS, median_angle_deg, pck
 from motion_prior.evaluation.eval_vae import _summary
 
 
@@ -23,3 +24,10 @@ def test_pck_counts_only_visible_frames():
     figures = _summary(torch.zeros(2, 4), pck(predicted, target, visible)[:, 0], visible[0].sum(-1),
                        torch.ones(2, dtype=torch.bool))
     assert abs(figures["delta_avg"] - 6 / 7) < 1e-6
+
+
+def test_the_angle_error_is_the_median_over_rows_of_the_angle_between_displacements():
+    true = np.array([[1.0, 0.0], [0.0, 1.0], [2.0, 0.0]])
+    predicted = np.array([[3.0, 3.0], [0.0, 5.0], [-1.0, 0.0]])  # 45, 0 and 180 degrees off
+    assert np.isclose(median_angle_deg(true, predicted), 45.0)
+    assert median_angle_deg(true[:0], predicted[:0]) is None

@@ -10,10 +10,13 @@ d * size / 2 pixels.
   4, 8, 16 px; delta-avg is their mean. Occluded frames are not counted (TAP-Vid scores
   positions only where a point can be seen; there the L1 figures still count every frame).
 - A point *moves* if it gets more than 2 px (at 128 px) away from its start at some frame.
+- The direction of a displacement (where a push sends an object) is scored by the median
+  angle between predicted and true displacements (:func:`median_angle_deg`).
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from motion_prior.foundation.pokes import end_times, ends, positions_at
@@ -87,3 +90,13 @@ def future_errors(futures: torch.Tensor, tracks: torch.Tensor, pokes: torch.Tens
     epe = ((reached - ends(pokes)[:, None]).norm(dim=-1) * METRIC_SCALE).mean(1)[mask]
     return {"min_mse": mse.min(1).values.cpu(), "mean_mse": mse.mean(1).cpu(), "meant_mse": meant.cpu(),
             "diversity": diversity.cpu(), "epe": epe.cpu()}
+
+
+def median_angle_deg(true: np.ndarray, predicted: np.ndarray) -> float | None:
+    """Median angle (degrees, in [0, 180]) between the rows of two `[M, 2]` displacements
+    (None when M = 0)."""
+    true, predicted = np.asarray(true, dtype=np.float64), np.asarray(predicted, dtype=np.float64)
+    if not len(true):
+        return None
+    cosine = np.sum(true * predicted, axis=1) / (np.linalg.norm(true, axis=1) * np.linalg.norm(predicted, axis=1))
+    return float(np.median(np.degrees(np.arccos(np.clip(cosine, -1, 1)))))

@@ -33,6 +33,7 @@ import sim_envs.tasks.envs as tabletop
 from motion_prior.foundation.camera import pixels_to_normalized
 from motion_prior.foundation.checkpoints import atomic_write_json
 from motion_prior.foundation.errors import InputError
+from motion_prior.foundation.metrics import median_angle_deg
 from motion_prior.foundation.pokes import end_times, ends, pokes_to_pixels
 from motion_prior.foundation.visualize import draw_tracks
 from motion_prior.inference.prior import MotionPrior
@@ -321,14 +322,6 @@ def _target_shift_per_future(tracks: np.ndarray) -> np.ndarray:
     return (tracks[:, :, :-1, -1] - tracks[:, :, :-1, 0]).mean(axis=2)
 
 
-def _median_angle_deg(true: np.ndarray, predicted: np.ndarray) -> float | None:
-    """Median angle (degrees) between the rows of two `[M, 2]` displacements (None when M = 0)."""
-    if not len(true):
-        return None
-    cosine = np.sum(true * predicted, axis=1) / (np.linalg.norm(true, axis=1) * np.linalg.norm(predicted, axis=1))
-    return float(np.median(np.degrees(np.arccos(np.clip(cosine, -1, 1)))))
-
-
 def check_model(config: PlanEvalConfig, states: int = 12, candidates: int = 32, moved_px: float = 2.0,
                 planners: tuple[str, ...] = CHECK_PLANNERS) -> dict:
     """How well the prior predicts what the planner scores, against the simulator (PushToGoal).
@@ -469,9 +462,9 @@ def check_model(config: PlanEvalConfig, states: int = 12, candidates: int = 32, 
         "contact_agreement": float(np.mean((true_len > moved_px) == (pred_len > moved_px))),
         "moved_share_prior_futures": float(future_moved.mean()),
         "future_contact_agreement": float(future_agrees.mean()),
-        "median_angle_error_deg": _median_angle_deg(true_shift[both], pred_shift[both]),
-        "future_median_angle_error_deg": _median_angle_deg(true_per_future[future_both], future_shift[future_both]),
-        "comotion_median_angle_error_deg": _median_angle_deg(true_shift[pushed], pusher_shift[pushed]),
+        "median_angle_error_deg": median_angle_deg(true_shift[both], pred_shift[both]),
+        "future_median_angle_error_deg": median_angle_deg(true_per_future[future_both], future_shift[future_both]),
+        "comotion_median_angle_error_deg": median_angle_deg(true_shift[pushed], pusher_shift[pushed]),
         "median_length_ratio": float(np.median(pred_len[both] / true_len[both])) if both.any() else None,
         "true_cost_of_prior_best": float(ranking[:, 0].mean()),
         "true_cost_best": float(ranking[:, 1].mean()),
