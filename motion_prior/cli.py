@@ -30,7 +30,7 @@ from motion_prior.foundation.visualize import draw_tracks, save_gif, save_png
 from motion_prior.inference.backends import TorchBackend, check_device
 from motion_prior.inference.model_directory import model_dir
 from motion_prior.inference.onnx_export import MANIFEST, export_model
-from motion_prior.inference.packing import pack_model
+from motion_prior.inference.packing import FLOW_WEIGHTS, pack_model
 from motion_prior.inference.prior import GUIDANCE_RANGE, MotionPrior
 from motion_prior.inference.samplers import SAMPLERS
 from motion_prior.training import decoder_stage, distill_stage, flow_stage, vae_stage
@@ -215,10 +215,10 @@ def _eval_flow(args: argparse.Namespace) -> int:
 
 
 def _model_pack(args: argparse.Namespace) -> int:
-    out = pack_model(args.vae, args.flow, args.out, args.dtype, args.fast_flow)
+    out = pack_model(args.vae, args.flow, args.out, args.dtype, args.fast_flow, args.flow_weights)
     size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
     parts = " + ".join(str(p) for p in (args.vae, args.flow, args.fast_flow) if p)
-    print(f"packed {parts} into {out} ({size / 2**20:.1f} MiB, {args.dtype} weights)")
+    print(f"packed {parts} into {out} ({size / 2**20:.1f} MiB, {args.dtype} weights; flow: {args.flow_weights})")
     return 0
 
 
@@ -390,6 +390,9 @@ def _register_builtin(groups: dict[str, argparse._SubParsersAction]) -> None:
     pack.add_argument("--fast-flow", help="distillation run of that flow (motion-prior train distill): the fast sampler")
     pack.add_argument("--out", required=True, help="model directory to write")
     pack.add_argument("--dtype", default="float16", choices=("float16", "float32"), help="weight storage")
+    pack.add_argument("--flow-weights", default="ema", choices=FLOW_WEIGHTS,
+                      help="the flow run's EMA weights (default) or its trained weights at the last checkpoint "
+                           "(early in a fine-tune the EMA is still mostly its init)")
     pack.set_defaults(func=_model_pack)
 
     info = groups["model"].add_parser("info", help="describe a model directory")

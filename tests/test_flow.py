@@ -704,6 +704,29 @@ def test_train_all_records_every_stage_and_packs_float16_weights(pipeline_run):
     assert "vae-pokes" in recipe
 
 
+
+def test_pack_takes_the_flows_trained_weights_or_their_ema(pipeline_run, tmp_path):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from motion_prior.inference.packing import pack_model
+
+    run = tmp_path / "flow"
+    shutil.copytree(pipeline_run / "flow", run)
+    state = load_file(str(run / "training_state.safetensors"))
+    state["model.out.bias"] = state["model.out.bias"] + 1.0  # trained weights that differ from the saved ones
+    save_file(state, str(run / "training_state.safetensors"))
+    saved = load_file(str(run / "model.safetensors"))["out.bias"]
+    for weights, expected in (("ema", saved), ("trained", state["model.out.bias"])):
+        model = pack_model(pipeline_run / "vae-pokes", run, tmp_path / weights, dtype="float32", flow_weights=weights)
+        torch.testing.assert_close(load_file(str(model / "flow" / "model.safetensors"))["out.bias"], expected)
+    with pytest.raises(InputError, match="flow_weights"):
+        pack_model(pipeline_run / "vae-pokes", run, tmp_path / "bad", flow_weights="last")
+    (run / "training_state.safetensors").unlink()
+    with pytest.raises(CheckpointError, match="training_state.safetensors is missing"):
+        pack_model(pipeline_run / "vae-pokes", run, tmp_path / "none", flow_weights="trained")
+
 def test_eval_flow_reports_every_case_with_baselines(prior, pipeline_run, tmp_path):
     from motion_prior.evaluation.eval_flow import evaluate_flow
 

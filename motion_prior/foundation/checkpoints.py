@@ -5,8 +5,9 @@ in, so a reader never sees a mix of two saves, and a save killed at any point le
 previous or the new one (`recover_checkpoint`). Loading checks that the weights match the config's architecture and names what
 disagrees.
 
-The training state (optimizer moments, step, RNG) lives in `training_state.safetensors` plus
-`training_state.json` in the same directory; see `motion_prior.training.loop`.
+The training state (the trained weights behind the EMA, optimizer moments, step, RNG) lives in
+`training_state.safetensors` plus `training_state.json` in the same directory; see
+`motion_prior.training.loop`.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from motion_prior.foundation.configs import config_from_yaml, config_to_yaml
 CONFIG_FILE = "config.yaml"
 WEIGHTS_FILE = "model.safetensors"
 STATS_FILE = "latent_stats.safetensors"
+STATE_TENSORS = "training_state.safetensors"  # its trained weights are the keys "model.<name>"
+STATE_JSON = "training_state.json"
 # `sha256sum` format ("<hex>  <relative path>" per line), so `sha256sum -c SHA256SUMS` checks it too.
 CHECKSUMS_FILE = "SHA256SUMS"
 

@@ -7,24 +7,35 @@ from pathlib import Path
 
 import torch
 
-from motion_prior.foundation.checkpoints import (CONFIG_FILE, STATS_FILE, WEIGHTS_FILE, CheckpointError, read_tensors,
-                                                 write_checkpoint, write_checksums)
+from motion_prior.foundation.checkpoints import (CONFIG_FILE, STATE_TENSORS, STATS_FILE, WEIGHTS_FILE, CheckpointError,
+                                                 read_tensors, write_checkpoint, write_checksums)
 from motion_prior.foundation.errors import InputError
 from motion_prior.inference.backends import TorchBackend
 from motion_prior.inference.model_directory import FAST_FLOW
 
 
+FLOW_WEIGHTS = ("ema", "trained")
+
+
 def pack_model(vae_run: str | Path, flow_run: str | Path, out: str | Path, dtype: str = "float16",
-               fast_flow_run: str | Path | None = None) -> Path:
+               fast_flow_run: str | Path | None = None, flow_weights: str = "ema") -> Path:
     """Assemble a model directory (`vae/` + `flow/`, `motion_prior.inference.model_directory`) from a Stage 1
     and a Stage 2 run, and `fast_flow/` from a distillation run (`motion-prior train distill`) if given.
 
     Floating-point weights are stored as `dtype` ("float16" halves the size; loading casts
     them back to float32); latent statistics stay float32. Each part's `recipe.yaml` and
     `hardware.json` are kept as provenance. Returns `out`.
+
+    `flow_weights`: "ema" (the run's `model.safetensors`, the average of its recent weights) or
+    "trained" (the optimiser's own weights at the run's last checkpoint, from its training
+    state). An EMA with decay 0.999 still holds 0.999^n of the weights n steps back, so 1,000
+    steps into a fine-tune it is about a third its init; "trained" shows what the fine-tune
+    itself has learnt.
     """
     if dtype not in ("float16", "float32"):
         raise InputError("dtype", "float16 or float32", dtype)
+    if flow_weights not in FLOW_WEIGHTS:
+        raise InputError("flow_weights", " or ".join(FLOW_WEIGHTS), flow_weights)
     store = getattr(torch, dtype)
     out = Path(out)
     parts = [("vae", Path(vae_run), (STATS_FILE,)), ("flow", Path(flow_run), ())]
@@ -32,6 +43,8 @@ def pack_model(vae_run: str | Path, flow_run: str | Path, out: str | Path, dtype
         parts.append((FAST_FLOW, Path(fast_flow_run), ()))
     for part, run, extra in parts:
         weights = read_tensors(run / WEIGHTS_FILE)
+        if part == "flow" and flow_weights == "trained":
+            weights = trained_weights(run)
         files = {WEIGHTS_FILE: {k: v.to(store) if v.is_floating_point() else v for k, v in weights.items()}}
         for name in (CONFIG_FILE, *extra, "recipe.yaml", "hardware.json"):
             if not (run / name).is_file():
@@ -42,3 +55,12 @@ def pack_model(vae_run: str | Path, flow_run: str | Path, out: str | Path, dtype
                           sorted(p.name for p in (out / part).iterdir() if p.is_file())])
     TorchBackend.load(out)  # fail here, not at the user's first call, if the parts do not fit
     return out
+
+
+def trained_weights(run: Path) -> dict[str, torch.Tensor]:
+    """The optimiser's own weights at the last checkpoint of training run `run` (not their EMA)."""
+    if not (run / STATE_TENSORS).is_file():
+        raise CheckpointError(f"{run}: {STATE_TENSORS} is missing, so its trained weights are not kept; pack its EMA "
+                              "(--flow-weights ema)")
+    state = read_tensors(run / STATE_TENSORS)
+    return {name[len("model."):]: tensor for name, tensor in state.items() if name.startswith("model.")}

@@ -38,12 +38,11 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
-from motion_prior.foundation.checkpoints import CheckpointError, atomic_write_bytes, json_bytes, read_tensors, save_model
+from motion_prior.foundation.checkpoints import (STATE_JSON, STATE_TENSORS, CheckpointError, atomic_write_bytes, json_bytes,
+                                                 read_tensors, save_model)
 from motion_prior.foundation.errors import InputError
 from motion_prior.inference.backends import check_device
 
-STATE_TENSORS = "training_state.safetensors"
-STATE_JSON = "training_state.json"
 METRICS_FILE = "metrics.jsonl"
 HARDWARE_FILE = "hardware.json"
 
