@@ -71,15 +71,12 @@ def main(argv: list[str] | None = None) -> int:
     pairs, cosines, shifts = [], [], []
     for i in range(min(args.clips, len(data))):
         clip, sample = data.clip(i), data[i]
-        categories = np.array(clip.metadata["point_categories"])
-        pusher = np.flatnonzero(categories == "pusher")
-        objects = [np.flatnonzero((clip.object_id == o) & (categories == "object")) for o in np.unique(clip.object_id)]
-        objects = [o for o in objects if len(o)]
-        if not len(pusher) or not objects:
+        points = clip.pusher_and_moved_object()
+        if points is None:
             continue
+        pusher, obj = points
         size = clip.frame.shape[0]
         true = (clip.tracks + 1) * size / 2
-        obj = max(objects, key=lambda o: np.abs(true[o, -1] - true[o, 0]).sum(-1).mean())
         with torch.no_grad():
             frames, tracks = sample["frame"][None], sample["tracks"][None]
             mean, _ = vae.encode(frames, tracks, sample["visibility"][None])

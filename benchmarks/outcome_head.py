@@ -57,16 +57,12 @@ def main(argv: list[str] | None = None) -> int:
     rows = []  # per moved clip: true object, futures' object, head's object, true pusher displacement (px)
     for i in range(min(args.clips, len(data))):
         clip, sample = data.clip(i), data[i]
-        categories = np.array(clip.metadata["point_categories"])
-        pusher = np.flatnonzero(categories == "pusher")
-        objects = [np.flatnonzero((clip.object_id == o) & (categories == "object")) for o in np.unique(clip.object_id)]
-        objects = [o for o in objects if len(o)]
-        count = int(sample["action_poke_count"])
-        if not len(pusher) or not objects or not count:
+        points, count = clip.pusher_and_moved_object(), int(sample["action_poke_count"])
+        if points is None or not count:
             continue
+        pusher, obj = points
         px = clip.frame.shape[0] / 2  # normalised -> pixels
         shift = clip.tracks[:, -1] - clip.tracks[:, 0]  # [N, 2] normalised
-        obj = max(objects, key=lambda o: np.abs(shift[o]).sum(-1).mean())
         true = shift[obj].mean(axis=0) * px
         if np.linalg.norm(true) <= MOVED_PX:
             continue

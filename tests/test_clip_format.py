@@ -375,3 +375,17 @@ def test_stream_without_split_or_shuffle_reads_everything_in_order(make_clip_dir
     samples = list(stream)
     assert [int(s["clip_index"]) for s in samples] == [0, 1, 2, 3, 4]
     assert samples[4]["tracks"].shape == (6, 8, 2)
+
+
+def test_the_pusher_and_the_object_that_moves_most_are_read_from_the_point_categories(make_clip):
+    clip = make_clip(0, n=5, t=4)
+    clip.object_id = np.array([0, 0, 1, 1, 2], dtype=np.int32)
+    clip.metadata = {"point_categories": ["object", "object", "object", "object", "pusher"]}
+    clip.tracks = np.zeros((5, 4, 2), dtype=np.float32)
+    clip.tracks[2:4, -1] = 0.3  # object 1 moves, object 0 stays
+    pusher, moved = clip.pusher_and_moved_object()
+    assert pusher.tolist() == [4] and moved.tolist() == [2, 3]
+    clip.metadata = {}
+    assert clip.pusher_and_moved_object() is None
+    clip.metadata = {"point_categories": ["object"] * 5}  # no pusher
+    assert clip.pusher_and_moved_object() is None

@@ -77,6 +77,21 @@ class Clip:
         """(height, width) of the frame."""
         return int(self.frame.shape[0]), int(self.frame.shape[1])
 
+    def pusher_and_moved_object(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """Point indices of the pusher and of the object whose points move most (mean
+        |final - start| displacement), read from `metadata["point_categories"]`; None where the
+        clip records no categories or has no pusher or object points."""
+        categories = np.array(self.metadata.get("point_categories") or [])
+        if len(categories) != self.num_tracks:
+            return None
+        pusher = np.flatnonzero(categories == "pusher")
+        objects = [np.flatnonzero((self.object_id == o) & (categories == "object")) for o in np.unique(self.object_id)]
+        objects = [o for o in objects if len(o)]
+        if not len(pusher) or not objects:
+            return None
+        shift = np.abs(self.tracks[:, -1] - self.tracks[:, 0]).sum(-1)  # [N]
+        return pusher, max(objects, key=lambda o: shift[o].mean())
+
     def validate(self, where: str = "") -> "Clip":
         """Check every field against the format; raise :class:`ClipFormatError` naming it.
 
