@@ -29,14 +29,9 @@ from motion_prior.foundation.metrics import median_angle_deg
 from motion_prior.inference.backends import TorchBackend
 from motion_prior.inference.model_directory import load_flow, load_vae_with_stats
 from motion_prior.inference.prior import MotionPrior
+from motion_prior.training.flow_stage import cell_index
 
 MOVED_PX = 2.0  # a final displacement that counts as moved, as `plan check --moved-px` by default
-
-
-def cell_of(points: torch.Tensor, grid: int) -> torch.Tensor:
-    """Row-major frame cell `long [...]` of normalised (x, y) `points [..., 2]`."""
-    cell = ((points + 1) / 2 * grid).long().clamp(0, grid - 1)
-    return cell[..., 1] * grid + cell[..., 0]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
                 frame_tokens = vae.encode_frame(frames)
                 x = torch.zeros(1, config.num_latents, config.latent_channels)
                 _, outcome = flow(x, torch.zeros(1), frame_tokens, pokes, mask, [""], frames=frames, with_outcome=True)
-                cells = cell_of(tracks[0, obj, 0], config.frame_grid)
+                cells = cell_index(tracks[0, obj, 0], config.frame_grid)
                 head = (outcome[0, cells] / config.displacement_scale).mean(0).numpy() * px
         sampled = (futures[:, obj, -1] - futures[:, obj, 0]).mean(axis=(0, 1)) * px
         rows.append((true, sampled, head, shift[pusher].mean(axis=0) * px))

@@ -523,7 +523,6 @@ def test_the_moving_token_weight_reweights_the_flow_loss_and_is_checked(pipeline
         train_flow(str(pipeline_run / "data"), str(tmp_path / "run"), recipe, device="cpu", progress=False)
 
 
-
 def test_cell_outcomes_average_the_final_displacement_of_the_tracks_starting_in_each_cell():
     # [B=1, N=3, T=3, 2] over a 2 x 2 grid: two tracks start top left (cell 0), one bottom right (3).
     tracks = torch.tensor([[-0.5, -0.5], [-0.6, -0.4], [0.5, 0.5]]).view(1, 3, 1, 2).repeat(1, 1, 3, 1)

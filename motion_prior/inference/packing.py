@@ -42,9 +42,8 @@ def pack_model(vae_run: str | Path, flow_run: str | Path, out: str | Path, dtype
     if fast_flow_run is not None:
         parts.append((FAST_FLOW, Path(fast_flow_run), ()))
     for part, run, extra in parts:
-        weights = read_tensors(run / WEIGHTS_FILE)
-        if part == "flow" and flow_weights == "trained":
-            weights = trained_weights(run)
+        trained = part == "flow" and flow_weights == "trained"
+        weights = trained_weights(run) if trained else read_tensors(run / WEIGHTS_FILE)
         files = {WEIGHTS_FILE: {k: v.to(store) if v.is_floating_point() else v for k, v in weights.items()}}
         for name in (CONFIG_FILE, *extra, "recipe.yaml", "hardware.json"):
             if not (run / name).is_file():

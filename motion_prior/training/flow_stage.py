@@ -119,6 +119,13 @@ def matched_to_vae(config: FlowConfig, vae: VAEConfig) -> FlowConfig:
                    image_size=vae.frame.image_size)
 
 
+def cell_index(points: torch.Tensor, grid: int) -> torch.Tensor:
+    """Row-major cell `long [...]` of a `grid` x `grid` grid over the image holding each of the
+    normalised (x, y) `points [..., 2]` (the order of the frame tokens and latent cells)."""
+    cell = ((points + 1) / 2 * grid).long().clamp(0, grid - 1)
+    return cell[..., 1] * grid + cell[..., 0]
+
+
 def moving_tokens(tracks: torch.Tensor, visibility: torch.Tensor, num_slots: int, grid: int,
                   moved: float) -> torch.Tensor:
     """Which latent tokens hold motion: `bool [B, S*G*G]` (slot-major, cells row-major like
@@ -129,8 +136,7 @@ def moving_tokens(tracks: torch.Tensor, visibility: torch.Tensor, num_slots: int
     b, n, t, _ = tracks.shape
     shift = (tracks - tracks[:, :, :1]).norm(dim=-1) * visibility  # [B, N, T]
     moving = (shift >= moved).view(b, n, num_slots, t // num_slots).any(-1)  # [B, N, S]
-    cell = ((tracks[:, :, 0] + 1) / 2 * grid).long().clamp(0, grid - 1)  # [B, N, 2] (x, y)
-    index = (cell[..., 1] * grid + cell[..., 0])[:, None].expand(b, num_slots, n)
+    index = cell_index(tracks[:, :, 0], grid)[:, None].expand(b, num_slots, n)
     tokens = torch.zeros(b, num_slots, grid * grid, device=tracks.device)
     tokens.scatter_reduce_(2, index, moving.transpose(1, 2).float(), "amax")
     return tokens.flatten(1) > 0
@@ -144,11 +150,10 @@ def cell_outcomes(tracks: torch.Tensor, grid: int) -> tuple[torch.Tensor, torch.
     `tracks [B, N, T, 2]` normalised (x, y) in [-1, 1]. Occluded points count: a simulated
     track knows where its point is behind the pusher."""
     b = tracks.shape[0]
-    shift = tracks[:, :, -1] - tracks[:, :, 0]  # [B, N, 2]
-    cell = ((tracks[:, :, 0] + 1) / 2 * grid).long().clamp(0, grid - 1)  # [B, N, 2] (x, y)
-    index = cell[..., 1] * grid + cell[..., 0]  # [B, N]
-    sums = torch.zeros(b, grid * grid, 2, device=tracks.device).index_put_(
-        (torch.arange(b, device=tracks.device)[:, None].expand_as(index), index), shift.float(), accumulate=True)
+    shift = (tracks[:, :, -1] - tracks[:, :, 0]).float()  # [B, N, 2]
+    index = cell_index(tracks[:, :, 0], grid)  # [B, N]
+    sums = torch.zeros(b, grid * grid, 2, device=tracks.device)
+    sums.scatter_add_(1, index[..., None].expand(-1, -1, 2), shift)
     counts = torch.zeros(b, grid * grid, device=tracks.device).scatter_add_(1, index, torch.ones_like(shift[..., 0]))
     return sums / counts.clamp(min=1)[..., None], counts > 0
 
