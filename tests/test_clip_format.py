@@ -319,8 +319,8 @@ def test_dataset_sample_has_the_documented_keys_dtypes_and_shapes(make_clip_dir,
     root = make_clip_dir([[1, 2, 3], [4, 5]], n=6, t=8)
     dataset = ClipDataset(root)
     sample = dataset[3]
-    assert set(sample) == {"frame", "tracks", "visibility", "object_id", "clip_index", "text", "action_pokes",
-                           "action_poke_count"}
+    assert set(sample) == {"frame", "tracks", "visibility", "object_id", "point_category", "clip_index", "text",
+                           "action_pokes", "action_poke_count"}
     assert sample["text"] == ""  # clips without a description
     assert int(sample["action_poke_count"]) == 0 and not sample["action_pokes"].any()  # ... or an action
     described = ClipDataset(make_clip_dir([[7]], name="described", full=True))[0]
@@ -330,7 +330,8 @@ def test_dataset_sample_has_the_documented_keys_dtypes_and_shapes(make_clip_dir,
     np.testing.assert_array_equal(described["action_pokes"][: len(full.pokes)].numpy(), full.pokes)
     assert not described["action_pokes"][len(full.pokes):].any()
     expected = {"frame": (torch.uint8, (12, 16, 3)), "tracks": (torch.float32, (6, 8, 2)),
-                "visibility": (torch.bool, (6, 8)), "object_id": (torch.int64, (6,)), "clip_index": (torch.int64, ()),
+                "visibility": (torch.bool, (6, 8)), "object_id": (torch.int64, (6,)),
+                "point_category": (torch.int64, (6,)), "clip_index": (torch.int64, ()),
                 "action_pokes": (torch.float32, (ACTION_POKES, 5)), "action_poke_count": (torch.int64, ())}
     for key, (dtype, shape) in expected.items():
         assert sample[key].dtype == dtype and tuple(sample[key].shape) == shape, key
@@ -389,3 +390,14 @@ def test_the_pusher_and_the_object_that_moves_most_are_read_from_the_point_categ
     assert clip.pusher_and_moved_object() is None
     clip.metadata = {"point_categories": ["object"] * 5}  # no pusher
     assert clip.pusher_and_moved_object() is None
+
+
+def test_each_point_s_category_reaches_the_training_sample_and_is_unknown_where_the_clip_records_none(make_clip):
+    from motion_prior.data.datasets import clip_to_sample
+
+    assert make_clip(0, n=5).category_ids().tolist() == [-1] * 5
+    named = make_clip(0, n=3, metadata={"point_categories": ["pusher", "object", "background"]})
+    assert named.category_ids().tolist() == [1, 0, 2]
+    assert clip_to_sample(named, 0)["point_category"].tolist() == [1, 0, 2]
+    named.metadata = {"point_categories": ["pusher", "lid", "background"]}  # an unknown name
+    assert named.category_ids().tolist() == [1, -1, 2]

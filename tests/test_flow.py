@@ -124,7 +124,7 @@ def test_training_conditions_use_the_clips_action_pokes(pipeline_run):
     _, tracks, flip, _ = training_view(batch, True, 8, generator)
     actions = mirror_pokes(batch["action_pokes"], flip)
     pokes, mask, _, _ = task.conditions(tracks, batch["visibility"], batch["text"], generator, "cpu", actions,
-                                        batch["action_poke_count"])
+                                        batch["action_poke_count"], batch["point_category"])
     p = task.model_config.max_pokes
     assert pokes.shape == (16, p, 5) and flip.any() and not flip.all()
     for row in range(16):
@@ -132,6 +132,41 @@ def test_training_conditions_use_the_clips_action_pokes(pipeline_run):
         torch.testing.assert_close(pokes[row, :count], actions[row, :count])
         assert mask[row, :count].all()
     assert mask.sum(1).min() >= 1
+
+
+def test_effect_pokes_leave_the_pusher_for_the_flow_to_work_out(pipeline_run, tmp_path):
+    """With effect_fraction 1 every clip that keeps its conditions gets at least one track poke
+    and none on the pusher's tracks; without it, pokes land on the pusher, whose tracks always
+    move. A fraction outside [0, 1] is refused."""
+    from torch.utils.data import DataLoader
+
+    from motion_prior.data.batch_views import training_view
+    from motion_prior.data.clips import CATEGORIES
+
+    recipe = flow_preset("tiny")
+    recipe.vae, recipe.drop_conditions, recipe.action_fraction = str(pipeline_run / "vae-pokes"), 0.0, 0.0
+    task = FlowTask(recipe)
+    batch = next(iter(DataLoader(ClipDataset(pipeline_run / "data"), batch_size=16)))
+    on_pusher = batch["point_category"] == CATEGORIES.index("pusher")
+    assert on_pusher.any(1).sum() >= 8  # simulated clips record their pusher's points
+
+    def poked_pusher(effect_fraction: float) -> tuple[torch.Tensor, torch.Tensor]:
+        recipe.effect_fraction = effect_fraction
+        generator = torch.Generator().manual_seed(0)
+        _, tracks, flip, _ = training_view(batch, True, 8, generator)
+        pokes, mask, _, _ = task.conditions(tracks, batch["visibility"], batch["text"], generator, "cpu",
+                                            batch["action_pokes"], batch["action_poke_count"], batch["point_category"])
+        # A track poke starts where its track starts: match them to find the poked tracks.
+        starts = (pokes[:, :, None, :2] - tracks[:, None, :, 0]).abs().sum(-1) < 1e-6  # [B, P, N]
+        return (starts & on_pusher[:, None] & mask[..., None]).any(2).any(1), mask
+
+    hit, mask = poked_pusher(1.0)
+    assert not hit.any() and mask.sum(1).min() >= 1
+    hit, _ = poked_pusher(0.0)
+    assert hit.sum() >= 4
+    recipe.effect_fraction = 1.5
+    with pytest.raises(ValueError, match="effect_fraction"):
+        train_flow(str(pipeline_run / "data"), str(tmp_path / "run"), recipe, device="cpu", progress=False)
 
 
 def test_decoder_fine_tune_decodes_with_the_clips_action_pokes(pipeline_run):

@@ -560,11 +560,3 @@ def test_evaluation_encodes_a_seeded_random_subset_not_a_prefix():
     assert not torch.equal(chosen[0].sort().values, torch.arange(32))
     tracks = torch.arange(64.0).view(1, 64, 1, 1).expand(3, 64, 64, 2)
     assert torch.equal(gather_tracks(tracks, chosen)[:, :, 0, 0], chosen.float())
-
-
-def test_point_categories_are_unknown_where_the_clip_records_none(make_clip):
-    from motion_prior.evaluation.eval_vae import point_categories
-
-    assert point_categories(make_clip(0, n=5)).tolist() == [-1] * 5
-    named = make_clip(0, n=3, metadata={"point_categories": ["pusher", "object", "background"]})
-    assert point_categories(named).tolist() == [1, 0, 2]

@@ -77,15 +77,23 @@ class Clip:
         """(height, width) of the frame."""
         return int(self.frame.shape[0]), int(self.frame.shape[1])
 
+    def category_ids(self) -> np.ndarray:
+        """`int64 [N]` index into CATEGORIES of what each point sits on, read from
+        `metadata["point_categories"]`; -1 where the clip records none (e.g. imported tracker
+        output) or names an unknown category."""
+        names = self.metadata.get("point_categories") or []
+        if len(names) != self.num_tracks:
+            return np.full(self.num_tracks, -1, dtype=np.int64)
+        return np.array([CATEGORIES.index(n) if n in CATEGORIES else -1 for n in names], dtype=np.int64)
+
     def pusher_and_moved_object(self) -> tuple[np.ndarray, np.ndarray] | None:
         """Point indices of the pusher and of the object whose points move most (mean
         |final - start| displacement), read from `metadata["point_categories"]`; None where the
         clip records no categories or has no pusher or object points."""
-        categories = np.array(self.metadata.get("point_categories") or [])
-        if len(categories) != self.num_tracks:
-            return None
-        pusher = np.flatnonzero(categories == "pusher")
-        objects = [np.flatnonzero((self.object_id == o) & (categories == "object")) for o in np.unique(self.object_id)]
+        categories = self.category_ids()
+        pusher = np.flatnonzero(categories == CATEGORIES.index("pusher"))
+        on_object = categories == CATEGORIES.index("object")
+        objects = [np.flatnonzero((self.object_id == o) & on_object) for o in np.unique(self.object_id)]
         objects = [o for o in objects if len(o)]
         if not len(pusher) or not objects:
             return None

@@ -22,12 +22,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
 from motion_prior.data.batch_views import encoded_subset, gather_tracks
 from motion_prior.data.clips import CATEGORIES
-from motion_prior.data.datasets import ClipDataset, clip_to_sample
+from motion_prior.data.datasets import ClipDataset
 from motion_prior.foundation.metrics import (
     PCK_THRESHOLDS,
     constant_velocity_baseline,
@@ -40,30 +40,6 @@ from motion_prior.foundation.visualize import draw_tracks, save_png
 from motion_prior.networks.trajectory_vae import TrajectoryVAE, load_vae
 
 EVAL_SIZE = 128
-
-
-def point_categories(clip) -> torch.Tensor:
-    """`long [N]` index into CATEGORIES of each track's category, -1 where the clip does not
-    record one (`metadata["point_categories"]`, e.g. imported tracker output)."""
-    names = clip.metadata.get("point_categories") or []
-    if len(names) != clip.num_tracks:
-        return torch.full((clip.num_tracks,), -1, dtype=torch.long)
-    return torch.tensor([CATEGORIES.index(n) if n in CATEGORIES else -1 for n in names], dtype=torch.long)
-
-
-class _CategorisedClips(Dataset):
-    """The first `count` samples of a `ClipDataset`, each with `point_categories [N]`, read
-    from the same clip (one read per clip)."""
-
-    def __init__(self, clips: ClipDataset, count: int):
-        self.clips, self.count = clips, count
-
-    def __len__(self) -> int:
-        return self.count
-
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        clip = self.clips.clip(i)
-        return {**clip_to_sample(clip, self.clips.indices[i]), "point_categories": point_categories(clip)}
 
 
 def _summary(errors: torch.Tensor, hits: torch.Tensor, visible: torch.Tensor, mask: torch.Tensor) -> dict:
@@ -88,7 +64,7 @@ def evaluate_vae(model_dir: str, data: str, out: str, split: str = "test", max_c
     dataset = ClipDataset(data, split=split)
     if len(dataset) == 0:
         raise ValueError(f"{data}: the {split} split holds no clips")
-    subset = _CategorisedClips(dataset, min(len(dataset), max_clips))
+    subset = Subset(dataset, range(min(len(dataset), max_clips)))
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     methods = ("model", "static", "constant_velocity")
@@ -111,7 +87,7 @@ def evaluate_vae(model_dir: str, data: str, out: str, split: str = "test", max_c
             hits[name].append(pck(predicted, tracks, visibility).flatten(1, 2).cpu())
         visible.append(visibility.sum(dim=-1).flatten().cpu())
         moving.append(moving_mask(tracks).flatten().cpu())
-        categories.append(batch["point_categories"].flatten())
+        categories.append(batch["point_category"].flatten())
         encoded = torch.zeros(tracks.shape[:2], dtype=torch.bool, device=device).scatter_(1, chosen, True)
         encoded_mask.append(encoded.flatten().cpu())
         if len(examples) < pictures:

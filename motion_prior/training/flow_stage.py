@@ -17,6 +17,11 @@ Conditions are drawn to cover what the reference neglects (docs/design.md §1):
   `datasets.clip_to_sample` completes them), alone or, half the time, with track pokes filling some of the
   remaining slots: the pokes a planner or robot gives, which all share one start point and
   need not sit on a tracked point;
+- with probability `effect_fraction` (of the clips that keep their conditions and do not take
+  their action) no track poke sits on the pusher (`point_category`), and there is at least one:
+  the effect alone ("this object goes there"), as a person or a goal-conditioned planner asks
+  it. Drawn from all tracks, most pokes of a push clip land on the pusher, whose tracks always
+  move, so the flow seldom has to work out for itself how the pusher makes an object move;
 - text is kept with probability `text_fraction`;
 - condition dropout for classifier-free guidance: with probability `drop_conditions` pokes and
   text are both removed, and the frame is removed with probability `frame_dropout`.
@@ -46,6 +51,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from motion_prior.data.batch_views import open_splits, training_view
+from motion_prior.data.clips import CATEGORIES
 from motion_prior.foundation.checkpoints import WEIGHTS_FILE, load_config, load_weights
 from motion_prior.foundation.configs import config_to_yaml, copy_preset
 from motion_prior.foundation.metrics import future_errors
@@ -77,6 +83,7 @@ class FlowRecipe:
     horizon_fraction: float = 0.5
     text_fraction: float = 0.5
     action_fraction: float = 0.0
+    effect_fraction: float = 0.0
     init: str = ""
     drop_conditions: float = 0.1
     frame_dropout: float = 0.1
@@ -191,10 +198,11 @@ class FlowTask:
         """VAE latent means `[B, S, G, G, C]` -> normalised flow targets `[B, S*G*G, C]`."""
         return ((mean - self.stats["mean"]) / self.stats["std"]).flatten(1, 3)
 
-    def conditions(self, tracks, visibility, texts, generator, device, action_pokes, action_counts):
+    def conditions(self, tracks, visibility, texts, generator, device, action_pokes, action_counts, categories):
         """Draw the training conditions of a batch (see the module docstring): tracks `[B, N, T, 2]`,
         visibility `[B, N, T]`, the clips' (mirrored) action pokes `[B, A, 5]` with their counts
-        `[B]` -> (pokes `[B, P, 5]`, poke_mask `[B, P]`, texts, frame_mask `[B]`)."""
+        `[B]` and the tracks' `point_category [B, N]` -> (pokes
+        `[B, P, 5]`, poke_mask `[B, P]`, texts, frame_mask `[B]`)."""
         r, b = self.recipe, tracks.shape[0]
         p = self.model_config.max_pokes
         counts = torch.randint(0, p + 1, (b,), generator=generator)
@@ -207,7 +215,15 @@ class FlowTask:
         if r.action_fraction > 0:
             use_action, counts, action_counts = choose_action_rows(action_counts, counts, dropped, r.action_fraction, p,
                                                                    generator)
-        pokes, mask, _ = draw_pokes(tracks, visibility, counts, p, generator, r.moving_weight, at_horizon=horizon)
+        allowed = None
+        if r.effect_fraction > 0:
+            effect = (torch.rand(b, generator=generator) < r.effect_fraction) & ~dropped
+            if use_action is not None:
+                effect &= ~use_action
+            counts = torch.where(effect, counts.clamp(min=1), counts)
+            allowed = ~(effect.to(device)[:, None] & (categories == CATEGORIES.index("pusher")))
+        pokes, mask, _ = draw_pokes(tracks, visibility, counts, p, generator, r.moving_weight, at_horizon=horizon,
+                                    allowed=allowed)
         if use_action is not None:
             pokes, mask = with_action_pokes(pokes, mask, action_pokes, action_counts.to(device),
                                             use_action.to(device))
@@ -226,7 +242,8 @@ class FlowTask:
             z = self.normalise(mean.float())
         action_pokes = mirror_pokes(batch["action_pokes"], flip.to(tracks.device))
         pokes, poke_mask, texts, frame_mask = self.conditions(tracks, visibility, texts, generator, tracks.device,
-                                                              action_pokes, batch["action_poke_count"])
+                                                              action_pokes, batch["action_poke_count"],
+                                                              batch["point_category"])
         t = torch.sigmoid(torch.randn(b, generator=generator)).to(z.device)
         noise = torch.randn(z.shape, generator=generator).to(z.device)
         x_t = (1 - t[:, None, None]) * z + t[:, None, None] * noise
@@ -289,6 +306,8 @@ def train_flow(data: str | list[str], out: str, recipe: FlowRecipe, resume: bool
         raise ValueError(f"init: expected a flow run or model flow/ directory with {WEIGHTS_FILE}, got {recipe.init!r}")
     if recipe.moving_token_weight < 0:
         raise ValueError(f"moving_token_weight: expected 0 (off) or more, got {recipe.moving_token_weight}")
+    if not 0 <= recipe.effect_fraction <= 1:
+        raise ValueError(f"effect_fraction: expected a probability in [0, 1], got {recipe.effect_fraction}")
     if recipe.outcome_weight < 0:
         raise ValueError(f"outcome_weight: expected 0 or more (the outcome head's loss weight), got "
                          f"{recipe.outcome_weight}")

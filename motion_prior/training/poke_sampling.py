@@ -18,12 +18,14 @@ def draw_pokes(
     moving_weight: float = 8.0,
     end_time: float | None = None,
     at_horizon: torch.Tensor | None = None,
+    allowed: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Draw pokes from clips' own tracks: how every model is trained and evaluated with pokes.
 
     Clip b gets `counts[b]` pokes on distinct tracks that are visible in the start frame;
     tracks that move (`motion_prior.foundation.metrics.moving_mask`) are `1 + moving_weight` times as
-    likely. Each poke's end time is `end_time` or, if None, a random frame in (0, 1] of the
+    likely. Where `allowed` (`bool [B, N]`) is given, tracks it marks False are drawn only once
+    a clip has no other track left. Each poke's end time is `end_time` or, if None, a random frame in (0, 1] of the
     horizon, except in the rows where `at_horizon` (`bool [B]`) is True, whose pokes end at
     the last frame; its end point is where the track is then.
 
@@ -39,7 +41,10 @@ def draw_pokes(
         `indices long [B, P]` the poked tracks).
     """
     b, n, t, _ = tracks.shape
-    weights = (1 + moving_weight * moving_mask(tracks).float()) * visibility[:, :, 0].float() + 1e-6
+    weights = (1 + moving_weight * moving_mask(tracks).float()) * visibility[:, :, 0].float()
+    if allowed is not None:
+        weights = weights * allowed.float()
+    weights = weights + 1e-6
     indices = torch.multinomial(weights.cpu(), min(max_pokes, n), replacement=False, generator=generator)
     indices = indices.to(tracks.device)
     if max_pokes > n:
