@@ -8,7 +8,8 @@ a fine-tune continues), the `plan check` JSON (`plan_check.json`), the
 counterfactual poke check (`counterfactual/counterfactual_check.json`) and optionally
 `benchmarks/latent_causality.py`'s output (`latent_causality.json`) and `plan eval` summaries
 (`plan_eval*/planning_eval.json`: runs over disjoint seeds, e.g. `--seed 50` for episodes
-50-99, pooled by episodes into one CEM success rate; "cem_episodes" says how many). The
+50-99, pooled by episodes into one success rate per planner, CEM and the goal-conditioned
+planner; "cem_episodes" and "goal_episodes" say how many). The
 figures come from those commands (the model card lists them); this script only gathers them
 into a table, a JSON file and a plot. `--keep` carries the points of an earlier
 `learning_curves.json` over (a machine that lost its point folders keeps its curves); a folder
@@ -33,7 +34,10 @@ FIGURES = {  # name: (file, key path, label, bar)
     "decoded_pusher_first": ("latent_causality.json", ("pusher_first_share_decoded",),
                              "VAE: pusher first, decoded", None),
     "cem_success": ("plan_eval*/planning_eval.json", ("summary", "cem", "success_rate"), "plan eval: CEM success", None),
+    "goal_success": ("plan_eval*/planning_eval.json", ("summary", "goal", "success_rate"),
+                     "plan eval: goal planner success", None),
 }
+PLANNERS = ("cem", "goal")  # the plan-eval methods whose success rates are pooled
 
 
 def read_point(folder: Path) -> dict | None:
@@ -42,7 +46,7 @@ def read_point(folder: Path) -> dict | None:
         return None
     point = json.loads((folder / "point.json").read_text())
     for name, (file, keys, _, _) in FIGURES.items():
-        if name == "cem_success":
+        if name in (f"{planner}_success" for planner in PLANNERS):
             continue
         path = folder / file
         if path.is_file():
@@ -50,12 +54,12 @@ def read_point(folder: Path) -> dict | None:
             for key in keys:
                 value = value.get(key) if isinstance(value, dict) else None
             point[name] = value
-    runs = [json.loads(path.read_text())["summary"].get("cem")
-            for path in sorted(folder.glob(FIGURES["cem_success"][0]))]
-    runs = [run for run in runs if run]
-    if runs:
-        point["cem_episodes"] = sum(run["episodes"] for run in runs)
-        point["cem_success"] = sum(run["success_rate"] * run["episodes"] for run in runs) / point["cem_episodes"]
+    summaries = [json.loads(path.read_text())["summary"] for path in sorted(folder.glob(FIGURES["cem_success"][0]))]
+    for planner in PLANNERS:
+        runs = [summary[planner] for summary in summaries if summary.get(planner)]
+        if runs:
+            episodes = point[f"{planner}_episodes"] = sum(run["episodes"] for run in runs)
+            point[f"{planner}_success"] = sum(run["success_rate"] * run["episodes"] for run in runs) / episodes
     return point
 
 
@@ -91,9 +95,11 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "learning_curves.json").write_text(json.dumps(points, indent=2) + "\n")
-    header = ["lever", "point", "CPU h", *FIGURES, "cem_episodes"]
+    episodes = [f"{planner}_episodes" for planner in PLANNERS]
+    header = ["lever", "point", "CPU h", *FIGURES, *episodes]
     rows = [[p["lever"], p["label"], f"{p['cpu_hours']:.2f}",
-             *("-" if p.get(name) is None else f"{p[name]:.3f}" for name in FIGURES), str(p.get("cem_episodes", "-"))]
+             *("-" if p.get(name) is None else f"{p[name]:.3f}" for name in FIGURES),
+             *(str(p.get(name, "-")) for name in episodes)]
             for p in points]
     table = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows]
     (out / "learning_curves.md").write_text("\n".join(table) + "\n")
@@ -138,8 +144,9 @@ def main(argv: list[str] | None = None) -> int:
     for ax in axes:
         for handle, label in zip(*ax.get_legend_handles_labels()):
             handles.setdefault(label, handle)
-    fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=min(len(handles), 3), fontsize=7)
-    fig.tight_layout(rect=(0, 0.045 * ((len(handles) + 2) // 3) / rows, 1, 1))
+    # Two columns: the lever names are long, and three overran the figure's edges.
+    fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=min(len(handles), 2), fontsize=7)
+    fig.tight_layout(rect=(0, 0.045 * ((len(handles) + 1) // 2) / rows, 1, 1))
     fig.savefig(out / "learning_curves.png", dpi=110)
     return 0
 
