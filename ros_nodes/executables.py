@@ -4,7 +4,6 @@ one node until Ctrl-C or an external shutdown, then tear it down cleanly."""
 from __future__ import annotations
 
 import signal
-import socket
 from collections.abc import Callable
 
 import rclpy
@@ -16,13 +15,24 @@ def spin_node(make_node: Callable[[], Node], args: list[str] | None = None) -> N
     """Run the node `make_node()` builds; `args` are the command line (`--ros-args ...`).
 
     Call it from the main thread (Python handles signals there)."""
+    # Ctrl-C raises KeyboardInterrupt wherever the main thread is. When that is inside rclpy,
+    # converting a message just taken, rclpy loses it and raises "Unable to convert call
+    # argument '0' to Python object" instead. So the SIGINT handler notes the signal before it
+    # raises, in the same thread: an error that follows it is the shutdown's. It is installed
+    # before rclpy.init, so rclpy's own handler, which wakes and shuts down its executors,
+    # still runs first and passes the signal on to it.
+    interrupted = []
+    previous = signal.getsignal(signal.SIGINT)
+
+    def on_sigint(signum, frame):
+        interrupted.append(signum)
+        if callable(previous):
+            previous(signum, frame)
+        else:
+            raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, on_sigint)
     rclpy.init(args=args)
-    # CPython's C signal handler writes each signal's number to this socket before any Python
-    # code sees the signal, so whether Ctrl-C came is known exactly, with no race.
-    signals, wakeup = socket.socketpair()
-    signals.setblocking(False)
-    wakeup.setblocking(False)
-    previous_wakeup = signal.set_wakeup_fd(wakeup.fileno(), warn_on_full_buffer=False)
     node = None
     try:
         node = make_node()
@@ -30,15 +40,9 @@ def spin_node(make_node: Callable[[], Node], args: list[str] | None = None) -> N
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except RuntimeError:
-        # Ctrl-C raises KeyboardInterrupt wherever the main thread is. When that is inside rclpy,
-        # converting a message just taken, rclpy loses it and raises "Unable to convert call
-        # argument '0' to Python object" instead. After a signal, that error is the shutdown's.
-        if not _received(signals):
+        if not interrupted:
             raise
     finally:
-        signal.set_wakeup_fd(previous_wakeup)
-        signals.close()
-        wakeup.close()
         if node is not None:
             node.destroy_node()
         try:
@@ -48,11 +52,4 @@ def spin_node(make_node: Callable[[], Node], args: list[str] | None = None) -> N
             # try_shutdown's lock: "rcl_shutdown already called" means the work is done.
             if rclpy.ok():
                 raise
-
-
-def _received(signals: socket.socket) -> bool:
-    """Whether the wakeup socket holds any signal number."""
-    try:
-        return bool(signals.recv(64))
-    except BlockingIOError:
-        return False
+        signal.signal(signal.SIGINT, previous)

@@ -291,9 +291,11 @@ def test_console_script_runs_with_the_shipped_parameter_file(graph, tiny_model):
 
 
 # A node whose timer does what rclpy does when Ctrl-C lands while it converts a taken message:
-# the KeyboardInterrupt is swallowed and a RuntimeError comes out instead.
+# the KeyboardInterrupt is swallowed and a RuntimeError comes out instead. The KeyboardInterrupt
+# may come during raise_signal or, where rclpy passes the signal on from its own thread, a
+# moment later: the error follows it, as in rclpy.
 INTERRUPTED_NODE = """
-import signal, sys
+import signal, sys, time
 from rclpy.node import Node
 from ros_nodes.executables import spin_node
 
@@ -306,6 +308,8 @@ class Interrupted(Node):
         if sys.argv[1] == "after-ctrl-c":
             try:
                 signal.raise_signal(signal.SIGINT)
+                while True:
+                    time.sleep(0.01)
             except KeyboardInterrupt:
                 pass
         raise RuntimeError("Unable to convert call argument '0' to Python object")
