@@ -251,6 +251,17 @@ def test_writes_leave_no_temporary_files(make_clip_dir):
     assert _files(root) == [INDEX_FILE, shard_name(0), shard_name(1)]
 
 
+def test_written_files_are_as_readable_as_plain_ones(make_clip_dir, tmp_path):
+    # Staged through tempfile, whose files are private (0600); a dataset shared between users, or
+    # read by a service under another user, must keep the mode open() gives under the umask.
+    root = make_clip_dir([[1, 2]])
+    plain = tmp_path / "plain"
+    plain.write_bytes(b"")
+    expected = plain.stat().st_mode & 0o777
+    assert expected == 0o666 & ~os.umask(os.umask(0o022))
+    assert {(root / name).stat().st_mode & 0o777 for name in _files(root)} == {expected}
+
+
 def test_failed_shard_write_leaves_no_partial_file_and_keeps_the_old_shard(tmp_path, make_clip, monkeypatch):
     path = tmp_path / shard_name(0)
     write_shard(path, [make_clip(1)])

@@ -202,4 +202,10 @@ def test_export_command_writes_a_complete_directory_and_reports_it(export_run, t
     files = [MANIFEST, *(f"{g}.onnx" for g in graphs), *(f"{g}.fp16.onnx" for g in graphs)]
     assert sorted(p.name for p in out.iterdir()) == sorted(files)
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]  # no staging directory left behind
+    # The folder and its files are as readable as ones made with mkdir() and open() (the staging
+    # folder comes from mkdtemp, which makes it private).
+    (reference := tmp_path / "reference").mkdir()
+    (reference / "file").write_bytes(b"")
+    assert out.stat().st_mode & 0o777 == reference.stat().st_mode & 0o777
+    assert {p.stat().st_mode & 0o777 for p in out.iterdir()} == {(reference / "file").stat().st_mode & 0o777}
     assert main(["export", "--model", str(tmp_path / "nothing"), "--out", str(tmp_path / "x")]) == 2

@@ -28,6 +28,14 @@ from torch import nn
 
 from motion_prior.foundation.configs import config_from_yaml, config_to_yaml
 
+# The modes `open()` and `mkdir()` give a new file or folder under the process umask. tempfile
+# makes private ones (0600, 0700), which a staged write would otherwise pass on to the user's
+# clips, reports and models. os.umask can only be read by setting it, so it is read once, here.
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+NEW_FILE_MODE = 0o666 & ~_UMASK
+NEW_DIR_MODE = 0o777 & ~_UMASK
+
 CONFIG_FILE = "config.yaml"
 WEIGHTS_FILE = "model.safetensors"
 STATS_FILE = "latent_stats.safetensors"
@@ -132,10 +140,12 @@ def read_tensors(path: Path) -> dict[str, torch.Tensor]:
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` through a temporary file in the same directory plus a rename."""
+    """Write `data` to `path` through a temporary file in the same directory plus a rename; the
+    file gets the mode a plain `open()` would give it."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, NEW_FILE_MODE)
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()

@@ -43,7 +43,7 @@ import onnxruntime
 import torch
 from torch import nn
 
-from motion_prior.foundation.checkpoints import CheckpointError, file_sha256
+from motion_prior.foundation.checkpoints import NEW_DIR_MODE, CheckpointError, file_sha256
 from motion_prior.foundation.pokes import END_TIME, end_times
 from motion_prior.inference.backends import ModelSpec, TorchBackend
 from motion_prior.inference.model_directory import FAST_FLOW, model_dir
@@ -249,6 +249,7 @@ def export_model(model: str | Path, out: str | Path, fp16: bool = False) -> Path
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    staging.chmod(NEW_DIR_MODE)  # it becomes `out`: readable like any folder, not mkdtemp's 0700
     try:
         graphs = {}
         for name in graph_names(backend.spec):
