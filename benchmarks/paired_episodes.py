@@ -1,0 +1,73 @@
+"""Compare `plan eval` runs on the seeds they share: success, promised and true plan cost, and an
+exact two-sided McNemar test on the episodes one run solves and the other does not. It reads
+`episodes.jsonl`, so a run stopped part-way counts the episodes it finished. Prints JSON.
+
+The first folder is the baseline; every other is compared with it, seed for seed:
+
+    python benchmarks/paired_episodes.py RUN_K4 RUN_K8 RUN_K8_CVAR [--method cem]
+    python benchmarks/paired_episodes.py RUN_CEM RUN_GOAL_CEM --method cem goal_cem
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+
+def episodes(folder: Path, method: str) -> dict[int, dict]:
+    """seed -> episode record of `method` in `folder/episodes.jsonl`."""
+    path = folder / "episodes.jsonl"
+    if not path.is_file():
+        raise SystemExit(f"{path}: no such file (expected a `plan eval` output folder)")
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return {row["seed"]: row for row in rows if row["method"] == method}
+
+
+def mcnemar_p(only_base: int, only_other: int) -> float:
+    """Exact two-sided McNemar p-value: the discordant pairs as fair coin flips."""
+    n = only_base + only_other
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, k) for k in range(min(only_base, only_other) + 1)) / 2**n
+    return min(1.0, 2 * tail)
+
+
+def summary(rows: list[dict]) -> dict:
+    n = len(rows)
+    return {"episodes": n, "successes": sum(r["success"] for r in rows),
+            "success_rate": sum(r["success"] for r in rows) / n if n else None,
+            "predicted_plan_cost": sum(r["predicted_cost"] for r in rows) / n if n else None,
+            "true_plan_cost": sum(r["true_cost"] for r in rows) / n if n else None}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="+", type=Path, help="plan eval folders; the first is the baseline")
+    parser.add_argument("--method", nargs="+", default=["cem"],
+                        help="the method to compare in every run, or one per run (default cem)")
+    args = parser.parse_args(argv)
+    if len(args.runs) < 2:
+        parser.error(f"runs: expected a baseline and at least one run to compare, got {len(args.runs)}")
+    if len(args.method) not in (1, len(args.runs)):
+        parser.error(f"--method: expected 1 method or one per run ({len(args.runs)}), got {len(args.method)}")
+    methods = args.method * len(args.runs) if len(args.method) == 1 else args.method
+    base = episodes(args.runs[0], methods[0])
+    report = {"baseline": str(args.runs[0]), "method": methods[0], "compared": []}
+    for folder, method in zip(args.runs[1:], methods[1:]):
+        other = episodes(folder, method)
+        seeds = sorted(set(base) & set(other))
+        only_base = sum(base[s]["success"] and not other[s]["success"] for s in seeds)
+        only_other = sum(other[s]["success"] and not base[s]["success"] for s in seeds)
+        report["compared"].append({
+            "run": str(folder), "method": method, "shared_seeds": [seeds[0], seeds[-1]] if seeds else [],
+            "baseline": summary([base[s] for s in seeds]), "run_summary": summary([other[s] for s in seeds]),
+            "solved_only_by_baseline": only_base, "solved_only_by_run": only_other,
+            "mcnemar_p": mcnemar_p(only_base, only_other)})
+    print(json.dumps(report, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
