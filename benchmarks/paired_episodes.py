@@ -35,11 +35,10 @@ def mcnemar_p(only_base: int, only_other: int) -> float:
 
 
 def summary(rows: list[dict]) -> dict:
-    n = len(rows)
-    return {"episodes": n, "successes": sum(r["success"] for r in rows),
-            "success_rate": sum(r["success"] for r in rows) / n if n else None,
-            "predicted_plan_cost": sum(r["predicted_cost"] for r in rows) / n if n else None,
-            "true_plan_cost": sum(r["true_cost"] for r in rows) / n if n else None}
+    n, successes = len(rows), sum(r["success"] for r in rows)
+    mean = (lambda key: sum(r[key] for r in rows) / n) if n else (lambda key: None)
+    return {"episodes": n, "successes": successes, "success_rate": successes / n if n else None,
+            "predicted_plan_cost": mean("predicted_cost"), "true_plan_cost": mean("true_cost")}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         only_base = sum(base[s]["success"] and not other[s]["success"] for s in seeds)
         only_other = sum(other[s]["success"] and not base[s]["success"] for s in seeds)
         report["compared"].append({
-            "run": str(folder), "method": method, "shared_seeds": [seeds[0], seeds[-1]] if seeds else [],
+            "run": str(folder), "method": method, "shared_seed_range": [seeds[0], seeds[-1]] if seeds else [],
             "baseline": summary([base[s] for s in seeds]), "run_summary": summary([other[s] for s in seeds]),
             "solved_only_by_baseline": only_base, "solved_only_by_run": only_other,
             "mcnemar_p": mcnemar_p(only_base, only_other)})
