@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 from torch import nn
 
 from motion_prior.foundation.configs import config_from_yaml, config_to_yaml
@@ -109,10 +109,11 @@ def write_checkpoint(directory: str | Path, files: dict[str, bytes | dict[str, t
             else:
                 shutil.copy2(kept, staging / kept.name)
     for name, content in files.items():
-        if isinstance(content, bytes):
-            (staging / name).write_bytes(content)
-        else:
-            save_file({k: v.detach().contiguous().cpu() for k, v in content.items()}, str(staging / name))
+        if not isinstance(content, bytes):
+            # Serialised here rather than by safetensors' save_file, which writes its files
+            # private (0600): weights are read by services under other users too.
+            content = save({k: v.detach().contiguous().cpu() for k, v in content.items()})
+        (staging / name).write_bytes(content)
     for path in sorted(staging.rglob("*"), reverse=True):  # files before the folders that list them
         _fsync(path)
     _fsync(staging)
