@@ -89,11 +89,17 @@ def _train_all(args: argparse.Namespace) -> int:
     return 0
 
 
+def _model(args: argparse.Namespace) -> str | tuple[str, ...]:
+    """`--model`: one model as its name (as settings files have always recorded it), several
+    as a tuple (an ensemble)."""
+    return args.model[0] if len(args.model) == 1 else tuple(args.model)
+
+
 def _planning_settings(args: argparse.Namespace) -> dict:
     """The `PlanEvalConfig` fields of `_add_model_arguments` and `_add_search_arguments`."""
     planner = PlannerConfig(horizon=args.horizon, candidates=args.candidates, iterations=args.iterations,
                             risk=args.risk)
-    return dict(env=args.env, seed=args.seed, model=args.model, num_samples=args.samples, sampler=args.sampler,
+    return dict(env=args.env, seed=args.seed, model=_model(args), num_samples=args.samples, sampler=args.sampler,
                 steps=args.steps, guidance=args.guidance, planner=planner,
                 goal=GoalConfig(proposals=args.proposals, poke_px=args.poke_px))
 
@@ -113,7 +119,7 @@ def _plan_eval(args: argparse.Namespace) -> int:
 
 def _plan_check(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
-    config = PlanEvalConfig(env=args.env, seed=args.seed, model=args.model, num_samples=args.samples,
+    config = PlanEvalConfig(env=args.env, seed=args.seed, model=_model(args), num_samples=args.samples,
                             sampler=args.sampler, steps=args.steps, guidance=args.guidance,
                             planner=PlannerConfig(horizon=args.horizon, risk=args.risk),
                             goal=GoalConfig(proposals=args.proposals, poke_px=args.poke_px))
@@ -146,7 +152,7 @@ def _plan_check(args: argparse.Namespace) -> int:
 
 def _plan_counterfactual(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
-    config = CounterfactualConfig(env=args.env, seed=args.seed, model=args.model, sampler=args.sampler,
+    config = CounterfactualConfig(env=args.env, seed=args.seed, model=_model(args), sampler=args.sampler,
                                   steps=args.steps, guidance=args.guidance, states=args.states,
                                   directions=args.directions, distance=args.distance, samples=args.samples,
                                   reference_rollouts=args.reference_rollouts,
@@ -163,7 +169,9 @@ def _add_model_arguments(parser, samples: int = 4, planner: bool = True, seed: i
     planner's horizon and risk and the goal planners' settings."""
     parser.add_argument("--env", default=PUSH_TO_GOAL_ID, help=f"Gymnasium env id (default {PUSH_TO_GOAL_ID})")
     parser.add_argument("--seed", type=int, default=seed, help=f"first episode seed (default {seed})")
-    parser.add_argument("--model", default="default", help="'default' (shipped) or a model directory")
+    parser.add_argument("--model", nargs="+", default=["default"],
+                        help="'default' (shipped) or a model directory; several: an ensemble that splits each "
+                             "candidate's K futures between them")
     parser.add_argument("--samples", type=POSITIVE, default=samples, help=f"K futures per candidate (default {samples})")
     parser.add_argument("--sampler", choices=tuple(SAMPLERS), help="prior sampler (default: the model's)")
     parser.add_argument("--steps", type=POSITIVE, help="prior sampling steps (default: the sampler's)")

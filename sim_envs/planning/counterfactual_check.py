@@ -71,7 +71,7 @@ from motion_prior.foundation.checkpoints import atomic_write_bytes, atomic_write
 from motion_prior.foundation.errors import InputError
 from motion_prior.foundation.pokes import end_times, ends, pokes_to_normalized
 from motion_prior.foundation.visualize import captioned_panels, draw_tracks
-from motion_prior.inference.prior import MotionPrior
+from motion_prior.inference.ensemble import load_prior
 from sim_envs.planning.planners import GoalCost
 
 RESULT_FILE, PICTURE_FILE = "counterfactual_check.json", "counterfactual_check.png"
@@ -122,8 +122,8 @@ class CounterfactualConfig:
     Attributes:
         env: PushToGoal or DoorToAngle (`sim_envs.tasks.envs`).
         seed: state i is env reset seed `seed + i` and sampling seed `seed + i`.
-        model / sampler / steps / guidance: the prior and its sampler (None: the model's
-            default sampler and its settings).
+        model / sampler / steps / guidance: the prior (a tuple of several: an ensemble) and its
+            sampler (None: the model's default sampler and its settings).
         states / directions / distance: task start states, pokes per state (evenly spaced
             image directions) and their length (px).
         samples: K futures per poke.
@@ -134,7 +134,7 @@ class CounterfactualConfig:
 
     env: str = tabletop.PUSH_TO_GOAL_ID
     seed: int = 0
-    model: str = "default"
+    model: str | tuple[str, ...] = "default"
     sampler: str | None = None
     steps: int | None = None
     guidance: float | None = None
@@ -152,7 +152,8 @@ class CounterfactualConfig:
             ("states", self.states >= 1, "at least 1"),
             ("directions", self.directions >= 1, "at least 1"),
             ("distance", 0 < self.distance < np.inf, "a positive number of pixels"),
-            ("samples", self.samples >= 1, "at least 1"),
+            ("samples", self.samples >= max(1, len(self.model) if isinstance(self.model, (list, tuple)) else 1),
+             "at least 1, and one per member of an ensemble"),
             ("reference_rollouts", self.reference_rollouts >= 0, "at least 0"),
             ("pictures", self.pictures >= 0, "at least 0"),
             ("obey_px", t.obey_px > 0, "positive"),
@@ -317,7 +318,7 @@ def check_counterfactual(config: CounterfactualConfig, out: str | Path, progress
     """
     config.validate()
     out = Path(out)
-    prior = MotionPrior.load(config.model)
+    prior = load_prior(config.model)
     env = gym.make(config.env, render_mode="rgb_array")
     task = env.unwrapped
     rng = np.random.default_rng(config.seed)

@@ -134,9 +134,14 @@ def pick_candidates(plan: Plan, count: int, elites: int,
 def producer(config: OnPolicyConfig, clip_config: GeneratorConfig) -> dict:
     """The `producer` entry of an on-policy clip directory's index: the settings, the model's
     fingerprint (the SHA-256 of its `SHA256SUMS`, None for an unpacked model directory: then
-    only its path tells rounds apart) and the clip settings."""
-    sums = model_dir(config.model) / "SHA256SUMS"
-    fingerprint = file_sha256(sums) if sums.is_file() else None
+    only its path tells rounds apart; an ensemble's: the list of its members') and the clip
+    settings."""
+    def fingerprint_of(model: str) -> str | None:
+        sums = model_dir(model) / "SHA256SUMS"
+        return file_sha256(sums) if sums.is_file() else None
+
+    models = config.model if isinstance(config.model, (list, tuple)) else [config.model]
+    fingerprint = fingerprint_of(models[0]) if len(models) == 1 else [fingerprint_of(m) for m in models]
     return {"name": PRODUCER_NAME, "version": PRODUCER_VERSION,
             "config": {**config.settings(), "model_sha256": fingerprint, "clips": clip_config.to_dict()}}
 
@@ -158,7 +163,7 @@ def open_store(out: str | Path, wanted: dict) -> ClipStore:
 
 
 def collect_episode(env: MotionPriorWrapper, policy, config: OnPolicyConfig, clip_config: GeneratorConfig,
-                    episode: int, model_sha256: str | None) -> tuple[list[Clip], dict]:
+                    episode: int, model_sha256: str | list | None) -> tuple[list[Clip], dict]:
     """Play episode `episode` with `policy` (a `plan_eval.PlannerPolicy`) and roll its chosen
     candidates out at every visited state (see the module docstring); `model_sha256` is the
     model's fingerprint (:func:`producer`), recorded in every clip.

@@ -36,7 +36,7 @@ from motion_prior.foundation.errors import InputError
 from motion_prior.foundation.metrics import median_angle_deg
 from motion_prior.foundation.pokes import end_times, ends, pokes_to_pixels
 from motion_prior.foundation.visualize import draw_tracks
-from motion_prior.inference.prior import MotionPrior
+from motion_prior.inference.ensemble import load_prior
 from sim_envs.planning.counterfactual_check import contact_radius_px
 from sim_envs.planning.planners import (GoalConfig, GoalCost, GoalPlanner, Planner, PlannerConfig, PriorModel,
                                         SimulatorModel, path_to_actions, reduce_risk)
@@ -63,7 +63,8 @@ class PlanEvalConfig:
         env: a registered env id (the tabletop tasks are registered by `sim_envs.tasks.envs`).
         methods: which of METHODS to run.
         episodes / seed: episode i uses reset seed `seed + i` for every method.
-        model: "default" or a model directory.
+        model: "default" or a model directory; a tuple of several is an ensemble
+            (`motion_prior.inference.ensemble.PriorEnsemble`).
         num_samples, sampler, steps, guidance: the prior's K futures per candidate and its
             sampler (None: the model's default sampler and its settings).
         planner: search settings shared by the prior planners and the oracle (its `method`
@@ -76,7 +77,7 @@ class PlanEvalConfig:
     methods: tuple[str, ...] = METHODS
     episodes: int = 50
     seed: int = 0
-    model: str = "default"
+    model: str | tuple[str, ...] = "default"
     num_samples: int = 4
     sampler: str | None = None
     steps: int | None = None
@@ -91,6 +92,10 @@ class PlanEvalConfig:
             raise InputError("methods", f"names from {METHODS}", unknown)
         if self.episodes < 1:
             raise InputError("episodes", "at least 1", self.episodes)
+        members = len(self.model) if isinstance(self.model, (list, tuple)) else 1
+        if self.num_samples < members:
+            raise InputError("num_samples", f"at least {members}, one future per member of the ensemble",
+                             self.num_samples)
         self.goal.validate()
         return self
 
@@ -306,7 +311,7 @@ def _read_records(path: Path) -> list[dict]:
 
 def make_env(config: PlanEvalConfig) -> MotionPriorWrapper:
     """`config.env` wrapped with `config.model` and its sampler settings."""
-    return MotionPriorWrapper(gym.make(config.env, render_mode="rgb_array"), MotionPrior.load(config.model),
+    return MotionPriorWrapper(gym.make(config.env, render_mode="rgb_array"), load_prior(config.model),
                               tabletop.tabletop_pokes, ImagineConfig(sampler=config.sampler, steps=config.steps,
                                                                          guidance=config.guidance))
 
