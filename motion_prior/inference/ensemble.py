@@ -8,8 +8,10 @@ the model it searches: where one prior wrongly believes a push moves the object,
 its K futures shares the error, so drawing more of them does not help (docs/design.md §2.5).
 Priors trained apart (another initialisation, seed or data order) err in different places.
 Splitting the K futures of each candidate between them, as PETS (Chua et al., 2018) splits its
-particles between bootstrapped models, makes a candidate look good only where the members
-agree, for the same number of futures per candidate.
+particles between bootstrapped models, gives each member's belief an equal share of every
+candidate's score, for the same number of futures per candidate: one member's optimistic
+error no longer decides alone. It pays only where the members plan about equally well
+(docs/design.md §2.5).
 
 An ensemble has `MotionPrior`'s `sample` and `sample_batch` (the planners', the Gymnasium
 wrapper's and the checks' entry points) and `max_pokes`; the members may differ in VAE and
