@@ -42,13 +42,12 @@ class PriorEnsemble:
     """
 
     def __init__(self, members: Sequence):
-        members = list(members) if isinstance(members, (list, tuple)) else members
-        if not isinstance(members, list) or len(members) < 2:
+        if not isinstance(members, (list, tuple)) or len(members) < 2:
             raise InputError("members", "a list of two or more priors", members)
         for i, member in enumerate(members):
             if not (callable(getattr(member, "sample_batch", None)) and hasattr(member, "max_pokes")):
                 raise InputError(f"members[{i}]", "a MotionPrior (sample_batch and max_pokes)", type(member).__name__)
-        self.members = members
+        self.members = list(members)
 
     @classmethod
     def load(cls, models: Sequence[str | Path], **options) -> "PriorEnsemble":
@@ -98,11 +97,18 @@ class PriorEnsemble:
         return self.sample_batch(frame, None if pokes is None else [pokes], text, num_samples, **options)[0]
 
 
-def load_prior(model: str | Path | Sequence[str | Path], **options) -> MotionPrior | PriorEnsemble:
-    """`MotionPrior.load(model)` for one model ("default" or a directory); a `PriorEnsemble` of
-    them for a list or tuple of two or more (one element: that model alone)."""
+def model_names(model: str | Path | Sequence[str | Path]) -> list:
+    """The models a `model` setting names: `[model]` for one, the list for an ensemble's list
+    or tuple."""
     if isinstance(model, (list, tuple)):
         if not model:
             raise InputError("model", "a model, or a list of models for an ensemble", "an empty list")
-        return MotionPrior.load(model[0], **options) if len(model) == 1 else PriorEnsemble.load(model, **options)
-    return MotionPrior.load(model, **options)
+        return list(model)
+    return [model]
+
+
+def load_prior(model: str | Path | Sequence[str | Path], **options) -> MotionPrior | PriorEnsemble:
+    """`MotionPrior.load(model)` for one model ("default" or a directory); a `PriorEnsemble` of
+    them for a list or tuple of two or more (one element: that model alone)."""
+    names = model_names(model)
+    return MotionPrior.load(names[0], **options) if len(names) == 1 else PriorEnsemble.load(names, **options)

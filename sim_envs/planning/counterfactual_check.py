@@ -71,7 +71,7 @@ from motion_prior.foundation.checkpoints import atomic_write_bytes, atomic_write
 from motion_prior.foundation.errors import InputError
 from motion_prior.foundation.pokes import end_times, ends, pokes_to_normalized
 from motion_prior.foundation.visualize import captioned_panels, draw_tracks
-from motion_prior.inference.ensemble import load_prior
+from motion_prior.inference.ensemble import load_prior, model_names
 from sim_envs.planning.planners import GoalCost
 
 RESULT_FILE, PICTURE_FILE = "counterfactual_check.json", "counterfactual_check.png"
@@ -152,8 +152,7 @@ class CounterfactualConfig:
             ("states", self.states >= 1, "at least 1"),
             ("directions", self.directions >= 1, "at least 1"),
             ("distance", 0 < self.distance < np.inf, "a positive number of pixels"),
-            ("samples", self.samples >= max(1, len(self.model) if isinstance(self.model, (list, tuple)) else 1),
-             "at least 1, and one per member of an ensemble"),
+            ("samples", self.samples >= len(model_names(self.model)), "at least 1, and one per member of an ensemble"),
             ("reference_rollouts", self.reference_rollouts >= 0, "at least 0"),
             ("pictures", self.pictures >= 0, "at least 0"),
             ("obey_px", t.obey_px > 0, "positive"),

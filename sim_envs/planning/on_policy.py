@@ -54,6 +54,7 @@ from motion_prior.data.clips import Clip
 from motion_prior.data.shards import INDEX_FILE, ClipStore, shard_name, write_shard
 from motion_prior.foundation.checkpoints import file_sha256
 from motion_prior.foundation.errors import InputError
+from motion_prior.inference.ensemble import model_names
 from motion_prior.inference.model_directory import model_dir
 from sim_envs.generation.clip_generator import GeneratorConfig, scene_now, script_clip
 from sim_envs.planning.plan_eval import (PRIOR_METHODS, PlanEvalConfig, make_env, make_policy, run_episode,
@@ -140,7 +141,7 @@ def producer(config: OnPolicyConfig, clip_config: GeneratorConfig) -> dict:
         sums = model_dir(model) / "SHA256SUMS"
         return file_sha256(sums) if sums.is_file() else None
 
-    models = config.model if isinstance(config.model, (list, tuple)) else [config.model]
+    models = model_names(config.model)
     fingerprint = fingerprint_of(models[0]) if len(models) == 1 else [fingerprint_of(m) for m in models]
     return {"name": PRODUCER_NAME, "version": PRODUCER_VERSION,
             "config": {**config.settings(), "model_sha256": fingerprint, "clips": clip_config.to_dict()}}

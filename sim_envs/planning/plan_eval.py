@@ -36,7 +36,7 @@ from motion_prior.foundation.errors import InputError
 from motion_prior.foundation.metrics import median_angle_deg
 from motion_prior.foundation.pokes import end_times, ends, pokes_to_pixels
 from motion_prior.foundation.visualize import draw_tracks
-from motion_prior.inference.ensemble import load_prior
+from motion_prior.inference.ensemble import load_prior, model_names
 from sim_envs.planning.counterfactual_check import contact_radius_px
 from sim_envs.planning.planners import (GoalConfig, GoalCost, GoalPlanner, Planner, PlannerConfig, PriorModel,
                                         SimulatorModel, path_to_actions, reduce_risk)
@@ -92,7 +92,7 @@ class PlanEvalConfig:
             raise InputError("methods", f"names from {METHODS}", unknown)
         if self.episodes < 1:
             raise InputError("episodes", "at least 1", self.episodes)
-        members = len(self.model) if isinstance(self.model, (list, tuple)) else 1
+        members = len(model_names(self.model))
         if self.num_samples < members:
             raise InputError("num_samples", f"at least {members}, one future per member of the ensemble",
                              self.num_samples)
