@@ -22,6 +22,10 @@ import torch
 from motion_prior.foundation.checkpoints import CONFIG_FILE, WEIGHTS_FILE, json_bytes, read_tensors, write_checkpoint
 
 
+def shapes(state: dict[str, torch.Tensor]) -> dict[str, tuple[int, ...]]:
+    return {name: tuple(tensor.shape) for name, tensor in state.items()}
+
+
 def soup(members: list[Path]) -> dict[str, torch.Tensor]:
     """The float32 mean of the members' `model.safetensors`, tensor by tensor."""
     if len(members) < 2:
@@ -32,12 +36,10 @@ def soup(members: list[Path]) -> dict[str, torch.Tensor]:
         if (member / CONFIG_FILE).read_bytes() != config:
             raise SystemExit(f"weight_soup: {member}/{CONFIG_FILE} differs from {members[0]}/{CONFIG_FILE}; "
                              "only runs of one config (and one init) can be averaged")
-        states.append(read_tensors(member / WEIGHTS_FILE))
-    for member, state in zip(members[1:], states[1:]):
-        shapes = {name: tuple(t.shape) for name, t in state.items()}
-        expected = {name: tuple(t.shape) for name, t in states[0].items()}
-        if shapes != expected:
+        state = read_tensors(member / WEIGHTS_FILE)
+        if states and shapes(state) != shapes(states[0]):
             raise SystemExit(f"weight_soup: {member}/{WEIGHTS_FILE}: tensor names or shapes differ from {members[0]}")
+        states.append(state)
     return {name: sum(state[name].float() for state in states) / len(states) for name in states[0]}
 
 
