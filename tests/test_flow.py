@@ -319,6 +319,27 @@ def test_a_flow_fine_tuned_into_the_path_field_starts_with_the_old_velocity(pipe
     assert any(name.startswith("path_field.") for name in model.state_dict())
 
 
+def test_a_deeper_flow_fine_tuned_from_a_shallower_one_starts_with_its_velocity_and_trains_the_new_blocks(
+        pipeline_run, prior):
+    recipe = flow_preset("tiny")
+    recipe.vae, recipe.init = str(pipeline_run / "vae-pokes"), str(pipeline_run / "model" / "flow")
+    depth = prior.backend.flow.config.depth
+    recipe.model = replace(recipe.model, depth=depth + 2)
+    model = FlowTask(recipe).build_model()
+    assert len(model.blocks) == depth + 2
+    x, t, frame_tokens, pokes, mask = _conditions(prior)
+    with torch.no_grad():
+        before = prior.backend.flow(x, t, frame_tokens, pokes, mask, ["", "", ""])
+    after = model(x, t, frame_tokens, pokes, mask, ["", "", ""])
+    torch.testing.assert_close(after, before, atol=1e-5, rtol=1e-5)
+    after.pow(2).sum().backward()
+    for block in model.blocks[depth:]:  # identities that learn: their zero output layers get gradients
+        assert block.ff.down.weight.grad.abs().sum() > 0 and block.cross_attn.out.weight.grad.abs().sum() > 0
+    recipe.model = replace(recipe.model, depth=depth - 1)
+    with pytest.raises(ValueError, match=f"model.depth: expected at least the init's {depth} blocks"):
+        FlowTask(recipe).build_model()
+
+
 def test_a_glimpse_lies_along_the_path_past_its_end_and_across_it_from_right_to_left():
     glimpse = PathGlimpse(4, 8)
     # One point waypoints right then down; the first poke runs right from (-0.5, 0).

@@ -38,7 +38,11 @@ flow loss: the conditioning is taught what the commanded path does at each cell,
 what tends to move together (docs/design.md §1.5).
 
 `init` starts the network from a trained flow's weights (a fine-tune, e.g. of the shipped
-model with `action_fraction` > 0); the optimiser and schedule start fresh.
+model with `action_fraction` > 0); the optimiser and schedule start fresh. The model may be
+deeper than the init (more capacity without training from scratch): the blocks past the init's
+depth are appended as built, and a fresh block adds nothing to the residual stream (its
+attention and feed-forward output layers start at zero), so the fine-tune starts from the
+init's velocity exactly.
 """
 
 from __future__ import annotations
@@ -186,6 +190,13 @@ class FlowTask:
             config = self.model_config
             fresh = (("path_field.", "path_fusion.") if config.path_field else ()) + (
                 ("detail.", "glimpse.") if config.path_glimpse else ()) + (("outcome.",) if config.outcome_head else ())
+            # A deeper flow starts from a shallower one: its first blocks are the init's, the
+            # blocks after them start as they are built, as identities (zero output layers).
+            init_depth = load_config(self.recipe.init, FlowConfig).depth
+            if init_depth > config.depth:
+                raise ValueError(f"model.depth: expected at least the init's {init_depth} blocks ({self.recipe.init}; "
+                                 f"a fine-tune can add blocks, not drop them), got {config.depth}")
+            fresh += tuple(f"blocks.{i}." for i in range(init_depth, config.depth))
             load_weights(model, Path(self.recipe.init) / WEIGHTS_FILE, fresh)
         return model
 
