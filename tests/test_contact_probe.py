@@ -1,0 +1,108 @@
+"""`benchmarks/contact_probe.py`: the probe's geometry and path grid, a short training run, and
+the same figures for the true tracks and for a packed prior on the held-out clips."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import contact_probe  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def push_clips(tmp_path_factory) -> Path:
+    """32 counterfactual PushToGoal clips, four start frames; seed 1 puts them in val, train,
+    train and test."""
+    from motion_prior.cli import main
+
+    out = tmp_path_factory.mktemp("probe") / "clips"
+    assert main(["data", "generate", "--task", "motion_prior/PushToGoal-v0", "--counterfactual", "--out", str(out),
+                 "--clips", "32", "--workers", "1", "--seed", "1"]) == 0
+    return out
+
+
+def probe(*args) -> dict:
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "contact_probe.py"), *map(str, args)],
+                            capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_the_object_geometry_lands_on_its_tracked_points_and_the_truth_on_their_shift(push_clips):
+    from motion_prior.data.clips import CATEGORIES
+    from motion_prior.data.datasets import ClipDataset
+
+    clips = ClipDataset(push_clips, split="train")
+    checked = 0
+    for i in range(len(clips)):
+        clip = clips.clip(i)
+        record = contact_probe.clip_record(clip)
+        on_object = clip.category_ids() == CATEGORIES.index("object")
+        if record is None or on_object.sum() < 3:
+            continue
+        px = 64  # normalised -> pixels at 128 px
+        centre = record["geometry"][:2]
+        points = clip.tracks[on_object, 0]
+        assert np.linalg.norm(points.mean(0) - centre) * px < 6  # the object's points sit round its centre
+        shift = (clip.tracks[on_object, -1] - clip.tracks[on_object, 0]).mean(0) * px
+        assert np.linalg.norm(shift - record["shift"]) < 2 + 0.2 * np.linalg.norm(record["shift"])
+        checked += 1
+    assert checked >= 4
+
+
+def test_the_path_grid_runs_along_the_path_at_one_pixel_across():
+    waypoints = torch.tensor([[[-0.5, 0.0], [0.5, 0.0], [0.5, 0.5], [0.5, 0.5]]])  # right, then down, then a rest
+    points, tangent = contact_probe.path_grid(waypoints)
+    assert points.shape == (1, contact_probe.PATH_POINTS, 2 * contact_probe.ACROSS_PX + 1, 2)
+    middle = points[0, :, contact_probe.ACROSS_PX]
+    torch.testing.assert_close(middle[0], waypoints[0, 0])
+    torch.testing.assert_close(middle[-1], waypoints[0, 2], atol=1e-5, rtol=0)
+    torch.testing.assert_close(tangent[0, 0], torch.tensor([1.0, 0.0]))
+    torch.testing.assert_close(tangent[0, -2], torch.tensor([0.0, 1.0]))
+    across = points[0, 0, 1:, 1] - points[0, 0, :-1, 1]  # on the first leg "across" is y: 1 px = 2 / 128
+    torch.testing.assert_close(across.abs(), torch.full_like(across, 2 / 128))
+
+
+def test_a_short_probe_run_writes_its_curve_and_the_true_tracks_score_near_perfect(push_clips, pipeline_run,
+                                                                                   tmp_path):
+    figures = probe("--data", push_clips, "--variant", "glimpse4", "--steps", "4", "--eval-every", "2",
+                    "--batch", "4", "--cache", tmp_path / "cache", "--out", tmp_path / "g.json")
+    saved = json.loads((tmp_path / "g.json").read_text())
+    assert [row["step"] for row in saved["history"]] == [2, 4] and saved["final"] == figures
+    assert 0 <= figures["moved_accuracy"] <= 1 and figures["clips"] >= 8
+
+    truth = probe("--data", push_clips, "--prior", "tracks", "--out", tmp_path / "t.json")
+    assert truth["clips"] == figures["clips"] and truth["moved_accuracy"] >= 0.85
+    assert truth["median_angle_deg"] < 10
+    prior = probe("--data", push_clips, "--prior", pipeline_run / "model", "--samples", "2",
+                  "--out", tmp_path / "p.json")
+    assert prior["clips"] == figures["clips"] and prior["samples"] == 2
+
+
+def test_a_flow_with_a_contact_head_is_scored_by_its_head_too(push_clips, pipeline_run, tmp_path):
+    from dataclasses import replace
+
+    from motion_prior.foundation.checkpoints import save_model
+    from motion_prior.inference.model_directory import load_flow
+    from motion_prior.inference.packing import pack_model
+    from motion_prior.networks.latent_flow import FlowNetwork
+
+    shutil.copytree(pipeline_run / "flow", tmp_path / "flow")  # the run's recipe and hardware come along
+    plain = load_flow(tmp_path / "flow")
+    flow = FlowNetwork(replace(plain.config, path_field=True, path_glimpse=True, contact_head=True))
+    flow.load_state_dict(plain.state_dict(), strict=False)
+    save_model(tmp_path / "flow", flow.config, flow)
+    model = pack_model(pipeline_run / "vae-pokes", tmp_path / "flow", tmp_path / "model", dtype="float32")
+    scored = probe("--data", push_clips, "--prior", model, "--samples", "1", "--out", tmp_path / "h.json")
+    assert scored["head"]["clips"] == scored["clips"] and 0 <= scored["head"]["moved_accuracy"] <= 1
+    plain_scored = probe("--data", push_clips, "--prior", pipeline_run / "model", "--samples", "1",
+                         "--out", tmp_path / "p.json")
+    assert "head" not in plain_scored
