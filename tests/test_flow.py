@@ -22,8 +22,8 @@ from motion_prior.inference.samplers import integrate
 from motion_prior.networks.latent_flow import FlowNetwork
 from motion_prior.networks.poke_conditioning import PathField, PathGlimpse, path_segments
 from motion_prior.networks.text_encoder import HashedTextEncoder, TextEncoderConfig
-from motion_prior.training.flow_stage import (FlowTask, cell_outcomes, mirror_text, moving_tokens,
-                                              preset as flow_preset, train_flow)
+from motion_prior.training.flow_stage import (FlowTask, cell_outcomes, mirror_text, moved_object_shift,
+                                              moving_tokens, preset as flow_preset, train_flow)
 from motion_prior.training.loop import Trainer
 from motion_prior.training.poke_sampling import draw_pokes, with_action_pokes
 
@@ -123,7 +123,7 @@ def test_training_conditions_use_the_clips_action_pokes(pipeline_run):
     generator = torch.Generator().manual_seed(0)
     _, tracks, flip, _ = training_view(batch, True, 8, generator)
     actions = mirror_pokes(batch["action_pokes"], flip)
-    pokes, mask, _, _ = task.conditions(tracks, batch["visibility"], batch["text"], generator, "cpu", actions,
+    pokes, mask, _, _, _ = task.conditions(tracks, batch["visibility"], batch["text"], generator, "cpu", actions,
                                         batch["action_poke_count"], batch["point_category"])
     p = task.model_config.max_pokes
     assert pokes.shape == (16, p, 5) and flip.any() and not flip.all()
@@ -154,7 +154,7 @@ def test_effect_pokes_leave_the_pusher_for_the_flow_to_work_out(pipeline_run, tm
         recipe.effect_fraction = effect_fraction
         generator = torch.Generator().manual_seed(0)
         _, tracks, flip, _ = training_view(batch, True, 8, generator)
-        pokes, mask, _, _ = task.conditions(tracks, batch["visibility"], batch["text"], generator, "cpu",
+        pokes, mask, _, _, _ = task.conditions(tracks, batch["visibility"], batch["text"], generator, "cpu",
                                             batch["action_pokes"], batch["action_poke_count"], batch["point_category"])
         # A track poke starts where its track starts: match them to find the poked tracks.
         starts = (pokes[:, :, None, :2] - tracks[:, None, :, 0]).abs().sum(-1) < 1e-6  # [B, P, N]
@@ -623,6 +623,57 @@ def test_the_outcome_head_adds_its_loss_teaches_the_conditioning_and_starts_from
     recipe.outcome_weight = -1.0
     with pytest.raises(ValueError, match="outcome_weight"):
         train_flow(str(pipeline_run / "data"), str(tmp_path / "run"), recipe, device="cpu", progress=False)
+
+def test_moved_object_shift_reads_the_object_that_moves_most_from_its_object_points():
+    # [B=2, N=4, T=2, 2]: row 0 has object 1 (two points, moving 0.1 and 0.3 in x), object 2
+    # (still) and a pusher point that moves most of all; row 1 tracks no object point.
+    tracks = torch.zeros(2, 4, 2, 2)
+    tracks[0, 0, -1, 0], tracks[0, 1, -1, 0], tracks[0, 3, -1, 1] = 0.1, 0.3, 0.9
+    object_id = torch.tensor([[1, 1, 2, 3], [0, 0, 0, 0]])
+    categories = torch.tensor([[0, 0, 0, 1], [2, 2, 1, 2]])  # CATEGORIES: object, pusher, background
+    shift, has_object = moved_object_shift(tracks, object_id, categories)
+    torch.testing.assert_close(shift[0], torch.tensor([0.2, 0.0]))
+    assert has_object.tolist() == [True, False]
+
+
+def test_the_contact_head_adds_its_loss_on_action_rows_teaches_the_glimpse_and_leaves_the_velocity(
+        pipeline_run, prior, tmp_path):
+    from torch.utils.data import DataLoader
+
+    recipe = flow_preset("tiny")
+    recipe.vae, recipe.init = str(pipeline_run / "vae-pokes"), str(pipeline_run / "model" / "flow")
+    recipe.model = replace(prior.backend.flow.config, path_field=True, path_glimpse=True, contact_head=True)
+    recipe.action_fraction = 1.0
+    task = FlowTask(recipe)
+    model = task.build_model()
+    old = prior.backend.flow.float()
+    x, t, frame_tokens, pokes, mask = _conditions(prior)
+    frames = torch.randint(0, 255, (3, 128, 128, 3), dtype=torch.uint8)
+    with torch.no_grad():
+        velocity, contact = model(x, t, frame_tokens, pokes, mask, ["", "", ""], frames=frames, with_contact=True)
+        torch.testing.assert_close(velocity, old(x, t, frame_tokens, pokes, mask, ["", "", ""]), atol=1e-5, rtol=1e-5)
+    assert contact.shape == (3, 3)
+    with pytest.raises(ValueError, match="with_contact"):
+        old(x, t, frame_tokens, pokes, mask, ["", "", ""], with_contact=True)
+    with pytest.raises(ValueError, match="contact_head: expected path_glimpse"):
+        FlowNetwork(replace(prior.backend.flow.config, path_field=True, contact_head=True))
+
+    batch = next(iter(DataLoader(ClipDataset(pipeline_run / "data"), batch_size=8)))
+    recipe.contact_weight = 0.0
+    plain, _ = task.loss(model, batch, torch.Generator().manual_seed(0), 0)
+    recipe.contact_weight = 2.0
+    total, stats = task.loss(model, batch, torch.Generator().manual_seed(0), 0)
+    assert stats["contact_loss"].item() > 0 and 0 < stats["contact_rows"].item() <= 1
+    torch.testing.assert_close(total, plain + 2.0 * stats["contact_loss"])
+    # Its gradient reaches the glimpse (its output layer: the layers before it start behind its
+    # zeros) and the poke tokens, not just the head.
+    stats["contact_loss"].backward()
+    assert model.glimpse.mlp[-1].weight.grad.abs().sum() > 0
+    assert model.poke_encoder.displacement.weight.grad.abs().sum() > 0
+    recipe.contact_weight = -1.0
+    with pytest.raises(ValueError, match="contact_weight"):
+        train_flow(str(pipeline_run / "data"), str(tmp_path / "run"), recipe, device="cpu", progress=False)
+
 
 def test_tiny_flow_overfits_one_clip(pipeline_run, tmp_path):
     """Trained on a single clip, sampling from noise lands on that clip's latent."""

@@ -20,7 +20,10 @@ reads the frame itself through a small CNN of its own (a detail map, 4 px cells)
 gets what its path runs into (`poke_conditioning.PathGlimpse`), added to its token and to its
 path field; then `frames` is a condition too. With `outcome_head`, a small head on the frame's
 context tokens predicts where the tracks starting in each frame cell end up; it is trained
-beside the flow loss (docs/design.md §1.5) and not used in sampling.
+beside the flow loss (docs/design.md §1.5) and not used in sampling. With `contact_head`, a
+small head on the pokes' context tokens (which carry their glimpses) predicts whether the pokes'
+paths move an object and where that object ends up, trained beside the flow loss on the clips
+whose pokes are their own action (docs/design.md §1.5), and not used in sampling either.
 
 Efficiency: everything that depends on the conditions only, the context's keys and values in
 every block and the direct-path biases, is computed once per query by :meth:`FlowNetwork.condition`
@@ -69,6 +72,10 @@ class FlowConfig:
         outcome_head: a training-only head on the frame's context tokens (after the path
             field) that regresses each frame cell's final track displacement, so the
             conditioning must work out what the commanded path does there.
+        contact_head: a training-only head on the pokes' context tokens (summed over the pokes
+            that exist) that predicts whether the commanded path moves an object and the
+            final displacement of the object that moves most (needs `path_glimpse`: what the
+            path runs into is where a poke token learns it).
     """
 
     num_frames: int = 64
@@ -92,6 +99,7 @@ class FlowConfig:
     path_glimpse: bool = False
     image_size: int = 128
     outcome_head: bool = False
+    contact_head: bool = False
 
     @property
     def num_latents(self) -> int:
@@ -172,6 +180,12 @@ class FlowNetwork(nn.Module):
             self.glimpse = PathGlimpse(self.detail.dim, d)
         if config.outcome_head:
             self.outcome = nn.Sequential(RMSNorm(d), nn.Linear(d, d), nn.SiLU(), nn.Linear(d, 2))
+        if config.contact_head:
+            if not config.path_glimpse:
+                raise ValueError("contact_head: expected path_glimpse to be on too (the head reads the pokes' "
+                                 "glimpses)")
+            self.contact = nn.Sequential(RMSNorm(d), nn.Linear(d, 2 * d), nn.SiLU(), nn.Linear(2 * d, 2 * d), nn.SiLU(),
+                                         nn.Linear(2 * d, 3))
 
     def glimpses(self, frames, pokes, poke_mask, frame_mask):
         """What each poke's path runs into `[B, P, D]` (zeros where the frame is dropped), or
@@ -252,18 +266,27 @@ class FlowNetwork(nn.Module):
         return self._run(x, t, conditioning.bias, inputs)
 
     def forward(self, x, t, frame_tokens, pokes, poke_mask, texts, frame_mask=None, frames=None,
-                with_outcome: bool = False):
+                with_outcome: bool = False, with_contact: bool = False):
         """The uncached path (training): `x [B, S*G*G, C]`, `t [B]` -> velocity `[B, S*G*G, C]`.
 
         With `with_outcome` (a flow with `outcome_head`), also the predicted final displacement
         of the tracks starting in each frame cell `[B, F, 2]` (normalised units times
-        `displacement_scale`, cells row-major like the frame tokens)."""
+        `displacement_scale`, cells row-major like the frame tokens). With `with_contact` (a
+        flow with `contact_head`), also the contact head's `[B, 3]`: the logit that the pokes'
+        paths move an object, and that object's final displacement (normalised units times
+        `displacement_scale`). The extras follow the velocity in that order."""
         tokens, angles, mask, bias = self.context(frame_tokens, pokes, poke_mask, self.text_ids(texts), frame_mask,
                                                   frames)
         inputs = [{"context": tokens, "context_angles": angles, "mask": mask} for _ in self.blocks]
-        velocity = self._run(x, t, bias, inputs)
-        if not with_outcome:
-            return velocity
-        if not self.config.outcome_head:
-            raise ValueError("with_outcome: expected a flow with outcome_head on")
-        return velocity, self.outcome(tokens[:, 1:1 + frame_tokens.shape[1]])  # the frame's context tokens
+        outputs = [self._run(x, t, bias, inputs)]
+        frame_end = 1 + frame_tokens.shape[1]
+        if with_outcome:
+            if not self.config.outcome_head:
+                raise ValueError("with_outcome: expected a flow with outcome_head on")
+            outputs.append(self.outcome(tokens[:, 1:frame_end]))  # the frame's context tokens
+        if with_contact:
+            if not self.config.contact_head:
+                raise ValueError("with_contact: expected a flow with contact_head on")
+            poke_tokens = tokens[:, frame_end:frame_end + pokes.shape[1]] * poke_mask[..., None]
+            outputs.append(self.contact(poke_tokens.sum(1)))
+        return outputs[0] if len(outputs) == 1 else tuple(outputs)

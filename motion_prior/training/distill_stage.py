@@ -123,9 +123,9 @@ class DistillTask:
         visibility = batch["visibility"]
         texts = [mirror_text(text) if f else text for text, f in zip(batch["text"], flip.tolist())]
         action_pokes = mirror_pokes(batch["action_pokes"], flip.to(tracks.device))
-        pokes, poke_mask, texts, _ = self.draw.conditions(tracks, visibility, texts, generator, tracks.device,
-                                                          action_pokes, batch["action_poke_count"],
-                                                          batch["point_category"])
+        pokes, poke_mask, texts, _, _ = self.draw.conditions(tracks, visibility, texts, generator, tracks.device,
+                                                             action_pokes, batch["action_poke_count"],
+                                                             batch["point_category"])
         b = tracks.shape[0]
         with torch.no_grad():
             frame_tokens = teacher.encode_frame(frames)

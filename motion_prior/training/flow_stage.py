@@ -37,6 +37,13 @@ starting in each frame cell end up (:func:`cell_outcomes`), weighted `outcome_we
 flow loss: the conditioning is taught what the commanded path does at each cell, not only
 what tends to move together (docs/design.md §1.5).
 
+With `model.contact_head`, a head on the pokes' context tokens predicts, for the clips whose
+pokes include their own action, whether the commanded path moves an object (over `MOVED_PX`)
+and the final displacement of the object that moves most (:func:`moved_object_shift`),
+weighted `contact_weight` beside the flow loss (a logistic loss plus a Huber loss on the
+displacement): the glimpse along each path must carry what the push does, which a supervised
+reader of the same glimpse learns to within about 8 degrees (docs/design.md §1.5).
+
 `init` starts the network from a trained flow's weights (a fine-tune, e.g. of the shipped
 model with `action_fraction` > 0); the optimiser and schedule start fresh. The model may be
 deeper than the init (more capacity without training from scratch): the blocks past the init's
@@ -52,6 +59,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from motion_prior.data.batch_views import open_splits, training_view
@@ -94,6 +102,7 @@ class FlowRecipe:
     hflip: bool = True
     moving_token_weight: float = 0.0
     outcome_weight: float = 1.0
+    contact_weight: float = 1.0
     val_clips: int = 128
     val_samples: int = 4
     val_steps: int = 8
@@ -169,6 +178,25 @@ def cell_outcomes(tracks: torch.Tensor, grid: int) -> tuple[torch.Tensor, torch.
     return sums / counts.clamp(min=1)[..., None], counts > 0
 
 
+def moved_object_shift(tracks: torch.Tensor, object_id: torch.Tensor,
+                       categories: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The final displacement `[B, 2]` (normalised units) of the object whose points move most
+    (mean |final - start| over its "object" points, `point_category`), and `bool [B]`, True
+    where the clip tracks some object point. `tracks [B, N, T, 2]`, `object_id [B, N]` (-1:
+    unknown), `categories [B, N]` (indices into CATEGORIES)."""
+    b = tracks.shape[0]
+    on_object = (categories == CATEGORIES.index("object")) & (object_id >= 0)
+    ids = torch.where(on_object, object_id, 0).long()
+    slots = int(ids.max()) + 1 if ids.numel() else 1
+    shift = (tracks[:, :, -1] - tracks[:, :, 0]).float() * on_object[..., None]
+    sums = torch.zeros(b, slots, 2, device=tracks.device).scatter_add_(1, ids[..., None].expand(-1, -1, 2), shift)
+    counts = torch.zeros(b, slots, device=tracks.device).scatter_add_(1, ids, on_object.float())
+    means = sums / counts.clamp(min=1)[..., None]
+    size = torch.where(counts > 0, means.norm(dim=-1), -1.0)
+    chosen = size.argmax(1)
+    return means[torch.arange(b, device=tracks.device), chosen], counts.sum(1) > 0
+
+
 def mirror_text(text: str) -> str:
     """The description of the mirrored clip: "left" and "right" swap."""
     return re.sub(r"\b(left|right)\b", lambda m: MIRRORED_WORDS[m.group(1)], text)
@@ -186,10 +214,12 @@ class FlowTask:
     def build_model(self) -> FlowNetwork:
         model = FlowNetwork(self.model_config)
         if self.recipe.init:
-            # A flow fine-tuned into the path field or the glimpse starts from one without them.
+            # A flow fine-tuned into an optional part (the path field, the glimpse, a training
+            # head) starts from one without it: the part starts as built.
             config = self.model_config
-            fresh = (("path_field.", "path_fusion.") if config.path_field else ()) + (
-                ("detail.", "glimpse.") if config.path_glimpse else ()) + (("outcome.",) if config.outcome_head else ())
+            optional = {"path_field": ("path_field.", "path_fusion."), "path_glimpse": ("detail.", "glimpse."),
+                        "outcome_head": ("outcome.",), "contact_head": ("contact.",)}
+            fresh = tuple(prefix for flag, prefixes in optional.items() if getattr(config, flag) for prefix in prefixes)
             # A deeper flow starts from a shallower one: its first blocks are the init's, the
             # blocks after them start as they are built, as identities (zero output layers).
             init_depth = load_config(self.recipe.init, FlowConfig).depth
@@ -213,7 +243,8 @@ class FlowTask:
         """Draw the training conditions of a batch (see the module docstring): tracks `[B, N, T, 2]`,
         visibility `[B, N, T]`, the clips' (mirrored) action pokes `[B, A, 5]` with their counts
         `[B]` and the tracks' `point_category [B, N]` -> (pokes
-        `[B, P, 5]`, poke_mask `[B, P]`, texts, frame_mask `[B]`)."""
+        `[B, P, 5]`, poke_mask `[B, P]`, texts, frame_mask `[B]`, use_action `bool [B]`: the rows
+        whose pokes include their action)."""
         r, b = self.recipe, tracks.shape[0]
         p = self.model_config.max_pokes
         counts = torch.randint(0, p + 1, (b,), generator=generator)
@@ -222,24 +253,23 @@ class FlowTask:
         frame_mask = (torch.rand(b, generator=generator) >= r.frame_dropout).to(device)
         counts = torch.where(dropped, 0, counts)
         horizon = torch.rand(b, generator=generator) < r.horizon_fraction
-        use_action = None
+        use_action = torch.zeros(b, dtype=torch.bool)
         if r.action_fraction > 0:
             use_action, counts, action_counts = choose_action_rows(action_counts, counts, dropped, r.action_fraction, p,
                                                                    generator)
         allowed = None
         if r.effect_fraction > 0:
             effect = (torch.rand(b, generator=generator) < r.effect_fraction) & ~dropped
-            if use_action is not None:
-                effect &= ~use_action
+            effect &= ~use_action
             counts = torch.where(effect, counts.clamp(min=1), counts)
             allowed = ~(effect.to(device)[:, None] & (categories == CATEGORIES.index("pusher")))
         pokes, mask, _ = draw_pokes(tracks, visibility, counts, p, generator, r.moving_weight, at_horizon=horizon,
                                     allowed=allowed)
-        if use_action is not None:
+        if r.action_fraction > 0:
             pokes, mask = with_action_pokes(pokes, mask, action_pokes, action_counts.to(device),
                                             use_action.to(device))
         texts = [text if keep and not drop else "" for text, keep, drop in zip(texts, keep_text, dropped)]
-        return pokes, mask, texts, frame_mask
+        return pokes, mask, texts, frame_mask, use_action.to(device)
 
     def loss(self, model, batch: dict, generator: torch.Generator, step: int):
         visibility = batch["visibility"]
@@ -252,16 +282,19 @@ class FlowTask:
             mean, _ = self.vae.encode(frames, tracks[:, chosen], visibility[:, chosen], frame_tokens)
             z = self.normalise(mean.float())
         action_pokes = mirror_pokes(batch["action_pokes"], flip.to(tracks.device))
-        pokes, poke_mask, texts, frame_mask = self.conditions(tracks, visibility, texts, generator, tracks.device,
-                                                              action_pokes, batch["action_poke_count"],
-                                                              batch["point_category"])
+        pokes, poke_mask, texts, frame_mask, use_action = self.conditions(
+            tracks, visibility, texts, generator, tracks.device, action_pokes, batch["action_poke_count"],
+            batch["point_category"])
         t = torch.sigmoid(torch.randn(b, generator=generator)).to(z.device)
         noise = torch.randn(z.shape, generator=generator).to(z.device)
         x_t = (1 - t[:, None, None]) * z + t[:, None, None] * noise
         config = self.model_config
         outputs = model(x_t, t, frame_tokens, pokes, poke_mask, texts, frame_mask, frames,
-                        with_outcome=config.outcome_head)
-        velocity, outcome = outputs if config.outcome_head else (outputs, None)
+                        with_outcome=config.outcome_head, with_contact=config.contact_head)
+        outputs = list(outputs) if isinstance(outputs, tuple) else [outputs]
+        velocity = outputs.pop(0)
+        outcome = outputs.pop(0) if config.outcome_head else None
+        contact = outputs.pop(0) if config.contact_head else None
         error = (velocity.float() - (noise - z)).pow(2).mean(-1)  # [B, S*G*G]
         logs = {"pokes_per_clip": poke_mask.float().sum(1).mean()}
         if self.recipe.moving_token_weight > 0:
@@ -279,6 +312,19 @@ class FlowTask:
             outcome_loss = (outcome_error * cells).sum() / cells.sum().clamp(min=1)
             loss = loss + self.recipe.outcome_weight * outcome_loss
             logs["outcome_loss"] = outcome_loss
+        if contact is not None:
+            shift, has_object = moved_object_shift(tracks, batch["object_id"].to(tracks.device),
+                                                   batch["point_category"].to(tracks.device))
+            rows = (use_action & frame_mask & has_object).float()  # a dropped frame has nothing to read
+            moved = (shift.norm(dim=-1) * config.image_size / 2 > MOVED_PX).float()
+            contact = contact.float()
+            contact_error = (F.binary_cross_entropy_with_logits(contact[:, 0], moved, reduction="none")
+                             + F.smooth_l1_loss(contact[:, 1:], shift * config.displacement_scale, reduction="none",
+                                                beta=0.05).sum(-1))
+            contact_loss = (contact_error * rows).sum() / rows.sum().clamp(min=1)
+            loss = loss + self.recipe.contact_weight * contact_loss
+            logs["contact_loss"] = contact_loss
+            logs["contact_rows"] = rows.mean()
         return loss, logs
 
     @torch.no_grad()
@@ -322,6 +368,9 @@ def train_flow(data: str | list[str], out: str, recipe: FlowRecipe, resume: bool
     if recipe.outcome_weight < 0:
         raise ValueError(f"outcome_weight: expected 0 or more (the outcome head's loss weight), got "
                          f"{recipe.outcome_weight}")
+    if recipe.contact_weight < 0:
+        raise ValueError(f"contact_weight: expected 0 or more (the contact head's loss weight), got "
+                         f"{recipe.contact_weight}")
     task = FlowTask(recipe)
     vae_config = load_config(recipe.vae, VAEConfig)
     train_data, val_data = open_splits(data, vae_config.frame.image_size, vae_config.num_frames)
