@@ -245,6 +245,8 @@ def figures(predicted_moved, predicted, data) -> dict:
     cos = (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1)).clamp_min(1e-6)
     return {
         "clips": len(true), "moved_share": round(moved.float().mean().item(), 3),
+        # Clips whose object shifts within 1 px of the "moved" line: there a shift error decides.
+        "near_line_share": round(((true.norm(dim=1) - MOVED_PX).abs() < 1).float().mean().item(), 3),
         "moved_accuracy": round(correct.float().mean().item(), 4),
         "graze_clips": int(graze.sum()), "graze_accuracy": round(correct[graze].float().mean().item(), 4),
         "median_angle_deg": round(torch.rad2deg(torch.acos(cos.clamp(-1, 1))).median().item(), 2),
@@ -328,6 +330,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="the VAE whose frame tokens `tokens16` reads")
     parser.add_argument("--cache", default="runs/probe/cache", help="folder for the stacked clips")
     parser.add_argument("--out", required=True, help="JSON file for the figures")
+    parser.add_argument("--save", help="also save the trained probe here (`load_probe` reads it)")
     args = parser.parse_args(argv)
     torch.manual_seed(args.seed)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -351,7 +354,8 @@ def main(argv: list[str] | None = None) -> int:
                                             for i in range(0, len(data["frame"]), 256)])
     model = Probe(args.variant)
     optimiser = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, args.lr, total_steps=args.steps, pct_start=0.05)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, args.lr, total_steps=args.steps,
+                                                   pct_start=max(0.05, 2 / args.steps))
     generator = torch.Generator().manual_seed(args.seed)
     moved_all = train["shift"].norm(dim=1) > MOVED_PX
     history, started = [], time.process_time()
@@ -372,7 +376,18 @@ def main(argv: list[str] | None = None) -> int:
             history.append(figures)
             print(json.dumps(figures), flush=True)
     atomic_write_json(Path(args.out), {"final": history[-1], "history": history})
+    if args.save:
+        Path(args.save).parent.mkdir(parents=True, exist_ok=True)
+        torch.save({"variant": args.variant, "state": model.state_dict()}, args.save)
     return 0
+
+
+def load_probe(path: str | Path) -> Probe:
+    """A probe saved with `--save`, in eval mode (`tokens16` needs its tokens in each batch)."""
+    saved = torch.load(path, weights_only=True)
+    model = Probe(saved["variant"])
+    model.load_state_dict(saved["state"])
+    return model.eval()
 
 
 if __name__ == "__main__":

@@ -106,3 +106,25 @@ def test_a_flow_with_a_contact_head_is_scored_by_its_head_too(push_clips, pipeli
     plain_scored = probe("--data", push_clips, "--prior", pipeline_run / "model", "--samples", "1",
                          "--out", tmp_path / "p.json")
     assert "head" not in plain_scored
+
+
+def test_a_saved_probe_plans_pushtogoal_with_cem(push_clips, tmp_path):
+    probe("--data", push_clips, "--variant", "glimpse4", "--steps", "4", "--eval-every", "4", "--batch", "4",
+          "--cache", tmp_path / "cache", "--out", tmp_path / "g.json", "--save", tmp_path / "g.pt")
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "probe_planning.py"), "--probe",
+                             str(tmp_path / "g.pt"), "--episodes", "1", "--candidates", "4", "--iterations", "1",
+                             "--out", str(tmp_path / "plan.json")], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    saved = json.loads((tmp_path / "plan.json").read_text())
+    assert saved["summary"]["episodes"] == 1 and len(saved["episodes"]) == 1
+    assert saved["summary"]["true_plan_cost"] > 0 and 1 <= saved["summary"]["steps"] <= 8
+
+
+def test_probe_inputs_drop_the_hold_and_pad_the_path():
+    import probe_planning
+
+    pokes = np.array([[0.1, 0.2, 0.5, 0.2, 0.4], [0.1, 0.2, 0.5, 0.2, 1.0]], dtype=np.float32)  # arrive, then hold
+    inputs = probe_planning.probe_inputs(pokes)
+    np.testing.assert_allclose(inputs["waypoints"], [[0.1, 0.2], [0.5, 0.2], [0.5, 0.2], [0.5, 0.2]])
+    np.testing.assert_allclose(inputs["times"], [0.0, 0.4, 0.4, 0.4])
+    assert inputs["poke_mask"].tolist() == [True] + [False] * 7

@@ -1,0 +1,115 @@
+"""CEM on PushToGoal with a contact probe as the only model: what planning a learned contact
+model alone reaches, the ceiling of a prior whose target motion is as good as the probe's.
+
+The probe (`benchmarks/contact_probe.py --save`) reads the frame and each candidate's pokes (the
+env's poke function, without the hold of the last waypoint, as the probe's clips record
+actions) and predicts whether the target moves and its final shift; the candidate's imagined
+tracks are the target's query points moved by that shift (none where the probe says it does
+not move) and the pusher at its commanded end. `GoalCost` scores them as it scores a prior's
+futures, and the same CEM as `plan eval`'s (`--candidates`, `--iterations`) plans on them;
+every step's chosen plan is also rolled out in the simulator for its true cost. Prints and
+writes the summary JSON.
+
+    python benchmarks/contact_probe.py --data runs/data/cf-push24k --variant glimpse4 --out runs/probe/glimpse4.json --save runs/probe/glimpse4.pt
+    python benchmarks/probe_planning.py --probe runs/probe/glimpse4.pt --episodes 50 --out runs/probe/plan-glimpse4.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from contact_probe import MAX_WAYPOINTS, load_probe  # noqa: E402
+
+from motion_prior.foundation.checkpoints import atomic_write_json  # noqa: E402
+from motion_prior.foundation.pokes import pokes_to_pixels  # noqa: E402
+from sim_envs.planning.plan_eval import PlanEvalConfig, PlannerPolicy, make_env, run_episode  # noqa: E402
+from sim_envs.planning.planners import GoalCost, Planner, PlannerConfig  # noqa: E402
+
+MAX_POKES = 8
+
+
+def probe_inputs(pokes: np.ndarray) -> dict[str, np.ndarray]:
+    """One candidate's normalised pokes `[P, 5]` (one start point, in order of end time) -> the
+    probe's path inputs: waypoints `[W, 2]` and their times `[W]`, pokes `[8, 5]` and mask."""
+    pokes = pokes[np.argsort(pokes[:, 4])]
+    if len(pokes) > 1 and np.allclose(pokes[-1, 2:4], pokes[-2, 2:4]):
+        pokes = pokes[:-1]  # the hold of the last waypoint: the probe's clips do not record it
+    waypoints = np.concatenate([pokes[:1, :2], pokes[:, 2:4]])[:MAX_WAYPOINTS]
+    times = np.concatenate([[0.0], pokes[:, 4]])[:MAX_WAYPOINTS]
+    pad = MAX_WAYPOINTS - len(waypoints)
+    padded = np.zeros((MAX_POKES, 5), dtype=np.float32)
+    padded[:len(pokes)] = pokes[:MAX_POKES]
+    return {"waypoints": np.concatenate([waypoints, np.repeat(waypoints[-1:], pad, 0)]).astype(np.float32),
+            "times": np.concatenate([times, np.repeat(times[-1:], pad)]).astype(np.float32),
+            "pokes": padded, "poke_mask": np.arange(MAX_POKES) < len(pokes)}
+
+
+class ProbeModel:
+    """A planner's model (`predict` as `sim_envs.planning.planners.PriorModel`'s) from a probe."""
+
+    def __init__(self, env, probe):
+        self.env, self.probe = env, probe
+
+    def predict(self, observation: dict, actions: np.ndarray, query_points: np.ndarray) -> np.ndarray:
+        """`actions [M, H, 2]`, `query_points [N, 2]` pixels (target points, then the pusher) ->
+        tracks `[M, 1, N, 2, 2]` pixels (start and end frame only: all `GoalCost` reads)."""
+        pokes = self.env.pokes(actions)
+        inputs = [probe_inputs(p) for p in pokes]
+        batch = {key: torch.from_numpy(np.stack([i[key] for i in inputs])) for key in inputs[0]}
+        image = observation["image"]
+        batch["frame"] = torch.from_numpy(np.ascontiguousarray(image))[None].expand(len(actions), -1, -1, -1)
+        with torch.no_grad():
+            logit, shift = self.probe(batch)
+        shift = (shift.numpy() * 10) * (logit.numpy() > 0)[:, None]  # px of the probe's 128 px frame
+        shift = shift * image.shape[0] / 128
+        tracks = np.repeat(query_points[None, None, :, None].astype(np.float32), 2, axis=3)
+        tracks = np.repeat(tracks, len(actions), axis=0)
+        tracks[:, 0, :-1, 1] += shift[:, None]
+        ends = np.stack([pokes_to_pixels(p, image.shape[:2])[np.argmax(p[:, 4]), 2:4] for p in pokes])
+        tracks[:, 0, -1, 1] = ends
+        return tracks
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--probe", required=True, help="a probe saved by contact_probe.py --save")
+    parser.add_argument("--episodes", type=int, default=50)
+    parser.add_argument("--seed", type=int, default=0, help="episode i uses reset seed seed + i")
+    parser.add_argument("--candidates", type=int, default=16)
+    parser.add_argument("--iterations", type=int, default=2)
+    parser.add_argument("--out", required=True, help="JSON file for the summary and the episodes")
+    args = parser.parse_args(argv)
+    env = make_env(PlanEvalConfig())  # the wrapper's poke function; its prior is not called
+    search = PlannerConfig(method="cem", horizon=1, candidates=args.candidates, iterations=args.iterations)
+    policy = PlannerPolicy(Planner(ProbeModel(env, load_probe(args.probe)), GoalCost(), env.action_space, search))
+    episodes = []
+    try:
+        for i in range(args.episodes):
+            episodes.append(run_episode(env, policy, args.seed + i))
+            solved = sum(e["success"] for e in episodes)
+            print(f"episode {i + 1}/{args.episodes}: {solved} solved", file=sys.stderr, flush=True)
+    finally:
+        env.close()
+    costs = [e for e in episodes if "true_cost" in e]
+    summary = {"probe": args.probe, "episodes": len(episodes), "seed": args.seed,
+               "success_rate": float(np.mean([e["success"] for e in episodes])),
+               "final_distance": float(np.mean([e["distance"] for e in episodes])),
+               "steps": float(np.mean([e["steps"] for e in episodes])),
+               "predicted_plan_cost": float(np.mean([e["predicted_cost"] for e in costs])),
+               "true_plan_cost": float(np.mean([e["true_cost"] for e in costs]))}
+    print(json.dumps(summary))
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(Path(args.out), {"summary": summary, "episodes": episodes})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
