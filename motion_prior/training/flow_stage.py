@@ -181,8 +181,8 @@ def cell_outcomes(tracks: torch.Tensor, grid: int) -> tuple[torch.Tensor, torch.
 def moved_object_shift(tracks: torch.Tensor, object_id: torch.Tensor,
                        categories: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The final displacement `[B, 2]` (normalised units) of the object whose points move most
-    (mean |final - start| over its "object" points, `point_category`), and `bool [B]`, True
-    where the clip tracks some object point. `tracks [B, N, T, 2]`, `object_id [B, N]` (-1:
+    (the longest mean final - start over its "object" points, `point_category`), and
+    `bool [B]`, True where the clip tracks some object point. `tracks [B, N, T, 2]`, `object_id [B, N]` (-1:
     unknown), `categories [B, N]` (indices into CATEGORIES)."""
     b = tracks.shape[0]
     on_object = (categories == CATEGORIES.index("object")) & (object_id >= 0)
