@@ -90,12 +90,8 @@ def clip_record(clip) -> dict | None:
     pusher = np.asarray(clip.action_points[0], dtype=np.float64)
     pusher_edge, _ = camera.project_normalized(pusher + [scene["pusher_radius"], 0, 0])
     pusher_at, _ = camera.project_normalized(pusher)
-    pokes = clip.pokes[np.argsort(clip.pokes[:, 4])]
-    waypoints = np.concatenate([pokes[:1, :2], pokes[:, 2:4]])[:MAX_WAYPOINTS]
-    times = np.concatenate([[0.0], pokes[:, 4]])[:MAX_WAYPOINTS]
-    pad = MAX_WAYPOINTS - len(waypoints)
-    waypoints = np.concatenate([waypoints, np.repeat(waypoints[-1:], pad, 0)])
-    times = np.concatenate([times, np.repeat(times[-1:], pad)])
+    path = path_inputs(clip.pokes)
+    waypoints = path["waypoints"]
     shift = np.asarray(clip.metadata["motion"][obj["name"]]["image_shift_px"], dtype=np.float32)
     # Closest approach of the path to the object's centre, in contact radii.
     reach = np.linalg.norm(outline - centre, axis=1).max() + np.linalg.norm(pusher_edge - pusher_at)
@@ -104,14 +100,27 @@ def clip_record(clip) -> dict | None:
     along = np.clip(((centre - a) * ab).sum(-1) / np.maximum((ab**2).sum(-1), 1e-12), 0, 1)
     approach = np.linalg.norm(a + along[:, None] * ab - centre, axis=1).min()
     return {
-        "frame": clip.frame, "waypoints": waypoints.astype(np.float32), "times": times.astype(np.float32),
-        "pokes": np.concatenate([pokes, np.zeros((8 - len(pokes), 5))]).astype(np.float32)[:8],
-        "poke_mask": np.arange(8) < len(pokes), "shift": shift,
+        "frame": clip.frame, **path, "shift": shift,
         "geometry": np.concatenate([centre, (outline - centre).ravel(), [obj["shape"] == "box"],
                                     [np.linalg.norm(pusher_edge - pusher_at)]]).astype(np.float32),
         "radii": np.float32(approach / max(reach, 1e-6)),
         "physics": np.array([obj["friction"], math.log(obj["mass"])], dtype=np.float32),
     }
+
+
+def path_inputs(pokes: np.ndarray) -> dict[str, np.ndarray]:
+    """One path's normalised pokes `[P, 5]` (one start point) -> the probe's path inputs:
+    waypoints `[W, 2]` (the start, then each poke's end in order of end time, the last repeated
+    up to MAX_WAYPOINTS) with their times `[W]`, the pokes in that order padded to `[8, 5]`,
+    and their mask `[8]`."""
+    pokes = pokes[np.argsort(pokes[:, 4])]
+    waypoints = np.concatenate([pokes[:1, :2], pokes[:, 2:4]])[:MAX_WAYPOINTS]
+    times = np.concatenate([[0.0], pokes[:, 4]])[:MAX_WAYPOINTS]
+    pad = MAX_WAYPOINTS - len(waypoints)
+    return {"waypoints": np.concatenate([waypoints, np.repeat(waypoints[-1:], pad, 0)]).astype(np.float32),
+            "times": np.concatenate([times, np.repeat(times[-1:], pad)]).astype(np.float32),
+            "pokes": np.concatenate([pokes, np.zeros((8 - len(pokes), 5))]).astype(np.float32),
+            "poke_mask": np.arange(8) < len(pokes)}
 
 
 def load(data: str, splits: tuple[str, ...], limit: int, cache: Path) -> dict[str, torch.Tensor]:

@@ -26,30 +26,21 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from contact_probe import MAX_WAYPOINTS, load_probe  # noqa: E402
+from contact_probe import load_probe, path_inputs  # noqa: E402
 
 from motion_prior.foundation.checkpoints import atomic_write_json  # noqa: E402
 from motion_prior.foundation.pokes import pokes_to_pixels  # noqa: E402
 from sim_envs.planning.plan_eval import PlanEvalConfig, PlannerPolicy, make_env, run_episode  # noqa: E402
 from sim_envs.planning.planners import GoalCost, Planner, PlannerConfig  # noqa: E402
 
-MAX_POKES = 8
-
-
 def probe_inputs(pokes: np.ndarray) -> dict[str, np.ndarray]:
-    """One candidate's normalised pokes `[P, 5]` (one start point, in order of end time) -> the
-    probe's path inputs: waypoints `[W, 2]` and their times `[W]`, pokes `[8, 5]` and mask."""
+    """One candidate's normalised pokes `[P, 5]` -> the probe's path inputs
+    (`contact_probe.path_inputs`), without the hold of the last waypoint: the probe's clips do
+    not record it."""
     pokes = pokes[np.argsort(pokes[:, 4])]
     if len(pokes) > 1 and np.allclose(pokes[-1, 2:4], pokes[-2, 2:4]):
-        pokes = pokes[:-1]  # the hold of the last waypoint: the probe's clips do not record it
-    waypoints = np.concatenate([pokes[:1, :2], pokes[:, 2:4]])[:MAX_WAYPOINTS]
-    times = np.concatenate([[0.0], pokes[:, 4]])[:MAX_WAYPOINTS]
-    pad = MAX_WAYPOINTS - len(waypoints)
-    padded = np.zeros((MAX_POKES, 5), dtype=np.float32)
-    padded[:len(pokes)] = pokes[:MAX_POKES]
-    return {"waypoints": np.concatenate([waypoints, np.repeat(waypoints[-1:], pad, 0)]).astype(np.float32),
-            "times": np.concatenate([times, np.repeat(times[-1:], pad)]).astype(np.float32),
-            "pokes": padded, "poke_mask": np.arange(MAX_POKES) < len(pokes)}
+        pokes = pokes[:-1]
+    return path_inputs(pokes)
 
 
 class ProbeModel:
