@@ -32,7 +32,9 @@ moved accuracy (true: the object's centre shifts over MOVED_PX), the same at gra
 path's closest approach to the object's centre, in contact radii: object's bounding radius
 plus the pusher's, 0.8-1.2), and over the clips that truly move over MOVED_PX the median angle
 between predicted and true shift and the median shift error. Prints JSON per evaluation and
-writes the last to `--out`.
+writes the last to `--out`. `--held` scores a trained probe on other directories' held-out
+clips too, e.g. the states a planner visits (`probe_planning.py --collect`); `--probe P` scores
+a saved probe without training it.
 
     python benchmarks/contact_probe.py --data runs/data/cf-push24k --variant raw1 --out runs/probe/raw1.json
     python benchmarks/contact_probe.py --data runs/data/cf-push24k --prior runs/models/e-op-1000-trained \
@@ -328,6 +330,10 @@ def main(argv: list[str] | None = None) -> int:
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("--variant", choices=VARIANTS, help="train and score this probe")
     what.add_argument("--prior", help="score this packed motion prior instead (`tracks`: the true tracks)")
+    what.add_argument("--probe", help="score this saved probe (`--save`) instead, without training")
+    parser.add_argument("--held", nargs="+",
+                        help="score on the val and test splits of these (default: the first --data); the first "
+                             "gives the top-level figures, the others come under 'held:<name>'")
     parser.add_argument("--samples", type=int, default=4, help="futures per clip with --prior (default 4)")
     parser.add_argument("--steps", type=int, default=4000)
     parser.add_argument("--batch", type=int, default=64)
@@ -341,6 +347,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="JSON file for the figures")
     parser.add_argument("--save", help="also save the trained probe here (`load_probe` reads it)")
     args = parser.parse_args(argv)
+    if args.steps < 4:  # the one-cycle schedule needs a warm-up and a decay step
+        parser.error(f"--steps: expected at least 4, got {args.steps}")
     torch.manual_seed(args.seed)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     if args.prior:
@@ -351,13 +359,27 @@ def main(argv: list[str] | None = None) -> int:
         atomic_write_json(Path(args.out), result)
         return 0
     cache = Path(args.cache)
+    held_dirs = args.held or args.data[:1]
+    held = [load(data, ("val", "test"), 10**9, cache / f"{Path(data).name}-held.npz") for data in held_dirs]
+
+    def held_figures(model) -> dict:
+        return {**evaluate(model, held[0]),
+                **{f"held:{Path(data).name}": evaluate(model, part) for data, part in zip(held_dirs[1:], held[1:])}}
+
+    if args.probe:
+        model = load_probe(args.probe)
+        if model.variant == "tokens16":
+            parser.error(f"--probe: expected a probe that reads the frame itself, got a tokens16 probe ({args.probe})")
+        result = {"probe": args.probe, **held_figures(model)}
+        print(json.dumps(result), flush=True)
+        atomic_write_json(Path(args.out), result)
+        return 0
     parts = [load(data, ("train",), args.train_clips, cache / f"{Path(data).name}-train-{args.train_clips}.npz")
              for data in args.data]
     train = {k: torch.cat([part[k] for part in parts]) for k in parts[0]}
-    held = load(args.data[0], ("val", "test"), 10**9, cache / f"{Path(args.data[0]).name}-held.npz")
     if args.variant == "tokens16":
         encoder = load_vae(args.vae).frame_encoder.eval()
-        for data in (train, held):
+        for data in (train, *held):
             with torch.no_grad():
                 data["tokens"] = torch.cat([encoder(data["frame"][i:i + 256]).half()
                                             for i in range(0, len(data["frame"]), 256)])
@@ -381,7 +403,7 @@ def main(argv: list[str] | None = None) -> int:
         if step % args.eval_every == 0 or step == args.steps:
             figures = {"variant": args.variant, "step": step, "train_clips": len(train["shift"]),
                        "cpu_s": round(time.process_time() - started, 1), "loss": round(loss.item(), 4),
-                       **evaluate(model, held)}
+                       **held_figures(model)}
             history.append(figures)
             print(json.dumps(figures), flush=True)
     atomic_write_json(Path(args.out), {"final": history[-1], "history": history})

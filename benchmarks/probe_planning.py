@@ -10,8 +10,17 @@ futures, and the same CEM as `plan eval`'s (`--candidates`, `--iterations`) plan
 every step's chosen plan is also rolled out in the simulator for its true cost. Prints and
 writes the summary JSON.
 
+With `--collect DIR` the probe's CEM plays episodes clear of the evaluation seeds (default
+seed 5,100,000) and, at every state it visits, rolls `--candidates-per-state` of the candidates
+it weighed out in the simulator, as `data on-policy` does for a prior
+(`sim_envs.planning.on_policy.collect_episode`): a clip directory of the states and pushes this
+probe's planner picks, with their true outcomes, for the next probe's `--data` (one round of
+DAgger-style aggregation for a contact model). Rerunning the command resumes it.
+
     python benchmarks/contact_probe.py --data runs/data/cf-push24k --variant glimpse4 --out runs/probe/glimpse4.json --save runs/probe/glimpse4.pt
     python benchmarks/probe_planning.py --probe runs/probe/glimpse4.pt --episodes 50 --out runs/probe/plan-glimpse4.json
+    python benchmarks/probe_planning.py --probe runs/probe/glimpse4.pt --episodes 100 --seed 5100000 \
+        --collect runs/data/probe-op1 --out runs/data/probe-op1.json
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -28,10 +38,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from contact_probe import load_probe, path_inputs  # noqa: E402
 
-from motion_prior.foundation.checkpoints import atomic_write_json  # noqa: E402
+from motion_prior.data.shards import shard_name, write_shard  # noqa: E402
+from motion_prior.foundation.checkpoints import atomic_write_json, file_sha256  # noqa: E402
+from motion_prior.foundation.errors import InputError  # noqa: E402
 from motion_prior.foundation.pokes import pokes_to_pixels  # noqa: E402
+from sim_envs.planning.on_policy import EVAL_SEEDS, OnPolicyConfig, collect_episode, open_store  # noqa: E402
 from sim_envs.planning.plan_eval import PlanEvalConfig, PlannerPolicy, make_env, run_episode  # noqa: E402
 from sim_envs.planning.planners import GoalCost, Planner, PlannerConfig  # noqa: E402
+from sim_envs.tasks import envs as tabletop  # noqa: E402
 
 def probe_inputs(pokes: np.ndarray) -> dict[str, np.ndarray]:
     """One candidate's normalised pokes `[P, 5]` -> the probe's path inputs
@@ -69,6 +83,36 @@ class ProbeModel:
         return tracks
 
 
+def collect(env, policy, args) -> list[dict]:
+    """Play and collect `args.episodes` episodes into the clip directory `args.collect` (see the
+    module docstring), resuming it; returns the records of the episodes played this run."""
+    if args.seed < EVAL_SEEDS.stop and args.seed + args.episodes > EVAL_SEEDS.start:
+        raise InputError("--seed", f"episode seeds clear of the evaluation seeds {EVAL_SEEDS.start}.."
+                         f"{EVAL_SEEDS.stop - 1}", f"seeds {args.seed}..{args.seed + args.episodes - 1}")
+    config = OnPolicyConfig(model=args.probe, seed=args.seed, episodes=args.episodes,
+                            candidates_per_state=args.candidates_per_state)
+    clip_config = tabletop.task_clip_config(config.env)
+    fingerprint = file_sha256(Path(args.probe))
+    store = open_store(args.collect, {
+        "name": "benchmarks.probe_planning", "version": "1.0",
+        "config": {"probe_sha256": fingerprint, "seed": args.seed, "candidates": args.candidates,
+                   "iterations": args.iterations, "candidates_per_state": args.candidates_per_state,
+                   "clips": clip_config.to_dict()}})
+    records = []
+    for episode in range(args.episodes):
+        if store.has_shard(shard_name(episode)):
+            continue
+        made, info = collect_episode(env, policy, config, clip_config, episode, fingerprint)
+        if made:
+            store.add_shard(write_shard(store.root / shard_name(episode), made, info))
+        records.append({"seed": info["seed"], "success": info["success"], "steps": info["steps"],
+                        "clips": len(made)})
+        solved = sum(r["success"] for r in records)
+        print(f"episode {episode + 1}/{args.episodes}: {solved} solved, {store.num_clips} clips", file=sys.stderr,
+              flush=True)
+    return records
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--probe", required=True, help="a probe saved by contact_probe.py --save")
@@ -76,11 +120,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="episode i uses reset seed seed + i")
     parser.add_argument("--candidates", type=int, default=16)
     parser.add_argument("--iterations", type=int, default=2)
+    parser.add_argument("--collect", help="clip directory: collect the visited states' candidates (see above)")
+    parser.add_argument("--candidates-per-state", type=int, default=OnPolicyConfig.candidates_per_state,
+                        help="with --collect: clips per visited state (default %(default)s)")
     parser.add_argument("--out", required=True, help="JSON file for the summary and the episodes")
     args = parser.parse_args(argv)
+    started = time.process_time()
     env = make_env(PlanEvalConfig())  # the wrapper's poke function; its prior is not called
     search = PlannerConfig(method="cem", horizon=1, candidates=args.candidates, iterations=args.iterations)
     policy = PlannerPolicy(Planner(ProbeModel(env, load_probe(args.probe)), GoalCost(), env.action_space, search))
+    if args.collect:
+        try:
+            records = collect(env, policy, args)
+        except InputError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        finally:
+            env.close()
+        summary = {"probe": args.probe, "collect": args.collect, "episodes_this_run": len(records),
+                   "success_rate": float(np.mean([r["success"] for r in records])) if records else None,
+                   "cpu_s": round(time.process_time() - started, 1)}
+        print(json.dumps(summary))
+        atomic_write_json(Path(args.out), {"summary": summary, "episodes": records})
+        return 0
     episodes = []
     try:
         for i in range(args.episodes):
@@ -95,7 +157,8 @@ def main(argv: list[str] | None = None) -> int:
                "final_distance": float(np.mean([e["distance"] for e in episodes])),
                "steps": float(np.mean([e["steps"] for e in episodes])),
                "predicted_plan_cost": float(np.mean([e["predicted_cost"] for e in costs])),
-               "true_plan_cost": float(np.mean([e["true_cost"] for e in costs]))}
+               "true_plan_cost": float(np.mean([e["true_cost"] for e in costs])),
+               "cpu_s": round(time.process_time() - started, 1)}
     print(json.dumps(summary))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(Path(args.out), {"summary": summary, "episodes": episodes})

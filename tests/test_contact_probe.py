@@ -74,10 +74,13 @@ def test_the_path_grid_runs_along_the_path_at_one_pixel_across():
 def test_a_short_probe_run_writes_its_curve_and_the_true_tracks_score_near_perfect(push_clips, pipeline_run,
                                                                                    tmp_path):
     figures = probe("--data", push_clips, "--variant", "glimpse4", "--steps", "4", "--eval-every", "2",
-                    "--batch", "4", "--cache", tmp_path / "cache", "--out", tmp_path / "g.json")
+                    "--batch", "4", "--cache", tmp_path / "cache", "--out", tmp_path / "g.json",
+                    "--held", push_clips, push_clips)
     saved = json.loads((tmp_path / "g.json").read_text())
     assert [row["step"] for row in saved["history"]] == [2, 4] and saved["final"] == figures
     assert 0 <= figures["moved_accuracy"] <= 1 and figures["clips"] >= 8
+    also = figures[f"held:{push_clips.name}"]  # a second held-out set, here the same clips: the same figures
+    assert also == {k: v for k, v in figures.items() if k in also} and also["clips"] == figures["clips"]
 
     truth = probe("--data", push_clips, "--prior", "tracks", "--out", tmp_path / "t.json")
     assert truth["clips"] == figures["clips"] and truth["moved_accuracy"] >= 0.85
@@ -108,9 +111,12 @@ def test_a_flow_with_a_contact_head_is_scored_by_its_head_too(push_clips, pipeli
     assert "head" not in plain_scored
 
 
-def test_a_saved_probe_plans_pushtogoal_with_cem(push_clips, tmp_path):
-    probe("--data", push_clips, "--variant", "glimpse4", "--steps", "4", "--eval-every", "4", "--batch", "4",
-          "--cache", tmp_path / "cache", "--out", tmp_path / "g.json", "--save", tmp_path / "g.pt")
+def test_a_saved_probe_scores_as_it_trained_and_plans_pushtogoal_with_cem(push_clips, tmp_path):
+    trained = probe("--data", push_clips, "--variant", "glimpse4", "--steps", "4", "--eval-every", "4", "--batch",
+                    "4", "--cache", tmp_path / "cache", "--out", tmp_path / "g.json", "--save", tmp_path / "g.pt")
+    scored = probe("--data", push_clips, "--probe", tmp_path / "g.pt", "--cache", tmp_path / "cache",
+                   "--out", tmp_path / "s.json")
+    assert scored == {"probe": str(tmp_path / "g.pt"), **{k: v for k, v in trained.items() if k in scored}}
     result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "probe_planning.py"), "--probe",
                              str(tmp_path / "g.pt"), "--episodes", "1", "--candidates", "4", "--iterations", "1",
                              "--out", str(tmp_path / "plan.json")], capture_output=True, text=True, cwd=ROOT)
@@ -118,6 +124,34 @@ def test_a_saved_probe_plans_pushtogoal_with_cem(push_clips, tmp_path):
     saved = json.loads((tmp_path / "plan.json").read_text())
     assert saved["summary"]["episodes"] == 1 and len(saved["episodes"]) == 1
     assert saved["summary"]["true_plan_cost"] > 0 and 1 <= saved["summary"]["steps"] <= 8
+
+
+def test_a_saved_probe_collects_its_planners_states_as_clips_and_resumes(push_clips, tmp_path):
+    from motion_prior.data.datasets import ClipDataset
+
+    probe("--data", push_clips, "--variant", "glimpse4", "--steps", "4", "--eval-every", "4", "--batch", "4",
+          "--cache", tmp_path / "cache", "--out", tmp_path / "g.json", "--save", tmp_path / "g.pt")
+
+    def collect(*args):
+        return subprocess.run([sys.executable, str(ROOT / "benchmarks" / "probe_planning.py"), "--probe",
+                               str(tmp_path / "g.pt"), "--candidates", "4", "--iterations", "1",
+                               "--candidates-per-state", "2", "--collect", str(tmp_path / "op"),
+                               "--out", str(tmp_path / "op.json"), *map(str, args)],
+                              capture_output=True, text=True, cwd=ROOT)
+
+    refused = collect("--episodes", "1", "--seed", "3")
+    assert refused.returncode == 2 and "--seed" in refused.stderr and "0..49" in refused.stderr
+    done = collect("--episodes", "1", "--seed", "5100000")
+    assert done.returncode == 0, done.stderr
+    clips = ClipDataset(tmp_path / "op")
+    assert 1 <= len(clips) <= 2 * 8
+    clip = clips.clip(0)
+    assert clip.metadata["on_policy"]["episode_seed"] == 5100000
+    assert clip.metadata["on_policy"]["candidate"] == "executed"
+    assert contact_probe.clip_record(clip) is not None  # the next probe trains on these clips
+    again = collect("--episodes", "1", "--seed", "5100000")
+    assert again.returncode == 0 and json.loads(again.stdout.strip().splitlines()[-1])["episodes_this_run"] == 0
+    assert len(ClipDataset(tmp_path / "op")) == len(clips)
 
 
 def test_probe_inputs_drop_the_hold_and_pad_the_path():
