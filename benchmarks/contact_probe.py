@@ -176,11 +176,16 @@ class PathFeatures(nn.Module):
 
 
 class Probe(nn.Module):
-    """One variant of the probe: batch -> (moved logit `[B]`, shift `[B, 2]` px / 10)."""
+    """One variant of the probe: batch -> (moved logit `[B]`, shift `[B, 2]` px / 10).
 
-    def __init__(self, variant: str, dim: int = 128):
+    With `relative_shift` the head's two shift outputs are not pixels but coefficients of the
+    path's net displacement d (its last waypoint minus its start) and of d turned 90°: a pushed
+    object travels about as far as the pusher does, so a long push is not shrunk towards the
+    typical one, and a pusher that does not move moves nothing."""
+
+    def __init__(self, variant: str, dim: int = 128, relative_shift: bool = False):
         super().__init__()
-        self.variant = variant
+        self.variant, self.relative_shift = variant, relative_shift
         self.path = PathFeatures(dim)
         channels = {"raw1": 3, "cnn4": 32, "tokens16": 128, "glimpse4": 32}.get(variant, 0)
         if variant == "cnn4" or variant == "glimpse4":
@@ -231,7 +236,11 @@ class Probe(nn.Module):
             h = self.seen(torch.cat([sampled, aux], 1))
             seen = [h.mean((2, 3)), h.amax((2, 3))]
         out = self.head(torch.cat([path, *seen], 1))
-        return out[:, 0], out[:, 1:]
+        if not self.relative_shift:
+            return out[:, 0], out[:, 1:]
+        d = (batch["waypoints"][:, -1] - batch["waypoints"][:, 0]) * SIZE / 2 / 10  # px / 10
+        turned = torch.stack([-d[:, 1], d[:, 0]], 1)
+        return out[:, 0], out[:, 1:2] * d + out[:, 2:3] * turned
 
 
 def evaluate(model, data, batch_size=256) -> dict:
@@ -335,6 +344,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="score on the val and test splits of these (default: the first --data); the first "
                              "gives the top-level figures, the others come under 'held:<name>'")
     parser.add_argument("--samples", type=int, default=4, help="futures per clip with --prior (default 4)")
+    parser.add_argument("--relative-shift", action="store_true",
+                        help="predict the shift relative to the path's net displacement (see Probe)")
     parser.add_argument("--steps", type=int, default=4000)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--lr", type=float, default=1e-3)
@@ -383,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
             with torch.no_grad():
                 data["tokens"] = torch.cat([encoder(data["frame"][i:i + 256]).half()
                                             for i in range(0, len(data["frame"]), 256)])
-    model = Probe(args.variant)
+    model = Probe(args.variant, relative_shift=args.relative_shift)
     optimiser = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, args.lr, total_steps=args.steps,
                                                    pct_start=max(0.05, 2 / args.steps))
@@ -409,14 +420,15 @@ def main(argv: list[str] | None = None) -> int:
     atomic_write_json(Path(args.out), {"final": history[-1], "history": history})
     if args.save:
         Path(args.save).parent.mkdir(parents=True, exist_ok=True)
-        torch.save({"variant": args.variant, "state": model.state_dict()}, args.save)
+        torch.save({"variant": args.variant, "relative_shift": args.relative_shift, "state": model.state_dict()},
+                   args.save)
     return 0
 
 
 def load_probe(path: str | Path) -> Probe:
     """A probe saved with `--save`, in eval mode (`tokens16` needs its tokens in each batch)."""
     saved = torch.load(path, weights_only=True)
-    model = Probe(saved["variant"])
+    model = Probe(saved["variant"], relative_shift=saved.get("relative_shift", False))
     model.load_state_dict(saved["state"])
     return model.eval()
 

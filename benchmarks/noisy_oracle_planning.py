@@ -12,7 +12,7 @@ are corrupted the way a learned contact model errs, and the same CEM (`--candida
 Where it truly stays the rollout is kept: a model that invents motion is not modelled. The
 pusher's track is exact. The figures put a contact model's held-out accuracy (`contact_probe.py`:
 median shift error, moved accuracy) next to the success it can buy. Prints and writes the
-summary JSON, with each episode.
+summary JSON (with the predicted and true cost of the chosen plans), with each episode.
 
     python benchmarks/noisy_oracle_planning.py --shift-noise 3.4 --episodes 100 --out runs/noisy/s3.4.json
 """
@@ -20,16 +20,18 @@ summary JSON, with each episode.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from motion_prior.foundation.checkpoints import atomic_write_json
-from sim_envs.planning.plan_eval import PlanEvalConfig, PlannerPolicy, make_env, run_episode
-from sim_envs.planning.planners import GoalCost, Planner, PlannerConfig, SimulatorModel
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from probe_planning import play  # noqa: E402
+
+from sim_envs.planning.plan_eval import PlanEvalConfig, PlannerPolicy, make_env  # noqa: E402
+from sim_envs.planning.planners import GoalCost, Planner, PlannerConfig, SimulatorModel  # noqa: E402
 
 MOVED_PX = 2.0
 
@@ -63,29 +65,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--iterations", type=int, default=2)
     parser.add_argument("--out", required=True, help="JSON file for the summary and the episodes")
     args = parser.parse_args(argv)
-    if args.shift_noise < 0 or not 0 <= args.miss <= 1:
-        parser.error(f"--shift-noise: expected >= 0, got {args.shift_noise}; --miss: expected 0..1, got {args.miss}")
+    if args.shift_noise < 0:
+        parser.error(f"--shift-noise: expected >= 0 px, got {args.shift_noise}")
+    if not 0 <= args.miss <= 1:
+        parser.error(f"--miss: expected a share in 0..1, got {args.miss}")
     started = time.process_time()
     env = make_env(PlanEvalConfig())
     search = PlannerConfig(method="cem", horizon=1, candidates=args.candidates, iterations=args.iterations)
     model = NoisyOracle(env, args.shift_noise, args.miss, args.seed)
     policy = PlannerPolicy(Planner(model, GoalCost(), env.action_space, search))
-    episodes = []
-    try:
-        for i in range(args.episodes):
-            episodes.append(run_episode(env, policy, args.seed + i))
-            solved = sum(e["success"] for e in episodes)
-            print(f"episode {i + 1}/{args.episodes}: {solved} solved", file=sys.stderr, flush=True)
-    finally:
-        env.close()
-    summary = {"shift_noise": args.shift_noise, "miss": args.miss, "episodes": len(episodes), "seed": args.seed,
-               "success_rate": float(np.mean([e["success"] for e in episodes])),
-               "final_distance": float(np.mean([e["distance"] for e in episodes])),
-               "steps": float(np.mean([e["steps"] for e in episodes])),
-               "cpu_s": round(time.process_time() - started, 1)}
-    print(json.dumps(summary))
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(Path(args.out), {"summary": summary, "episodes": episodes})
+    play(env, policy, args, {"shift_noise": args.shift_noise, "miss": args.miss}, started)
     return 0
 
 

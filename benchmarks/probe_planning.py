@@ -113,6 +113,33 @@ def collect(env, policy, args) -> list[dict]:
     return records
 
 
+def play(env, policy, args, about: dict, started: float) -> dict:
+    """Play `args.episodes` episodes from reset seed `args.seed` with `policy` (progress on
+    stderr), close `env`, then print the summary (`about` first; the mean predicted and true
+    cost of the chosen plans where the policy plans) and write it with the episodes to
+    `args.out`. `started`: the process time the run began (for "cpu_s")."""
+    episodes = []
+    try:
+        for i in range(args.episodes):
+            episodes.append(run_episode(env, policy, args.seed + i))
+            solved = sum(e["success"] for e in episodes)
+            print(f"episode {i + 1}/{args.episodes}: {solved} solved", file=sys.stderr, flush=True)
+    finally:
+        env.close()
+    costs = [e for e in episodes if "true_cost" in e]
+    summary = {**about, "episodes": len(episodes), "seed": args.seed,
+               "success_rate": float(np.mean([e["success"] for e in episodes])),
+               "final_distance": float(np.mean([e["distance"] for e in episodes])),
+               "steps": float(np.mean([e["steps"] for e in episodes])),
+               "predicted_plan_cost": float(np.mean([e["predicted_cost"] for e in costs])),
+               "true_plan_cost": float(np.mean([e["true_cost"] for e in costs])),
+               "cpu_s": round(time.process_time() - started, 1)}
+    print(json.dumps(summary))
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(Path(args.out), {"summary": summary, "episodes": episodes})
+    return summary
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--probe", required=True, help="a probe saved by contact_probe.py --save")
@@ -143,25 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(summary))
         atomic_write_json(Path(args.out), {"summary": summary, "episodes": records})
         return 0
-    episodes = []
-    try:
-        for i in range(args.episodes):
-            episodes.append(run_episode(env, policy, args.seed + i))
-            solved = sum(e["success"] for e in episodes)
-            print(f"episode {i + 1}/{args.episodes}: {solved} solved", file=sys.stderr, flush=True)
-    finally:
-        env.close()
-    costs = [e for e in episodes if "true_cost" in e]
-    summary = {"probe": args.probe, "episodes": len(episodes), "seed": args.seed,
-               "success_rate": float(np.mean([e["success"] for e in episodes])),
-               "final_distance": float(np.mean([e["distance"] for e in episodes])),
-               "steps": float(np.mean([e["steps"] for e in episodes])),
-               "predicted_plan_cost": float(np.mean([e["predicted_cost"] for e in costs])),
-               "true_plan_cost": float(np.mean([e["true_cost"] for e in costs])),
-               "cpu_s": round(time.process_time() - started, 1)}
-    print(json.dumps(summary))
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(Path(args.out), {"summary": summary, "episodes": episodes})
+    play(env, policy, args, {"probe": args.probe}, started)
     return 0
 
 

@@ -59,4 +59,4 @@ def test_a_short_noisy_oracle_run_writes_its_summary(tmp_path):
     assert saved["summary"]["episodes"] == 1 and len(saved["episodes"]) == 1
     bad = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "noisy_oracle_planning.py"), "--miss", "2",
                           "--out", str(tmp_path / "bad.json")], capture_output=True, text=True, cwd=ROOT)
-    assert bad.returncode == 2 and "--miss: expected 0..1, got 2.0" in bad.stderr
+    assert bad.returncode == 2 and "--miss: expected a share in 0..1, got 2.0" in bad.stderr
