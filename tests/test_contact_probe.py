@@ -162,3 +162,16 @@ def test_probe_inputs_drop_the_hold_and_pad_the_path():
     np.testing.assert_allclose(inputs["waypoints"], [[0.1, 0.2], [0.5, 0.2], [0.5, 0.2], [0.5, 0.2]])
     np.testing.assert_allclose(inputs["times"], [0.0, 0.4, 0.4, 0.4])
     assert inputs["poke_mask"].tolist() == [True] + [False] * 7
+
+
+def test_a_relative_shift_scales_with_the_path_and_is_zero_for_a_pusher_at_rest():
+    torch.manual_seed(0)
+    model = contact_probe.Probe("oracle", relative_shift=True).eval()
+    start = torch.tensor([0.1, -0.2])
+    still = start.expand(4, 2)
+    moving = torch.stack([start, start + torch.tensor([0.3, 0.0]), *[start + torch.tensor([0.3, 0.0])] * 2])
+    batch = {"waypoints": torch.stack([still, moving]), "times": torch.tensor([[0, 1, 1, 1.0]] * 2),
+             "geometry": torch.randn(2, 12)}
+    with torch.no_grad():
+        _, shift = model(batch)
+    assert shift[0].abs().max() == 0 and shift[1].abs().max() > 0
