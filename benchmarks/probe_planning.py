@@ -44,7 +44,7 @@ from motion_prior.foundation.errors import InputError  # noqa: E402
 from motion_prior.foundation.pokes import pokes_to_pixels  # noqa: E402
 from sim_envs.planning.on_policy import EVAL_SEEDS, OnPolicyConfig, collect_episode, open_store  # noqa: E402
 from sim_envs.planning.plan_eval import PlanEvalConfig, PlannerPolicy, make_env, run_episode  # noqa: E402
-from sim_envs.planning.planners import GoalCost, Planner, PlannerConfig  # noqa: E402
+from sim_envs.planning.planners import RISKS, GoalCost, Planner, PlannerConfig  # noqa: E402
 from sim_envs.tasks import envs as tabletop  # noqa: E402
 
 def probe_inputs(pokes: np.ndarray) -> dict[str, np.ndarray]:
@@ -58,28 +58,33 @@ def probe_inputs(pokes: np.ndarray) -> dict[str, np.ndarray]:
 
 
 class ProbeModel:
-    """A planner's model (`predict` as `sim_envs.planning.planners.PriorModel`'s) from a probe."""
+    """A planner's model (`predict` as `sim_envs.planning.planners.PriorModel`'s) from one or more
+    probes: each probe's prediction is one of the K futures, so an ensemble's disagreement
+    reaches the planner's risk measure as a prior's sampled futures do."""
 
-    def __init__(self, env, probe):
-        self.env, self.probe = env, probe
+    def __init__(self, env, probes: list):
+        self.env, self.probes = env, probes
 
     def predict(self, observation: dict, actions: np.ndarray, query_points: np.ndarray) -> np.ndarray:
         """`actions [M, H, 2]`, `query_points [N, 2]` pixels (target points, then the pusher) ->
-        tracks `[M, 1, N, 2, 2]` pixels (start and end frame only: all `GoalCost` reads)."""
+        tracks `[M, K, N, 2, 2]` pixels, K = the number of probes (start and end frame only: all
+        `GoalCost` reads)."""
         pokes = self.env.pokes(actions)
         inputs = [probe_inputs(p) for p in pokes]
         batch = {key: torch.from_numpy(np.stack([i[key] for i in inputs])) for key in inputs[0]}
         image = observation["image"]
         batch["frame"] = torch.from_numpy(np.ascontiguousarray(image))[None].expand(len(actions), -1, -1, -1)
+        shifts = []
         with torch.no_grad():
-            logit, shift = self.probe(batch)
-        shift = (shift.numpy() * 10) * (logit.numpy() > 0)[:, None]  # px of the probe's 128 px frame
-        shift = shift * image.shape[0] / 128
+            for probe in self.probes:
+                logit, shift = probe(batch)
+                shifts.append((shift.numpy() * 10) * (logit.numpy() > 0)[:, None])  # px of the probe's 128 px frame
+        shift = np.stack(shifts, axis=1) * image.shape[0] / 128  # [M, K, 2]
         tracks = np.repeat(query_points[None, None, :, None].astype(np.float32), 2, axis=3)
-        tracks = np.repeat(tracks, len(actions), axis=0)
-        tracks[:, 0, :-1, 1] += shift[:, None]
+        tracks = np.repeat(np.repeat(tracks, len(actions), axis=0), len(self.probes), axis=1)
+        tracks[:, :, :-1, 1] += shift[:, :, None]
         ends = np.stack([pokes_to_pixels(p, image.shape[:2])[np.argmax(p[:, 4]), 2:4] for p in pokes])
-        tracks[:, 0, -1, 1] = ends
+        tracks[:, :, -1, 1] = ends[:, None]
         return tracks
 
 
@@ -89,14 +94,16 @@ def collect(env, policy, args) -> list[dict]:
     if args.seed < EVAL_SEEDS.stop and args.seed + args.episodes > EVAL_SEEDS.start:
         raise InputError("--seed", f"episode seeds clear of the evaluation seeds {EVAL_SEEDS.start}.."
                          f"{EVAL_SEEDS.stop - 1}", f"seeds {args.seed}..{args.seed + args.episodes - 1}")
-    config = OnPolicyConfig(model=args.probe, seed=args.seed, episodes=args.episodes,
+    model = args.probe[0] if len(args.probe) == 1 else tuple(args.probe)
+    config = OnPolicyConfig(model=model, seed=args.seed, episodes=args.episodes,
                             candidates_per_state=args.candidates_per_state)
     clip_config = tabletop.task_clip_config(config.env)
-    fingerprint = file_sha256(Path(args.probe))
+    fingerprints = [file_sha256(Path(probe)) for probe in args.probe]
+    fingerprint = fingerprints[0] if len(fingerprints) == 1 else fingerprints
     store = open_store(args.collect, {
         "name": "benchmarks.probe_planning", "version": "1.0",
-        "config": {"probe_sha256": fingerprint, "seed": args.seed, "candidates": args.candidates,
-                   "iterations": args.iterations, "candidates_per_state": args.candidates_per_state,
+        "config": {"probe_sha256": fingerprint, "seed": args.seed, "risk": args.risk,
+                   "candidates": args.candidates, "iterations": args.iterations, "candidates_per_state": args.candidates_per_state,
                    "clips": clip_config.to_dict()}})
     records = []
     for episode in range(args.episodes):
@@ -142,7 +149,10 @@ def play(env, policy, args, about: dict, started: float) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--probe", required=True, help="a probe saved by contact_probe.py --save")
+    parser.add_argument("--probe", required=True, nargs="+",
+                        help="a probe saved by contact_probe.py --save; several: an ensemble, one future each")
+    parser.add_argument("--risk", default="mean", choices=RISKS,
+                        help="how an ensemble's futures make one cost (default mean)")
     parser.add_argument("--episodes", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0, help="episode i uses reset seed seed + i")
     parser.add_argument("--candidates", type=int, default=16)
@@ -154,8 +164,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     started = time.process_time()
     env = make_env(PlanEvalConfig())  # the wrapper's poke function; its prior is not called
-    search = PlannerConfig(method="cem", horizon=1, candidates=args.candidates, iterations=args.iterations)
-    policy = PlannerPolicy(Planner(ProbeModel(env, load_probe(args.probe)), GoalCost(), env.action_space, search))
+    search = PlannerConfig(method="cem", horizon=1, candidates=args.candidates, iterations=args.iterations,
+                           risk=args.risk)
+    model = ProbeModel(env, [load_probe(probe) for probe in args.probe])
+    policy = PlannerPolicy(Planner(model, GoalCost(), env.action_space, search))
+    about = {"probe": args.probe[0] if len(args.probe) == 1 else args.probe, "risk": args.risk}
     if args.collect:
         try:
             records = collect(env, policy, args)
@@ -164,13 +177,13 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         finally:
             env.close()
-        summary = {"probe": args.probe, "collect": args.collect, "episodes_this_run": len(records),
+        summary = {**about, "collect": args.collect, "episodes_this_run": len(records),
                    "success_rate": float(np.mean([r["success"] for r in records])) if records else None,
                    "cpu_s": round(time.process_time() - started, 1)}
         print(json.dumps(summary))
         atomic_write_json(Path(args.out), {"summary": summary, "episodes": records})
         return 0
-    play(env, policy, args, {"probe": args.probe}, started)
+    play(env, policy, args, about, started)
     return 0
 
 

@@ -124,6 +124,39 @@ def test_a_saved_probe_scores_as_it_trained_and_plans_pushtogoal_with_cem(push_c
     saved = json.loads((tmp_path / "plan.json").read_text())
     assert saved["summary"]["episodes"] == 1 and len(saved["episodes"]) == 1
     assert saved["summary"]["true_plan_cost"] > 0 and 1 <= saved["summary"]["steps"] <= 8
+    ensemble = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "probe_planning.py"), "--probe",
+                               str(tmp_path / "g.pt"), str(tmp_path / "g.pt"), "--risk", "cvar", "--episodes", "1",
+                               "--candidates", "4", "--iterations", "1", "--out", str(tmp_path / "ens.json")],
+                              capture_output=True, text=True, cwd=ROOT)
+    assert ensemble.returncode == 0, ensemble.stderr
+    summary = json.loads((tmp_path / "ens.json").read_text())["summary"]
+    assert summary["probe"] == [str(tmp_path / "g.pt")] * 2 and summary["risk"] == "cvar"
+
+
+def test_an_ensemble_of_probes_gives_one_future_per_probe(push_clips, tmp_path):
+    import probe_planning
+    from sim_envs.planning.plan_eval import PlanEvalConfig, make_env
+    from sim_envs.planning.planners import GoalCost
+
+    probe("--data", push_clips, "--variant", "glimpse4", "--steps", "4", "--eval-every", "4", "--batch", "4",
+          "--cache", tmp_path / "cache", "--out", tmp_path / "g.json", "--save", tmp_path / "g.pt")
+    one = contact_probe.load_probe(tmp_path / "g.pt")
+    other = contact_probe.load_probe(tmp_path / "g.pt")
+    with torch.no_grad():
+        other.head[-1].bias.copy_(torch.tensor([10.0, 1.0, -1.0]))  # says "moves", by (10, -10) px at 128 px
+    env = make_env(PlanEvalConfig())
+    try:
+        observation, _ = env.reset(seed=0)
+        actions = np.array([[[0.5, 0.0]], [[0.0, -0.5]], [[0.0, 0.0]]])
+        queries = GoalCost().query_points(observation)
+        single = probe_planning.ProbeModel(env, [one]).predict(observation, actions, queries)
+        pair = probe_planning.ProbeModel(env, [one, other]).predict(observation, actions, queries)
+    finally:
+        env.close()
+    assert single.shape == (3, 1, len(queries), 2, 2) and pair.shape == (3, 2, len(queries), 2, 2)
+    np.testing.assert_array_equal(pair[:, :1], single)
+    np.testing.assert_array_equal(pair[:, 1, -1], single[:, 0, -1])  # the pusher ends where it is commanded
+    assert not np.allclose(pair[:, 1, :-1, 1], single[:, 0, :-1, 1])
 
 
 def test_a_saved_probe_collects_its_planners_states_as_clips_and_resumes(push_clips, tmp_path):
