@@ -10,6 +10,11 @@ futures, and the same CEM as `plan eval`'s (`--candidates`, `--iterations`) plan
 every step's chosen plan is also rolled out in the simulator for its true cost. Prints and
 writes the summary JSON.
 
+With `--prior M` the planner's model is a factorised prior (`FactorisedModel`): the probe
+decides the target's motion and the motion prior M draws the whole scene's futures under the
+candidate's action pokes plus an effect poke that says it; `GoalCost` scores those futures. It
+asks whether a prior that is told the effect by a contact model plans as well as that model.
+
 With `--collect DIR` the probe's CEM plays episodes clear of the evaluation seeds (default
 seed 5,100,000) and, at every state it visits, rolls `--candidates-per-state` of the candidates
 it weighed out in the simulator, as `data on-policy` does for a prior
@@ -88,6 +93,33 @@ class ProbeModel:
         return tracks
 
 
+class FactorisedModel:
+    """A factorised prior as the planner's model: the probe says what the push does to the
+    target, the motion prior draws the futures of the whole scene under the candidate's action
+    pokes plus an effect poke from the target's centre (`observation["target_pixel"]`) to where
+    the probe puts it at the horizon (its ensemble's mean; where the probe says the target stays,
+    a poke that holds it in place)."""
+
+    def __init__(self, env, probes: list, num_samples: int):
+        self.env, self.probe, self.num_samples = env, ProbeModel(env, probes), num_samples
+
+    def poke_sets(self, observation: dict, actions: np.ndarray, query_points: np.ndarray) -> list[np.ndarray]:
+        """`actions [M, H, 2]` -> M poke sets `[P + 1, 5]` in pixels: each candidate's action
+        pokes, then its effect poke (the last)."""
+        guessed = self.probe.predict(observation, actions, query_points)  # [M, E, N, 2, 2]
+        shift = (guessed[:, :, 0, 1] - guessed[:, :, 0, 0]).mean(axis=1)  # [M, 2] px
+        target = np.asarray(observation["target_pixel"], dtype=np.float32)
+        size = observation["image"].shape[:2]
+        return [np.concatenate([pokes_to_pixels(p, size), [[*target, *(target + s), 1.0]]]).astype(np.float32)
+                for p, s in zip(self.env.pokes(actions), shift)]
+
+    def predict(self, observation: dict, actions: np.ndarray, query_points: np.ndarray) -> np.ndarray:
+        """`actions [M, H, 2]`, `query_points [N, 2]` pixels -> the prior's tracks `[M, K, N, T, 2]`
+        pixels (K = `num_samples`)."""
+        poke_sets = self.poke_sets(observation, actions, query_points)
+        return self.env.imagine_pokes(poke_sets, self.num_samples, query_points).tracks
+
+
 def collect(env, policy, args) -> list[dict]:
     """Play and collect `args.episodes` episodes into the clip directory `args.collect` (see the
     module docstring), resuming it; returns the records of the episodes played this run."""
@@ -157,18 +189,34 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="episode i uses reset seed seed + i")
     parser.add_argument("--candidates", type=int, default=16)
     parser.add_argument("--iterations", type=int, default=2)
+    parser.add_argument("--prior", help="a motion prior (\"default\" or a model directory): plan on its futures "
+                        "under the probe's effect poke (FactorisedModel) instead of on the probe's alone")
+    parser.add_argument("--samples", type=int, default=4, help="with --prior: futures per candidate (default 4)")
+    parser.add_argument("--sampler", default="guided", help="with --prior: its sampler (default guided)")
+    parser.add_argument("--sampler-steps", type=int, default=8, help="with --prior: sampler steps (default 8)")
+    parser.add_argument("--guidance", type=float, default=2.0, help="with --prior: guidance (default 2)")
     parser.add_argument("--collect", help="clip directory: collect the visited states' candidates (see above)")
     parser.add_argument("--candidates-per-state", type=int, default=OnPolicyConfig.candidates_per_state,
                         help="with --collect: clips per visited state (default %(default)s)")
     parser.add_argument("--out", required=True, help="JSON file for the summary and the episodes")
     args = parser.parse_args(argv)
     started = time.process_time()
-    env = make_env(PlanEvalConfig())  # the wrapper's poke function; its prior is not called
+    if args.prior and args.collect:
+        parser.error("--prior: expected no --collect (collection plans on the probe alone)")
+    if args.prior:
+        env = make_env(PlanEvalConfig(model=args.prior, sampler=args.sampler, steps=args.sampler_steps,
+                                      guidance=args.guidance).validate())
+    else:
+        env = make_env(PlanEvalConfig())  # the wrapper's poke function; its prior is not called
     search = PlannerConfig(method="cem", horizon=1, candidates=args.candidates, iterations=args.iterations,
                            risk=args.risk)
-    model = ProbeModel(env, [load_probe(probe) for probe in args.probe])
+    probes = [load_probe(probe) for probe in args.probe]
+    model = FactorisedModel(env, probes, args.samples) if args.prior else ProbeModel(env, probes)
     policy = PlannerPolicy(Planner(model, GoalCost(), env.action_space, search))
     about = {"probe": args.probe[0] if len(args.probe) == 1 else args.probe, "risk": args.risk}
+    if args.prior:
+        about.update(prior=args.prior, samples=args.samples, sampler=args.sampler, sampler_steps=args.sampler_steps,
+                     guidance=args.guidance)
     if args.collect:
         try:
             records = collect(env, policy, args)

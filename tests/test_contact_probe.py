@@ -208,3 +208,42 @@ def test_a_relative_shift_scales_with_the_path_and_is_zero_for_a_pusher_at_rest(
     with torch.no_grad():
         _, shift = model(batch)
     assert shift[0].abs().max() == 0 and shift[1].abs().max() > 0
+
+
+def test_a_factorised_model_adds_the_probes_effect_poke_and_plans_on_the_priors_futures(push_clips, pipeline_run,
+                                                                                        tmp_path):
+    import probe_planning
+    from motion_prior.foundation.pokes import pokes_to_pixels
+    from sim_envs.planning.plan_eval import PlanEvalConfig, make_env
+    from sim_envs.planning.planners import GoalCost
+
+    probe("--data", push_clips, "--variant", "glimpse4", "--steps", "4", "--eval-every", "4", "--batch", "4",
+          "--cache", tmp_path / "cache", "--out", tmp_path / "g.json", "--save", tmp_path / "g.pt")
+    moving = contact_probe.load_probe(tmp_path / "g.pt")
+    with torch.no_grad():
+        moving.head[-1].bias.copy_(torch.tensor([10.0, 1.0, -1.0]))  # says "moves"
+    env = make_env(PlanEvalConfig(model=str(pipeline_run / "model"), steps=2))
+    try:
+        observation, _ = env.reset(seed=0)
+        actions = np.array([[[0.5, 0.0]], [[0.0, -0.5]]])
+        queries = GoalCost().query_points(observation)
+        model = probe_planning.FactorisedModel(env, [moving], num_samples=2)
+        sets = model.poke_sets(observation, actions, queries)
+        alone = probe_planning.ProbeModel(env, [moving]).predict(observation, actions, queries)
+        tracks = model.predict(observation, actions, queries)
+        size = observation["image"].shape[:2]
+        for m, pokes in enumerate(env.pokes(actions)):
+            np.testing.assert_allclose(sets[m][:-1], pokes_to_pixels(pokes, size), atol=1e-4)
+            np.testing.assert_allclose(sets[m][-1, :2], observation["target_pixel"], atol=1e-4)
+            np.testing.assert_allclose(sets[m][-1, 2:4], alone[m, 0, 0, 1], atol=1e-4)
+            assert sets[m][-1, 4] == 1.0
+    finally:
+        env.close()
+    assert tracks.shape[:3] == (2, 2, len(queries))
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "probe_planning.py"), "--probe",
+                             str(tmp_path / "g.pt"), "--prior", str(pipeline_run / "model"), "--samples", "2",
+                             "--sampler-steps", "2", "--episodes", "1", "--candidates", "4", "--iterations", "1",
+                             "--out", str(tmp_path / "f.json")], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((tmp_path / "f.json").read_text())["summary"]
+    assert summary["prior"] == str(pipeline_run / "model") and summary["episodes"] == 1
