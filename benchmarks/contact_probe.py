@@ -31,7 +31,9 @@ Figures on the held-out clips (val and test splits), in px of the 128 px frame:
 moved accuracy (true: the object's centre shifts over MOVED_PX), the same at grazes (the
 path's closest approach to the object's centre, in contact radii: object's bounding radius
 plus the pusher's, 0.8-1.2), and over the clips that truly move over MOVED_PX the median angle
-between predicted and true shift and the median shift error. Prints JSON per evaluation and
+between predicted and true shift and the median shift error; the shares of moves said to stay
+and of stays said to move; over the long pushes (20-40 px) the mean true length and the mean
+length of the prediction along it. Prints JSON per evaluation and
 writes the last to `--out`. `--held` scores a trained probe on other directories' held-out
 clips too, e.g. the states a planner visits (`probe_planning.py --collect`); `--probe P` scores
 a saved probe without training it.
@@ -261,6 +263,7 @@ def figures(predicted_moved, predicted, data) -> dict:
     moved = true.norm(dim=1) > MOVED_PX
     correct = predicted_moved == moved
     graze = (data["radii"] >= 0.8) & (data["radii"] < 1.2)
+    long = (true.norm(dim=1) >= 20) & (true.norm(dim=1) < 40)
     a, b = predicted[moved], true[moved]
     cos = (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1)).clamp_min(1e-6)
     return {
@@ -271,6 +274,15 @@ def figures(predicted_moved, predicted, data) -> dict:
         "graze_clips": int(graze.sum()), "graze_accuracy": round(correct[graze].float().mean().item(), 4),
         "median_angle_deg": round(torch.rad2deg(torch.acos(cos.clamp(-1, 1))).median().item(), 2),
         "median_shift_error_px": round((predicted[moved] - true[moved]).norm(dim=1).median().item(), 3),
+        # The two ways to be wrong about contact: a move said to stay, a stay said to move.
+        "missed_move_share": round((moved & ~predicted_moved).float().sum().item() / max(int(moved.sum()), 1), 4),
+        "false_move_share": round((~moved & predicted_moved).float().sum().item() / max(int((~moved).sum()), 1), 4),
+        # Long pushes (20-40 px): how far the prediction goes along the true shift, on average,
+        # against the true length (a model that shrinks them plans short pushes).
+        "long_push_clips": int(long.sum()),
+        "long_push_true_px": round(true[long].norm(dim=1).mean().item(), 2) if long.any() else None,
+        "long_push_along_px": round(((predicted[long] * true[long]).sum(1) / true[long].norm(dim=1)).mean().item(), 2)
+        if long.any() else None,
     }
 
 
