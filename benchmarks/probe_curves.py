@@ -106,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
             axes.annotate(p["label"], (xi, yi), textcoords="offset points", xytext=(4, -12), fontsize=8)
     for label, rate in args.reference:
         axes.axhline(100 * float(rate), linestyle="--", color="grey", linewidth=1)
-        axes.annotate(label, (0, 100 * float(rate)), textcoords="offset points", xytext=(2, 3), fontsize=8)
+        axes.annotate(label, (0.01, 100 * float(rate)), xycoords=("axes fraction", "data"),
+                      textcoords="offset points", xytext=(0, 3), fontsize=8, color="grey")
     axes.set_xlabel("CPU hours (training and collection)")
     axes.set_ylabel("PushToGoal solved by CEM on the probe (%)")
     axes.legend(loc="lower right", fontsize=8)
