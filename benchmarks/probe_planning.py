@@ -1,5 +1,5 @@
-"""CEM on PushToGoal with a contact probe as the only model: what planning a learned contact
-model alone reaches, the ceiling of a prior whose target motion is as good as the probe's.
+"""CEM on PushToGoal with a contact probe as the model: what planning a learned contact model
+alone reaches, the ceiling of a prior whose target motion is as good as the probe's.
 
 The probe (`benchmarks/contact_probe.py --save`) reads the frame and each candidate's pokes (the
 env's poke function, without the hold of the last waypoint, as the probe's clips record
@@ -7,8 +7,9 @@ actions) and predicts whether the target moves and its final shift; the candidat
 tracks are the target's query points moved by that shift (none where the probe says it does
 not move) and the pusher at its commanded end. `GoalCost` scores them as it scores a prior's
 futures, and the same CEM as `plan eval`'s (`--candidates`, `--iterations`) plans on them;
-every step's chosen plan is also rolled out in the simulator for its true cost. Prints and
-writes the summary JSON.
+every step's chosen plan is also rolled out in the simulator for its true cost. Several
+`--probe`s make an ensemble, each probe one of the K futures that CEM's `--risk` collapses.
+Prints and writes the summary JSON.
 
 With `--prior M` the planner's model is a factorised prior (`FactorisedModel`): the probe
 decides the target's motion and the motion prior M draws the whole scene's futures under the
@@ -24,8 +25,8 @@ DAgger-style aggregation for a contact model). Rerunning the command resumes it.
 
     python benchmarks/contact_probe.py --data runs/data/cf-push24k --variant glimpse4 --out runs/probe/glimpse4.json --save runs/probe/glimpse4.pt
     python benchmarks/probe_planning.py --probe runs/probe/glimpse4.pt --episodes 50 --out runs/probe/plan-glimpse4.json
-    python benchmarks/probe_planning.py --probe runs/probe/glimpse4.pt --episodes 100 --seed 5100000 \
-        --collect runs/data/probe-op1 --out runs/data/probe-op1.json
+    python benchmarks/probe_planning.py --probe runs/probe/glimpse4.pt --episodes 200 --seed 5100000 \
+        --collect runs/data/probe-op1 --out runs/probe-op/collect-op1.json
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ from sim_envs.planning.on_policy import EVAL_SEEDS, OnPolicyConfig, collect_epis
 from sim_envs.planning.plan_eval import PlanEvalConfig, PlannerPolicy, make_env, run_episode  # noqa: E402
 from sim_envs.planning.planners import RISKS, GoalCost, Planner, PlannerConfig  # noqa: E402
 from sim_envs.tasks import envs as tabletop  # noqa: E402
+
 
 def probe_inputs(pokes: np.ndarray) -> dict[str, np.ndarray]:
     """One candidate's normalised pokes `[P, 5]` -> the probe's path inputs
@@ -135,7 +137,8 @@ def collect(env, policy, args) -> list[dict]:
     store = open_store(args.collect, {
         "name": "benchmarks.probe_planning", "version": "1.0",
         "config": {"probe_sha256": fingerprint, "seed": args.seed, "risk": args.risk,
-                   "candidates": args.candidates, "iterations": args.iterations, "candidates_per_state": args.candidates_per_state,
+                   "candidates": args.candidates, "iterations": args.iterations,
+                   "candidates_per_state": args.candidates_per_state,
                    "clips": clip_config.to_dict()}})
     records = []
     for episode in range(args.episodes):
