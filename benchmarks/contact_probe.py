@@ -260,16 +260,17 @@ def evaluate(model, data, batch_size=256) -> dict:
 def figures(predicted_moved, predicted, data) -> dict:
     """The figures of predictions `[M]` bool, `[M, 2]` px against the held-out clips' truth."""
     true = data["shift"]
-    moved = true.norm(dim=1) > MOVED_PX
+    length = true.norm(dim=1)
+    moved = length > MOVED_PX
     correct = predicted_moved == moved
     graze = (data["radii"] >= 0.8) & (data["radii"] < 1.2)
-    long = (true.norm(dim=1) >= 20) & (true.norm(dim=1) < 40)
+    long = (length >= 20) & (length < 40)
     a, b = predicted[moved], true[moved]
     cos = (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1)).clamp_min(1e-6)
     return {
         "clips": len(true), "moved_share": round(moved.float().mean().item(), 3),
         # Clips whose object shifts within 1 px of the "moved" line: there a shift error decides.
-        "near_line_share": round(((true.norm(dim=1) - MOVED_PX).abs() < 1).float().mean().item(), 3),
+        "near_line_share": round(((length - MOVED_PX).abs() < 1).float().mean().item(), 3),
         "moved_accuracy": round(correct.float().mean().item(), 4),
         "graze_clips": int(graze.sum()), "graze_accuracy": round(correct[graze].float().mean().item(), 4),
         "median_angle_deg": round(torch.rad2deg(torch.acos(cos.clamp(-1, 1))).median().item(), 2),
@@ -280,8 +281,8 @@ def figures(predicted_moved, predicted, data) -> dict:
         # Long pushes (20-40 px): how far the prediction goes along the true shift, on average,
         # against the true length (a model that shrinks them plans short pushes).
         "long_push_clips": int(long.sum()),
-        "long_push_true_px": round(true[long].norm(dim=1).mean().item(), 2) if long.any() else None,
-        "long_push_along_px": round(((predicted[long] * true[long]).sum(1) / true[long].norm(dim=1)).mean().item(), 2)
+        "long_push_true_px": round(length[long].mean().item(), 2) if long.any() else None,
+        "long_push_along_px": round(((predicted[long] * true[long]).sum(1) / length[long]).mean().item(), 2)
         if long.any() else None,
     }
 

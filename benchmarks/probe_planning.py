@@ -48,7 +48,8 @@ from motion_prior.data.shards import shard_name, write_shard  # noqa: E402
 from motion_prior.foundation.checkpoints import atomic_write_json, file_sha256  # noqa: E402
 from motion_prior.foundation.errors import InputError  # noqa: E402
 from motion_prior.foundation.pokes import pokes_to_pixels  # noqa: E402
-from sim_envs.planning.on_policy import EVAL_SEEDS, OnPolicyConfig, collect_episode, open_store  # noqa: E402
+from sim_envs.planning.on_policy import (OnPolicyConfig, check_clear_of_eval_seeds, collect_episode,  # noqa: E402
+                                        open_store)
 from sim_envs.planning.plan_eval import PlanEvalConfig, PlannerPolicy, make_env, run_episode  # noqa: E402
 from sim_envs.planning.planners import RISKS, GoalCost, Planner, PlannerConfig  # noqa: E402
 from sim_envs.tasks import envs as tabletop  # noqa: E402
@@ -72,25 +73,31 @@ class ProbeModel:
     def __init__(self, env, probes: list):
         self.env, self.probes = env, probes
 
-    def predict(self, observation: dict, actions: np.ndarray, query_points: np.ndarray) -> np.ndarray:
-        """`actions [M, H, 2]`, `query_points [N, 2]` pixels (target points, then the pusher) ->
-        tracks `[M, K, N, 2, 2]` pixels, K = the number of probes (start and end frame only: all
-        `GoalCost` reads)."""
-        pokes = self.env.pokes(actions)
+    def shifts(self, observation: dict, pokes: list[np.ndarray]) -> np.ndarray:
+        """M candidates' normalised pokes (`env.pokes`) -> the target's shift `[M, K, 2]` pixels
+        of the observation's frame, one per probe (zero where a probe says it stays)."""
         inputs = [probe_inputs(p) for p in pokes]
         batch = {key: torch.from_numpy(np.stack([i[key] for i in inputs])) for key in inputs[0]}
         image = observation["image"]
-        batch["frame"] = torch.from_numpy(np.ascontiguousarray(image))[None].expand(len(actions), -1, -1, -1)
+        batch["frame"] = torch.from_numpy(np.ascontiguousarray(image))[None].expand(len(pokes), -1, -1, -1)
         shifts = []
         with torch.no_grad():
             for probe in self.probes:
                 logit, shift = probe(batch)
                 shifts.append((shift.numpy() * 10) * (logit.numpy() > 0)[:, None])  # px of the probe's 128 px frame
-        shift = np.stack(shifts, axis=1) * image.shape[0] / 128  # [M, K, 2]
+        return np.stack(shifts, axis=1) * image.shape[0] / 128
+
+    def predict(self, observation: dict, actions: np.ndarray, query_points: np.ndarray) -> np.ndarray:
+        """`actions [M, H, 2]`, `query_points [N, 2]` pixels (target points, then the pusher) ->
+        tracks `[M, K, N, 2, 2]` pixels, K = the number of probes (start and end frame only: all
+        `GoalCost` reads)."""
+        pokes = self.env.pokes(actions)
+        shift = self.shifts(observation, pokes)  # [M, K, 2]
         tracks = np.repeat(query_points[None, None, :, None].astype(np.float32), 2, axis=3)
         tracks = np.repeat(np.repeat(tracks, len(actions), axis=0), len(self.probes), axis=1)
         tracks[:, :, :-1, 1] += shift[:, :, None]
-        ends = np.stack([pokes_to_pixels(p, image.shape[:2])[np.argmax(p[:, 4]), 2:4] for p in pokes])
+        size = observation["image"].shape[:2]
+        ends = np.stack([pokes_to_pixels(p, size)[np.argmax(p[:, 4]), 2:4] for p in pokes])
         tracks[:, :, -1, 1] = ends[:, None]
         return tracks
 
@@ -105,29 +112,27 @@ class FactorisedModel:
     def __init__(self, env, probes: list, num_samples: int):
         self.env, self.probe, self.num_samples = env, ProbeModel(env, probes), num_samples
 
-    def poke_sets(self, observation: dict, actions: np.ndarray, query_points: np.ndarray) -> list[np.ndarray]:
+    def poke_sets(self, observation: dict, actions: np.ndarray) -> list[np.ndarray]:
         """`actions [M, H, 2]` -> M poke sets `[P + 1, 5]` in pixels: each candidate's action
         pokes, then its effect poke (the last)."""
-        guessed = self.probe.predict(observation, actions, query_points)  # [M, E, N, 2, 2]
-        shift = (guessed[:, :, 0, 1] - guessed[:, :, 0, 0]).mean(axis=1)  # [M, 2] px
+        pokes = self.env.pokes(actions)
+        shift = self.probe.shifts(observation, pokes).mean(axis=1)  # [M, 2] px
         target = np.asarray(observation["target_pixel"], dtype=np.float32)
         size = observation["image"].shape[:2]
         return [np.concatenate([pokes_to_pixels(p, size), [[*target, *(target + s), 1.0]]]).astype(np.float32)
-                for p, s in zip(self.env.pokes(actions), shift)]
+                for p, s in zip(pokes, shift)]
 
     def predict(self, observation: dict, actions: np.ndarray, query_points: np.ndarray) -> np.ndarray:
         """`actions [M, H, 2]`, `query_points [N, 2]` pixels -> the prior's tracks `[M, K, N, T, 2]`
         pixels (K = `num_samples`)."""
-        poke_sets = self.poke_sets(observation, actions, query_points)
+        poke_sets = self.poke_sets(observation, actions)
         return self.env.imagine_pokes(poke_sets, self.num_samples, query_points).tracks
 
 
 def collect(env, policy, args) -> list[dict]:
     """Play and collect `args.episodes` episodes into the clip directory `args.collect` (see the
     module docstring), resuming it; returns the records of the episodes played this run."""
-    if args.seed < EVAL_SEEDS.stop and args.seed + args.episodes > EVAL_SEEDS.start:
-        raise InputError("--seed", f"episode seeds clear of the evaluation seeds {EVAL_SEEDS.start}.."
-                         f"{EVAL_SEEDS.stop - 1}", f"seeds {args.seed}..{args.seed + args.episodes - 1}")
+    check_clear_of_eval_seeds(args.seed, args.episodes, "--seed")
     model = args.probe[0] if len(args.probe) == 1 else tuple(args.probe)
     config = OnPolicyConfig(model=model, seed=args.seed, episodes=args.episodes,
                             candidates_per_state=args.candidates_per_state)

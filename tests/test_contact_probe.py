@@ -228,7 +228,7 @@ def test_a_factorised_model_adds_the_probes_effect_poke_and_plans_on_the_priors_
         actions = np.array([[[0.5, 0.0]], [[0.0, -0.5]]])
         queries = GoalCost().query_points(observation)
         model = probe_planning.FactorisedModel(env, [moving], num_samples=2)
-        sets = model.poke_sets(observation, actions, queries)
+        sets = model.poke_sets(observation, actions)
         alone = probe_planning.ProbeModel(env, [moving]).predict(observation, actions, queries)
         tracks = model.predict(observation, actions, queries)
         size = observation["image"].shape[:2]

@@ -97,15 +97,21 @@ class OnPolicyConfig(PlanEvalConfig):
         if self.candidates_per_state < 1:
             raise InputError("candidates_per_state", "at least 1", self.candidates_per_state)
         super().validate()
-        if self.seed < EVAL_SEEDS.stop and self.seed + self.episodes > EVAL_SEEDS.start:
-            raise InputError("seed", f"episode seeds clear of the evaluation seeds {EVAL_SEEDS.start}.."
-                             f"{EVAL_SEEDS.stop - 1} (default {SEED})",
-                             f"seeds {self.seed}..{self.seed + self.episodes - 1}")
+        check_clear_of_eval_seeds(self.seed, self.episodes, "seed", f" (default {SEED})")
         return self
 
     def settings(self) -> dict:
         """What a directory's clips depend on (all but `episodes`), as it reads back from JSON."""
         return {"method": self.methods[0], **run_settings(self)}
+
+
+def check_clear_of_eval_seeds(seed: int, episodes: int, argument: str, hint: str = "") -> None:
+    """Refuse episode seeds `seed .. seed + episodes - 1` that meet `EVAL_SEEDS` (an InputError
+    naming `argument`; `hint` follows what is expected): no evaluation episode enters training
+    data."""
+    if seed < EVAL_SEEDS.stop and seed + episodes > EVAL_SEEDS.start:
+        raise InputError(argument, f"episode seeds clear of the evaluation seeds {EVAL_SEEDS.start}.."
+                         f"{EVAL_SEEDS.stop - 1}{hint}", f"seeds {seed}..{seed + episodes - 1}")
 
 
 def pick_candidates(plan: Plan, count: int, elites: int,
