@@ -1,6 +1,6 @@
 """The `motion-prior` command line: `motion-prior <group> <verb> [options]`.
 
-The library's own commands live here: `data show|info|verify|import`, `train vae|decoder|flow`,
+The library's own commands live here: `data show|info|verify|import`, `train vae|decoder|flow|contact|distill`,
 `eval vae|flow`, `model pack|info` and `export`. `sim_envs` adds `data generate`, `train all`,
 `plan eval|check|counterfactual`, `bench` and `demo` (`sim_envs.apps.cli`); `motion-prior --help` lists them all. Packages that build on the library (e.g. `sim_envs`,
 which may import MuJoCo) add theirs through the `motion_prior.cli` entry-point group: each
@@ -28,12 +28,12 @@ from motion_prior.foundation.configs import load_yaml
 from motion_prior.foundation.errors import InputError
 from motion_prior.foundation.visualize import draw_tracks, save_gif, save_png
 from motion_prior.inference.backends import TorchBackend, check_device
-from motion_prior.inference.model_directory import model_dir
+from motion_prior.inference.model_directory import load_contact, model_dir
 from motion_prior.inference.onnx_export import MANIFEST, export_model
 from motion_prior.inference.packing import FLOW_WEIGHTS, pack_model
 from motion_prior.inference.prior import GUIDANCE_RANGE, MotionPrior
 from motion_prior.inference.samplers import SAMPLERS
-from motion_prior.training import decoder_stage, distill_stage, flow_stage, vae_stage
+from motion_prior.training import contact_stage, decoder_stage, distill_stage, flow_stage, vae_stage
 
 TOP_LEVEL = "top-level"
 
@@ -194,6 +194,11 @@ def _train_flow(args: argparse.Namespace) -> int:
     return _run_training(args, flow_stage.train_flow, _recipe(args, flow_stage.FlowRecipe, flow_stage.preset), "trained flow")
 
 
+def _train_contact(args: argparse.Namespace) -> int:
+    recipe = _recipe(args, contact_stage.ContactRecipe, contact_stage.preset)
+    return _run_training(args, contact_stage.train_contact, recipe, "trained contact model")
+
+
 def _train_distill(args: argparse.Namespace) -> int:
     recipe = _recipe(args, distill_stage.DistillRecipe, distill_stage.preset)
     if args.teacher:
@@ -215,9 +220,9 @@ def _eval_flow(args: argparse.Namespace) -> int:
 
 
 def _model_pack(args: argparse.Namespace) -> int:
-    out = pack_model(args.vae, args.flow, args.out, args.dtype, args.fast_flow, args.flow_weights)
+    out = pack_model(args.vae, args.flow, args.out, args.dtype, args.fast_flow, args.flow_weights, args.contact)
     size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
-    parts = " + ".join(str(p) for p in (args.vae, args.flow, args.fast_flow) if p)
+    parts = " + ".join(str(p) for p in (args.vae, args.flow, args.fast_flow, args.contact) if p)
     print(f"packed {parts} into {out} ({size / 2**20:.1f} MiB, {args.dtype} weights; flow: {args.flow_weights})")
     return 0
 
@@ -237,6 +242,9 @@ def _model_info(args: argparse.Namespace) -> int:
                          for name, s in SAMPLERS.items()
                          if s.network in spec.networks)
     print(f"samplers: {samplers}; default {prior.default_sampler}")
+    contact = load_contact(directory)
+    print("contact model: " + (f"{sum(p.numel() for p in contact.parameters()) / 1e6:.2f} M parameters (effect pokes "
+                               "for planners)" if contact is not None else "none"))
     return 0
 
 
@@ -337,6 +345,14 @@ def _register_builtin(groups: dict[str, argparse._SubParsersAction]) -> None:
     _add_training_options(flow)
     flow.set_defaults(func=_train_flow)
 
+    contact = groups["train"].add_parser(
+        "contact", help="train the contact model: where a commanded push sends each point (the planners' effect pokes)",
+        description="Train the contact model on clips with actions: from the start frame, the action pokes and "
+                    "query points on the tracks, whether each point moves and where it ends, as documented in "
+                    "motion_prior/training/contact_stage.py; pack it as the model's contact/.")
+    _add_training_options(contact)
+    contact.set_defaults(func=_train_contact)
+
     distill = groups["train"].add_parser(
         "distill", help="distil a model's guided sampler into a one- or two-step flow (the fast sampler)",
         description="Train a student flow, started from the teacher's weights, on the straight paths between "
@@ -388,6 +404,7 @@ def _register_builtin(groups: dict[str, argparse._SubParsersAction]) -> None:
     pack.add_argument("--vae", required=True, help="VAE run directory (poke-aware or not)")
     pack.add_argument("--flow", required=True, help="flow run directory trained on that VAE")
     pack.add_argument("--fast-flow", help="distillation run of that flow (motion-prior train distill): the fast sampler")
+    pack.add_argument("--contact", help="contact model run (motion-prior train contact): effect pokes for planners")
     pack.add_argument("--out", required=True, help="model directory to write")
     pack.add_argument("--dtype", default="float16", choices=("float16", "float32"), help="weight storage")
     pack.add_argument("--flow-weights", default="ema", choices=FLOW_WEIGHTS,

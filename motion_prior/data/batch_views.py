@@ -58,9 +58,10 @@ def training_view(batch: dict, hflip: bool, encode_tracks: int, generator: torch
     return frames, tracks, flip, chosen
 
 
-def open_splits(data: str | list[str], image_size: int, num_frames: int) -> tuple[Dataset, Dataset]:
+def open_splits(data: str | list[str], image_size: int, num_frames: int | None) -> tuple[Dataset, Dataset]:
     """The train and val splits of clip directory `data` (or of several, concatenated), checked
-    to hold what a model takes: square frames of `image_size` pixels and T = `num_frames`."""
+    to hold what a model takes: square frames of `image_size` pixels and T = `num_frames` (None:
+    any T, the same in every directory, so that their clips batch together)."""
     roots = [data] if isinstance(data, (str, Path)) else list(data)
     if not roots:
         raise ValueError("data: expected at least one clip directory, got none")
@@ -68,6 +69,7 @@ def open_splits(data: str | list[str], image_size: int, num_frames: int) -> tupl
     for root in roots:
         train_data = ClipDataset(root, split="train")
         clip = train_data.clip(0)
+        num_frames = clip.num_frames if num_frames is None else num_frames
         expected = (image_size, image_size, 3)
         if clip.frame.shape != expected or clip.num_frames != num_frames:
             raise ValueError(

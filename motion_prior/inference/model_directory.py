@@ -3,8 +3,9 @@
 A model directory holds `vae/` (a Stage 1 checkpoint: `config.yaml`, `model.safetensors`,
 `latent_stats.safetensors`), `flow/` (`config.yaml`, `model.safetensors`) and optionally
 `fast_flow/`, the flow distilled into a one- or two-step sampler
-(`motion_prior.training.distill_stage`, same layout as `flow/`); weights may be stored in
-float16 and are loaded as float32. The shipped model is `motion_prior/models/default`.
+(`motion_prior.training.distill_stage`, same layout as `flow/`) and `contact/`, the contact
+model that turns a commanded push into effect pokes (`motion_prior.inference.contact`); weights
+may be stored in float16 and are loaded as float32. The shipped model is `motion_prior/models/default`.
 """
 
 from __future__ import annotations
@@ -18,11 +19,13 @@ import yaml
 from motion_prior.foundation.checkpoints import (CheckpointError, WEIGHTS_FILE, load_config, load_weights, read_latent_stats,
                                                  verify_checksums)
 from motion_prior.foundation.errors import InputError
+from motion_prior.networks.contact_model import ContactConfig, ContactNetwork
 from motion_prior.networks.latent_flow import FlowConfig, FlowNetwork
 from motion_prior.networks.trajectory_vae import TrajectoryVAE, load_vae
 
 
 FAST_FLOW = "fast_flow"
+CONTACT = "contact"
 
 
 def default_model_dir() -> Path:
@@ -83,3 +86,16 @@ def load_model(model: str | Path) -> tuple[TrajectoryVAE, FlowNetwork, dict[str,
                               f"VAE reads {vae.config.frame.image_size} px frames ({directory / 'vae' / 'config.yaml'})")
     fast = directory / FAST_FLOW
     return vae, flow, stats, load_flow(fast) if fast.is_dir() else None
+
+
+def load_contact(model: str | Path) -> ContactNetwork | None:
+    """The contact model of `"default"` or a directory (its `contact/`), in eval mode on the
+    CPU, or None where it has none (an ONNX export, a model packed without one)."""
+    if not isinstance(model, (str, Path)):
+        raise InputError("model", "'default' or a model directory (str or Path)", model)
+    directory = (default_model_dir() if str(model) == "default" else Path(model)) / CONTACT
+    if not directory.is_dir():
+        return None
+    network = ContactNetwork(load_config(directory, ContactConfig))
+    load_weights(network, directory / WEIGHTS_FILE)
+    return network.eval()

@@ -15,7 +15,9 @@ caller's frame's (top-left corner at (0, 0), `motion_prior.foundation.camera`).
 
 What runs the networks is a backend (`motion_prior.inference.backends`): torch (eager or `torch.compile`)
 or ONNX Runtime (`motion_prior.inference.onnx_runtime`, CPU/CUDA/TensorRT); validation, the sampler loop
-and guidance live here and are the same for all of them:
+and guidance live here and are the same for all of them. A model's contact model (`contact/`,
+`motion_prior.inference.contact`) is small and always runs in torch on the prior's device (the
+CPU under ONNX Runtime):
 
     prior = MotionPrior.load("default", backend="onnxruntime")                 # CPU
     prior = MotionPrior.load("default", device="cuda", backend="onnxruntime", precision="fp16")
@@ -31,14 +33,17 @@ import torch
 import torch.nn.functional as F
 
 from motion_prior.foundation.camera import MAX_ABS_COORD, grid_points, pixels_to_normalized
+from motion_prior.foundation.checkpoints import CheckpointError
 from motion_prior.foundation.errors import InputError
 from motion_prior.foundation.pokes import pokes_to_normalized, pokes_to_pixels, validate_pokes
 from motion_prior.inference.backends import Backend, TorchBackend, check_device
+from motion_prior.inference.contact import ContactPrediction, contact_tensors, with_effect_pokes
 from motion_prior.inference.futures import COORDS, Futures, FuturesBatch, to_coords
-from motion_prior.inference.model_directory import FAST_FLOW
+from motion_prior.inference.model_directory import FAST_FLOW, load_contact
 from motion_prior.inference.onnx_runtime import OnnxRuntimeBackend
 from motion_prior.inference.samplers import (DEFAULT_GUIDANCE, DEFAULT_SAMPLER, DEFAULT_STEPS, METHODS, SAMPLERS,
                                              guided, integrate)
+from motion_prior.networks.contact_model import ContactNetwork
 from motion_prior.networks.text_encoder import token_ids
 
 DEFAULT_GRID = 16
@@ -63,12 +68,17 @@ class MotionPrior:
     Args:
         backend: what runs the networks (:class:`motion_prior.inference.backends.TorchBackend`, or
             `OnnxRuntimeBackend` from `motion_prior.inference.onnx_runtime`); :meth:`load` builds one.
+        contact: the model's contact network, or None (`motion_prior.inference.contact`).
     """
 
-    def __init__(self, backend: Backend):
+    def __init__(self, backend: Backend, contact: ContactNetwork | None = None):
         self.backend = backend
         self.spec = backend.spec
         self.device = backend.device
+        if contact is not None and contact.config.image_size != self.spec.image_size:
+            raise CheckpointError(f"contact model: reads {contact.config.image_size} px frames, but the prior reads "
+                                  f"{self.spec.image_size} px")
+        self.contact = None if contact is None else contact.to(self.device)
 
     @classmethod
     def load(cls, model: str | Path = "default", device: str = "cpu", backend: str = "torch",
@@ -88,10 +98,10 @@ class MotionPrior:
             raise InputError("backend", f"one of {BACKENDS}", backend)
         check_device(device)
         if backend == "onnxruntime":
-            return cls(OnnxRuntimeBackend.load(model, device, providers, precision))
+            return cls(OnnxRuntimeBackend.load(model, device, providers, precision), load_contact(model))
         if providers is not None or precision != "fp32":
             raise InputError("providers/precision", "only with backend='onnxruntime'", f"backend={backend!r}")
-        return cls(TorchBackend.load(model, device, compile=backend == "torch-compile"))
+        return cls(TorchBackend.load(model, device, compile=backend == "torch-compile"), load_contact(model))
 
     @property
     def image_size(self) -> int:
@@ -219,22 +229,23 @@ class MotionPrior:
             array = pokes_to_normalized(array, image_size)
         return validate_pokes(array, self.max_pokes, argument)
 
-    def _queries(self, query_points, coords: str, image_size, grid_size: int) -> np.ndarray:
+    def _queries(self, query_points, coords: str, image_size, grid_size: int,
+                 argument: str = "query_points") -> np.ndarray:
         """Caller's query points -> normalised `[N, 2]`; None -> a grid_size^2 grid of cell centres."""
         if query_points is None:
             if not _is_int(grid_size) or grid_size < 1:
                 raise InputError("grid_size", "a positive integer", grid_size)
             return grid_points(grid_size)
         expected = "a real numeric array [N, 2] with N >= 1"
-        array = _array(query_points, "query_points", expected)
+        array = _array(query_points, argument, expected)
         if array.ndim != 2 or array.shape[1] != 2 or array.shape[0] < 1 or not _is_real(array):
-            raise InputError("query_points", expected, array)
+            raise InputError(argument, expected, array)
         if not np.all(np.isfinite(array)):
-            raise InputError("query_points", "finite values", f"{int(np.sum(~np.isfinite(array)))} non-finite")
+            raise InputError(argument, "finite values", f"{int(np.sum(~np.isfinite(array)))} non-finite")
         array = array.astype(np.float32)
         array = pixels_to_normalized(array, image_size) if coords == "pixels" else array
         if np.abs(array).max() > MAX_ABS_COORD:  # the bound pokes have: far off-image is a unit mistake
-            raise InputError("query_points", f"normalised positions within ±{MAX_ABS_COORD} (8 image widths "
+            raise InputError(argument, f"normalised positions within ±{MAX_ABS_COORD} (8 image widths "
                              "off-centre)", f"max |normalised value| {np.abs(array).max():.4g}")
         return array
 
@@ -336,12 +347,18 @@ class MotionPrior:
     def sample_batch(self, frame, pokes=None, text: str | None = None, num_samples: int = 8, query_points=None,
                      steps: int | None = None, guidance: float | None = None, seed: int | None = None,
                      generator: torch.Generator | None = None, coords: str = "pixels", method: str = "euler",
-                     grid_size: int = DEFAULT_GRID, sampler: str | None = None) -> FuturesBatch:
+                     grid_size: int = DEFAULT_GRID, sampler: str | None = None,
+                     effect_points=None) -> FuturesBatch:
         """K futures for each of M candidate poke sets of one frame, in one batched call.
 
         `pokes` is a sequence of M `[P_m, 5]` poke sets (sizes may differ) or an array
         `[M, P, 5]`; None means one candidate without pokes. The frame, text and query points
         are shared and encoded once. Other arguments as :meth:`sample`.
+
+        `effect_points` (`[E, 2]` in `coords`, a model with a contact model only): each
+        candidate's pokes are a commanded path (:meth:`predict_contact`), and each effect point
+        gets an effect poke to where the contact model puts it under that path, at the horizon
+        (`motion_prior.inference.contact`); the futures' `pokes` include them.
 
         Returns:
             :class:`FuturesBatch` with tracks `[M, K, N, T, 2]`.
@@ -360,6 +377,13 @@ class MotionPrior:
             raise InputError("pokes", "at least one candidate poke set", "an empty list")
         sets = [self._pokes(p, coords, size, f"pokes[{m}]" if pokes is not None and len(candidates) > 1 else "pokes")
                 for m, p in enumerate(candidates)]
+        if effect_points is not None:
+            points = self._queries(effect_points, coords, size, grid_size, "effect_points")
+            if max(len(p) for p in sets) + len(points) > self.max_pokes:
+                raise InputError("effect_points", f"at most {self.max_pokes} pokes with the effect pokes",
+                                 f"{max(len(p) for p in sets)} pokes and {len(points)} effect points")
+            displacement, _ = self._contact(image, sets, points)
+            sets = with_effect_pokes(sets, points, displacement)
         queries = self._queries(query_points, coords, size, grid_size)
         self._check_budget(len(sets), num_samples, len(queries))
         m, most = len(sets), max(len(p) for p in sets)
@@ -381,6 +405,53 @@ class MotionPrior:
         timing["total"] = time.perf_counter() - started
         caller_pokes = [pokes_to_pixels(p, size) if coords == "pixels" else p.copy() for p in sets]
         return FuturesBatch(result, to_coords(queries, coords, size), caller_pokes, text, coords, size, original, timing)
+
+    def predict_contact(self, frame, pokes, query_points, coords: str = "pixels") -> ContactPrediction:
+        """What each of M commanded pusher paths does to the query points, by the model's
+        contact model (`motion_prior.inference.contact`).
+
+        Args:
+            frame: `uint8 [H, W, 3]` RGB, any size.
+            pokes: M poke sets `[P_m, 5]` (or `[M, P, 5]`) in `coords`, each one path: pokes of
+                one start point (the pusher) to its waypoints, as a planner's poke function
+                gives them.
+            query_points: `[N, 2]` start points in `coords`.
+            coords: "pixels" or "normalized", for pokes, queries and the result.
+
+        Raises:
+            InputError: the model has no contact model, or bad input (as :meth:`sample_batch`).
+        """
+        if coords not in COORDS:
+            raise InputError("coords", f"one of {COORDS}", coords)
+        original, image = self._frame(frame)
+        size = original.shape[:2]
+        if isinstance(pokes, np.ndarray) and pokes.ndim != 3 or not hasattr(pokes, "__len__") or not len(pokes):
+            raise InputError("pokes", "a non-empty list of [P, 5] poke sets or an array [M, P, 5]", pokes)
+        sets = [self._pokes(p, coords, size, f"pokes[{m}]") for m, p in enumerate(pokes)]
+        points = self._queries(query_points, coords, size, DEFAULT_GRID)
+        displacement, moves = self._contact(image, sets, points)
+        if coords == "pixels":
+            displacement = displacement * np.array([size[1], size[0]], np.float32) / 2
+        return ContactPrediction(displacement, moves)
+
+    def _contact(self, image: torch.Tensor, sets: list[np.ndarray], points: np.ndarray):
+        """Normalised poke sets and points -> (displacement `[M, N, 2]` normalised, moves `[M, N]`)."""
+        network = self.contact
+        if network is None:
+            raise InputError("model", "a model with a contact model (contact/, `motion-prior model pack --contact`)",
+                             "a model without one")
+        most = network.config.max_pokes
+        if max(len(p) for p in sets) > most:
+            raise InputError("pokes", f"at most {most} pokes per path for the contact model",
+                             max(len(p) for p in sets))
+        padded = np.zeros((len(sets), most, 5), np.float32)
+        mask = np.zeros((len(sets), most), bool)
+        for i, p in enumerate(sets):
+            padded[i, :len(p)], mask[i, :len(p)] = p, True
+        displacement, moves = contact_tensors(network, image, torch.from_numpy(padded).to(self.device),
+                                              torch.from_numpy(mask).to(self.device),
+                                              torch.from_numpy(points).to(self.device))
+        return displacement.float().cpu().numpy(), moves.float().cpu().numpy()
 
 
 def _array(value, argument: str, expected: str) -> np.ndarray:

@@ -100,7 +100,7 @@ def _planning_settings(args: argparse.Namespace) -> dict:
     planner = PlannerConfig(horizon=args.horizon, candidates=args.candidates, iterations=args.iterations,
                             risk=args.risk)
     return dict(env=args.env, seed=args.seed, model=_model(args), num_samples=args.samples, sampler=args.sampler,
-                steps=args.steps, guidance=args.guidance, planner=planner,
+                steps=args.steps, guidance=args.guidance, effect_pokes=args.effect_pokes, planner=planner,
                 goal=GoalConfig(proposals=args.proposals, poke_px=args.poke_px))
 
 
@@ -121,7 +121,7 @@ def _plan_check(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     config = PlanEvalConfig(env=args.env, seed=args.seed, model=_model(args), num_samples=args.samples,
                             sampler=args.sampler, steps=args.steps, guidance=args.guidance,
-                            planner=PlannerConfig(horizon=args.horizon, risk=args.risk),
+                            effect_pokes=args.effect_pokes, planner=PlannerConfig(horizon=args.horizon, risk=args.risk),
                             goal=GoalConfig(proposals=args.proposals, poke_px=args.poke_px))
     result = check_model(config, states=args.states, candidates=args.candidates, planners=tuple(args.planners))
     for name, value in result["metrics"].items():
@@ -179,6 +179,9 @@ def _add_model_arguments(parser, samples: int = 4, planner: bool = True, seed: i
     if planner:
         parser.add_argument("--horizon", type=POSITIVE, default=1, help="actions per candidate sequence (default 1: `plan check` ranks two-segment plans worse)")
         parser.add_argument("--risk", default="mean", choices=("mean", "best", "cvar"), help="how K futures are scored")
+        parser.add_argument("--effect-pokes", action="store_true",
+                            help="prior planners: the model's contact model adds an effect poke for the target to "
+                                 "each candidate (a model with contact/)")
         parser.add_argument("--proposals", type=POSITIVE, default=GoalConfig.proposals,
                             help=f"goal planners: goal-poked futures, one proposal each (default {GoalConfig.proposals})")
         parser.add_argument("--poke-px", type=positive_float, default=GoalConfig.poke_px,

@@ -3,8 +3,10 @@
 Stages, each in its own folder under `out` and each resumable (rerun the same command):
 `data/` (simulated clips) -> `vae/` (Stage 1) -> `vae-pokes/` (Stage 1b, poke-aware decoder)
 -> `flow/` (Stage 2) -> `model-guided/` (packed float16 `vae/` + `flow/`) -> `fast-flow/`
-(Stage 2 distilled into the fast sampler, taught by `model-guided/`) -> `model/` (all three
-parts, what `MotionPrior.load` reads). This is how the shipped default model was made (see its MODEL_CARD.md).
+(Stage 2 distilled into the fast sampler, taught by `model-guided/`) -> `contact/` (the contact
+model, on the same clips' actions) -> `model/` (all four parts, what `MotionPrior.load` reads).
+This is how the shipped default model's VAE and flows were made; its contact model learnt from
+counterfactual and on-policy clips instead (see its MODEL_CARD.md).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from motion_prior.inference.packing import pack_model
-from motion_prior.training import decoder_stage, distill_stage, flow_stage, vae_stage
+from motion_prior.training import contact_stage, decoder_stage, distill_stage, flow_stage, vae_stage
 from sim_envs.generation.clip_writer import generate_clips
 
 DEFAULT_CLIPS = {"tiny": 64, "small": 40_000}
@@ -40,4 +42,9 @@ def train_all(out: str | Path, preset: str = "small", clips: int | None = None, 
     distill.teacher = str(teacher)
     distill_stage.train_distill(str(data), str(out / "fast-flow"), distill, resume=True, device=device,
                                 progress=progress)
-    return pack_model(out / "vae-pokes", out / "flow", out / "model", fast_flow_run=out / "fast-flow")
+    contact = contact_stage.preset(preset)
+    contact.model.image_size = vae_stage.preset(preset).model.frame.image_size
+    contact_stage.train_contact(str(data), str(out / "contact"), contact, resume=True, device=device,
+                                progress=progress)
+    return pack_model(out / "vae-pokes", out / "flow", out / "model", fast_flow_run=out / "fast-flow",
+                      contact_run=out / "contact")

@@ -67,6 +67,8 @@ class PlanEvalConfig:
             (`motion_prior.inference.ensemble.PriorEnsemble`).
         num_samples, sampler, steps, guidance: the prior's K futures per candidate and its
             sampler (None: the model's default sampler and its settings).
+        effect_pokes: the prior planners' candidates get an effect poke for the target from
+            the model's contact model (`planners.PriorModel`; a model with `contact/`).
         planner: search settings shared by the prior planners and the oracle (its `method`
             is set per method; the goal planners refine with CEM).
         goal: the goal planners' proposals (its `refine` is set per method).
@@ -82,6 +84,7 @@ class PlanEvalConfig:
     sampler: str | None = None
     steps: int | None = None
     guidance: float | None = None
+    effect_pokes: bool = False
     planner: PlannerConfig = field(default_factory=lambda: PlannerConfig(horizon=1, candidates=24, iterations=3))
     goal: GoalConfig = field(default_factory=GoalConfig)
     gif_episode: int = 0
@@ -176,7 +179,7 @@ def make_policy(method: str, env: MotionPriorWrapper, config: PlanEvalConfig):
         return PushHeuristic(env)
     # The oracle and the goal planners search (refine) with CEM.
     search = PlannerConfig(**{**asdict(config.planner), "method": method if method in ("random", "mppi") else "cem"})
-    model = SimulatorModel(env) if method == "oracle" else PriorModel(env, config.num_samples)
+    model = SimulatorModel(env) if method == "oracle" else PriorModel(env, config.num_samples, config.effect_pokes)
     if method in GOAL_METHODS:
         task = env.unwrapped
         if not isinstance(task, tabletop.TabletopEnv):
@@ -311,7 +314,11 @@ def _read_records(path: Path) -> list[dict]:
 
 def make_env(config: PlanEvalConfig) -> MotionPriorWrapper:
     """`config.env` wrapped with `config.model` and its sampler settings."""
-    return MotionPriorWrapper(gym.make(config.env, render_mode="rgb_array"), load_prior(config.model),
+    prior = load_prior(config.model)
+    if config.effect_pokes and getattr(prior, "contact", None) is None:
+        raise InputError("effect_pokes", "a model with a contact model (contact/; one model, not an ensemble)",
+                         config.model)
+    return MotionPriorWrapper(gym.make(config.env, render_mode="rgb_array"), prior,
                               tabletop.tabletop_pokes, ImagineConfig(sampler=config.sampler, steps=config.steps,
                                                                          guidance=config.guidance))
 
@@ -381,7 +388,7 @@ def check_model(config: PlanEvalConfig, states: int = 12, candidates: int = 32, 
     if not isinstance(env.unwrapped, tabletop.PushToGoalEnv):
         raise InputError("env", "a PushToGoal env (the heuristic drives the states)", config.env)
     cost, heuristic = GoalCost(), PushHeuristic(env)
-    prior, oracle = PriorModel(env, config.num_samples), SimulatorModel(env)
+    prior, oracle = PriorModel(env, config.num_samples, config.effect_pokes), SimulatorModel(env)
     rng = np.random.default_rng(config.seed)
     true_shift, pred_shift, future_moved, future_shift, pusher_shift = [], [], [], [], []
     ranking, poke_error, approach = [], [], []

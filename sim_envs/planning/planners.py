@@ -98,14 +98,25 @@ class GoalCost:
 
 
 class PriorModel:
-    """Imagined futures: `wrapper.imagine` (a `MotionPriorWrapper`) with K samples each."""
+    """Imagined futures: `wrapper.imagine` (a `MotionPriorWrapper`) with K samples each.
 
-    def __init__(self, wrapper, num_samples: int = 4, **sample_options):
+    With `effect_pokes` the prior's contact model (a model with `contact/`) first predicts
+    where each candidate's push sends the target (`observation["target_pixel"]`), and an
+    effect poke that says so joins the candidate's action pokes (factorised futures,
+    `motion_prior.inference.contact`): the flow then draws the scene around that effect
+    instead of guessing whether the pusher meets the target.
+    """
+
+    def __init__(self, wrapper, num_samples: int = 4, effect_pokes: bool = False, **sample_options):
         self.wrapper, self.num_samples, self.options = wrapper, num_samples, sample_options
+        self.effect_pokes = effect_pokes
 
     def predict(self, observation: dict, actions: np.ndarray, query_points: np.ndarray) -> np.ndarray:
         """`actions [M, H, A]`, `query_points [N, 2]` pixels -> tracks `[M, K, N, T, 2]` pixels."""
-        return self.wrapper.imagine(actions, self.num_samples, query_points, **self.options).tracks
+        options = dict(self.options)
+        if self.effect_pokes:
+            options["effect_points"] = np.asarray(observation["target_pixel"], dtype=np.float32)[None]
+        return self.wrapper.imagine(actions, self.num_samples, query_points, **options).tracks
 
     def sample_pokes(self, observation: dict, pokes: np.ndarray, num_samples: int,
                      query_points: np.ndarray) -> np.ndarray:

@@ -1,0 +1,182 @@
+"""Train the contact model (`motion-prior train contact`): what a commanded push does to the scene.
+
+Supervised on clips with actions (`Clip.pokes`): each clip's action pokes (with the hold of
+the last waypoint, as a planner's poke function gives them) are the path, and `queries` of its
+tracked points, visible in the start frame, are the queries; a query's target is its own
+track's displacement at the horizon. Points on objects are drawn first and one point of the
+background per clip keeps the model honest off the objects; the pusher's own points are never
+queries (their motion is the command). Clips without an action do not count.
+
+Loss per query: binary cross-entropy on "moves over `moved_px`" plus a smooth L1 on the
+displacement in units of 10 px (a 1 px error weighs 0.1, as it should against a 20 px push).
+
+The data that teaches contact is the data where contact is in doubt: counterfactual pushes
+from one start state (`data generate --counterfactual`) and the states and candidates a planner
+on the contact model visits, with their simulated outcomes (DAgger-style rounds; docs/design.md
+§1.11).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from motion_prior.data.batch_views import open_splits
+from motion_prior.data.clips import CATEGORIES
+from motion_prior.data.datasets import ACTION_POKES
+from motion_prior.foundation.configs import check_settings, config_to_yaml, copy_preset
+from motion_prior.networks.contact_model import ContactConfig, ContactNetwork
+from motion_prior.training.loop import TrainConfig, Trainer
+
+OBJECT, PUSHER, BACKGROUND = (CATEGORIES.index(name) for name in ("object", "pusher", "background"))
+UNIT_PX = 10.0  # the displacement loss's unit
+
+
+@dataclass
+class ContactRecipe:
+    """A contact model's training (saved as `recipe.yaml`).
+
+    Attributes:
+        queries: query points per clip: object points, and one background point where the clip
+            has one.
+        val_clips: validation clips (the first of the val split).
+    """
+
+    model: ContactConfig = field(default_factory=ContactConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    queries: int = 4
+    huber_beta: float = 0.05
+    val_clips: int = 2048
+
+
+PRESETS = {
+    "tiny": ContactRecipe(model=ContactConfig(dim=32, detail_dim=8),
+                          train=TrainConfig(steps=40, batch_size=8, lr=3e-3, warmup_steps=5, ema_decay=0.0,
+                                            log_every=10, val_every=20, checkpoint_every=20, num_workers=0),
+                          val_clips=16),
+    # 4,000 steps of 64 clips: about 15 minutes on the 2-core CPU.
+    "small": ContactRecipe(train=TrainConfig(steps=4000, batch_size=64, lr=1e-3, warmup_steps=200, ema_decay=0.999,
+                                             ema_warmup=True, val_every=1000, checkpoint_every=250)),
+}
+
+
+def preset(name: str) -> ContactRecipe:
+    return copy_preset(PRESETS, name)
+
+
+def check_recipe(recipe: ContactRecipe) -> ContactRecipe:
+    model = recipe.model
+    return check_settings(recipe, [
+        ("queries", recipe.queries >= 2, "at least 2 (object points and a background point)"),
+        ("model.max_pokes", model.max_pokes >= 1, "at least 1"),
+        ("model.waypoints", model.waypoints >= 2, "at least 2 (the start and a waypoint)"),
+        ("model.moved_px", model.moved_px > 0, "a positive number of pixels"),
+        ("huber_beta", recipe.huber_beta > 0, "a positive number"),
+        ("val_clips", recipe.val_clips >= 1, "at least 1"),
+    ], "contact recipe")
+
+
+def choose_queries(batch: dict, count: int, generator: torch.Generator) -> torch.Tensor:
+    """`[B, count]` indices of distinct query tracks, visible in the start frame where there
+    are enough: `count - 1` object points (in random order), then a background point; never the
+    pusher while anything else is left."""
+    category, visible = batch["point_category"].cpu(), batch["visibility"][:, :, 0].cpu()
+    base = torch.rand(category.shape, generator=generator) + 2 * visible - 16 * (category == PUSHER)
+    objects = (base + 4 * (category == OBJECT)).topk(count - 1, dim=1).indices
+    rest = (base + 4 * (category == BACKGROUND)).scatter(1, objects, -100.0)
+    return torch.cat([objects, rest.argmax(1, keepdim=True)], 1).to(batch["tracks"].device)
+
+
+def query_targets(batch: dict, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(queries `[B, Q, 2]` normalised start positions, their displacement `[B, Q, 2]` at the
+    horizon, is-object `bool [B, Q]`) of the tracks at `indices [B, Q]`."""
+    tracks = batch["tracks"].gather(1, indices[..., None, None].expand(-1, -1, *batch["tracks"].shape[2:]))
+    return tracks[:, :, 0], tracks[:, :, -1] - tracks[:, :, 0], batch["point_category"].gather(1, indices) == OBJECT
+
+
+def action_inputs(batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """The clips' action pokes `[B, ACTION_POKES, 5]` and their mask."""
+    pokes = batch["action_pokes"]
+    return pokes, torch.arange(ACTION_POKES, device=pokes.device)[None] < batch["action_poke_count"][:, None]
+
+
+class ContactTask:
+    """The contact model's part of the training loop (see `motion_prior.training.loop.Trainer`)."""
+
+    def __init__(self, recipe: ContactRecipe):
+        self.recipe, self.model_config = check_recipe(recipe), recipe.model
+
+    def build_model(self) -> ContactNetwork:
+        return ContactNetwork(self.model_config)
+
+    def predict(self, model, batch: dict, indices: torch.Tensor):
+        """(logit `[B, Q]`, predicted and true displacement `[B, Q, 2]` px, is-object `[B, Q]`,
+        has-action `[B]`)."""
+        pokes, mask = action_inputs(batch)
+        queries, truth, on_object = query_targets(batch, indices)
+        logit, shift = model(batch["frame"], pokes, mask, queries)
+        scale = self.model_config.image_size / 2
+        return logit, shift * scale, truth * scale, on_object, mask.any(1)
+
+    def loss(self, model, batch: dict, generator: torch.Generator, step: int):
+        indices = choose_queries(batch, self.recipe.queries, generator)
+        logit, shift, truth, on_object, acts = self.predict(model, batch, indices)
+        moved = truth.norm(dim=-1) > self.model_config.moved_px
+        weight = acts[:, None].expand_as(logit).float()
+        bce = F.binary_cross_entropy_with_logits(logit.float(), moved.float(), weight=weight)
+        huber = F.smooth_l1_loss(shift.float() / UNIT_PX, truth / UNIT_PX, beta=self.recipe.huber_beta,
+                                 reduction="none").sum(-1)
+        huber = (huber * weight).sum() / weight.sum().clamp_min(1)
+        return bce + huber, {"bce": bce.detach(), "shift_loss": huber.detach()}
+
+    @torch.no_grad()
+    def validate(self, model: ContactNetwork, data: Dataset, device) -> dict:
+        """Figures on the object queries of the first `val_clips` clips with actions (the same
+        queries every time), in pixels of the frame: see :func:`contact_figures`."""
+        generator = torch.Generator().manual_seed(0)
+        rows = []
+        for batch in DataLoader(Subset(data, range(min(len(data), self.recipe.val_clips))), batch_size=64):
+            batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+            logit, shift, truth, on_object, acts = self.predict(model, batch,
+                                                                choose_queries(batch, self.recipe.queries, generator))
+            keep = on_object & acts[:, None]
+            rows.append((logit[keep].float().cpu(), shift[keep].float().cpu(), truth[keep].cpu()))
+        logit, shift, truth = (torch.cat(parts) for parts in zip(*rows))
+        return contact_figures(logit > 0, shift, truth, self.model_config.moved_px)
+
+    def checkpoint_files(self, model: ContactNetwork, device) -> dict:
+        return {}
+
+
+def contact_figures(predicted_moved: torch.Tensor, predicted: torch.Tensor, truth: torch.Tensor,
+                    moved_px: float) -> dict:
+    """Predictions (`bool [M]` moves, `[M, 2]` px displacement) against true displacements `[M,
+    2]` px: moved accuracy; the shares of moves said to stay and of stays said to move; over the
+    true moves the median angle (degrees) and the median displacement error (px)."""
+    length = truth.norm(dim=-1)
+    moved = length > moved_px
+    cos = (predicted * truth).sum(-1) / (predicted.norm(dim=-1) * length).clamp_min(1e-6)
+    angle = torch.rad2deg(torch.acos(cos[moved].clamp(-1, 1)))
+    return {
+        "queries": float(len(truth)),
+        "moved_accuracy": float((predicted_moved == moved).float().mean()) if len(truth) else math.nan,
+        "missed_move_share": float((moved & ~predicted_moved).sum() / moved.sum().clamp_min(1)),
+        "false_move_share": float((~moved & predicted_moved).sum() / (~moved).sum().clamp_min(1)),
+        "median_angle_deg": float(angle.median()) if moved.any() else math.nan,
+        "median_error_px": float((predicted - truth)[moved].norm(dim=-1).median()) if moved.any() else math.nan,
+    }
+
+
+def train_contact(data: str | list[str], out: str, recipe: ContactRecipe, resume: bool = False, device: str = "auto",
+                  max_minutes: float | None = None, progress: bool = True) -> ContactNetwork:
+    """Train a contact model on clip directory `data` (or several); `out` becomes a contact
+    checkpoint (`config.yaml`, `model.safetensors`), packed as a model's `contact/`."""
+    task = ContactTask(recipe)
+    train_data, val_data = open_splits(data, recipe.model.image_size, None)
+    trainer = Trainer(task, train_data, val_data if len(val_data) else None, out, recipe.train,
+                      config_to_yaml(recipe), device=device, resume=resume, progress=progress)
+    return trainer.fit(max_minutes)

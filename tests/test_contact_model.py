@@ -1,0 +1,146 @@
+"""The contact model: its path inputs and queries, its training stage (through `train all`), its
+place in a model directory, and the effect pokes a prior and the planners build from it."""
+
+import json
+import subprocess
+import sys
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from motion_prior.data.clips import CATEGORIES
+from motion_prior.data.datasets import ClipDataset
+from motion_prior.foundation.checkpoints import CheckpointError
+from motion_prior.foundation.errors import InputError
+from motion_prior.inference.model_directory import load_contact
+from motion_prior.inference.packing import pack_model
+from motion_prior.inference.prior import MotionPrior
+from motion_prior.networks.contact_model import ContactConfig, ContactNetwork, path_waypoints
+from motion_prior.training.contact_stage import ContactTask, choose_queries, contact_figures, preset
+
+
+def test_path_waypoints_follow_the_pokes_in_time_and_repeat_the_last():
+    pokes = torch.tensor([[[0.1, 0.0, 0.5, 0.0, 1.0], [0.1, 0.0, 0.2, 0.3, 0.4], [9, 9, 9, 9, 0.1]],
+                          [[0.0] * 5] * 3])
+    mask = torch.tensor([[True, True, False], [False, False, False]])
+    points, times = path_waypoints(pokes, mask, 4)
+    torch.testing.assert_close(points[0], torch.tensor([[0.1, 0.0], [0.2, 0.3], [0.5, 0.0], [0.5, 0.0]]))
+    assert times[0].tolist() == pytest.approx([0.0, 0.4, 1.0, 1.0])
+    assert not points[1].any() and not times[1].any()  # no path: nothing, not the padding
+
+
+def test_a_path_that_returns_to_its_start_moves_nothing():
+    torch.manual_seed(0)
+    network = ContactNetwork(ContactConfig(dim=16, detail_dim=8)).eval()
+    frames = torch.randint(0, 255, (2, 128, 128, 3), dtype=torch.uint8)
+    out_and_back = [[0.0, 0.0, 0.4, 0.0, 0.5], [0.0, 0.0, 0.0, 0.0, 1.0]]
+    straight = [[0.0, 0.0, 0.4, 0.0, 0.5], [0.0, 0.0, 0.4, 0.2, 1.0]]
+    pokes = torch.tensor([out_and_back, straight])
+    with torch.no_grad():
+        logit, displacement = network(frames, pokes, torch.ones(2, 2, dtype=torch.bool), torch.zeros(2, 3, 2))
+    assert logit.shape == (2, 3) and displacement.shape == (2, 3, 2)
+    assert not displacement[0].any()  # the displacement scales the path's net displacement
+    assert displacement[1].abs().sum() > 0
+
+
+def test_queries_are_object_points_then_a_background_point_never_the_pusher():
+    object_, pusher, background = (CATEGORIES.index(c) for c in ("object", "pusher", "background"))
+    category = torch.tensor([[pusher, background, object_, object_, background, object_, pusher, object_]] * 16)
+    batch = {"point_category": category, "visibility": torch.ones(16, 8, 4, dtype=torch.bool),
+             "tracks": torch.zeros(16, 8, 4, 2)}
+    chosen = choose_queries(batch, 4, torch.Generator().manual_seed(0))
+    kinds = category.gather(1, chosen)
+    assert (kinds[:, :3] == object_).all() and (kinds[:, 3] == background).all()
+    assert all(len(set(row.tolist())) == 4 for row in chosen)
+    assert len({tuple(row.tolist()) for row in chosen}) > 1  # drawn, not always the same points
+
+
+def test_contact_figures_count_both_ways_to_be_wrong():
+    truth = torch.tensor([[10.0, 0.0], [0.0, 0.0], [0.0, 5.0], [0.5, 0.0]])
+    predicted = torch.tensor([[8.0, 0.0], [0.0, 0.0], [0.0, 0.0], [3.0, 0.0]])
+    figures = contact_figures(predicted.norm(dim=-1) > 2, predicted, truth, moved_px=2.0)
+    assert figures["moved_accuracy"] == 0.5
+    assert figures["missed_move_share"] == 0.5 and figures["false_move_share"] == 0.5
+    assert figures["median_error_px"] == pytest.approx(2.0)  # median of 2 and 5, lower middle
+
+
+def test_train_all_trains_and_packs_the_contact_model(pipeline_run, tiny_model):
+    records = [json.loads(line) for line in (pipeline_run / "contact" / "metrics.jsonl").read_text().splitlines()]
+    assert records[-1]["step"] == preset("tiny").train.steps and {"bce", "shift_loss"} <= set(records[-1])
+    # 32 clips leave no validation split: score the trained model on its training clips.
+    figures = ContactTask(preset("tiny")).validate(load_contact(tiny_model), ClipDataset(pipeline_run / "data"), "cpu")
+    assert figures["queries"] > 0 and 0 <= figures["moved_accuracy"] <= 1
+    assert (tiny_model / "contact" / "model.safetensors").is_file()
+    assert "contact/model.safetensors" in (tiny_model / "SHA256SUMS").read_text()
+    info = subprocess.run([sys.executable, "-m", "motion_prior.cli", "model", "info", str(tiny_model)],
+                          capture_output=True, text=True)
+    assert info.returncode == 0 and "contact model: 0.0" in info.stdout, info.stderr
+
+
+def test_pack_refuses_an_unfinished_contact_run(pipeline_run, tmp_path):
+    (tmp_path / "contact").mkdir()
+    with pytest.raises(CheckpointError, match="contact.*is missing"):
+        pack_model(pipeline_run / "vae-pokes", pipeline_run / "flow", tmp_path / "model",
+                   contact_run=tmp_path / "contact")
+
+
+@pytest.fixture(scope="module")
+def prior(tiny_model):
+    return MotionPrior.load(tiny_model)
+
+
+def test_effect_pokes_put_each_point_where_the_contact_model_says(prior):
+    frame = np.random.default_rng(0).integers(0, 255, (96, 120, 3), dtype=np.uint8)
+    paths = [np.array([[30, 40, 60, 40, 0.5], [30, 40, 60, 40, 1.0]], np.float32),
+             np.array([[30, 40, 30, 70, 1.0]], np.float32)]
+    points = np.array([[50, 40], [90, 20]], np.float32)
+    contact = prior.predict_contact(frame, paths, points)
+    assert contact.displacement.shape == (2, 2, 2) and contact.moves.shape == (2, 2)
+    assert ((contact.moves > 0.5) | (contact.displacement == 0).all(-1)).all()  # stays means no displacement
+    futures = prior.sample_batch(frame, paths, num_samples=2, query_points=points, effect_points=points, seed=0)
+    assert futures.tracks.shape == (2, 2, 2, prior.num_frames, 2)
+    for path, pokes, displacement in zip(paths, futures.pokes, contact.displacement):
+        assert pokes.shape == (len(path) + 2, 5)
+        np.testing.assert_allclose(pokes[:len(path)], path, atol=1e-3)
+        np.testing.assert_allclose(pokes[len(path):, :2], points, atol=1e-3)
+        np.testing.assert_allclose(pokes[len(path):, 2:4], points + displacement, atol=1e-2)
+        assert (pokes[len(path):, 4] == 1.0).all()
+
+
+def test_effect_points_are_refused_clearly(prior, pipeline_run):
+    frame = np.zeros((64, 64, 3), np.uint8)
+    path = np.array([[10, 10, 30, 10, 1.0]], np.float32)
+    with pytest.raises(InputError, match="effect_points.*at most"):
+        prior.sample_batch(frame, [path], effect_points=np.full((prior.max_pokes, 2), 5.0))
+    with pytest.raises(InputError, match="effect_points"):
+        prior.sample_batch(frame, [path], effect_points=[[np.nan, 1.0]])
+    without = MotionPrior.load(pipeline_run / "model-guided")
+    assert without.contact is None
+    with pytest.raises(InputError, match="model: expected a model with a contact model"):
+        without.predict_contact(frame, [path], [[20, 10]])
+
+
+def test_a_planner_on_effect_pokes_plans_a_short_episode(prior, pipeline_run, one_torch_thread):
+    from sim_envs.planning.plan_eval import PlanEvalConfig, PlannerPolicy, make_env, run_episode
+    from sim_envs.planning.planners import GoalCost, Planner, PlannerConfig, PriorModel
+    from sim_envs.tasks import envs as tabletop
+    from sim_envs.tasks.wrapper import ImagineConfig, MotionPriorWrapper
+
+    env = MotionPriorWrapper(gym.make(tabletop.PUSH_TO_GOAL_ID, max_steps=2), prior, tabletop.tabletop_pokes,
+                             ImagineConfig(steps=2))
+    try:
+        model = PriorModel(env, 2, effect_pokes=True)
+        planner = Planner(model, GoalCost(), env.action_space, PlannerConfig(horizon=1, candidates=4, iterations=1))
+        episode = run_episode(env, PlannerPolicy(planner), seed=0)
+        assert 1 <= episode["steps"] <= 2
+        observation, _ = env.reset(seed=1)
+        actions = np.zeros((3, 1, 2), np.float32)
+        actions[:, 0, 0] = (-1.0, 0.0, 1.0)
+        tracks = model.predict(observation, actions, GoalCost().query_points(observation))
+        assert tracks.shape[:3] == (3, 2, 6)
+    finally:
+        env.close()
+    with pytest.raises(InputError, match="effect_pokes"):
+        make_env(PlanEvalConfig(model=str(pipeline_run / "model-guided"), effect_pokes=True))
