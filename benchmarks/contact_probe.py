@@ -36,7 +36,8 @@ and of stays said to move; over the long pushes (20-40 px) the mean true length 
 length of the prediction along it. Prints JSON per evaluation and
 writes the last to `--out`. `--held` scores a trained probe on other directories' held-out
 clips too, e.g. the states a planner visits (`probe_planning.py --collect`); `--probe P` scores
-a saved probe without training it.
+a saved probe without training it, and `--contact M` the contact model a packed model carries
+(`motion_prior.networks.contact_model`), queried at the object's centre, on the same figures.
 
     python benchmarks/contact_probe.py --data runs/data/cf-push24k --variant raw1 --out runs/probe/raw1.json
     python benchmarks/contact_probe.py --data runs/data/cf-push24k --prior runs/models/e-op-1000-trained \
@@ -61,7 +62,7 @@ from motion_prior.data.clips import CATEGORIES
 from motion_prior.data.datasets import ClipDataset
 from motion_prior.foundation.camera import PinholeCamera
 from motion_prior.foundation.checkpoints import atomic_write_json
-from motion_prior.inference.model_directory import load_vae
+from motion_prior.inference.model_directory import load_contact, load_vae
 from motion_prior.networks.frame_encoder import DetailEncoder
 from motion_prior.networks.poke_conditioning import PathGlimpse
 
@@ -353,6 +354,7 @@ def main(argv: list[str] | None = None) -> int:
     what.add_argument("--variant", choices=VARIANTS, help="train and score this probe")
     what.add_argument("--prior", help="score this packed motion prior instead (`tracks`: the true tracks)")
     what.add_argument("--probe", help="score this saved probe (`--save`) instead, without training")
+    what.add_argument("--contact", help="score the contact model of this packed model (its contact/) instead")
     parser.add_argument("--held", nargs="+",
                         help="score on the val and test splits of these (default: the first --data); the first "
                              "gives the top-level figures, the others come under 'held:<name>'")
@@ -390,6 +392,14 @@ def main(argv: list[str] | None = None) -> int:
         return {**evaluate(model, held[0]),
                 **{f"held:{Path(data).name}": evaluate(model, part) for data, part in zip(held_dirs[1:], held[1:])}}
 
+    if args.contact:
+        network = load_contact(args.contact)
+        if network is None:
+            parser.error(f"--contact: expected a model directory with contact/, got {args.contact}")
+        result = {"contact": args.contact, **held_figures(ContactQuery(network))}
+        print(json.dumps(result), flush=True)
+        atomic_write_json(Path(args.out), result)
+        return 0
     if args.probe:
         model = load_probe(args.probe)
         if model.variant == "tokens16":
@@ -438,8 +448,36 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def load_probe(path: str | Path) -> Probe:
-    """A probe saved with `--save`, in eval mode (`tokens16` needs its tokens in each batch)."""
+class ContactQuery(nn.Module):
+    """A package contact model in a probe's place: the batch's path (its pokes, with the hold of
+    the last waypoint that planners' poke functions add) and the object's centre as the query
+    -> (moved logit `[B]`, shift `[B, 2]` px / 10)."""
+
+    def __init__(self, network):
+        super().__init__()
+        self.network = network
+
+    def forward(self, batch):
+        pokes, mask = batch["pokes"].clone(), batch["poke_mask"].clone()
+        count = mask.sum(1)
+        rows = torch.arange(len(pokes))
+        last = pokes[rows, count - 1]
+        needs_hold = last[:, 4] < 1.0  # `pokes.hold_last_waypoint`, row by row
+        hold = torch.cat([last[needs_hold, :4], torch.ones_like(last[needs_hold, :1])], 1)
+        pokes[rows[needs_hold], count[needs_hold]] = hold
+        mask[rows[needs_hold], count[needs_hold]] = True
+        logit, displacement = self.network(batch["frame"], pokes, mask, batch["geometry"][:, None, :2])
+        return logit[:, 0], displacement[:, 0] * SIZE / 2 / 10
+
+
+def load_probe(path: str | Path) -> nn.Module:
+    """A probe saved with `--save`, in eval mode (`tokens16` needs its tokens in each batch), or
+    the contact model of a packed model directory as one (:class:`ContactQuery`)."""
+    if Path(path).is_dir():
+        network = load_contact(path)
+        if network is None:
+            raise ValueError(f"{path}: expected a probe file or a model directory with contact/")
+        return ContactQuery(network).eval()
     saved = torch.load(path, weights_only=True)
     model = Probe(saved["variant"], relative_shift=saved.get("relative_shift", False))
     model.load_state_dict(saved["state"])

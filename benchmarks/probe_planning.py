@@ -45,6 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from contact_probe import load_probe, path_inputs  # noqa: E402
 
 from motion_prior.data.shards import shard_name, write_shard  # noqa: E402
+from motion_prior.foundation.camera import pixels_to_normalized  # noqa: E402
 from motion_prior.foundation.checkpoints import atomic_write_json, file_sha256  # noqa: E402
 from motion_prior.foundation.errors import InputError  # noqa: E402
 from motion_prior.foundation.pokes import pokes_to_pixels  # noqa: E402
@@ -80,6 +81,10 @@ class ProbeModel:
         batch = {key: torch.from_numpy(np.stack([i[key] for i in inputs])) for key in inputs[0]}
         image = observation["image"]
         batch["frame"] = torch.from_numpy(np.ascontiguousarray(image))[None].expand(len(pokes), -1, -1, -1)
+        # Where the target is, for a package contact model (`contact_probe.ContactQuery`) that
+        # asks about a point; the probes read the frame alone.
+        target = pixels_to_normalized(np.asarray(observation["target_pixel"], np.float32), image.shape[:2])
+        batch["geometry"] = torch.from_numpy(target)[None].expand(len(pokes), -1)
         shifts = []
         with torch.no_grad():
             for probe in self.probes:
@@ -137,7 +142,8 @@ def collect(env, policy, args) -> list[dict]:
     config = OnPolicyConfig(model=model, seed=args.seed, episodes=args.episodes,
                             candidates_per_state=args.candidates_per_state)
     clip_config = tabletop.task_clip_config(config.env)
-    fingerprints = [file_sha256(Path(probe)) for probe in args.probe]
+    fingerprints = [file_sha256(Path(probe) / "contact" / "model.safetensors" if Path(probe).is_dir() else Path(probe))
+                    for probe in args.probe]
     fingerprint = fingerprints[0] if len(fingerprints) == 1 else fingerprints
     store = open_store(args.collect, {
         "name": "benchmarks.probe_planning", "version": "1.0",
@@ -190,7 +196,8 @@ def play(env, policy, args, about: dict, started: float) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--probe", required=True, nargs="+",
-                        help="a probe saved by contact_probe.py --save; several: an ensemble, one future each")
+                        help="a probe saved by contact_probe.py --save, or a model directory with contact/ (its "
+                             "contact model); several: an ensemble, one future each")
     parser.add_argument("--risk", default="mean", choices=RISKS,
                         help="how an ensemble's futures make one cost (default mean)")
     parser.add_argument("--episodes", type=int, default=50)

@@ -247,3 +247,28 @@ def test_a_factorised_model_adds_the_probes_effect_poke_and_plans_on_the_priors_
     assert result.returncode == 0, result.stderr
     summary = json.loads((tmp_path / "f.json").read_text())["summary"]
     assert summary["prior"] == str(pipeline_run / "model") and summary["episodes"] == 1
+
+
+def test_a_packed_contact_model_stands_in_for_a_probe_and_predicts_as_the_package_does(push_clips, tiny_model,
+                                                                                      tmp_path):
+    import probe_planning
+    from motion_prior.foundation.pokes import hold_last_waypoint
+    from motion_prior.inference.prior import MotionPrior
+
+    scored = probe("--data", push_clips, "--contact", tiny_model, "--cache", tmp_path / "cache",
+                   "--out", tmp_path / "c.json")
+    assert scored["contact"] == str(tiny_model) and scored["clips"] >= 8 and 0 <= scored["moved_accuracy"] <= 1
+    # The benchmark's adapter (path without the hold, the object's centre) and the package API
+    # (the planners' pokes, with the hold) ask the same network the same question.
+    frame = np.random.default_rng(0).integers(0, 255, (128, 128, 3), dtype=np.uint8)
+    path = hold_last_waypoint(np.array([[0.1, 0.2, 0.5, 0.2, 0.4], [0.1, 0.2, 0.5, -0.1, 0.7]], np.float32))
+    target = np.array([0.3, 0.15], np.float32)
+    inputs = probe_planning.probe_inputs(path)
+    batch = {k: torch.from_numpy(v)[None] for k, v in inputs.items()}
+    batch.update(frame=torch.from_numpy(frame)[None], geometry=torch.from_numpy(target)[None])
+    with torch.no_grad():
+        logit, shift = contact_probe.load_probe(tiny_model)(batch)
+    contact = MotionPrior.load(tiny_model).predict_contact(frame, [path], [target], coords="normalized")
+    np.testing.assert_allclose(torch.sigmoid(logit).numpy(), contact.moves[0], atol=1e-5)
+    moved = (logit > 0).float().numpy()[:, None]
+    np.testing.assert_allclose(shift.numpy() * 10 / 64 * moved, contact.displacement[0], atol=1e-5)
