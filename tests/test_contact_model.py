@@ -122,25 +122,39 @@ def test_effect_points_are_refused_clearly(prior, pipeline_run):
         without.predict_contact(frame, [path], [[20, 10]])
 
 
-def test_a_planner_on_effect_pokes_plans_a_short_episode(prior, pipeline_run, one_torch_thread):
+def test_planners_on_factorised_futures_and_on_the_contact_model_plan_a_short_episode(prior, pipeline_run,
+                                                                                       one_torch_thread):
+    from motion_prior.foundation.pokes import pokes_to_pixels
     from sim_envs.planning.plan_eval import PlanEvalConfig, PlannerPolicy, make_env, run_episode
-    from sim_envs.planning.planners import GoalCost, Planner, PlannerConfig, PriorModel
+    from sim_envs.planning.planners import ContactModel, GoalCost, Planner, PlannerConfig, PriorModel
     from sim_envs.tasks import envs as tabletop
     from sim_envs.tasks.wrapper import ImagineConfig, MotionPriorWrapper
 
     env = MotionPriorWrapper(gym.make(tabletop.PUSH_TO_GOAL_ID, max_steps=2), prior, tabletop.tabletop_pokes,
                              ImagineConfig(steps=2))
     try:
-        model = PriorModel(env, 2, effect_pokes=True)
-        planner = Planner(model, GoalCost(), env.action_space, PlannerConfig(horizon=1, candidates=4, iterations=1))
-        episode = run_episode(env, PlannerPolicy(planner), seed=0)
-        assert 1 <= episode["steps"] <= 2
+        factorised, contact = PriorModel(env, 2, effect_pokes=True), ContactModel(env)
+        for model in (factorised, contact):
+            planner = Planner(model, GoalCost(), env.action_space, PlannerConfig(horizon=1, candidates=4, iterations=1))
+            episode = run_episode(env, PlannerPolicy(planner), seed=0)
+            assert 1 <= episode["steps"] <= 2
         observation, _ = env.reset(seed=1)
         actions = np.zeros((3, 1, 2), np.float32)
         actions[:, 0, 0] = (-1.0, 0.0, 1.0)
-        tracks = model.predict(observation, actions, GoalCost().query_points(observation))
-        assert tracks.shape[:3] == (3, 2, 6)
+        queries = GoalCost().query_points(observation)
+        assert factorised.predict(observation, actions, queries).shape[:3] == (3, 2, 6)
+        predicted = contact.predict(observation, actions, queries)  # [M, 1, N, 2, 2]: start and end
+        assert predicted.shape == (3, 1, 6, 2, 2)
+        np.testing.assert_allclose(predicted[:, 0, :, 0], np.broadcast_to(queries, (3, 6, 2)))
+        size = observation["image"].shape[:2]
+        pushed = prior.predict_contact(observation["image"],
+                                       [pokes_to_pixels(tabletop.tabletop_pokes(env, a), size) for a in actions],
+                                       queries[:-1])
+        np.testing.assert_allclose(predicted[:, 0, :-1, 1] - queries[:-1], pushed.displacement, atol=1e-4)
+        assert np.allclose(predicted[1, 0, -1, 1], queries[-1])  # a pusher told to stay ends where it starts
     finally:
         env.close()
-    with pytest.raises(InputError, match="effect_pokes"):
-        make_env(PlanEvalConfig(model=str(pipeline_run / "model-guided"), effect_pokes=True))
+    with pytest.raises(InputError, match="futures"):
+        make_env(PlanEvalConfig(model=str(pipeline_run / "model-guided"), futures="contact"))
+    with pytest.raises(InputError, match="futures"):
+        PlanEvalConfig(futures="oracle").validate()

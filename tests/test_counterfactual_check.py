@@ -174,3 +174,36 @@ def test_the_cli_runs_the_check_and_names_a_bad_argument(tiny_model, tmp_path, c
     thresholds = json.loads((tmp_path / "onset3" / RESULT_FILE).read_text())["config"]["thresholds"]
     assert thresholds["moved_px"] == 3.0 and thresholds["onset_px"] == 3.0
     assert (tmp_path / RESULT_FILE).is_file() and (tmp_path / PICTURE_FILE).is_file()
+
+
+def test_with_cause_each_poke_is_sampled_behind_the_push_the_contact_model_finds(tiny_model, pipeline_run, tmp_path,
+                                                                                 one_torch_thread):
+    from motion_prior.foundation.errors import InputError
+    from motion_prior.inference.prior import MotionPrior
+    from sim_envs.planning.counterfactual_check import causes, poke_target
+    from sim_envs.planning.planners import PlannerConfig
+    from sim_envs.tasks.wrapper import MotionPriorWrapper
+
+    env = MotionPriorWrapper(gym.make(tabletop.PUSH_TO_GOAL_ID, render_mode="rgb_array"), MotionPrior.load(tiny_model),
+                             tabletop.tabletop_pokes)
+    try:
+        observation, _ = env.reset(seed=0)
+        pokes = poke_target(observation, 2, 20.0)
+        search = PlannerConfig(horizon=1, candidates=8, iterations=2)
+        sets = causes(env, observation, pokes, search, seed=0)
+        again = causes(env, observation, pokes, search, seed=0)  # seeded: the same pushes
+        assert all(np.array_equal(a, b) for a, b in zip(sets, again))
+        for poke, sampled in zip(pokes, sets):
+            np.testing.assert_array_equal(sampled[-1], poke[0])  # the target's poke, last
+            push = sampled[:-1]
+            assert len(push) >= 1 and np.allclose(push[:, :2], observation["pusher_pixel"], atol=0.5)
+    finally:
+        env.close()
+    config = CounterfactualConfig(model=str(tiny_model), states=1, directions=2, samples=2, steps=2,
+                                  reference_rollouts=0, pictures=1, cause=True)
+    result = check_counterfactual(config, tmp_path, progress=False)
+    assert result["config"]["cause"] is True and result["metrics"]["samples"] == 4
+    with pytest.raises(InputError, match="cause"):
+        check_counterfactual(CounterfactualConfig(model=str(pipeline_run / "model-guided"), states=1, cause=True),
+                             tmp_path / "refused", progress=False)
+    assert not (tmp_path / "refused").exists()

@@ -25,7 +25,7 @@ from sim_envs.generation.clip_generator import GeneratorConfig
 from sim_envs.generation.clip_writer import generate_clips
 from sim_envs.planning.counterfactual_check import CounterfactualConfig, Thresholds, check_counterfactual, table
 from sim_envs.planning.on_policy import SEED, OnPolicyConfig, collect
-from sim_envs.planning.plan_eval import (CHECK_PLANNERS, GIF_METHOD, METHODS, PRIOR_METHODS, PlanEvalConfig,
+from sim_envs.planning.plan_eval import (CHECK_PLANNERS, FUTURES, GIF_METHOD, METHODS, PRIOR_METHODS, PlanEvalConfig,
                                         check_model, evaluate)
 from sim_envs.planning.planners import GoalConfig, PlannerConfig
 from sim_envs.tasks.envs import PUSH_TO_GOAL_ID, task_clip_config
@@ -100,7 +100,7 @@ def _planning_settings(args: argparse.Namespace) -> dict:
     planner = PlannerConfig(horizon=args.horizon, candidates=args.candidates, iterations=args.iterations,
                             risk=args.risk)
     return dict(env=args.env, seed=args.seed, model=_model(args), num_samples=args.samples, sampler=args.sampler,
-                steps=args.steps, guidance=args.guidance, effect_pokes=args.effect_pokes, planner=planner,
+                steps=args.steps, guidance=args.guidance, futures=args.futures, planner=planner,
                 goal=GoalConfig(proposals=args.proposals, poke_px=args.poke_px))
 
 
@@ -121,7 +121,7 @@ def _plan_check(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     config = PlanEvalConfig(env=args.env, seed=args.seed, model=_model(args), num_samples=args.samples,
                             sampler=args.sampler, steps=args.steps, guidance=args.guidance,
-                            effect_pokes=args.effect_pokes, planner=PlannerConfig(horizon=args.horizon, risk=args.risk),
+                            futures=args.futures, planner=PlannerConfig(horizon=args.horizon, risk=args.risk),
                             goal=GoalConfig(proposals=args.proposals, poke_px=args.poke_px))
     result = check_model(config, states=args.states, candidates=args.candidates, planners=tuple(args.planners))
     for name, value in result["metrics"].items():
@@ -156,7 +156,8 @@ def _plan_counterfactual(args: argparse.Namespace) -> int:
                                   steps=args.steps, guidance=args.guidance, states=args.states,
                                   directions=args.directions, distance=args.distance, samples=args.samples,
                                   reference_rollouts=args.reference_rollouts,
-                                  thresholds=Thresholds(obey_px=args.obey_px, moved_px=args.moved_px, onset_px=args.onset_px))
+                                  thresholds=Thresholds(obey_px=args.obey_px, moved_px=args.moved_px, onset_px=args.onset_px),
+                                  cause=args.cause)
     result = check_counterfactual(config, args.out)
     print(table(result))
     print(f"wrote {args.out}/counterfactual_check.json and counterfactual_check.png")
@@ -179,9 +180,10 @@ def _add_model_arguments(parser, samples: int = 4, planner: bool = True, seed: i
     if planner:
         parser.add_argument("--horizon", type=POSITIVE, default=1, help="actions per candidate sequence (default 1: `plan check` ranks two-segment plans worse)")
         parser.add_argument("--risk", default="mean", choices=("mean", "best", "cvar"), help="how K futures are scored")
-        parser.add_argument("--effect-pokes", action="store_true",
-                            help="prior planners: the model's contact model adds an effect poke for the target to "
-                                 "each candidate (a model with contact/)")
+        parser.add_argument("--futures", default="flow", choices=FUTURES,
+                            help="what the prior planners score: the flow's futures (default), factorised ones (the "
+                                 "model's contact model adds an effect poke for the target) or the contact model's "
+                                 "predictions alone (contact, factorised: a model with contact/)")
         parser.add_argument("--proposals", type=POSITIVE, default=GoalConfig.proposals,
                             help=f"goal planners: goal-poked futures, one proposal each (default {GoalConfig.proposals})")
         parser.add_argument("--poke-px", type=positive_float, default=GoalConfig.poke_px,
@@ -247,6 +249,9 @@ def _add_plan_commands(top) -> None:
                                      "--moved-px (default 1)")
     counterfactual.add_argument("--reference-rollouts", type=NON_NEGATIVE, default=8,
                                 help="true rollouts per state heading for the target, checking the definitions (default 8)")
+    counterfactual.add_argument("--cause", action="store_true",
+                                help="sample each poke with the push the model's contact model finds for it (CEM on "
+                                     "the contact model towards the poke's end; a model with contact/)")
     counterfactual.add_argument("--out", default="runs/plan-counterfactual", help="output folder (default runs/plan-counterfactual)")
     counterfactual.set_defaults(func=_plan_counterfactual)
 

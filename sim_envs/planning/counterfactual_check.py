@@ -42,6 +42,13 @@ push straight on, or elsewhere, where it has to go round the object first (a pri
 moves the pusher along the poke gets the first right and the second wrong); the same per
 direction.
 
+With `cause` (a model with a contact model, `motion_prior.inference.contact`), the prior first
+finds the push that causes each poke: CEM over the env's actions on the contact model alone
+(`planners.ContactModel`, `GoalCost` with the poke's end as the goal: the target there, the
+pusher behind it), and the futures are sampled under that push's action pokes and the poke
+together. That is how a prior that knows causes answers "this point goes there": with the
+pusher that gets it there.
+
 Reference. The definitions are checked on physics: from the same states, `reference_rollouts`
 true rollouts (`simulate_tracks`: the target point, or the panel points, and the pusher) of
 actions heading for the target (bearing noise 0.4 rad, 0.3-1 of the longest step, like `plan
@@ -57,7 +64,7 @@ from __future__ import annotations
 
 import io
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -69,10 +76,11 @@ import sim_envs.tasks.envs as tabletop
 from motion_prior.foundation.camera import PinholeCamera, pixels_to_normalized
 from motion_prior.foundation.checkpoints import atomic_write_bytes, atomic_write_json
 from motion_prior.foundation.errors import InputError
-from motion_prior.foundation.pokes import end_times, ends, pokes_to_normalized
+from motion_prior.foundation.pokes import end_times, ends, pokes_to_normalized, pokes_to_pixels
 from motion_prior.foundation.visualize import captioned_panels, draw_tracks
 from motion_prior.inference.ensemble import load_prior, model_names
-from sim_envs.planning.planners import GoalCost
+from sim_envs.planning.planners import ContactModel, GoalCost, Planner, PlannerConfig
+from sim_envs.tasks.wrapper import MotionPriorWrapper
 
 RESULT_FILE, PICTURE_FILE = "counterfactual_check.json", "counterfactual_check.png"
 PANEL_POINTS = 5
@@ -130,6 +138,10 @@ class CounterfactualConfig:
         reference_rollouts: true rollouts per state for the simulator reference (0: none).
         pictures: states drawn in the picture.
         thresholds: see :class:`Thresholds`.
+        cause: sample each poke with the push the contact model finds for it (module
+            docstring); `cause_search` is that CEM's settings (one straight push: with two
+            segments, round the object and then the push, the search finds paths the contact
+            model misjudges more often).
     """
 
     env: str = tabletop.PUSH_TO_GOAL_ID
@@ -145,6 +157,8 @@ class CounterfactualConfig:
     reference_rollouts: int = 8
     pictures: int = 3
     thresholds: Thresholds = field(default_factory=Thresholds)
+    cause: bool = False
+    cause_search: PlannerConfig = field(default_factory=lambda: PlannerConfig(horizon=1, candidates=64, iterations=3))
 
     def validate(self) -> "CounterfactualConfig":
         t = self.thresholds
@@ -307,6 +321,21 @@ def heading_actions(task: tabletop.TabletopEnv, rng: np.random.Generator, count:
     return np.clip(length * np.stack([np.cos(bearing), np.sin(bearing)], axis=1), -1, 1)[:, None]
 
 
+def causes(wrapper: MotionPriorWrapper, observation: dict, pokes: np.ndarray, search: PlannerConfig,
+           seed: int) -> list[np.ndarray]:
+    """Each target poke `[D, 1, 5]` (pixels) with the push that causes it in front: `[P + 1, 5]`
+    pixel poke sets, the action pokes of the best action sequence of CEM on the contact model
+    towards the poke's end (the module docstring), then the poke."""
+    planner = Planner(ContactModel(wrapper), GoalCost(), wrapper.action_space, replace(search, method="cem"))
+    size = observation["image"].shape[:2]
+    sets = []
+    for poke in pokes:
+        planner.reset(seed)
+        plan = planner.plan({**observation, "goal_pixel": poke[0, 2:4]})
+        sets.append(np.concatenate([pokes_to_pixels(wrapper.pokes(plan.sequence[None])[0], size), poke]))
+    return sets
+
+
 def check_counterfactual(config: CounterfactualConfig, out: str | Path, progress: bool = True) -> dict:
     """Run the check (module docstring); write `RESULT_FILE` and `PICTURE_FILE` into `out`.
 
@@ -320,6 +349,10 @@ def check_counterfactual(config: CounterfactualConfig, out: str | Path, progress
     prior = load_prior(config.model)
     env = gym.make(config.env, render_mode="rgb_array")
     task = env.unwrapped
+    if config.cause and getattr(prior, "contact", None) is None:
+        env.close()
+        raise InputError("cause", "a model with a contact model (contact/; one model, not an ensemble)", config.model)
+    wrapper = MotionPriorWrapper(env, prior, tabletop.tabletop_pokes) if config.cause else None
     rng = np.random.default_rng(config.seed)
     prior_outcomes, reference_outcomes, radii, pictured = [], [], [], []
     started = time.perf_counter()
@@ -330,7 +363,9 @@ def check_counterfactual(config: CounterfactualConfig, out: str | Path, progress
             observation, _ = env.reset(seed=config.seed + i)
             geometry = state_geometry(task, observation)
             pokes = poke_target(observation, config.directions, config.distance)
-            tracks = prior.sample_batch(observation["image"], pokes, num_samples=config.samples,
+            sampled = causes(wrapper, observation, pokes, config.cause_search, config.seed + i) if config.cause \
+                else pokes
+            tracks = prior.sample_batch(observation["image"], sampled, num_samples=config.samples,
                                         query_points=geometry.queries, seed=config.seed + i, sampler=config.sampler,
                                         steps=config.steps, guidance=config.guidance).tracks  # [D, K, N, T, 2]
             outcomes = sample_outcomes(tracks, geometry.layout, geometry.contact_px, config.thresholds, pokes)
@@ -342,7 +377,7 @@ def check_counterfactual(config: CounterfactualConfig, out: str | Path, progress
                                                           config.thresholds))
             if i < config.pictures:
                 picked = [geometry.layout.poked, geometry.layout.pusher]
-                pictured.append((config.seed + i, observation["image"], tracks[:, :, picked], pokes, outcomes))
+                pictured.append((config.seed + i, observation["image"], tracks[:, :, picked], sampled, outcomes))
             if progress:
                 print(f"state {i + 1}/{config.states}: moved {int(outcomes['moved'].sum())}/{outcomes['moved'].size}, "
                       f"pusher first {int(outcomes['pusher_first'].sum())} [{time.perf_counter() - started:.0f} s]",
@@ -375,7 +410,8 @@ def draw_states(states: list, angles: np.ndarray, scale: int = 3, gap: int = 8) 
     colour) and the pusher's (white), captioned with its counts.
 
     `states`: (seed, frame `uint8 [H, W, 3]`, tracks `[D, K, 2, T, 2]` px of the poked point and
-    the pusher, pokes `[D, 1, 5]` px, outcomes `[D, K]`) each; `angles`: `[D]` degrees."""
+    the pusher, the sampled poke sets `[D, P, 5]` px (with `cause`, the push's, then the
+    target's), outcomes `[D, K]`) each; `angles`: `[D]` degrees."""
     rows = []
     picked = np.unique(np.arange(PICTURE_DIRECTIONS) * len(angles) // PICTURE_DIRECTIONS)
     for seed, frame, tracks, pokes, outcomes in states:

@@ -38,14 +38,15 @@ from motion_prior.foundation.pokes import end_times, ends, pokes_to_pixels
 from motion_prior.foundation.visualize import draw_tracks
 from motion_prior.inference.ensemble import load_prior, model_names
 from sim_envs.planning.counterfactual_check import contact_radius_px
-from sim_envs.planning.planners import (GoalConfig, GoalCost, GoalPlanner, Planner, PlannerConfig, PriorModel,
-                                        SimulatorModel, path_to_actions, reduce_risk)
+from sim_envs.planning.planners import (ContactModel, GoalConfig, GoalCost, GoalPlanner, Planner, PlannerConfig,
+                                        PriorModel, SimulatorModel, path_to_actions, reduce_risk)
 from sim_envs.simulation.scripts import segment_clear_of
 from sim_envs.tasks.wrapper import ImagineConfig, MotionPriorWrapper
 
 GOAL_METHODS = ("goal", "goal_cem")
 PRIOR_METHODS = ("cem", "random", "mppi", *GOAL_METHODS)
 METHODS = (*PRIOR_METHODS, "oracle", "random_policy", "heuristic")
+FUTURES = ("flow", "factorised", "contact")
 # The planners `plan check` runs from its states by default.
 CHECK_PLANNERS = ("cem", "mppi", *GOAL_METHODS)
 # Bin edges of a candidate's closest approach in contact radii (1: the pusher's edge touches the
@@ -67,8 +68,11 @@ class PlanEvalConfig:
             (`motion_prior.inference.ensemble.PriorEnsemble`).
         num_samples, sampler, steps, guidance: the prior's K futures per candidate and its
             sampler (None: the model's default sampler and its settings).
-        effect_pokes: the prior planners' candidates get an effect poke for the target from
-            the model's contact model (`planners.PriorModel`; a model with `contact/`).
+        futures: what the prior planners score (FUTURES): "flow", the prior's futures under each
+            candidate's action pokes; "factorised", the same with an effect poke for the target
+            from the model's contact model (`planners.PriorModel`); "contact", the contact
+            model's predictions alone (`planners.ContactModel`; the goal planners still draw
+            their proposals from the flow). The last two need a model with `contact/`.
         planner: search settings shared by the prior planners and the oracle (its `method`
             is set per method; the goal planners refine with CEM).
         goal: the goal planners' proposals (its `refine` is set per method).
@@ -84,7 +88,7 @@ class PlanEvalConfig:
     sampler: str | None = None
     steps: int | None = None
     guidance: float | None = None
-    effect_pokes: bool = False
+    futures: str = "flow"
     planner: PlannerConfig = field(default_factory=lambda: PlannerConfig(horizon=1, candidates=24, iterations=3))
     goal: GoalConfig = field(default_factory=GoalConfig)
     gif_episode: int = 0
@@ -95,6 +99,8 @@ class PlanEvalConfig:
             raise InputError("methods", f"names from {METHODS}", unknown)
         if self.episodes < 1:
             raise InputError("episodes", "at least 1", self.episodes)
+        if self.futures not in FUTURES:
+            raise InputError("futures", f"one of {FUTURES}", self.futures)
         members = len(model_names(self.model))
         if self.num_samples < members:
             raise InputError("num_samples", f"at least {members}, one future per member of the ensemble",
@@ -179,7 +185,7 @@ def make_policy(method: str, env: MotionPriorWrapper, config: PlanEvalConfig):
         return PushHeuristic(env)
     # The oracle and the goal planners search (refine) with CEM.
     search = PlannerConfig(**{**asdict(config.planner), "method": method if method in ("random", "mppi") else "cem"})
-    model = SimulatorModel(env) if method == "oracle" else PriorModel(env, config.num_samples, config.effect_pokes)
+    model = SimulatorModel(env) if method == "oracle" else prior_model(env, config)
     if method in GOAL_METHODS:
         task = env.unwrapped
         if not isinstance(task, tabletop.TabletopEnv):
@@ -315,12 +321,20 @@ def _read_records(path: Path) -> list[dict]:
 def make_env(config: PlanEvalConfig) -> MotionPriorWrapper:
     """`config.env` wrapped with `config.model` and its sampler settings."""
     prior = load_prior(config.model)
-    if config.effect_pokes and getattr(prior, "contact", None) is None:
-        raise InputError("effect_pokes", "a model with a contact model (contact/; one model, not an ensemble)",
+    if config.futures != "flow" and getattr(prior, "contact", None) is None:
+        raise InputError("futures", f"{config.futures!r} with a model with a contact model (contact/; one model, "
+                         "not an ensemble)",
                          config.model)
     return MotionPriorWrapper(gym.make(config.env, render_mode="rgb_array"), prior,
                               tabletop.tabletop_pokes, ImagineConfig(sampler=config.sampler, steps=config.steps,
                                                                          guidance=config.guidance))
+
+
+def prior_model(env: MotionPriorWrapper, config: PlanEvalConfig) -> PriorModel:
+    """The model the prior planners score their candidates with (`config.futures`)."""
+    if config.futures == "contact":
+        return ContactModel(env, config.num_samples)
+    return PriorModel(env, config.num_samples, effect_pokes=config.futures == "factorised")
 
 
 def _target_shift(tracks: np.ndarray) -> np.ndarray:
@@ -388,7 +402,7 @@ def check_model(config: PlanEvalConfig, states: int = 12, candidates: int = 32, 
     if not isinstance(env.unwrapped, tabletop.PushToGoalEnv):
         raise InputError("env", "a PushToGoal env (the heuristic drives the states)", config.env)
     cost, heuristic = GoalCost(), PushHeuristic(env)
-    prior, oracle = PriorModel(env, config.num_samples, config.effect_pokes), SimulatorModel(env)
+    prior, oracle = prior_model(env, config), SimulatorModel(env)
     rng = np.random.default_rng(config.seed)
     true_shift, pred_shift, future_moved, future_shift, pusher_shift = [], [], [], [], []
     ranking, poke_error, approach = [], [], []
@@ -422,8 +436,10 @@ def check_model(config: PlanEvalConfig, states: int = 12, candidates: int = 32, 
             gap = np.linalg.norm(tracks["true"][:, :, -1] - tracks["true"][:, :, 0], axis=-1)  # [M, K, T] px
             approach.append(gap.min(axis=-1).mean(axis=-1) / contact_px)
             # Poke adherence: where the prior puts the pusher (the last query point, the pokes'
-            # start) at each poke's end time, against the poke's end point.
-            for sequence, pusher in zip(actions, tracks["prior"][:, :, -1]):
+            # start) at each poke's end time, against the poke's end point (futures of the
+            # contact model alone hold only the start and the commanded end: nothing to measure).
+            measurable = actions if tracks["prior"].shape[3] > 2 else []
+            for sequence, pusher in zip(measurable, tracks["prior"][:, :, -1]):
                 pokes = env.pokes(sequence[None])[0]
                 pokes = pokes_to_pixels(pokes, observation["image"].shape[:2])
                 frames = np.rint(end_times(pokes) * (pusher.shape[1] - 1)).astype(int)
@@ -467,7 +483,7 @@ def check_model(config: PlanEvalConfig, states: int = 12, candidates: int = 32, 
     pushed = both & (np.linalg.norm(pusher_shift, axis=1) > moved_px)
     metrics = {
         "pairs": len(true_shift),
-        "pusher_poke_error_px": float(np.mean(poke_error)),
+        "pusher_poke_error_px": float(np.mean(poke_error)) if poke_error else None,
         "displacement_correlation": float(np.corrcoef(true_shift.reshape(-1), pred_shift.reshape(-1))[0, 1]),
         "moved_share_true": float(np.mean(true_len > moved_px)),
         "moved_share_prior": float(np.mean(pred_len > moved_px)),

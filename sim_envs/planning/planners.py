@@ -11,7 +11,9 @@ towards the goal, samples futures in which that happens, reads the pusher's imag
 each as a candidate action sequence, and picks one (or seeds CEM with them).
 
 Models (anything with `predict(observation, actions, query_points) -> tracks [M, K, N, T, 2]`):
-- :class:`PriorModel`: futures imagined by the motion prior through a `MotionPriorWrapper`.
+- :class:`PriorModel`: futures imagined by the motion prior through a `MotionPriorWrapper`
+  (with `effect_pokes`, told the target's motion by the model's contact model).
+- :class:`ContactModel`: the model's contact model alone, no flow: one future of two frames.
 - :class:`SimulatorModel`: the oracle; true simulator rollouts of the same candidates.
 
 Nothing here imports MuJoCo: planners see tracks in pixels of the env's frame and observations.
@@ -26,6 +28,7 @@ from typing import Callable
 import numpy as np
 
 from motion_prior.foundation.errors import InputError
+from motion_prior.foundation.pokes import pokes_to_pixels
 
 METHODS = ("cem", "random", "mppi")
 RISKS = ("mean", "best", "cvar")
@@ -123,6 +126,33 @@ class PriorModel:
         """Futures under one poke set: `pokes [P, 5]` (u0, v0, u1, v1, end_time) and
         `query_points [N, 2]` in pixels -> tracks `[num_samples, N, T, 2]` pixels."""
         return self.wrapper.imagine_pokes([pokes], num_samples, query_points, **self.options).tracks[0]
+
+
+class ContactModel(PriorModel):
+    """The prior's contact model alone as the planner's model (`MotionPrior.predict_contact`;
+    a model with `contact/`): each candidate gets one future of two frames, its start and its
+    end: every query point but the last moved by its predicted displacement, the last (the
+    pusher, as `GoalCost` lays them out) at the candidate's commanded end. No flow runs, so it
+    is far cheaper than the prior's futures and a planner can search widely with it, e.g. for
+    the push that causes a poke (`counterfactual_check`'s `cause`). Futures under poke sets
+    (:meth:`sample_pokes`, the goal planners' proposals) still come from the flow."""
+
+    def __init__(self, wrapper, num_samples: int = 4, **sample_options):
+        if getattr(wrapper.prior, "contact", None) is None:
+            raise InputError("wrapper.prior", "a MotionPrior with a contact model (contact/)",
+                             type(wrapper.prior).__name__)
+        super().__init__(wrapper, num_samples, **sample_options)
+
+    def predict(self, observation: dict, actions: np.ndarray, query_points: np.ndarray) -> np.ndarray:
+        """`actions [M, H, A]`, `query_points [N, 2]` pixels -> tracks `[M, 1, N, 2, 2]` pixels."""
+        size = self.wrapper.frame().shape[:2]
+        pokes = [pokes_to_pixels(p, size) for p in self.wrapper.pokes(actions)]
+        points = np.asarray(query_points, dtype=np.float32)
+        contact = self.wrapper.prior.predict_contact(self.wrapper.frame(), pokes, points[:-1])
+        tracks = np.repeat(np.broadcast_to(points[None, None, :, None], (len(pokes), 1, len(points), 1, 2)), 2, axis=3)
+        tracks[:, 0, :-1, 1] += contact.displacement
+        tracks[:, 0, -1, 1] = [p[np.argmax(p[:, 4]), 2:4] for p in pokes]
+        return tracks
 
 
 class SimulatorModel:
