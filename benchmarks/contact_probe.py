@@ -473,7 +473,7 @@ class ContactQuery(nn.Module):
 def load_probe(path: str | Path) -> nn.Module:
     """A probe saved with `--save`, in eval mode (`tokens16` needs its tokens in each batch), or
     the contact model of a packed model directory as one (:class:`ContactQuery`)."""
-    if Path(path).is_dir():
+    if str(path) == "default" or Path(path).is_dir():
         network = load_contact(path)
         if network is None:
             raise ValueError(f"{path}: expected a probe file or a model directory with contact/")

@@ -49,6 +49,7 @@ from motion_prior.foundation.camera import pixels_to_normalized  # noqa: E402
 from motion_prior.foundation.checkpoints import atomic_write_json, file_sha256  # noqa: E402
 from motion_prior.foundation.errors import InputError  # noqa: E402
 from motion_prior.foundation.pokes import pokes_to_pixels  # noqa: E402
+from motion_prior.inference.model_directory import model_dir  # noqa: E402
 from sim_envs.planning.on_policy import (OnPolicyConfig, check_clear_of_eval_seeds, collect_episode,  # noqa: E402
                                         open_store)
 from sim_envs.planning.plan_eval import PlanEvalConfig, PlannerPolicy, make_env, run_episode  # noqa: E402
@@ -142,8 +143,8 @@ def collect(env, policy, args) -> list[dict]:
     config = OnPolicyConfig(model=model, seed=args.seed, episodes=args.episodes,
                             candidates_per_state=args.candidates_per_state)
     clip_config = tabletop.task_clip_config(config.env)
-    fingerprints = [file_sha256(Path(probe) / "contact" / "model.safetensors" if Path(probe).is_dir() else Path(probe))
-                    for probe in args.probe]
+    fingerprints = [file_sha256(model_dir(probe) / "contact" / "model.safetensors"
+                                if probe == "default" or Path(probe).is_dir() else Path(probe)) for probe in args.probe]
     fingerprint = fingerprints[0] if len(fingerprints) == 1 else fingerprints
     store = open_store(args.collect, {
         "name": "benchmarks.probe_planning", "version": "1.0",

@@ -243,8 +243,8 @@ def _model_info(args: argparse.Namespace) -> int:
                          if s.network in spec.networks)
     print(f"samplers: {samplers}; default {prior.default_sampler}")
     contact = load_contact(directory)
-    print("contact model: " + (f"{sum(p.numel() for p in contact.parameters()) / 1e6:.2f} M parameters (effect pokes "
-                               "for planners)" if contact is not None else "none"))
+    print("contact model: " + (f"{sum(p.numel() for p in contact.parameters()) / 1e6:.2f} M parameters (planners: "
+                               "--futures contact|factorised)" if contact is not None else "none"))
     return 0
 
 
