@@ -145,10 +145,10 @@ class ContactModel(PriorModel):
 
     def predict(self, observation: dict, actions: np.ndarray, query_points: np.ndarray) -> np.ndarray:
         """`actions [M, H, A]`, `query_points [N, 2]` pixels -> tracks `[M, 1, N, 2, 2]` pixels."""
-        size = self.wrapper.frame().shape[:2]
-        pokes = [pokes_to_pixels(p, size) for p in self.wrapper.pokes(actions)]
+        frame = self.wrapper.frame()
+        pokes = [pokes_to_pixels(p, frame.shape[:2]) for p in self.wrapper.pokes(actions)]
         points = np.asarray(query_points, dtype=np.float32)
-        contact = self.wrapper.prior.predict_contact(self.wrapper.frame(), pokes, points[:-1])
+        contact = self.wrapper.prior.predict_contact(frame, pokes, points[:-1])
         tracks = np.repeat(np.broadcast_to(points[None, None, :, None], (len(pokes), 1, len(points), 1, 2)), 2, axis=3)
         tracks[:, 0, :-1, 1] += contact.displacement
         tracks[:, 0, -1, 1] = [p[np.argmax(p[:, 4]), 2:4] for p in pokes]
