@@ -153,3 +153,32 @@ def test_the_cli_prints_the_plan_check_with_the_per_future_breakdown(tiny_model,
     result = json.loads(out.read_text())
     assert result["config"]["states"] == 1 and list(result["planners"]) == ["cem"]
     assert sum(row["pairs"] for row in result["contact_by_approach"]) == 4
+
+
+def test_the_contact_proposer_proposes_the_goal_pokes_causes(tiny_model, one_torch_thread):
+    from sim_envs.planning.planners import ContactModel, find_causes
+
+    env = MotionPriorWrapper(gym.make(tabletop.PUSH_TO_GOAL_ID, max_steps=2), MotionPrior.load(tiny_model),
+                             tabletop.tabletop_pokes, ImagineConfig(steps=2))
+    config = PlanEvalConfig(model=str(tiny_model), futures="contact", goal=GoalConfig(proposals=5, proposer="contact"),
+                            planner=PlannerConfig(horizon=1, candidates=8, iterations=2))
+    try:
+        planner = make_policy("goal", env, config).planner
+        observation, _ = env.reset(seed=0)
+        planner.reset(3)
+        plan = planner.plan(observation)
+        planner.reset(3)  # the cause search's seed is the planner's next draw
+        causes = find_causes(ContactModel(env), GoalCost(), env.action_space, planner.config, observation,
+                             planner.goal_poke(observation), int(planner.rng.integers(2**31)))
+        # Without refinement the plan is the best cause; the five best causes were its proposals.
+        np.testing.assert_allclose(plan.sequence, causes.sequence)
+        np.testing.assert_allclose(plan.candidates[:5], causes.candidates[np.argsort(causes.candidate_costs,
+                                                                                     kind="stable")[:5]])
+        assert plan.model_calls == causes.model_calls + 1 == 3
+        refined = make_policy("goal_cem", env, config).planner
+        refined.reset(3)
+        assert refined.plan(observation).candidates.shape[0] == 5 + 8  # the proposals, then one CEM iteration
+    finally:
+        env.close()
+    with pytest.raises(InputError, match="GoalConfig.proposer"):
+        GoalConfig(proposer="oracle").validate()

@@ -27,7 +27,7 @@ from sim_envs.planning.counterfactual_check import CounterfactualConfig, Thresho
 from sim_envs.planning.on_policy import SEED, OnPolicyConfig, collect
 from sim_envs.planning.plan_eval import (CHECK_PLANNERS, FUTURES, GIF_METHOD, METHODS, PRIOR_METHODS, PlanEvalConfig,
                                         check_model, evaluate)
-from sim_envs.planning.planners import GoalConfig, PlannerConfig
+from sim_envs.planning.planners import PROPOSERS, GoalConfig, PlannerConfig
 from sim_envs.tasks.envs import PUSH_TO_GOAL_ID, task_clip_config
 
 
@@ -101,7 +101,7 @@ def _planning_settings(args: argparse.Namespace) -> dict:
                             risk=args.risk)
     return dict(env=args.env, seed=args.seed, model=_model(args), num_samples=args.samples, sampler=args.sampler,
                 steps=args.steps, guidance=args.guidance, futures=args.futures, planner=planner,
-                goal=GoalConfig(proposals=args.proposals, poke_px=args.poke_px))
+                goal=GoalConfig(proposals=args.proposals, poke_px=args.poke_px, proposer=args.proposer))
 
 
 def _plan_eval(args: argparse.Namespace) -> int:
@@ -122,7 +122,7 @@ def _plan_check(args: argparse.Namespace) -> int:
     config = PlanEvalConfig(env=args.env, seed=args.seed, model=_model(args), num_samples=args.samples,
                             sampler=args.sampler, steps=args.steps, guidance=args.guidance,
                             futures=args.futures, planner=PlannerConfig(horizon=args.horizon, risk=args.risk),
-                            goal=GoalConfig(proposals=args.proposals, poke_px=args.poke_px))
+                            goal=GoalConfig(proposals=args.proposals, poke_px=args.poke_px, proposer=args.proposer))
     result = check_model(config, states=args.states, candidates=args.candidates, planners=tuple(args.planners))
     for name, value in result["metrics"].items():
         print(f"{name:<26} {value if value is None or isinstance(value, int) else round(value, 3)}")
@@ -189,6 +189,9 @@ def _add_model_arguments(parser, samples: int = 4, planner: bool = True, seed: i
         parser.add_argument("--poke-px", type=positive_float, default=GoalConfig.poke_px,
                             help="goal planners: most the goal poke moves the target per planned segment, pixels "
                                  f"(default {GoalConfig.poke_px:g})")
+        parser.add_argument("--proposer", default=GoalConfig.proposer, choices=PROPOSERS,
+                            help="goal planners: proposals from the flow's goal-poked futures (default) or the pushes "
+                                 "the model's contact model finds for the goal poke (contact: a model with contact/)")
     parser.add_argument("--threads", type=POSITIVE, default=1, help="torch threads (default 1)")
 
 

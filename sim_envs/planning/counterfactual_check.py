@@ -64,7 +64,7 @@ from __future__ import annotations
 
 import io
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -79,7 +79,7 @@ from motion_prior.foundation.errors import InputError
 from motion_prior.foundation.pokes import end_times, ends, pokes_to_normalized, pokes_to_pixels
 from motion_prior.foundation.visualize import captioned_panels, draw_tracks
 from motion_prior.inference.ensemble import load_prior, model_names
-from sim_envs.planning.planners import ContactModel, GoalCost, Planner, PlannerConfig
+from sim_envs.planning.planners import ContactModel, GoalCost, PlannerConfig, find_causes
 from sim_envs.tasks.wrapper import MotionPriorWrapper
 
 RESULT_FILE, PICTURE_FILE = "counterfactual_check.json", "counterfactual_check.png"
@@ -324,15 +324,13 @@ def heading_actions(task: tabletop.TabletopEnv, rng: np.random.Generator, count:
 def causes(wrapper: MotionPriorWrapper, observation: dict, pokes: np.ndarray, search: PlannerConfig,
            seed: int) -> list[np.ndarray]:
     """Each target poke `[D, 1, 5]` (pixels) with the push that causes it in front: `[P + 1, 5]`
-    pixel poke sets, the action pokes of the best action sequence of CEM on the contact model
-    towards the poke's end (the module docstring), then the poke."""
-    planner = Planner(ContactModel(wrapper), GoalCost(), wrapper.action_space, replace(search, method="cem"))
-    size = observation["image"].shape[:2]
+    pixel poke sets, the action pokes of the best push `planners.find_causes` finds for the poke
+    (the module docstring), then the poke."""
+    contact, size = ContactModel(wrapper), observation["image"].shape[:2]
     sets = []
     for poke in pokes:
-        planner.reset(seed)
-        plan = planner.plan({**observation, "goal_pixel": poke[0, 2:4]})
-        sets.append(np.concatenate([pokes_to_pixels(wrapper.pokes(plan.sequence[None])[0], size), poke]))
+        push = find_causes(contact, GoalCost(), wrapper.action_space, search, observation, poke, seed).sequence
+        sets.append(np.concatenate([pokes_to_pixels(wrapper.pokes(push[None])[0], size), poke]))
     return sets
 
 

@@ -32,6 +32,7 @@ from motion_prior.foundation.pokes import pokes_to_pixels
 
 METHODS = ("cem", "random", "mppi")
 RISKS = ("mean", "best", "cvar")
+PROPOSERS = ("flow", "contact")
 
 
 def reduce_risk(costs: np.ndarray, risk: str = "mean", alpha: float = 0.25) -> np.ndarray:
@@ -364,6 +365,17 @@ def path_to_actions(path: np.ndarray, camera, height: float, max_step: float) ->
     return np.stack(actions, axis=-2)
 
 
+def find_causes(contact: ContactModel, cost, action_space, config: PlannerConfig, observation: dict,
+                poke: np.ndarray, seed: int) -> Plan:
+    """The pushes that cause a poke of the target: CEM (`config`'s budget) on the contact model
+    alone (`contact`), scored by `cost` with the poke's end as the goal. `poke`: `[1, 5]` pixels,
+    from `observation["target_pixel"]`. Returns the search's :class:`Plan`: its sequence is the
+    best push, and `candidates` / `candidate_costs` hold every push it scored."""
+    planner = Planner(contact, cost, action_space, replace(config, method="cem"))
+    planner.reset(seed)
+    return planner.plan({**observation, "goal_pixel": np.asarray(poke[0, 2:4], dtype=np.float64)})
+
+
 @dataclass
 class GoalConfig:
     """How :class:`GoalPlanner` proposes action sequences.
@@ -379,16 +391,21 @@ class GoalConfig:
             16 px is about 8 cm, so a PushToGoal goal (8-16 cm away) takes one or two steps.
         refine: False ("goal"): pick one proposal by its own goal-poked future; True
             ("goal_cem"): CEM whose first population is the proposals.
+        proposer: where proposals come from (PROPOSERS): "flow", the pusher paths of the
+            flow's futures under the goal poke; "contact", the pushes that the model's contact
+            model says cause the goal poke (:func:`find_causes`; a model with `contact/`).
     """
 
     proposals: int = 32
     poke_px: float = 16.0
     refine: bool = False
+    proposer: str = "flow"
 
     def validate(self) -> "GoalConfig":
         checks = [
             ("proposals", isinstance(self.proposals, (int, np.integer)) and self.proposals >= 1, "an integer >= 1"),
             ("poke_px", np.isfinite(self.poke_px) and self.poke_px > 0, "a positive number of pixels"),
+            ("proposer", self.proposer in PROPOSERS, f"one of {PROPOSERS}"),
         ]
         for name, ok, expected in checks:
             if not ok:
@@ -420,8 +437,15 @@ class GoalPlanner(Planner):
        population, scored by the prior's futures under each candidate's action pokes, refits
        on the elites and runs `config.iterations - 1` more iterations of `config.candidates`.
 
+    With the "contact" proposer (`GoalConfig.proposer`), steps 1-3 ask the contact model for
+    the goal poke's cause instead of the flow for its futures: the proposals are the best
+    `proposals` pushes that :func:`find_causes` scores (CEM with `config`'s budget on
+    :class:`ContactModel`, the goal poke's end as the goal), and without refinement the
+    plan is the one it ranks first. The flow's futures under a goal poke alone move the target
+    by co-motion, so their pusher paths seldom push it; the contact model's causes do.
+
     `Plan.cost` is the cost of the chosen sequence under the forward model, as for CEM, so
-    `plan eval` sets it against a true rollout; `model_calls` counts the goal-poked call.
+    `plan eval` sets it against a true rollout; `model_calls` counts the proposing calls too.
 
     Args:
         model: a :class:`PriorModel` (`sample_pokes` and `predict`).
@@ -444,6 +468,9 @@ class GoalPlanner(Planner):
         self.goal = (goal or GoalConfig()).validate()
         self.to_actions, self.segment_frames, self.horizon_frames = to_actions, segment_frames, horizon_frames
         super().__init__(model, cost, action_space, config)
+        self.contact, self.action_space = None, action_space
+        if self.goal.proposer == "contact":
+            self.contact = model if isinstance(model, ContactModel) else ContactModel(model.wrapper)
 
     def segment_ends(self) -> np.ndarray:
         """`[H]` the frame at which each planned segment ends, clipped to the horizon."""
@@ -462,24 +489,35 @@ class GoalPlanner(Planner):
         return np.array([[*target, *end, end_time]], dtype=np.float32)
 
     def plan(self, observation: dict) -> Plan:
-        """Propose action sequences from goal-poked futures and choose or refine (see the class)."""
+        """Propose action sequences from goal-poked futures (or the goal poke's causes) and choose
+        or refine (see the class)."""
         started = time.perf_counter()
         queries = self.cost.query_points(observation)
-        ends = self.segment_ends()
-        futures = self.model.sample_pokes(observation, self.goal_poke(observation), self.goal.proposals, queries)
-        pusher = futures[:, -1]  # [K, T, 2]; the tracks start at the query point, the pusher's centre
-        path = np.concatenate([pusher[:, :1], pusher[:, ends]], axis=1)
-        proposals = np.clip(self.to_actions(path), self.low, self.high)
+        proposing_calls = 1
+        if self.contact is not None:
+            causes = find_causes(self.contact, self.cost, self.action_space, self.config, observation,
+                                 self.goal_poke(observation), int(self.rng.integers(2**31)))
+            best = np.argsort(causes.candidate_costs, kind="stable")[:self.goal.proposals]
+            proposals, ranking = causes.candidates[best], causes.candidate_costs[best]
+            proposing_calls = causes.model_calls
+        else:
+            ends = self.segment_ends()
+            futures = self.model.sample_pokes(observation, self.goal_poke(observation), self.goal.proposals, queries)
+            pusher = futures[:, -1]  # [K, T, 2]; the tracks start at the query point, the pusher's centre
+            path = np.concatenate([pusher[:, :1], pusher[:, ends]], axis=1)
+            proposals = np.clip(self.to_actions(path), self.low, self.high)
+            # The cost over the poked frames only: what the futures do after the plan is not its doing.
+            ranking = None if self.goal.refine else self.cost(observation, futures[None, :, :, : ends[-1] + 1])[0]
         if self.goal.refine:
             plan = super().plan(observation, proposals)
         else:
-            # The cost over the poked frames only: what the futures do after the plan is not its doing.
-            ranking = self.cost(observation, futures[None, :, :, : ends[-1] + 1])[0]
-            # The proposals are this step's scored candidates (ranked by their goal-poked futures).
+            # The proposals are this step's scored candidates (ranked by their goal-poked futures,
+            # or as causes of the goal poke).
             self._scored = [(proposals.astype(np.float64), ranking)]
             chosen = proposals[int(np.argmin(ranking))]
             costs, tracks = self._evaluate(observation, chosen[None], queries)
             plan = Plan(chosen[0].astype(np.float32), chosen, float(costs[0]), tracks[0], 0.0, 1, queries,
                         *self._scored_candidates())
-        self.last_plan = replace(plan, seconds=time.perf_counter() - started, model_calls=plan.model_calls + 1)
+        self.last_plan = replace(plan, seconds=time.perf_counter() - started,
+                                 model_calls=plan.model_calls + proposing_calls)
         return self.last_plan
