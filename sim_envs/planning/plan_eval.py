@@ -71,8 +71,8 @@ class PlanEvalConfig:
         futures: what the prior planners score (FUTURES): "flow", the prior's futures under each
             candidate's action pokes; "factorised", the same with an effect poke for the target
             from the model's contact model (`planners.PriorModel`); "contact", the contact
-            model's predictions alone (`planners.ContactModel`; the goal planners still draw
-            their proposals from the flow). The last two need a model with `contact/`.
+            model's predictions alone (`planners.ContactModel`). The last two need a model
+            with `contact/`; where the goal planners' proposals come from is `goal.proposer`.
         planner: search settings shared by the prior planners and the oracle (its `method`
             is set per method; the goal planners refine with CEM).
         goal: the goal planners' proposals (its `refine` is set per method).
@@ -322,9 +322,8 @@ def make_env(config: PlanEvalConfig) -> MotionPriorWrapper:
     """`config.env` wrapped with `config.model` and its sampler settings."""
     prior = load_prior(config.model)
     if config.futures != "flow" and getattr(prior, "contact", None) is None:
-        raise InputError("futures", f"{config.futures!r} with a model with a contact model (contact/; one model, "
-                         "not an ensemble)",
-                         config.model)
+        raise InputError("futures", f"{config.futures!r} with a model that has a contact model (contact/; one "
+                         "model, not an ensemble)", config.model)
     return MotionPriorWrapper(gym.make(config.env, render_mode="rgb_array"), prior,
                               tabletop.tabletop_pokes, ImagineConfig(sampler=config.sampler, steps=config.steps,
                                                                          guidance=config.guidance))
