@@ -62,7 +62,7 @@ from motion_prior.data.clips import CATEGORIES
 from motion_prior.data.datasets import ClipDataset
 from motion_prior.foundation.camera import PinholeCamera
 from motion_prior.foundation.checkpoints import atomic_write_json
-from motion_prior.inference.model_directory import load_contact, load_vae
+from motion_prior.inference.model_directory import default_model_dir, load_contact, load_vae
 from motion_prior.networks.frame_encoder import DetailEncoder
 from motion_prior.networks.poke_conditioning import PathGlimpse
 
@@ -470,11 +470,16 @@ class ContactQuery(nn.Module):
         return logit[:, 0], displacement[:, 0] * SIZE / 2 / 10
 
 
+def packed_model(path: str | Path) -> Path | None:
+    """`path` as a packed model's directory ("default" or a folder), or None for a probe file."""
+    return default_model_dir() if str(path) == "default" else Path(path) if Path(path).is_dir() else None
+
+
 def load_probe(path: str | Path) -> nn.Module:
     """A probe saved with `--save`, in eval mode (`tokens16` needs its tokens in each batch), or
     the contact model of a packed model directory as one (:class:`ContactQuery`)."""
-    if str(path) == "default" or Path(path).is_dir():
-        network = load_contact(path)
+    if packed_model(path) is not None:
+        network = load_contact(packed_model(path))
         if network is None:
             raise ValueError(f"{path}: expected a probe file or a model directory with contact/")
         return ContactQuery(network).eval()

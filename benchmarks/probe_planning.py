@@ -42,18 +42,18 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from contact_probe import load_probe, path_inputs  # noqa: E402
+from contact_probe import load_probe, packed_model, path_inputs  # noqa: E402
 
 from motion_prior.data.shards import shard_name, write_shard  # noqa: E402
 from motion_prior.foundation.camera import pixels_to_normalized  # noqa: E402
-from motion_prior.foundation.checkpoints import atomic_write_json, file_sha256  # noqa: E402
+from motion_prior.foundation.checkpoints import WEIGHTS_FILE, atomic_write_json, file_sha256  # noqa: E402
 from motion_prior.foundation.errors import InputError  # noqa: E402
 from motion_prior.foundation.pokes import pokes_to_pixels  # noqa: E402
-from motion_prior.inference.model_directory import model_dir  # noqa: E402
+from motion_prior.inference.model_directory import CONTACT  # noqa: E402
 from sim_envs.planning.on_policy import (OnPolicyConfig, check_clear_of_eval_seeds, collect_episode,  # noqa: E402
                                         open_store)
 from sim_envs.planning.plan_eval import PlanEvalConfig, PlannerPolicy, make_env, run_episode  # noqa: E402
-from sim_envs.planning.planners import RISKS, GoalCost, Planner, PlannerConfig  # noqa: E402
+from sim_envs.planning.planners import RISKS, GoalCost, Planner, PlannerConfig, endpoint_tracks  # noqa: E402
 from sim_envs.tasks import envs as tabletop  # noqa: E402
 
 
@@ -98,14 +98,9 @@ class ProbeModel:
         tracks `[M, K, N, 2, 2]` pixels, K = the number of probes (start and end frame only: all
         `GoalCost` reads)."""
         pokes = self.env.pokes(actions)
-        shift = self.shifts(observation, pokes)  # [M, K, 2]
-        tracks = np.repeat(query_points[None, None, :, None].astype(np.float32), 2, axis=3)
-        tracks = np.repeat(np.repeat(tracks, len(actions), axis=0), len(self.probes), axis=1)
-        tracks[:, :, :-1, 1] += shift[:, :, None]
+        shift = self.shifts(observation, pokes)[:, :, None]  # [M, K, 1, 2]: every target point alike
         size = observation["image"].shape[:2]
-        ends = np.stack([pokes_to_pixels(p, size)[np.argmax(p[:, 4]), 2:4] for p in pokes])
-        tracks[:, :, -1, 1] = ends[:, None]
-        return tracks
+        return endpoint_tracks(query_points, shift, [pokes_to_pixels(p, size) for p in pokes])
 
 
 class FactorisedModel:
@@ -143,8 +138,8 @@ def collect(env, policy, args) -> list[dict]:
     config = OnPolicyConfig(model=model, seed=args.seed, episodes=args.episodes,
                             candidates_per_state=args.candidates_per_state)
     clip_config = tabletop.task_clip_config(config.env)
-    fingerprints = [file_sha256(model_dir(probe) / "contact" / "model.safetensors"
-                                if probe == "default" or Path(probe).is_dir() else Path(probe)) for probe in args.probe]
+    fingerprints = [file_sha256(Path(probe) if packed_model(probe) is None
+                                else packed_model(probe) / CONTACT / WEIGHTS_FILE) for probe in args.probe]
     fingerprint = fingerprints[0] if len(fingerprints) == 1 else fingerprints
     store = open_store(args.collect, {
         "name": "benchmarks.probe_planning", "version": "1.0",

@@ -33,13 +33,18 @@ def default_model_dir() -> Path:
     return Path(str(resources.files("motion_prior") / "models" / "default"))
 
 
+def _directory(model: str | Path) -> Path:
+    """`"default"` or a path -> the directory it names (unchecked)."""
+    if not isinstance(model, (str, Path)):
+        raise InputError("model", "'default' or a model directory (str or Path)", model)
+    return default_model_dir() if str(model) == "default" else Path(model)
+
+
 def model_dir(model: str | Path) -> Path:
     """`"default"` or a model directory -> its path, checked to hold `vae/` and `flow/` and,
     when it has a `SHA256SUMS` (written by `motion_prior.inference.packing.pack_model`), that
     every listed file is intact."""
-    if not isinstance(model, (str, Path)):
-        raise InputError("model", "'default' or a model directory (str or Path)", model)
-    directory = default_model_dir() if str(model) == "default" else Path(model)
+    directory = _directory(model)
     if not (directory / "vae").is_dir() or not (directory / "flow").is_dir():
         raise CheckpointError(f"{directory}: expected a model directory with vae/ and flow/ checkpoints")
     verify_checksums(directory)
@@ -91,9 +96,7 @@ def load_model(model: str | Path) -> tuple[TrajectoryVAE, FlowNetwork, dict[str,
 def load_contact(model: str | Path) -> ContactNetwork | None:
     """The contact model of `"default"` or a directory (its `contact/`), in eval mode on the
     CPU, or None where it has none (an ONNX export, a model packed without one)."""
-    if not isinstance(model, (str, Path)):
-        raise InputError("model", "'default' or a model directory (str or Path)", model)
-    directory = (default_model_dir() if str(model) == "default" else Path(model)) / CONTACT
+    directory = _directory(model) / CONTACT
     if not directory.is_dir():
         return None
     network = ContactNetwork(load_config(directory, ContactConfig))

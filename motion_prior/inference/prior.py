@@ -229,6 +229,19 @@ class MotionPrior:
             array = pokes_to_normalized(array, image_size)
         return validate_pokes(array, self.max_pokes, argument)
 
+    def _poke_sets(self, candidates, coords: str, image_size) -> list[np.ndarray]:
+        """Caller's M candidate poke sets (a sequence of `[P_m, 5]`, an array `[M, P, 5]`; None
+        entries have no pokes) -> M normalised `[P_m, 5]` (validated)."""
+        expected = "a list of [P, 5] poke sets or an array [M, P, 5]"
+        if isinstance(candidates, np.ndarray) and candidates.ndim != 3:
+            raise InputError("pokes", expected, candidates)
+        if not hasattr(candidates, "__len__") or isinstance(candidates, str):
+            raise InputError("pokes", expected, candidates)
+        if len(candidates) < 1:
+            raise InputError("pokes", "at least one candidate poke set", "an empty list")
+        return [self._pokes(p, coords, image_size, f"pokes[{m}]" if len(candidates) > 1 else "pokes")
+                for m, p in enumerate(candidates)]
+
     def _queries(self, query_points, coords: str, image_size, grid_size: int,
                  argument: str = "query_points") -> np.ndarray:
         """Caller's query points -> normalised `[N, 2]`; None -> a grid_size^2 grid of cell centres."""
@@ -368,15 +381,7 @@ class MotionPrior:
         self._check_options(num_samples, steps, method, guidance, coords, text)
         original, image = self._frame(frame)
         size = original.shape[:2]
-        candidates = [None] if pokes is None else pokes
-        if isinstance(candidates, np.ndarray) and candidates.ndim != 3:
-            raise InputError("pokes", "a list of [P, 5] poke sets or an array [M, P, 5]", candidates)
-        if not hasattr(candidates, "__len__") or isinstance(candidates, str):
-            raise InputError("pokes", "a list of [P, 5] poke sets or an array [M, P, 5]", candidates)
-        if len(candidates) < 1:
-            raise InputError("pokes", "at least one candidate poke set", "an empty list")
-        sets = [self._pokes(p, coords, size, f"pokes[{m}]" if pokes is not None and len(candidates) > 1 else "pokes")
-                for m, p in enumerate(candidates)]
+        sets = self._poke_sets([None] if pokes is None else pokes, coords, size)
         if effect_points is not None:
             points = self._queries(effect_points, coords, size, grid_size, "effect_points")
             if max(len(p) for p in sets) + len(points) > self.max_pokes:
@@ -386,11 +391,8 @@ class MotionPrior:
             sets = with_effect_pokes(sets, points, displacement)
         queries = self._queries(query_points, coords, size, grid_size)
         self._check_budget(len(sets), num_samples, len(queries))
-        m, most = len(sets), max(len(p) for p in sets)
-        padded = np.zeros((m, most, 5), np.float32)
-        mask = np.zeros((m, most), bool)
-        for i, p in enumerate(sets):
-            padded[i, : len(p)], mask[i, : len(p)] = p, True
+        m = len(sets)
+        padded, mask = _padded(sets, max(len(p) for p in sets))
         device = self.device
         timing: dict = {}
         tracks = self.sample_tensors(
@@ -425,9 +427,7 @@ class MotionPrior:
             raise InputError("coords", f"one of {COORDS}", coords)
         original, image = self._frame(frame)
         size = original.shape[:2]
-        if isinstance(pokes, np.ndarray) and pokes.ndim != 3 or not hasattr(pokes, "__len__") or not len(pokes):
-            raise InputError("pokes", "a non-empty list of [P, 5] poke sets or an array [M, P, 5]", pokes)
-        sets = [self._pokes(p, coords, size, f"pokes[{m}]") for m, p in enumerate(pokes)]
+        sets = self._poke_sets(pokes, coords, size)
         points = self._queries(query_points, coords, size, DEFAULT_GRID)
         displacement, moves = self._contact(image, sets, points)
         if coords == "pixels":
@@ -444,14 +444,20 @@ class MotionPrior:
         if max(len(p) for p in sets) > most:
             raise InputError("pokes", f"at most {most} pokes per path for the contact model",
                              max(len(p) for p in sets))
-        padded = np.zeros((len(sets), most, 5), np.float32)
-        mask = np.zeros((len(sets), most), bool)
-        for i, p in enumerate(sets):
-            padded[i, :len(p)], mask[i, :len(p)] = p, True
+        padded, mask = _padded(sets, most)
         displacement, moves = contact_tensors(network, image, torch.from_numpy(padded).to(self.device),
                                               torch.from_numpy(mask).to(self.device),
                                               torch.from_numpy(points).to(self.device))
         return displacement.float().cpu().numpy(), moves.float().cpu().numpy()
+
+
+def _padded(sets: list[np.ndarray], size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Poke sets `[P_m, 5]` -> (`[M, size, 5]` zero-padded, mask `bool [M, size]`)."""
+    padded = np.zeros((len(sets), size, 5), np.float32)
+    mask = np.zeros((len(sets), size), bool)
+    for i, p in enumerate(sets):
+        padded[i, :len(p)], mask[i, :len(p)] = p, True
+    return padded, mask
 
 
 def _array(value, argument: str, expected: str) -> np.ndarray:

@@ -150,10 +150,21 @@ class ContactModel(PriorModel):
         pokes = [pokes_to_pixels(p, frame.shape[:2]) for p in self.wrapper.pokes(actions)]
         points = np.asarray(query_points, dtype=np.float32)
         contact = self.wrapper.prior.predict_contact(frame, pokes, points[:-1])
-        tracks = np.repeat(np.broadcast_to(points[None, None, :, None], (len(pokes), 1, len(points), 1, 2)), 2, axis=3)
-        tracks[:, 0, :-1, 1] += contact.displacement
-        tracks[:, 0, -1, 1] = [p[np.argmax(p[:, 4]), 2:4] for p in pokes]
-        return tracks
+        return endpoint_tracks(points, contact.displacement[:, None], pokes)
+
+
+def endpoint_tracks(query_points: np.ndarray, displacement: np.ndarray, pokes: list[np.ndarray]) -> np.ndarray:
+    """Futures of two frames from predicted endpoints (what `GoalCost` reads): `query_points
+    [N, 2]` pixels (as `GoalCost` lays them out, the pusher last), the displacement `[M, K,
+    N - 1, 2]` pixels of every point but the pusher in each of K futures, and each candidate's
+    pixel pokes `[P, 5]` (the pusher is at the end of the last, its commanded end) -> tracks
+    `[M, K, N, 2, 2]` pixels."""
+    m, k = displacement.shape[:2]
+    points = np.asarray(query_points, dtype=np.float32)
+    tracks = np.repeat(np.broadcast_to(points[None, None, :, None], (m, k, len(points), 1, 2)), 2, axis=3)
+    tracks[:, :, :-1, 1] += displacement
+    tracks[:, :, -1, 1] = np.stack([p[np.argmax(p[:, 4]), 2:4] for p in pokes])[:, None]
+    return tracks
 
 
 class SimulatorModel:
