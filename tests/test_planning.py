@@ -70,6 +70,21 @@ def test_planners_find_the_goal_direction(method):
 def test_planner_config_is_validated():
     with pytest.raises(InputError, match="PlannerConfig.method"):
         PlannerConfig(method="gradient").validate()
+    with pytest.raises(InputError, match="PlannerConfig.init_std: expected a positive share"):
+        PlannerConfig(init_std=0.0).validate()
+    with pytest.raises(InputError, match="PlannerConfig.min_std"):
+        PlannerConfig(init_std=0.1, min_std=0.2).validate()
+
+
+@pytest.mark.parametrize("init_std", [0.05, 0.1])
+def test_init_std_sets_the_first_samples_spread(init_std):
+    """`init_std` is the std of the first population as a share of the action range (here
+    [-3, 3], a range of 6; the bounds are 5 std or more away, so clipping is negligible)."""
+    space = gym.spaces.Box(-3, 3, (2,))
+    observation = {"target_pixel": np.zeros(2), "goal_pixel": np.array([6.0, -4.0]), "pusher_pixel": np.zeros(2)}
+    planner = Planner(_Quadratic(), GoalCost(), space, PlannerConfig(candidates=4000, iterations=1, init_std=init_std))
+    first = planner.plan(observation).candidates[1:, 0]  # the first is the mean, the zero action
+    np.testing.assert_allclose(first.std(axis=0) / 6, init_std, rtol=0.05)
 
 
 @pytest.fixture(scope="module")

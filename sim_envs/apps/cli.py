@@ -98,7 +98,7 @@ def _model(args: argparse.Namespace) -> str | tuple[str, ...]:
 def _planning_settings(args: argparse.Namespace) -> dict:
     """The `PlanEvalConfig` fields of `_add_model_arguments` and `_add_search_arguments`."""
     planner = PlannerConfig(horizon=args.horizon, candidates=args.candidates, iterations=args.iterations,
-                            risk=args.risk)
+                            risk=args.risk, init_std=args.init_std)
     return dict(env=args.env, seed=args.seed, model=_model(args), num_samples=args.samples, sampler=args.sampler,
                 steps=args.steps, guidance=args.guidance, futures=args.futures, planner=planner,
                 goal=GoalConfig(proposals=args.proposals, poke_px=args.poke_px, proposer=args.proposer))
@@ -121,7 +121,8 @@ def _plan_check(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     config = PlanEvalConfig(env=args.env, seed=args.seed, model=_model(args), num_samples=args.samples,
                             sampler=args.sampler, steps=args.steps, guidance=args.guidance,
-                            futures=args.futures, planner=PlannerConfig(horizon=args.horizon, risk=args.risk),
+                            futures=args.futures,
+                            planner=PlannerConfig(horizon=args.horizon, risk=args.risk, init_std=args.init_std),
                             goal=GoalConfig(proposals=args.proposals, poke_px=args.poke_px, proposer=args.proposer))
     result = check_model(config, states=args.states, candidates=args.candidates, planners=tuple(args.planners))
     for name, value in result["metrics"].items():
@@ -167,7 +168,7 @@ def _plan_counterfactual(args: argparse.Namespace) -> int:
 def _add_model_arguments(parser, samples: int = 4, planner: bool = True, seed: int = 0) -> None:
     """The options the `plan` verbs and `data on-policy` share: env, seed (default `seed`),
     model, K futures (default `samples`), sampler and torch threads; with `planner`, the
-    planner's horizon and risk and the goal planners' settings."""
+    planner's horizon, risk and initial spread and the goal planners' settings."""
     parser.add_argument("--env", default=PUSH_TO_GOAL_ID, help=f"Gymnasium env id (default {PUSH_TO_GOAL_ID})")
     parser.add_argument("--seed", type=int, default=seed, help=f"first episode seed (default {seed})")
     parser.add_argument("--model", nargs="+", default=["default"],
@@ -180,6 +181,9 @@ def _add_model_arguments(parser, samples: int = 4, planner: bool = True, seed: i
     if planner:
         parser.add_argument("--horizon", type=POSITIVE, default=1, help="actions per candidate sequence (default 1: `plan check` ranks two-segment plans worse)")
         parser.add_argument("--risk", default="mean", choices=("mean", "best", "cvar"), help="how K futures are scored")
+        parser.add_argument("--init-std", type=positive_float, default=PlannerConfig.init_std,
+                            help="CEM/MPPI: std of the first samples as a share of the action range (default "
+                                 f"{PlannerConfig.init_std:g}; 0.29 spreads them as a uniform draw does)")
         parser.add_argument("--futures", default="flow", choices=FUTURES,
                             help="what the prior planners score: the flow's futures (default), factorised ones (the "
                                  "model's contact model adds an effect poke for the target) or the contact model's "

@@ -219,6 +219,8 @@ class PlannerConfig:
             ("candidates", self.candidates >= 2, "at least 2"),
             ("iterations", self.iterations >= 1, "at least 1"),
             ("elites", 1 <= self.elites <= self.candidates, "between 1 and candidates"),
+            ("init_std", self.init_std > 0, "a positive share of the action range"),
+            ("min_std", 0 <= self.min_std <= self.init_std, "a share of the action range in [0, init_std]"),
             ("temperature", self.temperature > 0, "positive"),
         ]
         for name, ok, expected in checks:
