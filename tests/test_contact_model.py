@@ -9,6 +9,8 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from torch import nn
+from torch.utils.data import DataLoader
 
 from motion_prior.data.clips import CATEGORIES
 from motion_prior.data.datasets import ClipDataset
@@ -55,6 +57,37 @@ def test_queries_are_object_points_then_a_background_point_never_the_pusher():
     assert (kinds[:, :3] == object_).all() and (kinds[:, 3] == background).all()
     assert all(len(set(row.tolist())) == 4 for row in chosen)
     assert len({tuple(row.tolist()) for row in chosen}) > 1  # drawn, not always the same points
+
+
+class _Recording(nn.Module):
+    """A contact network that keeps what the training loss feeds it."""
+
+    def __init__(self, network: ContactNetwork):
+        super().__init__()
+        self.network, self.calls = network, []
+
+    def forward(self, frames, pokes, mask, queries):
+        self.calls.append((frames, pokes, queries))
+        return self.network(frames, pokes, mask, queries)
+
+
+def test_hflip_mirrors_frame_tracks_and_pokes_together(pipeline_run):
+    batch = next(iter(DataLoader(ClipDataset(pipeline_run / "data"), batch_size=16)))
+    recipe = preset("tiny")
+    recipe.hflip = True
+    task = ContactTask(recipe)
+    model = _Recording(task.build_model())
+    task.loss(model, batch, torch.Generator().manual_seed(0), 0)
+    frames, pokes, queries = model.calls[0]
+    flipped = (frames != batch["frame"]).flatten(1).any(1)
+    assert 0 < flipped.sum() < 16  # about half the clips
+    torch.testing.assert_close(frames[flipped], batch["frame"][flipped].flip(2))
+    torch.testing.assert_close(pokes[flipped][..., [0, 2]], -batch["action_pokes"][flipped][..., [0, 2]])
+    torch.testing.assert_close(pokes[flipped][..., [1, 3, 4]], batch["action_pokes"][flipped][..., [1, 3, 4]])
+    torch.testing.assert_close(pokes[~flipped], batch["action_pokes"][~flipped])
+    for clip, points in enumerate(queries):  # every query starts where a track of its (mirrored) clip does
+        starts = batch["tracks"][clip, :, 0] * (torch.tensor([-1.0, 1.0]) if flipped[clip] else 1.0)
+        assert ((points[:, None] - starts[None]).norm(dim=-1).min(dim=1).values < 1e-6).all()
 
 
 def test_contact_figures_count_both_ways_to_be_wrong():
