@@ -141,8 +141,9 @@ def load(data: str, splits: tuple[str, ...], limit: int, cache: Path) -> dict[st
                 records.append(record)
     stacked = {k: np.stack([r[k] for r in records]) for k in records[0]}
     cache.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(cache.with_suffix(".tmp.npz"), **stacked)
-    os.replace(cache.with_suffix(".tmp.npz"), cache)
+    partial = cache.with_suffix(f".{os.getpid()}.tmp.npz")  # one per process: two runs may fill a cache at once
+    np.savez(partial, **stacked)
+    os.replace(partial, cache)
     return {k: torch.from_numpy(v) for k, v in stacked.items()}
 
 

@@ -1,11 +1,15 @@
-"""Compare `plan eval` runs on the seeds they share: success, promised and true plan cost, and an
-exact two-sided McNemar test on the episodes one run solves and the other does not. It reads
-`episodes.jsonl`, so a run stopped part-way counts the episodes it finished. Prints JSON.
+"""Compare `plan eval` runs on the seeds they share: success, promised and true plan cost, an
+exact two-sided McNemar test on the episodes one run solves and the other does not, and the
+ratio of their success rates with a 95% paired bootstrap interval (seeds resampled, 10,000
+draws). It reads `episodes.jsonl`, so a run stopped part-way counts the episodes it finished.
+Prints JSON.
 
-The first folder is the baseline; every other is compared with it, seed for seed:
+The first run is the baseline; every other is compared with it, seed for seed. A run is a
+folder, or several joined by `+` (one run split over seed ranges):
 
     python benchmarks/paired_episodes.py RUN_K4 RUN_K8 RUN_K8_CVAR [--method cem]
     python benchmarks/paired_episodes.py RUN_CEM RUN_GOAL_CEM --method cem goal_cem
+    python benchmarks/paired_episodes.py ORACLE_0+ORACLE_200 CEM_0+CEM_200 --method oracle cem
 """
 
 from __future__ import annotations
@@ -15,14 +19,29 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 
-def episodes(folder: Path, method: str) -> dict[int, dict]:
-    """seed -> episode record of `method` in `folder/episodes.jsonl`."""
-    path = folder / "episodes.jsonl"
-    if not path.is_file():
-        raise SystemExit(f"{path}: no such file (expected a `plan eval` output folder)")
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return {row["seed"]: row for row in rows if row["method"] == method}
+
+def episodes(run: str, method: str) -> dict[int, dict]:
+    """seed -> episode record of `method` in `episodes.jsonl` of the run's folders (`A+B`)."""
+    records = {}
+    for folder in run.split("+"):
+        path = Path(folder) / "episodes.jsonl"
+        if not path.is_file():
+            raise SystemExit(f"{path}: no such file (expected a `plan eval` output folder)")
+        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        records.update({row["seed"]: row for row in rows if row["method"] == method})
+    return records
+
+
+def success_ratio(base: np.ndarray, other: np.ndarray, draws: int = 10_000) -> dict:
+    """Paired successes `[S]` (bool) of the baseline and a run -> the run's success over the
+    baseline's and a 95% bootstrap interval over the seeds."""
+    rng = np.random.default_rng(0)
+    picks = rng.integers(0, len(base), (draws, len(base)))
+    ratios = other[picks].sum(1) / np.maximum(base[picks].sum(1), 1)
+    low, high = np.percentile(ratios, [2.5, 97.5])
+    return {"ratio": float(other.sum() / max(base.sum(), 1)), "interval_95": [float(low), float(high)]}
 
 
 def mcnemar_p(only_base: int, only_other: int) -> float:
@@ -43,7 +62,8 @@ def summary(rows: list[dict]) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("runs", nargs="+", type=Path, help="plan eval folders; the first is the baseline")
+    parser.add_argument("runs", nargs="+", help="plan eval folders (several joined by +: one run); the first is "
+                                                "the baseline")
     parser.add_argument("--method", nargs="+", default=["cem"],
                         help="the method to compare in every run, or one per run (default cem)")
     args = parser.parse_args(argv)
@@ -63,7 +83,9 @@ def main(argv: list[str] | None = None) -> int:
             "run": str(folder), "method": method, "shared_seed_range": [seeds[0], seeds[-1]] if seeds else [],
             "baseline": summary([base[s] for s in seeds]), "run_summary": summary([other[s] for s in seeds]),
             "solved_only_by_baseline": only_base, "solved_only_by_run": only_other,
-            "mcnemar_p": mcnemar_p(only_base, only_other)})
+            "mcnemar_p": mcnemar_p(only_base, only_other),
+            "success_ratio": success_ratio(np.array([bool(base[s]["success"]) for s in seeds]),
+                                           np.array([bool(other[s]["success"]) for s in seeds]))})
     print(json.dumps(report, indent=1))
     return 0
 

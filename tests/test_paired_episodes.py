@@ -1,0 +1,37 @@
+"""`benchmarks/paired_episodes.py`: runs split over folders pair by seed, and the success ratio's
+interval brackets it and narrows with more episodes."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_folder(path: Path, method: str, first_seed: int, successes: list[bool]) -> Path:
+    path.mkdir()
+    rows = [{"method": method, "seed": first_seed + i, "success": s, "predicted_cost": 1.0, "true_cost": 2.0}
+            for i, s in enumerate(successes)]
+    (path / "episodes.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def compare(*args) -> dict:
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "paired_episodes.py"), *map(str, args)],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)["compared"][0]
+
+
+def test_joined_folders_pair_by_seed_and_the_ratio_has_an_interval(tmp_path):
+    oracle = [run_folder(tmp_path / f"oracle{s}", "oracle", s, [True] * 40 + [False] * 10) for s in (0, 50)]
+    cem = [run_folder(tmp_path / f"cem{s}", "cem", s, [True] * 28 + [False] * 22) for s in (0, 50)]
+    both = compare(f"{oracle[0]}+{oracle[1]}", f"{cem[0]}+{cem[1]}", "--method", "oracle", "cem")
+    assert both["shared_seed_range"] == [0, 99] and both["baseline"]["successes"] == 80
+    assert both["run_summary"]["successes"] == 56 and both["solved_only_by_run"] == 0
+    low, high = both["success_ratio"]["interval_95"]
+    assert low < both["success_ratio"]["ratio"] == 0.7 < high
+    one = compare(oracle[0], cem[0], "--method", "oracle", "cem")  # half the episodes: a wider interval
+    assert one["success_ratio"]["ratio"] == 0.7
+    assert one["success_ratio"]["interval_95"][1] - one["success_ratio"]["interval_95"][0] > high - low
