@@ -5,7 +5,8 @@ draws). It reads `episodes.jsonl`, so a run stopped part-way counts the episodes
 Prints JSON.
 
 The first run is the baseline; every other is compared with it, seed for seed. A run is a
-folder, or several joined by `+` (one run split over seed ranges):
+folder, or several joined by `+` (one run split over seed ranges); a `.json` file is the output
+of `benchmarks/probe_planning.py`:
 
     python benchmarks/paired_episodes.py RUN_K4 RUN_K8 RUN_K8_CVAR [--method cem]
     python benchmarks/paired_episodes.py RUN_CEM RUN_GOAL_CEM --method cem goal_cem
@@ -23,9 +24,14 @@ import numpy as np
 
 
 def episodes(run: str, method: str) -> dict[int, dict]:
-    """seed -> episode record of `method` in `episodes.jsonl` of the run's folders (`A+B`)."""
+    """seed -> episode record of `method` in `episodes.jsonl` of the run's folders (`A+B`); a
+    part that is a `.json` file is `benchmarks/probe_planning.py`'s output, one planner's
+    episodes (its `method` is not asked)."""
     records = {}
     for folder in run.split("+"):
+        if folder.endswith(".json"):
+            records.update({row["seed"]: row for row in json.loads(Path(folder).read_text())["episodes"]})
+            continue
         path = Path(folder) / "episodes.jsonl"
         if not path.is_file():
             raise SystemExit(f"{path}: no such file (expected a `plan eval` output folder)")

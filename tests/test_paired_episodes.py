@@ -35,3 +35,13 @@ def test_joined_folders_pair_by_seed_and_the_ratio_has_an_interval(tmp_path):
     one = compare(oracle[0], cem[0], "--method", "oracle", "cem")  # half the episodes: a wider interval
     assert one["success_ratio"]["ratio"] == 0.7
     assert one["success_ratio"]["interval_95"][1] - one["success_ratio"]["interval_95"][0] > high - low
+
+
+def test_a_probe_planning_json_is_a_run(tmp_path):
+    oracle = run_folder(tmp_path / "oracle", "oracle", 0, [True, True, False, True])
+    probe = tmp_path / "probe.json"  # benchmarks/probe_planning.py's output: no method in its episodes
+    probe.write_text(json.dumps({"summary": {}, "episodes": [
+        {"seed": s, "success": ok, "predicted_cost": 1.0, "true_cost": 1.5} for s, ok in enumerate([True, False, False, True])]}))
+    row = compare(oracle, probe, "--method", "oracle", "cem")
+    assert row["baseline"]["successes"] == 3 and row["run_summary"]["successes"] == 2
+    assert row["solved_only_by_baseline"] == 1 and row["solved_only_by_run"] == 0
