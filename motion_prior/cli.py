@@ -28,7 +28,7 @@ from motion_prior.foundation.configs import load_yaml
 from motion_prior.foundation.errors import InputError
 from motion_prior.foundation.visualize import draw_tracks, save_gif, save_png
 from motion_prior.inference.backends import TorchBackend, check_device
-from motion_prior.inference.model_directory import load_contact, model_dir
+from motion_prior.inference.model_directory import load_contacts, model_dir
 from motion_prior.inference.onnx_export import MANIFEST, export_model
 from motion_prior.inference.packing import FLOW_WEIGHTS, pack_model
 from motion_prior.inference.prior import GUIDANCE_RANGE, MotionPrior
@@ -222,7 +222,7 @@ def _eval_flow(args: argparse.Namespace) -> int:
 def _model_pack(args: argparse.Namespace) -> int:
     out = pack_model(args.vae, args.flow, args.out, args.dtype, args.fast_flow, args.flow_weights, args.contact)
     size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
-    parts = " + ".join(str(p) for p in (args.vae, args.flow, args.fast_flow, args.contact) if p)
+    parts = " + ".join(str(p) for p in (args.vae, args.flow, args.fast_flow, *(args.contact or ())) if p)
     print(f"packed {parts} into {out} ({size / 2**20:.1f} MiB, {args.dtype} weights; flow: {args.flow_weights})")
     return 0
 
@@ -242,9 +242,9 @@ def _model_info(args: argparse.Namespace) -> int:
                          for name, s in SAMPLERS.items()
                          if s.network in spec.networks)
     print(f"samplers: {samplers}; default {prior.default_sampler}")
-    contact = load_contact(directory)
-    print("contact model: " + (f"{sum(p.numel() for p in contact.parameters()) / 1e6:.2f} M parameters (planners: "
-                               "--futures contact|factorised)" if contact is not None else "none"))
+    contacts = load_contacts(directory)
+    sizes = " + ".join(f"{sum(p.numel() for p in c.parameters()) / 1e6:.2f} M" for c in contacts)
+    print("contact model: " + (f"{sizes} parameters (planners: --futures contact|factorised)" if contacts else "none"))
     return 0
 
 
@@ -404,7 +404,9 @@ def _register_builtin(groups: dict[str, argparse._SubParsersAction]) -> None:
     pack.add_argument("--vae", required=True, help="VAE run directory (poke-aware or not)")
     pack.add_argument("--flow", required=True, help="flow run directory trained on that VAE")
     pack.add_argument("--fast-flow", help="distillation run of that flow (motion-prior train distill): the fast sampler")
-    pack.add_argument("--contact", help="contact model run (motion-prior train contact): effect pokes for planners")
+    pack.add_argument("--contact", nargs="+",
+                      help="contact model run(s) (motion-prior train contact): effect pokes and futures for planners; "
+                           "several are an ensemble (contact/, contact-1/, ...): one future each")
     pack.add_argument("--out", required=True, help="model directory to write")
     pack.add_argument("--dtype", default="float16", choices=("float16", "float32"), help="weight storage")
     pack.add_argument("--flow-weights", default="ema", choices=FLOW_WEIGHTS,

@@ -2,6 +2,7 @@
 place in a model directory, and the effect pokes a prior and the planners build from it."""
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -16,7 +17,8 @@ from motion_prior.data.clips import CATEGORIES
 from motion_prior.data.datasets import ClipDataset
 from motion_prior.foundation.checkpoints import CheckpointError
 from motion_prior.foundation.errors import InputError
-from motion_prior.inference.model_directory import load_contact
+from motion_prior.foundation.pokes import pokes_to_pixels
+from motion_prior.inference.model_directory import load_contact, load_contacts
 from motion_prior.inference.packing import pack_model
 from motion_prior.inference.prior import MotionPrior
 from motion_prior.networks.contact_model import ContactConfig, ContactNetwork, path_waypoints
@@ -119,6 +121,47 @@ def test_pack_refuses_an_unfinished_contact_run(pipeline_run, tmp_path):
                    contact_run=tmp_path / "contact")
 
 
+def test_an_ensemble_of_contact_models_packs_loads_and_gives_one_future_each(pipeline_run, tmp_path,
+                                                                           one_torch_thread):
+    from safetensors.torch import load_file, save_file
+
+    from sim_envs.planning.planners import ContactModel, GoalCost
+    from sim_envs.tasks import envs as tabletop
+    from sim_envs.tasks.wrapper import MotionPriorWrapper
+
+    other = tmp_path / "contact-other"  # a second member: the run with its output layer's bias moved
+    shutil.copytree(pipeline_run / "contact", other)
+    weights = load_file(other / "model.safetensors")
+    last = [name for name in weights if name.endswith(".bias")][-1]
+    weights[last] = weights[last] + 0.5
+    save_file(weights, other / "model.safetensors")
+    model = pack_model(pipeline_run / "vae-pokes", pipeline_run / "flow", tmp_path / "model",
+                       contact_run=[pipeline_run / "contact", other])
+    assert (model / "contact").is_dir() and (model / "contact-1").is_dir() and not (model / "contact-2").exists()
+    assert "contact-1/model.safetensors" in (model / "SHA256SUMS").read_text()
+    assert len(load_contacts(model)) == 2
+    ensemble = MotionPrior.load(model)
+    frame = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    paths = [np.array([[10, 30, 50, 30, 1.0]], np.float32)]
+    first, second = (ensemble.predict_contact(frame, paths, [[30, 30]], member=i) for i in (0, 1))
+    assert not np.allclose(first.moves, second.moves)
+    with pytest.raises(InputError, match="member: expected an index of the model's 2 contact model"):
+        ensemble.predict_contact(frame, paths, [[30, 30]], member=2)
+    env = MotionPriorWrapper(gym.make(tabletop.PUSH_TO_GOAL_ID, max_steps=2), ensemble, tabletop.tabletop_pokes)
+    try:
+        observation, _ = env.reset(seed=0)
+        queries = GoalCost().query_points(observation)
+        actions = np.array([[[1.0, 0.0]], [[0.0, -1.0]]], np.float32)
+        futures = ContactModel(env, num_samples=4).predict(observation, actions, queries)
+        assert futures.shape == (2, 2, len(queries), 2, 2)  # one future per member, whatever num_samples
+        pokes = [pokes_to_pixels(p, observation["image"].shape[:2]) for p in env.pokes(actions)]
+        for member in (0, 1):
+            pushed = ensemble.predict_contact(observation["image"], pokes, queries[:-1], member=member)
+            np.testing.assert_allclose(futures[:, member, :-1, 1] - queries[:-1], pushed.displacement, atol=1e-4)
+    finally:
+        env.close()
+
+
 @pytest.fixture(scope="module")
 def prior(tiny_model):
     return MotionPrior.load(tiny_model)
@@ -157,7 +200,6 @@ def test_effect_points_are_refused_clearly(prior, pipeline_run):
 
 def test_planners_on_factorised_futures_and_on_the_contact_model_plan_a_short_episode(prior, pipeline_run,
                                                                                        one_torch_thread):
-    from motion_prior.foundation.pokes import pokes_to_pixels
     from sim_envs.planning.plan_eval import PlanEvalConfig, PlannerPolicy, make_env, run_episode
     from sim_envs.planning.planners import ContactModel, GoalCost, Planner, PlannerConfig, PriorModel
     from sim_envs.tasks import envs as tabletop

@@ -93,12 +93,25 @@ def load_model(model: str | Path) -> tuple[TrajectoryVAE, FlowNetwork, dict[str,
     return vae, flow, stats, load_flow(fast) if fast.is_dir() else None
 
 
+def contact_part(member: int) -> str:
+    """The folder of contact model `member` in a model directory: `contact/`, then
+    `contact-1/`, `contact-2/`, ... for an ensemble of contact models trained apart."""
+    return CONTACT if member == 0 else f"{CONTACT}-{member}"
+
+
+def load_contacts(model: str | Path) -> list[ContactNetwork]:
+    """The contact models of `"default"` or a directory (`contact/`, then `contact-1/`, ...
+    while they exist), in eval mode on the CPU; none where it has none (an ONNX export, a
+    model packed without one)."""
+    networks = []
+    while (directory := _directory(model) / contact_part(len(networks))).is_dir():
+        network = ContactNetwork(load_config(directory, ContactConfig))
+        load_weights(network, directory / WEIGHTS_FILE)
+        networks.append(network.eval())
+    return networks
+
+
 def load_contact(model: str | Path) -> ContactNetwork | None:
-    """The contact model of `"default"` or a directory (its `contact/`), in eval mode on the
-    CPU, or None where it has none (an ONNX export, a model packed without one)."""
-    directory = _directory(model) / CONTACT
-    if not directory.is_dir():
-        return None
-    network = ContactNetwork(load_config(directory, ContactConfig))
-    load_weights(network, directory / WEIGHTS_FILE)
-    return network.eval()
+    """The first contact model of `"default"` or a directory (its `contact/`), or None."""
+    networks = load_contacts(model)
+    return networks[0] if networks else None

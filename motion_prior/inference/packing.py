@@ -1,8 +1,9 @@
 """`motion-prior model pack`: assemble a model directory from a Stage 1, a Stage 2 and optionally a
-distillation and a contact model's training run."""
+distillation and contact models' training runs."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -10,7 +11,7 @@ import torch
 from motion_prior.foundation.checkpoints import (CONFIG_FILE, STATE_TENSORS, STATS_FILE, WEIGHTS_FILE, CheckpointError,
                                                  read_tensors, write_checkpoint, write_checksums)
 from motion_prior.foundation.errors import InputError
-from motion_prior.inference.model_directory import CONTACT, FAST_FLOW
+from motion_prior.inference.model_directory import FAST_FLOW, contact_part
 from motion_prior.inference.prior import MotionPrior
 
 
@@ -19,11 +20,13 @@ FLOW_WEIGHTS = ("ema", "trained")
 
 def pack_model(vae_run: str | Path, flow_run: str | Path, out: str | Path, dtype: str = "float16",
                fast_flow_run: str | Path | None = None, flow_weights: str = "ema",
-               contact_run: str | Path | None = None) -> Path:
+               contact_run: str | Path | Sequence[str | Path] | None = None) -> Path:
     """Assemble a model directory (`vae/` + `flow/`, `motion_prior.inference.model_directory`) from a Stage 1
     and a Stage 2 run, `fast_flow/` from a distillation run (`motion-prior train distill`) and
-    `contact/` from a contact model's run (`motion-prior train contact`) if given. A model
-    directory's parts are runs too: repacking one with a part added keeps the others as they are.
+    `contact/` from a contact model's run (`motion-prior train contact`) if given; several
+    contact runs are an ensemble, the first in `contact/`, the others in `contact-1/`, ... A
+    model directory's parts are runs too: repacking one with a part added keeps the others as
+    they are.
 
     Floating-point weights are stored as `dtype` ("float16" halves the size; loading casts
     them back to float32); latent statistics stay float32. Each part's `recipe.yaml` and
@@ -44,8 +47,8 @@ def pack_model(vae_run: str | Path, flow_run: str | Path, out: str | Path, dtype
     parts = [("vae", Path(vae_run), (STATS_FILE,)), ("flow", Path(flow_run), ())]
     if fast_flow_run is not None:
         parts.append((FAST_FLOW, Path(fast_flow_run), ()))
-    if contact_run is not None:
-        parts.append((CONTACT, Path(contact_run), ()))
+    contact_runs = [] if contact_run is None else [contact_run] if isinstance(contact_run, (str, Path)) else contact_run
+    parts += [(contact_part(i), Path(run), ()) for i, run in enumerate(contact_runs)]
     for part, run, extra in parts:
         trained = part == "flow" and flow_weights == "trained"
         weights = trained_weights(run) if trained else read_tensors(run / WEIGHTS_FILE)

@@ -26,6 +26,7 @@ CPU under ONNX Runtime):
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +40,7 @@ from motion_prior.foundation.pokes import pokes_to_normalized, pokes_to_pixels, 
 from motion_prior.inference.backends import Backend, TorchBackend, check_device
 from motion_prior.inference.contact import ContactPrediction, contact_tensors, with_effect_pokes
 from motion_prior.inference.futures import COORDS, Futures, FuturesBatch, to_coords
-from motion_prior.inference.model_directory import FAST_FLOW, load_contact
+from motion_prior.inference.model_directory import FAST_FLOW, load_contacts
 from motion_prior.inference.onnx_runtime import OnnxRuntimeBackend
 from motion_prior.inference.samplers import (DEFAULT_GUIDANCE, DEFAULT_SAMPLER, DEFAULT_STEPS, METHODS, SAMPLERS,
                                              guided, integrate)
@@ -68,17 +69,25 @@ class MotionPrior:
     Args:
         backend: what runs the networks (:class:`motion_prior.inference.backends.TorchBackend`, or
             `OnnxRuntimeBackend` from `motion_prior.inference.onnx_runtime`); :meth:`load` builds one.
-        contact: the model's contact network, or None (`motion_prior.inference.contact`).
+        contacts: the model's contact networks (`motion_prior.inference.contact`): none, one,
+            or several trained apart (an ensemble: the contact planners score one future per
+            member; effect pokes come from the first).
     """
 
-    def __init__(self, backend: Backend, contact: ContactNetwork | None = None):
+    def __init__(self, backend: Backend, contacts: Sequence[ContactNetwork] = ()):
         self.backend = backend
         self.spec = backend.spec
         self.device = backend.device
-        if contact is not None and contact.config.image_size != self.spec.image_size:
-            raise CheckpointError(f"contact model: reads {contact.config.image_size} px frames, but the prior reads "
-                                  f"{self.spec.image_size} px")
-        self.contact = None if contact is None else contact.to(self.device)
+        for i, contact in enumerate(contacts):
+            if contact.config.image_size != self.spec.image_size:
+                raise CheckpointError(f"contact model {i}: reads {contact.config.image_size} px frames, but the prior "
+                                      f"reads {self.spec.image_size} px")
+        self.contacts = tuple(contact.to(self.device) for contact in contacts)
+
+    @property
+    def contact(self) -> ContactNetwork | None:
+        """The first contact network (the one effect pokes use), or None."""
+        return self.contacts[0] if self.contacts else None
 
     @classmethod
     def load(cls, model: str | Path = "default", device: str = "cpu", backend: str = "torch",
@@ -98,10 +107,10 @@ class MotionPrior:
             raise InputError("backend", f"one of {BACKENDS}", backend)
         check_device(device)
         if backend == "onnxruntime":
-            return cls(OnnxRuntimeBackend.load(model, device, providers, precision), load_contact(model))
+            return cls(OnnxRuntimeBackend.load(model, device, providers, precision), load_contacts(model))
         if providers is not None or precision != "fp32":
             raise InputError("providers/precision", "only with backend='onnxruntime'", f"backend={backend!r}")
-        return cls(TorchBackend.load(model, device, compile=backend == "torch-compile"), load_contact(model))
+        return cls(TorchBackend.load(model, device, compile=backend == "torch-compile"), load_contacts(model))
 
     @property
     def image_size(self) -> int:
@@ -408,7 +417,7 @@ class MotionPrior:
         caller_pokes = [pokes_to_pixels(p, size) if coords == "pixels" else p.copy() for p in sets]
         return FuturesBatch(result, to_coords(queries, coords, size), caller_pokes, text, coords, size, original, timing)
 
-    def predict_contact(self, frame, pokes, query_points, coords: str = "pixels") -> ContactPrediction:
+    def predict_contact(self, frame, pokes, query_points, coords: str = "pixels", member: int = 0) -> ContactPrediction:
         """What each of M commanded pusher paths does to the query points, by the model's
         contact model (`motion_prior.inference.contact`).
 
@@ -419,9 +428,11 @@ class MotionPrior:
                 gives them.
             query_points: `[N, 2]` start points in `coords`.
             coords: "pixels" or "normalized", for pokes, queries and the result.
+            member: which of the model's contact models (`contacts`) answers.
 
         Raises:
-            InputError: the model has no contact model, or bad input (as :meth:`sample_batch`).
+            InputError: the model has no contact model (or no such member), or bad input (as
+                :meth:`sample_batch`).
         """
         if coords not in COORDS:
             raise InputError("coords", f"one of {COORDS}", coords)
@@ -429,17 +440,20 @@ class MotionPrior:
         size = original.shape[:2]
         sets = self._poke_sets(pokes, coords, size)
         points = self._queries(query_points, coords, size, DEFAULT_GRID)
-        displacement, moves = self._contact(image, sets, points)
+        displacement, moves = self._contact(image, sets, points, member)
         if coords == "pixels":
             displacement = displacement * np.array([size[1], size[0]], np.float32) / 2
         return ContactPrediction(displacement, moves)
 
-    def _contact(self, image: torch.Tensor, sets: list[np.ndarray], points: np.ndarray):
-        """Normalised poke sets and points -> (displacement `[M, N, 2]` normalised, moves `[M, N]`)."""
-        network = self.contact
-        if network is None:
+    def _contact(self, image: torch.Tensor, sets: list[np.ndarray], points: np.ndarray, member: int = 0):
+        """Normalised poke sets and points -> (displacement `[M, N, 2]` normalised, moves `[M, N]`)
+        by contact model `member`."""
+        if not self.contacts:
             raise InputError("model", "a model with a contact model (contact/, `motion-prior model pack --contact`)",
                              "a model without one")
+        if isinstance(member, bool) or not isinstance(member, (int, np.integer)) or not 0 <= member < len(self.contacts):
+            raise InputError("member", f"an index of the model's {len(self.contacts)} contact model(s)", member)
+        network = self.contacts[member]
         most = network.config.max_pokes
         if max(len(p) for p in sets) > most:
             raise InputError("pokes", f"at most {most} pokes per path for the contact model",

@@ -13,7 +13,8 @@ each as a candidate action sequence, and picks one (or seeds CEM with them).
 Models (anything with `predict(observation, actions, query_points) -> tracks [M, K, N, T, 2]`):
 - :class:`PriorModel`: futures imagined by the motion prior through a `MotionPriorWrapper`
   (with `effect_pokes`, told the target's motion by the model's contact model).
-- :class:`ContactModel`: the model's contact model alone, no flow: one future of two frames.
+- :class:`ContactModel`: the model's contact model alone, no flow: one future of two frames
+  per contact model (an ensemble packed with several gives one each).
 - :class:`SimulatorModel`: the oracle; true simulator rollouts of the same candidates.
 
 Nothing here imports MuJoCo: planners see tracks in pixels of the env's frame and observations.
@@ -131,8 +132,9 @@ class PriorModel:
 
 class ContactModel(PriorModel):
     """The prior's contact model alone as the planner's model (`MotionPrior.predict_contact`;
-    a model with `contact/`): each candidate gets one future of two frames, its start and its
-    end: every query point but the last moved by its predicted displacement, the last (the
+    a model with `contact/`): each candidate gets one future of two frames per contact model
+    of the prior (K = 1, or one per member of an ensemble packed with several), its start and
+    its end: every query point but the last moved by its predicted displacement, the last (the
     pusher, as `GoalCost` lays them out) at the candidate's commanded end. No flow runs, so it
     is far cheaper than the prior's futures and a planner can search widely with it, e.g. for
     the push that causes a poke (`counterfactual_check`'s `cause`). Futures under poke sets
@@ -145,12 +147,15 @@ class ContactModel(PriorModel):
         super().__init__(wrapper, num_samples, **sample_options)
 
     def predict(self, observation: dict, actions: np.ndarray, query_points: np.ndarray) -> np.ndarray:
-        """`actions [M, H, A]`, `query_points [N, 2]` pixels -> tracks `[M, 1, N, 2, 2]` pixels."""
+        """`actions [M, H, A]`, `query_points [N, 2]` pixels -> tracks `[M, K, N, 2, 2]` pixels,
+        K the prior's contact models."""
         frame = self.wrapper.frame()
         pokes = [pokes_to_pixels(p, frame.shape[:2]) for p in self.wrapper.pokes(actions)]
         points = np.asarray(query_points, dtype=np.float32)
-        contact = self.wrapper.prior.predict_contact(frame, pokes, points[:-1])
-        return endpoint_tracks(points, contact.displacement[:, None], pokes)
+        prior = self.wrapper.prior
+        displacement = np.stack([prior.predict_contact(frame, pokes, points[:-1], member=i).displacement
+                                 for i in range(len(prior.contacts))], axis=1)
+        return endpoint_tracks(points, displacement, pokes)
 
 
 def endpoint_tracks(query_points: np.ndarray, displacement: np.ndarray, pokes: list[np.ndarray]) -> np.ndarray:
