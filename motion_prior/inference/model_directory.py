@@ -99,19 +99,25 @@ def contact_part(member: int) -> str:
     return CONTACT if member == 0 else f"{CONTACT}-{member}"
 
 
+def _load_contact_part(directory: Path) -> ContactNetwork | None:
+    """The contact model in `directory` (one part of a model directory), or None if absent."""
+    if not directory.is_dir():
+        return None
+    network = ContactNetwork(load_config(directory, ContactConfig))
+    load_weights(network, directory / WEIGHTS_FILE)
+    return network.eval()
+
+
 def load_contacts(model: str | Path) -> list[ContactNetwork]:
     """The contact models of `"default"` or a directory (`contact/`, then `contact-1/`, ...
     while they exist), in eval mode on the CPU; none where it has none (an ONNX export, a
     model packed without one)."""
     networks = []
-    while (directory := _directory(model) / contact_part(len(networks))).is_dir():
-        network = ContactNetwork(load_config(directory, ContactConfig))
-        load_weights(network, directory / WEIGHTS_FILE)
-        networks.append(network.eval())
+    while (network := _load_contact_part(_directory(model) / contact_part(len(networks)))) is not None:
+        networks.append(network)
     return networks
 
 
 def load_contact(model: str | Path) -> ContactNetwork | None:
     """The first contact model of `"default"` or a directory (its `contact/`), or None."""
-    networks = load_contacts(model)
-    return networks[0] if networks else None
+    return _load_contact_part(_directory(model) / CONTACT)

@@ -434,16 +434,25 @@ class MotionPrior:
             InputError: the model has no contact model (or no such member), or bad input (as
                 :meth:`sample_batch`).
         """
+        return self.predict_contacts(frame, pokes, query_points, coords, members=[member])[0]
+
+    def predict_contacts(self, frame, pokes, query_points, coords: str = "pixels",
+                         members=None) -> list[ContactPrediction]:
+        """:meth:`predict_contact` by each of `members` (indices into `contacts`; None: all of
+        them, in order), the frame and the inputs prepared and checked once for all."""
         if coords not in COORDS:
             raise InputError("coords", f"one of {COORDS}", coords)
         original, image = self._frame(frame)
         size = original.shape[:2]
         sets = self._poke_sets(pokes, coords, size)
         points = self._queries(query_points, coords, size, DEFAULT_GRID)
-        displacement, moves = self._contact(image, sets, points, member)
-        if coords == "pixels":
-            displacement = displacement * np.array([size[1], size[0]], np.float32) / 2
-        return ContactPrediction(displacement, moves)
+        scale = np.array([size[1], size[0]], np.float32) / 2 if coords == "pixels" else np.float32(1)
+        predictions = []
+        # A model without contact models still asks member 0, so that `_contact` says what is missing.
+        for member in (range(len(self.contacts)) or [0]) if members is None else members:
+            displacement, moves = self._contact(image, sets, points, member)
+            predictions.append(ContactPrediction(displacement * scale, moves))
+        return predictions
 
     def _contact(self, image: torch.Tensor, sets: list[np.ndarray], points: np.ndarray, member: int = 0):
         """Normalised poke sets and points -> (displacement `[M, N, 2]` normalised, moves `[M, N]`)

@@ -152,10 +152,8 @@ class ContactModel(PriorModel):
         frame = self.wrapper.frame()
         pokes = [pokes_to_pixels(p, frame.shape[:2]) for p in self.wrapper.pokes(actions)]
         points = np.asarray(query_points, dtype=np.float32)
-        prior = self.wrapper.prior
-        displacement = np.stack([prior.predict_contact(frame, pokes, points[:-1], member=i).displacement
-                                 for i in range(len(prior.contacts))], axis=1)
-        return endpoint_tracks(points, displacement, pokes)
+        members = self.wrapper.prior.predict_contacts(frame, pokes, points[:-1])
+        return endpoint_tracks(points, np.stack([m.displacement for m in members], axis=1), pokes)
 
 
 def endpoint_tracks(query_points: np.ndarray, displacement: np.ndarray, pokes: list[np.ndarray]) -> np.ndarray:
