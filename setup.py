@@ -23,7 +23,7 @@ setup(
     description="Fast sampling of long-term point-trajectory futures from a frame and pokes",
     packages=find_packages(include=["motion_prior*", "sim_envs*", "ros_nodes*"]),
     # The shipped default model: MotionPrior.load("default") works offline right after install.
-    package_data={"motion_prior": ["models/default/*.md", "models/default/SHA256SUMS", "models/default/*/*"]},
+    package_data={"motion_prior": ["models/default/*.md", "models/default/*.json", "models/default/SHA256SUMS", "models/default/*/*"]},
     python_requires=">=3.10",
     install_requires=[
         "torch==2.13.0",

@@ -28,7 +28,7 @@ from motion_prior.foundation.configs import load_yaml
 from motion_prior.foundation.errors import InputError
 from motion_prior.foundation.visualize import draw_tracks, save_gif, save_png
 from motion_prior.inference.backends import TorchBackend, check_device
-from motion_prior.inference.model_directory import load_contacts, model_dir
+from motion_prior.inference.model_directory import load_contact_errors, load_contacts, model_dir
 from motion_prior.inference.onnx_export import MANIFEST, export_model
 from motion_prior.inference.packing import FLOW_WEIGHTS, pack_model
 from motion_prior.inference.prior import GUIDANCE_RANGE, MotionPrior
@@ -245,6 +245,12 @@ def _model_info(args: argparse.Namespace) -> int:
     contacts = load_contacts(directory)
     sizes = " + ".join(f"{sum(p.numel() for p in c.parameters()) / 1e6:.2f} M" for c in contacts)
     print("contact model: " + (f"{sizes} parameters (planners: --futures contact|factorised)" if contacts else "none"))
+    if contacts:
+        errors = load_contact_errors(directory)
+        print("measured errors: " + (f"{errors[0].draws} residuals per bin in each contact model (planners draw them)"
+                                     if all(e is not None for e in errors) else
+                                     "none (`motion-prior plan calibrate` measures them)" if all(e is None for e in errors) else
+                                     f"only in contact models {[i for i, e in enumerate(errors) if e is not None]}"))
     return 0
 
 

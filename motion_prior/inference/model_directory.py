@@ -4,7 +4,9 @@ A model directory holds `vae/` (a Stage 1 checkpoint: `config.yaml`, `model.safe
 `latent_stats.safetensors`), `flow/` (`config.yaml`, `model.safetensors`) and optionally
 `fast_flow/`, the flow distilled into a one- or two-step sampler
 (`motion_prior.training.distill_stage`, same layout as `flow/`) and `contact/`, the contact
-model that turns a commanded push into effect pokes (`motion_prior.inference.contact`); weights
+model that turns a commanded push into effect pokes (`motion_prior.inference.contact`), with
+`contact-1/`, ... for an ensemble and, in each, optionally `errors.safetensors`, its measured
+errors (`motion_prior.inference.contact_errors`); weights
 may be stored in float16 and are loaded as float32. The shipped model is `motion_prior/models/default`.
 """
 
@@ -19,6 +21,7 @@ import yaml
 from motion_prior.foundation.checkpoints import (CheckpointError, WEIGHTS_FILE, load_config, load_weights, read_latent_stats,
                                                  verify_checksums)
 from motion_prior.foundation.errors import InputError
+from motion_prior.inference.contact_errors import ContactErrors
 from motion_prior.networks.contact_model import ContactConfig, ContactNetwork
 from motion_prior.networks.latent_flow import FlowConfig, FlowNetwork
 from motion_prior.networks.trajectory_vae import TrajectoryVAE, load_vae
@@ -108,14 +111,25 @@ def _load_contact_part(directory: Path) -> ContactNetwork | None:
     return network.eval()
 
 
+def contact_directories(model: str | Path) -> list[Path]:
+    """The contact models' folders of `"default"` or a directory: `contact/`, then `contact-1/`,
+    ... while they exist."""
+    directories = []
+    while (directory := _directory(model) / contact_part(len(directories))).is_dir():
+        directories.append(directory)
+    return directories
+
+
 def load_contacts(model: str | Path) -> list[ContactNetwork]:
-    """The contact models of `"default"` or a directory (`contact/`, then `contact-1/`, ...
-    while they exist), in eval mode on the CPU; none where it has none (an ONNX export, a
-    model packed without one)."""
-    networks = []
-    while (network := _load_contact_part(_directory(model) / contact_part(len(networks)))) is not None:
-        networks.append(network)
-    return networks
+    """The contact models of `"default"` or a directory (:func:`contact_directories`), in eval
+    mode on the CPU; none where it has none (an ONNX export, a model packed without one)."""
+    return [_load_contact_part(directory) for directory in contact_directories(model)]
+
+
+def load_contact_errors(model: str | Path) -> list[ContactErrors | None]:
+    """The measured errors of each of the model's contact models (their `errors.safetensors`,
+    `motion_prior.inference.contact_errors`), None for a member without."""
+    return [ContactErrors.load(directory) for directory in contact_directories(model)]
 
 
 def load_contact(model: str | Path) -> ContactNetwork | None:

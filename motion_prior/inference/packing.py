@@ -1,17 +1,21 @@
 """`motion-prior model pack`: assemble a model directory from a Stage 1, a Stage 2 and optionally a
-distillation and contact models' training runs."""
+distillation and contact models' training runs; and a model's copy with its contact models'
+measured errors added (`motion-prior plan calibrate`)."""
 
 from __future__ import annotations
 
+import os
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 
-from motion_prior.foundation.checkpoints import (CONFIG_FILE, STATE_TENSORS, STATS_FILE, WEIGHTS_FILE, CheckpointError,
-                                                 read_tensors, write_checkpoint, write_checksums)
+from motion_prior.foundation.checkpoints import (CHECKSUMS_FILE, CONFIG_FILE, STATE_TENSORS, STATS_FILE, WEIGHTS_FILE,
+                                                 CheckpointError, read_tensors, write_checkpoint, write_checksums)
 from motion_prior.foundation.errors import InputError
-from motion_prior.inference.model_directory import FAST_FLOW, contact_part
+from motion_prior.inference.contact_errors import ERRORS_FILE, ContactErrors
+from motion_prior.inference.model_directory import FAST_FLOW, contact_directories, contact_part, model_dir
 from motion_prior.inference.prior import MotionPrior
 
 
@@ -49,6 +53,7 @@ def pack_model(vae_run: str | Path, flow_run: str | Path, out: str | Path, dtype
         parts.append((FAST_FLOW, Path(fast_flow_run), ()))
     contact_runs = [] if contact_run is None else [contact_run] if isinstance(contact_run, (str, Path)) else contact_run
     parts += [(contact_part(i), Path(run), ()) for i, run in enumerate(contact_runs)]
+    contacts = {contact_part(i) for i in range(len(contact_runs))}
     for part, run, extra in parts:
         trained = part == "flow" and flow_weights == "trained"
         weights = trained_weights(run) if trained else read_tensors(run / WEIGHTS_FILE)
@@ -57,10 +62,39 @@ def pack_model(vae_run: str | Path, flow_run: str | Path, out: str | Path, dtype
             if not (run / name).is_file():
                 raise CheckpointError(f"{run}: {name} is missing; is this a finished {part} run?")
             files[name] = (run / name).read_bytes()
+        if part in contacts and (run / ERRORS_FILE).is_file():  # a packed contact model's measured errors
+            files[ERRORS_FILE] = (run / ERRORS_FILE).read_bytes()
         write_checkpoint(out / part, files)
     write_checksums(out, [f"{part}/{name}" for part, _, _ in parts for name in
                           sorted(p.name for p in (out / part).iterdir() if p.is_file())])
     MotionPrior.load(out)  # fail here, not at the user's first call, if the parts do not fit
+    return out
+
+
+def add_contact_errors(model: str | Path, errors: Sequence[ContactErrors], out: str | Path) -> Path:
+    """A copy of model directory `model` at `out` (a new directory) in which contact model i
+    carries `errors[i]` (its `errors.safetensors`, `motion-prior plan calibrate`) and
+    `SHA256SUMS` lists them too; the other files are copied byte for byte. Written in a staging
+    folder beside `out` and renamed into place, so a crash leaves no half model. Returns `out`."""
+    source, out = model_dir(model), Path(out)
+    directories = contact_directories(source)
+    if len(errors) != len(directories) or not all(isinstance(e, ContactErrors) for e in errors):
+        raise InputError("errors", f"one ContactErrors per contact model of {source} ({len(directories)})",
+                         [type(e).__name__ for e in errors])
+    if out.exists():
+        raise InputError("out", "a new directory (the calibrated copy of the model)", f"{out}, which exists")
+    staging = out.with_name(f".{out.name}.staging")
+    shutil.rmtree(staging, ignore_errors=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(source, staging)
+    listing = staging / CHECKSUMS_FILE
+    listed = [line.partition("  ")[2] for line in listing.read_text().splitlines()] if listing.is_file() else []
+    for directory, member_errors in zip(directories, errors):
+        member_errors.save(staging / directory.name)
+        listed.append(f"{directory.name}/{ERRORS_FILE}")
+    write_checksums(staging, sorted(set(listed)))
+    MotionPrior.load(staging)  # fail here, not at the user's first call
+    os.replace(staging, out)
     return out
 
 

@@ -39,8 +39,9 @@ from motion_prior.foundation.errors import InputError
 from motion_prior.foundation.pokes import pokes_to_normalized, pokes_to_pixels, validate_pokes
 from motion_prior.inference.backends import Backend, TorchBackend, check_device
 from motion_prior.inference.contact import ContactPrediction, contact_tensors, with_effect_pokes
+from motion_prior.inference.contact_errors import ContactErrors
 from motion_prior.inference.futures import COORDS, Futures, FuturesBatch, to_coords
-from motion_prior.inference.model_directory import FAST_FLOW, load_contacts
+from motion_prior.inference.model_directory import FAST_FLOW, load_contact_errors, load_contacts
 from motion_prior.inference.onnx_runtime import OnnxRuntimeBackend
 from motion_prior.inference.samplers import (DEFAULT_GUIDANCE, DEFAULT_SAMPLER, DEFAULT_STEPS, METHODS, SAMPLERS,
                                              guided, integrate)
@@ -72,9 +73,13 @@ class MotionPrior:
         contacts: the model's contact networks (`motion_prior.inference.contact`): none, one,
             or several trained apart (an ensemble: the contact planners score one future per
             member; effect pokes come from the first).
+        contact_errors: for each of `contacts`, its measured errors
+            (`motion_prior.inference.contact_errors`, `motion-prior plan calibrate`) or None;
+            empty: none has any.
     """
 
-    def __init__(self, backend: Backend, contacts: Sequence[ContactNetwork] = ()):
+    def __init__(self, backend: Backend, contacts: Sequence[ContactNetwork] = (),
+                 contact_errors: Sequence[ContactErrors | None] = ()):
         self.backend = backend
         self.spec = backend.spec
         self.device = backend.device
@@ -83,6 +88,10 @@ class MotionPrior:
                 raise CheckpointError(f"contact model {i}: reads {contact.config.image_size} px frames, but the prior "
                                       f"reads {self.spec.image_size} px")
         self.contacts = tuple(contact.to(self.device) for contact in contacts)
+        if len(contact_errors) not in (0, len(contacts)):
+            raise InputError("contact_errors", f"one entry (errors or None) per contact model ({len(contacts)})",
+                             len(contact_errors))
+        self.contact_errors = tuple(contact_errors) or (None,) * len(contacts)
 
     @property
     def contact(self) -> ContactNetwork | None:
@@ -107,10 +116,12 @@ class MotionPrior:
             raise InputError("backend", f"one of {BACKENDS}", backend)
         check_device(device)
         if backend == "onnxruntime":
-            return cls(OnnxRuntimeBackend.load(model, device, providers, precision), load_contacts(model))
+            return cls(OnnxRuntimeBackend.load(model, device, providers, precision), load_contacts(model),
+                       load_contact_errors(model))
         if providers is not None or precision != "fp32":
             raise InputError("providers/precision", "only with backend='onnxruntime'", f"backend={backend!r}")
-        return cls(TorchBackend.load(model, device, compile=backend == "torch-compile"), load_contacts(model))
+        return cls(TorchBackend.load(model, device, compile=backend == "torch-compile"), load_contacts(model),
+                   load_contact_errors(model))
 
     @property
     def image_size(self) -> int:
@@ -453,6 +464,35 @@ class MotionPrior:
             displacement, moves = self._contact(image, sets, points, member)
             predictions.append(ContactPrediction(displacement * scale, moves))
         return predictions
+
+    def sample_contacts(self, frame, pokes, query_points, draws: int, coords: str = "pixels") -> np.ndarray:
+        """Futures of the query points' displacement under each path, with the contact models'
+        measured errors: every member's prediction plus `draws` of its residuals
+        (`ContactErrors.sample`; the same draws for every candidate).
+
+        Args: as :meth:`predict_contacts`; `draws`: residuals per member, at least 1.
+
+        Returns:
+            `[M, K, N, 2]` displacements in `coords`, K = members x `draws`, member by member.
+
+        Raises:
+            InputError: a member has no measured errors (`motion-prior plan calibrate` adds
+                them), or bad input (as :meth:`predict_contacts`).
+        """
+        missing = [i for i, errors in enumerate(self.contact_errors) if errors is None]
+        if missing or not self.contacts:
+            raise InputError("model", "contact models with measured errors (errors.safetensors, `motion-prior plan "
+                             "calibrate`)", f"none for contact model(s) {missing}")
+        original, _ = self._frame(frame)
+        size = original.shape[:2]
+        sets = self._poke_sets(pokes, coords, size)
+        # The commanded push: the pusher's start to the end of its last poke (normalised).
+        push = np.stack([p[np.argmax(p[:, 4]), 2:4] - p[np.argmax(p[:, 4]), :2] for p in sets])
+        scale = np.array([size[1], size[0]], np.float32) / 2 if coords == "pixels" else np.float32(1)
+        futures = [errors.sample(prediction.displacement / scale, prediction.moves, push, draws) * scale
+                   for errors, prediction in zip(self.contact_errors,
+                                                 self.predict_contacts(frame, pokes, query_points, coords))]
+        return np.concatenate(futures, axis=1)
 
     def _contact(self, image: torch.Tensor, sets: list[np.ndarray], points: np.ndarray, member: int = 0):
         """Normalised poke sets and points -> (displacement `[M, N, 2]` normalised, moves `[M, N]`)

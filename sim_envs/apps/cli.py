@@ -23,11 +23,12 @@ from sim_envs.apps.demo import print_summary, run_demo
 from sim_envs.apps.pipeline import train_all
 from sim_envs.generation.clip_generator import GeneratorConfig
 from sim_envs.generation.clip_writer import generate_clips
+from sim_envs.planning.calibration import CalibrationConfig, calibrate
 from sim_envs.planning.counterfactual_check import CounterfactualConfig, Thresholds, check_counterfactual, table
 from sim_envs.planning.on_policy import SEED, OnPolicyConfig, collect
 from sim_envs.planning.plan_eval import (CHECK_PLANNERS, FUTURES, GIF_METHOD, METHODS, PRIOR_METHODS, PlanEvalConfig,
                                         check_model, evaluate)
-from sim_envs.planning.planners import PROPOSERS, GoalConfig, PlannerConfig
+from sim_envs.planning.planners import DEFAULT_ERROR_DRAWS, PROPOSERS, GoalConfig, PlannerConfig
 from sim_envs.tasks.envs import PUSH_TO_GOAL_ID, task_clip_config
 
 
@@ -100,7 +101,8 @@ def _planning_settings(args: argparse.Namespace) -> dict:
     planner = PlannerConfig(horizon=args.horizon, candidates=args.candidates, iterations=args.iterations,
                             risk=args.risk, init_std=args.init_std)
     return dict(env=args.env, seed=args.seed, model=_model(args), num_samples=args.samples, sampler=args.sampler,
-                steps=args.steps, guidance=args.guidance, futures=args.futures, planner=planner,
+                steps=args.steps, guidance=args.guidance, futures=args.futures, error_draws=args.error_draws,
+                planner=planner,
                 goal=GoalConfig(proposals=args.proposals, poke_px=args.poke_px, proposer=args.proposer))
 
 
@@ -121,7 +123,7 @@ def _plan_check(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     config = PlanEvalConfig(env=args.env, seed=args.seed, model=_model(args), num_samples=args.samples,
                             sampler=args.sampler, steps=args.steps, guidance=args.guidance,
-                            futures=args.futures,
+                            futures=args.futures, error_draws=args.error_draws,
                             planner=PlannerConfig(horizon=args.horizon, risk=args.risk, init_std=args.init_std),
                             goal=GoalConfig(proposals=args.proposals, poke_px=args.poke_px, proposer=args.proposer))
     result = check_model(config, states=args.states, candidates=args.candidates, planners=tuple(args.planners))
@@ -165,6 +167,22 @@ def _plan_counterfactual(args: argparse.Namespace) -> int:
     return 0
 
 
+def _plan_calibrate(args: argparse.Namespace) -> int:
+    torch.set_num_threads(args.threads)
+    config = CalibrationConfig(env=args.env, model=args.model, states=args.states, seed=args.seed, draws=args.draws,
+                               planner=PlannerConfig(candidates=args.candidates, iterations=args.iterations))
+    report = calibrate(config, args.out)
+    print(f"{report['candidates']} candidates rolled out; each contact model's errors (px, along / across the push):")
+    print(f"{'member':<7} {'bin':<26} {'measured':>9} {'mean':>6} {'along mean':>11} {'along std':>10} {'across std':>11}")
+    for member, rows in enumerate(report["members"]):
+        for row in rows:
+            figures = (f"{row['mean_error_px']:>6.2f} {row['along_mean_px']:>+11.2f} {row['along_std_px']:>10.2f} "
+                       f"{row['across_std_px']:>11.2f}" if row["measured"] else "")
+            print(f"{member:<7} {row['bin']:<26} {row['measured']:>9} {figures}")
+    print(f"wrote {args.out} (calibration.json)")
+    return 0
+
+
 def _add_model_arguments(parser, samples: int = 4, planner: bool = True, seed: int = 0) -> None:
     """The options the `plan` verbs and `data on-policy` share: env, seed (default `seed`),
     model, K futures (default `samples`), sampler and torch threads; with `planner`, the
@@ -188,6 +206,10 @@ def _add_model_arguments(parser, samples: int = 4, planner: bool = True, seed: i
                             help="what the prior planners score: the flow's futures (default), factorised ones (the "
                                  "model's contact model adds an effect poke for the target) or the contact model's "
                                  "predictions alone (contact, factorised: a model with contact/)")
+        parser.add_argument("--error-draws", type=NON_NEGATIVE, default=None,
+                            help="--futures contact: measured errors drawn per contact model to state the chosen "
+                                 f"plan's cost (default: {DEFAULT_ERROR_DRAWS} where the model's contact models carry "
+                                 "them, `plan calibrate`; 0: the point predictions' cost)")
         parser.add_argument("--proposals", type=POSITIVE, default=GoalConfig.proposals,
                             help=f"goal planners: goal-poked futures, one proposal each (default {GoalConfig.proposals})")
         parser.add_argument("--poke-px", type=positive_float, default=GoalConfig.poke_px,
@@ -262,9 +284,31 @@ def _add_plan_commands(top) -> None:
     counterfactual.add_argument("--out", default="runs/plan-counterfactual", help="output folder (default runs/plan-counterfactual)")
     counterfactual.set_defaults(func=_plan_counterfactual)
 
+    calibrate_ = verbs.add_parser(
+        "calibrate", help="measure how the model's contact models err on a planner's candidates; write the model with them",
+        description="On seeded PushToGoal states far from the evaluated ones, CEM on the contact models plans once "
+                    "and every candidate it scored is rolled out in the simulator. Each contact model's residuals "
+                    "(true minus predicted displacement of the target, binned by its prediction, in the push's "
+                    "frame) are written with a copy of the model into --out, a new model directory whose planners "
+                    "then score every candidate under them (--futures contact); a table and calibration.json say "
+                    "how large the errors are.")
+    calibrate_.add_argument("--model", default="default", help="'default' (shipped) or a model directory with contact/")
+    calibrate_.add_argument("--env", default=PUSH_TO_GOAL_ID, help=f"a PushToGoal env id (default {PUSH_TO_GOAL_ID})")
+    calibrate_.add_argument("--states", type=POSITIVE, default=CalibrationConfig.states,
+                            help=f"seeded states (default {CalibrationConfig.states})")
+    calibrate_.add_argument("--seed", type=NON_NEGATIVE, default=CalibrationConfig.seed,
+                            help=f"first state's seed (default {CalibrationConfig.seed})")
+    calibrate_.add_argument("--draws", type=POSITIVE, default=CalibrationConfig.draws,
+                            help=f"residuals kept per error bin (default {CalibrationConfig.draws})")
+    _add_search_arguments(calibrate_)
+    calibrate_.add_argument("--threads", type=POSITIVE, default=1, help="torch threads (default 1)")
+    calibrate_.add_argument("--out", required=True, help="the calibrated model directory to write (must not exist)")
+    calibrate_.set_defaults(func=_plan_calibrate)
+
 
 def register(groups: dict) -> None:
-    """Add `data generate`, `data on-policy`, `demo`, `train all`, `plan eval`, `plan check`, `plan counterfactual` and `bench` to
+    """Add `data generate`, `data on-policy`, `demo`, `train all`, `plan eval`, `plan check`, `plan counterfactual`,
+    `plan calibrate` and `bench` to
     the `motion-prior` CLI."""
     _add_plan_commands(groups[TOP_LEVEL])
     register_bench(groups)

@@ -73,6 +73,9 @@ class PlanEvalConfig:
             from the model's contact model (`planners.PriorModel`); "contact", the contact
             model's predictions alone (`planners.ContactModel`). The last two need a model
             with `contact/`; where the goal planners' proposals come from is `goal.proposer`.
+        error_draws: with "contact", the measured errors drawn per contact model to state the
+            chosen plan's cost (`planners.ContactModel`; None: its default, 8 where the model's
+            contact models carry errors, else 0; 0: the point predictions' cost).
         planner: search settings shared by the prior planners and the oracle (its `method`
             is set per method; the goal planners refine with CEM).
         goal: the goal planners' proposals (its `refine` is set per method).
@@ -89,6 +92,7 @@ class PlanEvalConfig:
     steps: int | None = None
     guidance: float | None = None
     futures: str = "flow"
+    error_draws: int | None = None
     planner: PlannerConfig = field(default_factory=lambda: PlannerConfig(horizon=1, candidates=24, iterations=3))
     goal: GoalConfig = field(default_factory=GoalConfig)
     gif_episode: int = 0
@@ -101,6 +105,10 @@ class PlanEvalConfig:
             raise InputError("episodes", "at least 1", self.episodes)
         if self.futures not in FUTURES:
             raise InputError("futures", f"one of {FUTURES}", self.futures)
+        if self.error_draws is not None and (isinstance(self.error_draws, bool) or not isinstance(self.error_draws, int)
+                                             or self.error_draws < 0 or self.futures != "contact"):
+            raise InputError("error_draws", "None, or an integer of at least 0 with futures 'contact'",
+                             f"{self.error_draws!r} with futures {self.futures!r}")
         members = len(model_names(self.model))
         if self.num_samples < members:
             raise InputError("num_samples", f"at least {members}, one future per member of the ensemble",
@@ -332,7 +340,7 @@ def make_env(config: PlanEvalConfig) -> MotionPriorWrapper:
 def prior_model(env: MotionPriorWrapper, config: PlanEvalConfig) -> PriorModel:
     """The model the prior planners score their candidates with (`config.futures`)."""
     if config.futures == "contact":
-        return ContactModel(env, config.num_samples)
+        return ContactModel(env, config.num_samples, config.error_draws)
     return PriorModel(env, config.num_samples, effect_pokes=config.futures == "factorised")
 
 
@@ -360,7 +368,8 @@ def check_model(config: PlanEvalConfig, states: int = 12, candidates: int = 32, 
     From each state every planner of `planners` (names from PRIOR_METHODS, built as `plan
     eval` builds them from `config`, reseeded with the state's seed) also plans once; its
     chosen sequence gets the cost its prior predicted (`Plan.cost`; MPPI's plan is a weighted
-    mean no call scored, so one more prior call predicts it) and its cost under a true rollout.
+    mean no call scored, so `Planner.appraise` predicts it, unless the plan was appraised under
+    the model's measured errors already) and its cost under a true rollout.
 
     Returns:
         {"config", "metrics", "planners"}: "metrics": poke adherence (mean distance, pixels,
@@ -451,9 +460,9 @@ def check_model(config: PlanEvalConfig, states: int = 12, candidates: int = 32, 
                 planner.reset(config.seed + i)
                 plan = planner.plan(observation)
                 predicted, imagined = plan.cost, plan.tracks[None]
-                if name == "mppi":
-                    imagined = planner.model.predict(observation, plan.sequence[None], plan.query_points)
-                    predicted = float(planner.score(observation, imagined)[0])
+                if name == "mppi" and not getattr(planner.model, "error_draws", 0):  # else appraised by the plan
+                    predicted, imagined = planner.appraise(observation, plan.sequence, plan.query_points)
+                    imagined = imagined[None]
                 simulated = oracle.predict(observation, plan.sequence[None], plan.query_points)
                 moved = [np.linalg.norm(_target_shift(t)[0]) > moved_px for t in (simulated, imagined)]
                 chosen[name].append((predicted, float(planner.score(observation, simulated)[0]), *moved, plan.seconds))

@@ -34,6 +34,9 @@ from motion_prior.foundation.pokes import pokes_to_pixels
 METHODS = ("cem", "random", "mppi")
 RISKS = ("mean", "best", "cvar")
 PROPOSERS = ("flow", "contact")
+# Measured errors drawn per contact model and candidate: 8 x 3 members = 24 futures, as many
+# cost evaluations as a 24-sample flow but no extra network call.
+DEFAULT_ERROR_DRAWS = 8
 
 
 def reduce_risk(costs: np.ndarray, risk: str = "mean", alpha: float = 0.25) -> np.ndarray:
@@ -132,28 +135,60 @@ class PriorModel:
 
 class ContactModel(PriorModel):
     """The prior's contact model alone as the planner's model (`MotionPrior.predict_contact`;
-    a model with `contact/`): each candidate gets one future of two frames per contact model
-    of the prior (K = 1, or one per member of an ensemble packed with several), its start and
-    its end: every query point but the last moved by its predicted displacement, the last (the
-    pusher, as `GoalCost` lays them out) at the candidate's commanded end. No flow runs, so it
-    is far cheaper than the prior's futures and a planner can search widely with it, e.g. for
-    the push that causes a poke (`counterfactual_check`'s `cause`). Futures under poke sets
-    (:meth:`sample_pokes`, the goal planners' proposals) still come from the flow."""
+    a model with `contact/`): each candidate gets futures of two frames, its start and its end:
+    every query point but the last moved by a predicted displacement, the last (the pusher, as
+    `GoalCost` lays them out) at the candidate's commanded end. No flow runs, so it is far
+    cheaper than the prior's futures and a planner can search widely with it, e.g. for the
+    push that causes a poke (`counterfactual_check`'s `cause`). Futures under poke sets
+    (:meth:`sample_pokes`, the goal planners' proposals) still come from the flow.
 
-    def __init__(self, wrapper, num_samples: int = 4, **sample_options):
-        if getattr(wrapper.prior, "contact", None) is None:
-            raise InputError("wrapper.prior", "a MotionPrior with a contact model (contact/)",
-                             type(wrapper.prior).__name__)
+    The futures: each contact model's point prediction (K = 1, or one per member of an
+    ensemble packed with several). Where the members carry their measured errors (`motion-prior
+    plan calibrate`), :meth:`predict_with_errors` adds `error_draws` R of them to each member's
+    prediction (`MotionPrior.sample_contacts`, K = members x R): what the model expects of a
+    candidate given how it errs, not what its point prediction promises. The planners search
+    on the point predictions and state the chosen plan's cost under the errors
+    (:meth:`Planner.appraise`): scoring every candidate under its errors made CEM prefer short,
+    sure pushes and solve fewer episodes (246 of 400 against 262), though the next step
+    corrects a long push's error; appraising only the chosen plan keeps the search and makes
+    its promise honest. `error_draws=None`: `DEFAULT_ERROR_DRAWS` (or as many as every member
+    holds); 0: no appraisal.
+    """
+
+    def __init__(self, wrapper, num_samples: int = 4, error_draws: int | None = None, **sample_options):
+        prior = wrapper.prior
+        if getattr(prior, "contact", None) is None:
+            raise InputError("wrapper.prior", "a MotionPrior with a contact model (contact/)", type(prior).__name__)
+        held = min((errors.draws if errors is not None else 0) for errors in prior.contact_errors)
+        if error_draws is None:
+            error_draws = min(DEFAULT_ERROR_DRAWS, held)
+        if isinstance(error_draws, bool) or not isinstance(error_draws, int) or not 0 <= error_draws <= held:
+            raise InputError("error_draws", f"an integer from 0 (no appraisal) to {held}, the measured errors every "
+                             "contact model holds (`motion-prior plan calibrate` measures them)", error_draws)
         super().__init__(wrapper, num_samples, **sample_options)
+        self.error_draws = error_draws
 
     def predict(self, observation: dict, actions: np.ndarray, query_points: np.ndarray) -> np.ndarray:
         """`actions [M, H, A]`, `query_points [N, 2]` pixels -> tracks `[M, K, N, 2, 2]` pixels,
         K the prior's contact models."""
-        frame = self.wrapper.frame()
-        pokes = [pokes_to_pixels(p, frame.shape[:2]) for p in self.wrapper.pokes(actions)]
-        points = np.asarray(query_points, dtype=np.float32)
+        frame, pokes, points = self._inputs(actions, query_points)
         members = self.wrapper.prior.predict_contacts(frame, pokes, points[:-1])
         return endpoint_tracks(points, np.stack([m.displacement for m in members], axis=1), pokes)
+
+    def predict_with_errors(self, observation: dict, actions: np.ndarray, query_points: np.ndarray) -> np.ndarray:
+        """As :meth:`predict`, with `error_draws` measured errors per member: `[M, members x
+        error_draws, N, 2, 2]`."""
+        if not self.error_draws:
+            raise InputError("error_draws", "at least 1 to predict with the measured errors", self.error_draws)
+        frame, pokes, points = self._inputs(actions, query_points)
+        return endpoint_tracks(points, self.wrapper.prior.sample_contacts(frame, pokes, points[:-1], self.error_draws),
+                               pokes)
+
+    def _inputs(self, actions, query_points) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
+        """The current frame, each candidate's pixel pokes and the query points (float32)."""
+        frame = self.wrapper.frame()
+        pokes = [pokes_to_pixels(p, frame.shape[:2]) for p in self.wrapper.pokes(actions)]
+        return frame, pokes, np.asarray(query_points, dtype=np.float32)
 
 
 def endpoint_tracks(query_points: np.ndarray, displacement: np.ndarray, pokes: list[np.ndarray]) -> np.ndarray:
@@ -239,8 +274,10 @@ class Plan:
     Attributes:
         action: `[A]` the action to execute.
         sequence: `[H, A]` the planned sequence it starts.
-        cost: the risk-reduced cost of the best evaluated candidate.
-        tracks: `[K, N, T, 2]` the model's futures of that candidate (pixels).
+        cost: the risk-reduced cost of the best evaluated candidate; where the model carries
+            measured errors, that of the chosen sequence under them (:meth:`Planner.appraise`).
+        tracks: `[K, N, T, 2]` the model's futures of that candidate (pixels), with its errors
+            where it has them.
         seconds: wall time of the step's planning.
         model_calls: batched model calls made.
         query_points: `[N, 2]` the pixel points the model's futures track.
@@ -295,6 +332,16 @@ class Planner:
         each reduced by the configured risk measure."""
         return reduce_risk(self.cost(observation, tracks), self.config.risk, self.config.cvar_alpha)
 
+    def appraise(self, observation: dict, sequence: np.ndarray, queries: np.ndarray) -> tuple[float, np.ndarray]:
+        """The cost the model predicts for one action sequence `[H, A]`, and its futures `[K, N,
+        T, 2]`: under the model's measured errors where it has them
+        (:meth:`ContactModel.predict_with_errors`), else its :meth:`predict`."""
+        if getattr(self.model, "error_draws", 0):
+            tracks = self.model.predict_with_errors(observation, np.asarray(sequence)[None], queries)
+        else:
+            tracks = self.model.predict(observation, np.asarray(sequence)[None], queries)
+        return float(self.score(observation, tracks)[0]), tracks[0]
+
     def _evaluate(self, observation, candidates, queries):
         tracks = self.model.predict(observation, candidates, queries)
         costs = self.score(observation, tracks)
@@ -347,7 +394,11 @@ class Planner:
         # Receding horizon: the rest of the plan, shifted, seeds the next step's search.
         self._warm = np.concatenate([chosen[1:], np.zeros((1, shape[1]))]) if c.horizon > 1 else None
         sequence = centre + scale * chosen
-        self.last_plan = Plan(sequence[0].astype(np.float32), sequence, best[0], best[2], time.perf_counter() - started,
+        cost, tracks = best[0], best[2]
+        if getattr(self.model, "error_draws", 0):  # the search trusted point predictions; the promise may not
+            cost, tracks = self.appraise(observation, sequence, queries)
+            calls += 1
+        self.last_plan = Plan(sequence[0].astype(np.float32), sequence, cost, tracks, time.perf_counter() - started,
                               calls, queries, *self._scored_candidates())
         return self.last_plan
 
@@ -532,8 +583,9 @@ class GoalPlanner(Planner):
             self._scored = [(proposals.astype(np.float64), ranking)]
             chosen = proposals[int(np.argmin(ranking))]
             costs, tracks = self._evaluate(observation, chosen[None], queries)
-            plan = Plan(chosen[0].astype(np.float32), chosen, float(costs[0]), tracks[0], 0.0, 1, queries,
-                        *self._scored_candidates())
+            cost, tracks = self.appraise(observation, chosen, queries) if getattr(self.model, "error_draws", 0) \
+                else (float(costs[0]), tracks[0])
+            plan = Plan(chosen[0].astype(np.float32), chosen, cost, tracks, 0.0, 1, queries, *self._scored_candidates())
         self.last_plan = replace(plan, seconds=time.perf_counter() - started,
                                  model_calls=plan.model_calls + proposing_calls)
         return self.last_plan
