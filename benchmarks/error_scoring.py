@@ -8,8 +8,8 @@ score every candidate under the errors (`predict` is `predict_with_errors`), on 
 and settings as `plan eval`, writing the same outputs; `benchmarks/paired_episodes.py` then
 compares it with the shipped way, seed for seed:
 
-    python benchmarks/error_scoring.py --episodes 200 --seed 0 --out runs/error-scoring/seed0
-    python benchmarks/paired_episodes.py docs/planning/contact/PushToGoal-400/seed0 runs/error-scoring/seed0
+    python benchmarks/error_scoring.py --episodes 200 --seed 0 --out docs/planning/contact/error-scoring/seed0
+    python benchmarks/paired_episodes.py docs/planning/contact/PushToGoal-400/seed0 docs/planning/contact/error-scoring/seed0
 """
 
 from __future__ import annotations
