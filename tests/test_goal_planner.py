@@ -142,6 +142,17 @@ def test_plan_check_reports_the_planners_chosen_plans(tiny_config, one_torch_thr
     for key in ("future_contact_agreement", "moved_share_prior_futures"):
         overall = sum(row["pairs"] * row[key] for row in bins) / result["metrics"]["pairs"]
         assert np.isclose(overall, result["metrics"][key]) and 0 <= overall <= 1, key
+    # Agreement clear of the "moved" line: over a whole number of the pairs, and the overall
+    # agreement where every pair is clear of it.
+    metrics = result["metrics"]
+    clear = metrics["clear_share"] * metrics["pairs"]
+    assert np.isclose(clear, round(clear)) and 0 <= clear <= metrics["pairs"]
+    if clear == 0:
+        assert metrics["contact_agreement_clear"] is None
+    else:
+        assert 0 <= metrics["contact_agreement_clear"] <= 1
+    if clear == metrics["pairs"]:
+        assert metrics["contact_agreement_clear"] == metrics["contact_agreement"]
 
 
 def test_the_cli_prints_the_plan_check_with_the_per_future_breakdown(tiny_model, tmp_path, capsys, one_torch_thread):

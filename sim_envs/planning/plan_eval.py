@@ -52,6 +52,10 @@ CHECK_PLANNERS = ("cem", "mppi", *GOAL_METHODS)
 # Bin edges of a candidate's closest approach in contact radii (1: the pusher's edge touches the
 # target's bounding circle), for `plan check`'s contact breakdown: where contact is decided.
 APPROACH_EDGES = (0.0, 0.8, 1.0, 1.2, 1.5, 2.0, np.inf)
+# `plan check`'s "contact_agreement_clear" leaves out the pairs whose true displacement is
+# within this many pixels of the "moved" line: a push that moves the target 1.5 or 2.5 px is
+# "moved" or not by a hair, and no model of the outcome can be sure of it.
+LINE_MARGIN_PX = 1.0
 GIF_METHOD = "cem"
 SETTINGS_FILE = "settings.json"
 
@@ -376,8 +380,10 @@ def check_model(config: PlanEvalConfig, states: int = 12, candidates: int = 32, 
         between the prior's pusher at each poke's end time and the poke's end point);
         displacement agreement of the target (pixels; "moved" means a displacement over
         `moved_px`): Pearson correlation of predicted vs true displacement
-        components, share of candidates moving it (true, predicted), contact agreement,
-        median angle error (degrees) and length ratio where both move it; cost ranking: the
+        components, share of candidates moving it (true, predicted), contact agreement (and
+        "contact_agreement_clear", over the pairs whose true displacement is at least
+        `LINE_MARGIN_PX` from `moved_px`, with "clear_share", their share: how much of the
+        disagreement is pushes that move the target about as far as the line), median angle error (degrees) and length ratio where both move it; cost ranking: the
         true cost of the prior's best candidate against the true best, and the true median
         (pixels, means over states), and the mean Spearman correlation of the costs.
         "planners": per planner, over states: "predicted_cost" and "true_cost" of its chosen
@@ -484,6 +490,7 @@ def check_model(config: PlanEvalConfig, states: int = 12, candidates: int = 32, 
                                 "future_contact_agreement": float(future_agrees[inside].mean())}
                                if inside.any() else {})})
     both = (true_len > moved_px) & (pred_len > moved_px)
+    clear = np.abs(true_len - moved_px) >= LINE_MARGIN_PX
     future_shift = np.concatenate(future_shift)  # [pairs, K, 2]
     future_both = (true_len > moved_px)[:, None] & future_moved
     true_per_future = np.broadcast_to(true_shift[:, None], future_shift.shape)
@@ -496,6 +503,9 @@ def check_model(config: PlanEvalConfig, states: int = 12, candidates: int = 32, 
         "moved_share_true": float(np.mean(true_len > moved_px)),
         "moved_share_prior": float(np.mean(pred_len > moved_px)),
         "contact_agreement": float(np.mean((true_len > moved_px) == (pred_len > moved_px))),
+        "contact_agreement_clear": float(np.mean(((true_len > moved_px) == (pred_len > moved_px))[clear]))
+                                   if clear.any() else None,
+        "clear_share": float(np.mean(clear)),
         "moved_share_prior_futures": float(future_moved.mean()),
         "future_contact_agreement": float(future_agrees.mean()),
         "median_angle_error_deg": median_angle_deg(true_shift[both], pred_shift[both]),
