@@ -92,6 +92,9 @@ def test_plan_calibrate_writes_a_model_whose_planners_draw_its_errors(tiny_model
     assert load_contact_errors(tiny_model) == [None]
     errors = load_contact_errors(out)[0]
     assert errors.draws == 4 and errors.counts.sum() == 32
+    info = subprocess.run([sys.executable, "-m", "motion_prior.cli", "model", "info", str(out)],
+                          capture_output=True, text=True)
+    assert "measured errors: 4 residuals per bin in each contact model" in info.stdout, info.stderr
     again = subprocess.run(command, capture_output=True, text=True)
     assert again.returncode != 0 and "out: expected a new directory" in again.stderr
 
