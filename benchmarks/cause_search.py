@@ -1,4 +1,5 @@
-"""A lever for the counterfactual check: tell the flow *when* the cause starts the effect.
+"""Levers for the counterfactual check's causes: the search's cost and horizon, the cause's
+timing told to the flow, and its predicted effect in place of the asked poke.
 
 `plan counterfactual --cause` samples the flow under the push the contact models find for a
 poke, plus the poke: the flow is told where the pusher goes and where the target ends, not
@@ -8,9 +9,17 @@ Here the contact models also say when: each cause's push is cut at fractions f o
 first cut at which the contact models' mean predicts the target moving over `--moved-px` is the
 contact time t_c. Two pokes join the push and the poke: the target held at its start until
 t_c, and the pusher at the cut's end point at t_c. Everything else is `plan counterfactual
---cause` (`sim_envs.planning.counterfactual_check`), same states, seeds and outputs:
+--cause` (`sim_envs.planning.counterfactual_check`), same states, seeds and outputs; it also
+prints the share of pokes whose cause moves the target at all in the contact models' prediction.
 
-    python benchmarks/cause_timing.py --states 48 --out docs/planning/contact/levers/cause-timing
+`--no-timing` leaves the timing pokes out; `--effect` samples under the cause's own predicted
+effect on the target instead of the asked poke (obedience is still measured against the asked
+poke); `--horizon 2` searches causes of two segments; `--reach-weight` sets the cause search's
+reach term (`GoalCost`):
+
+    python benchmarks/cause_search.py --states 48 --out docs/planning/contact/levers/cause-timing
+    python benchmarks/cause_search.py --states 48 --effect --out docs/planning/contact/levers/cause-effect
+    python benchmarks/cause_search.py --states 48 --no-timing --reach-weight 0 [--horizon 2] --out docs/planning/contact/levers/cause-search-h{1,2}r0
 """
 
 from __future__ import annotations
@@ -46,24 +55,34 @@ def contact_time(prior, frame: np.ndarray, push: np.ndarray, target: np.ndarray,
     return None if len(moving) == 0 else float(CUTS[moving[0]] * arrive)
 
 
-def timed_causes(moved_px: float, found: list[bool]):
+def timed_causes(moved_px: float, found: list[bool], effect: bool = False, timing: bool = True,
+                 cost: GoalCost | None = None):
     """`counterfactual_check.causes` with the contact time's two pokes (module docstring);
-    appends to `found` whether each poke's cause moves the target at all (a contact time)."""
+    appends to `found` whether each poke's cause moves the target at all (a contact time).
+    With `effect` the target's poke is replaced by the cause's effect: the target to where the
+    contact models' mean puts it under the push, at the horizon (it stays where they say it
+    stays); obedience is still measured against the asked poke. Without `timing`, no contact
+    time's pokes; `cost`: the cause search's (default `GoalCost()`, as the check's)."""
+    cost = cost or GoalCost()
 
     def causes(wrapper, observation, pokes, search, seed):
         contact, size = ContactModel(wrapper), observation["image"].shape[:2]
         frame, target = observation["image"], np.asarray(observation["target_pixel"], np.float32)
         sets = []
         for poke in pokes:
-            sequence = find_causes(contact, GoalCost(), wrapper.action_space, search, observation, poke, seed).sequence
+            sequence = find_causes(contact, cost, wrapper.action_space, search, observation, poke, seed).sequence
             push = pokes_to_pixels(wrapper.pokes(sequence[None])[0], size)
             timing = []
             t_c = contact_time(wrapper.prior, frame, push, target, moved_px)
             found.append(t_c is not None)
-            if t_c is not None:
+            if t_c is not None and timing:
                 start, waypoint, arrive = push[0, :2], push[0, 2:4], float(push[0, 4])
                 reach = start + (t_c / arrive) * (waypoint - start)
                 timing = [np.array([[*target, *target, t_c], [*start, *reach, t_c]], np.float32)]
+            if effect:
+                shift = np.mean([p.displacement[0, 0] for p in
+                                 wrapper.prior.predict_contacts(frame, [push], target[None])], axis=0)
+                poke = np.array([[*target, *(target + shift), 1.0]], np.float32)
             sets.append(np.concatenate([push, *timing, poke]))
         return sets
 
@@ -78,14 +97,19 @@ def main() -> int:
                         help="segments of the cause's push (default 1, as `plan counterfactual --cause`); 2 lets the "
                              "pusher go round the target, then push")
     parser.add_argument("--no-timing", action="store_true", help="the causes alone, without the contact time's pokes")
+    parser.add_argument("--reach-weight", type=float, default=GoalCost.reach_weight,
+                        help=f"the cause search's reach term (default {GoalCost.reach_weight}, as the check's; 0: the "
+                             "target's distance to the poke's end alone)")
+    parser.add_argument("--effect", action="store_true",
+                        help="sample under the cause's predicted effect on the target instead of the asked poke")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     torch.set_num_threads(1)
     config = check.CounterfactualConfig(model=args.model, states=args.states, cause=True)
     config = replace(config, cause_search=replace(config.cause_search, horizon=args.horizon))
     found: list[bool] = []
-    if not args.no_timing:
-        check.causes = timed_causes(config.thresholds.moved_px, found)
+    check.causes = timed_causes(config.thresholds.moved_px, found, args.effect, not args.no_timing,
+                                GoalCost(reach_weight=args.reach_weight))
     result = check.check_counterfactual(config, args.out)
     print(check.table(result))
     if found:
