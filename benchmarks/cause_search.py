@@ -15,11 +15,13 @@ prints the share of pokes whose cause moves the target at all in the contact mod
 `--no-timing` leaves the timing pokes out; `--effect` samples under the cause's own predicted
 effect on the target instead of the asked poke (obedience is still measured against the asked
 poke); `--horizon 2` searches causes of two segments; `--reach-weight` sets the cause search's
-reach term (`GoalCost`):
+reach term (`GoalCost`) and `--still-reach` counts it only for pushes that leave the target
+still (`StillReachCost`):
 
     python benchmarks/cause_search.py --states 48 --out docs/planning/contact/levers/cause-timing
     python benchmarks/cause_search.py --states 48 --effect --out docs/planning/contact/levers/cause-effect
     python benchmarks/cause_search.py --states 48 --no-timing --reach-weight 0 [--horizon 2] --out docs/planning/contact/levers/cause-search-h{1,2}r0
+    python benchmarks/cause_search.py --states 48 --no-timing --still-reach [--effect] --out docs/planning/contact/levers/cause-search-still[-effect]
 """
 
 from __future__ import annotations
@@ -39,6 +41,22 @@ from motion_prior.foundation.pokes import pokes_to_pixels  # noqa: E402
 from sim_envs.planning.planners import ContactModel, GoalCost, find_causes  # noqa: E402
 
 CUTS = np.linspace(0.125, 1.0, 8)  # fractions of the push's path (and of its arrival time)
+
+
+class StillReachCost(GoalCost):
+    """`GoalCost` whose reach term counts only where the target stays (moves under `still_px`):
+    a push that moves the target is judged by where the target ends alone, so one that ends
+    behind it by pushing it the wrong way no longer wins; pushes that miss keep the reach
+    term's pull towards the place behind the target, which is what lets the search find the
+    few that touch."""
+
+    still_px: float = 1.0
+
+    def __call__(self, observation, tracks):
+        shift = (tracks[:, :, :-1, -1] - tracks[:, :, :-1, 0]).mean(axis=2)
+        goal_only = GoalCost(self.spread, self.pattern, 0.0, self.standoff)(observation, tracks)
+        full = super().__call__(observation, tracks)
+        return np.where(np.linalg.norm(shift, axis=-1) < self.still_px, full, goal_only)
 
 
 def contact_time(prior, frame: np.ndarray, push: np.ndarray, target: np.ndarray, moved_px: float) -> float | None:
@@ -100,6 +118,8 @@ def main() -> int:
     parser.add_argument("--reach-weight", type=float, default=GoalCost.reach_weight,
                         help=f"the cause search's reach term (default {GoalCost.reach_weight}, as the check's; 0: the "
                              "target's distance to the poke's end alone)")
+    parser.add_argument("--still-reach", action="store_true",
+                        help="the reach term only for pushes that leave the target still (StillReachCost)")
     parser.add_argument("--effect", action="store_true",
                         help="sample under the cause's predicted effect on the target instead of the asked poke")
     parser.add_argument("--out", required=True)
@@ -109,7 +129,7 @@ def main() -> int:
     config = replace(config, cause_search=replace(config.cause_search, horizon=args.horizon))
     found: list[bool] = []
     check.causes = timed_causes(config.thresholds.moved_px, found, args.effect, not args.no_timing,
-                                GoalCost(reach_weight=args.reach_weight))
+                                (StillReachCost if args.still_reach else GoalCost)(reach_weight=args.reach_weight))
     result = check.check_counterfactual(config, args.out)
     print(check.table(result))
     if found:
