@@ -149,9 +149,9 @@ class ContactModel(PriorModel):
     candidate given how it errs, not what its point prediction promises. The planners search
     on the point predictions and state the chosen plan's cost under the errors
     (:meth:`Planner.appraise`): scoring every candidate under its errors made CEM prefer short,
-    sure pushes and solve fewer episodes (246 of 400 against 262), though the next step
-    corrects a long push's error; appraising only the chosen plan keeps the search and makes
-    its promise honest. `error_draws=None`: `DEFAULT_ERROR_DRAWS` (or as many as every member
+    sure pushes and solve fewer episodes (`benchmarks/error_scoring.py`; README, "Planning on
+    the contact model"), though the next step corrects a long push's error; appraising only the
+    chosen plan keeps the search and makes its promise honest. `error_draws=None`: `DEFAULT_ERROR_DRAWS` (or as many as every member
     holds); 0: no appraisal.
     """
 
