@@ -73,14 +73,14 @@ def contact_time(prior, frame: np.ndarray, push: np.ndarray, target: np.ndarray,
     return None if len(moving) == 0 else float(CUTS[moving[0]] * arrive)
 
 
-def timed_causes(moved_px: float, found: list[bool], effect: bool = False, timing: bool = True,
+def causes_with(moved_px: float, found: list[bool], effect: bool = False, timing: bool = True,
                  cost: GoalCost | None = None):
-    """`counterfactual_check.causes` with the contact time's two pokes (module docstring);
-    appends to `found` whether each poke's cause moves the target at all (a contact time).
-    With `effect` the target's poke is replaced by the cause's effect: the target to where the
-    contact models' mean puts it under the push, at the horizon (it stays where they say it
-    stays); obedience is still measured against the asked poke. Without `timing`, no contact
-    time's pokes; `cost`: the cause search's (default `GoalCost()`, as the check's)."""
+    """`counterfactual_check.causes` with the options of the module docstring; appends to
+    `found` whether each poke's cause moves the target at all (a contact time). With `timing`,
+    the contact time's two pokes; with `effect`, the target's poke replaced by the cause's
+    effect: the target to where the contact models' mean puts it under the push, at the horizon
+    (it stays where they say it stays; obedience is still measured against the asked poke).
+    `cost`: the cause search's (default `GoalCost()`, as the check's)."""
     cost = cost or GoalCost()
 
     def causes(wrapper, observation, pokes, search, seed):
@@ -128,7 +128,7 @@ def main() -> int:
     config = check.CounterfactualConfig(model=args.model, states=args.states, cause=True)
     config = replace(config, cause_search=replace(config.cause_search, horizon=args.horizon))
     found: list[bool] = []
-    check.causes = timed_causes(config.thresholds.moved_px, found, args.effect, not args.no_timing,
+    check.causes = causes_with(config.thresholds.moved_px, found, args.effect, not args.no_timing,
                                 (StillReachCost if args.still_reach else GoalCost)(reach_weight=args.reach_weight))
     result = check.check_counterfactual(config, args.out)
     print(check.table(result))

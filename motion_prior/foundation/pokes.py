@@ -42,6 +42,18 @@ def end_times(pokes):
     return pokes[..., END_TIME]
 
 
+def path_end(pokes: np.ndarray) -> np.ndarray:
+    """`[2]` where a commanded path `[P, 5]` (pokes of one start point, the pusher, to its
+    waypoints) leaves the pusher: the end of its last poke in time."""
+    return pokes[np.argmax(pokes[:, END_TIME]), END]
+
+
+def path_push(pokes: np.ndarray) -> np.ndarray:
+    """`[2]` a commanded path's net push `[P, 5]`: its end (:func:`path_end`) minus its start."""
+    last = pokes[np.argmax(pokes[:, END_TIME])]
+    return last[END] - last[START]
+
+
 def end_times_valid(times) -> bool:
     """Whether all end times are finite and in (0, 1] (the one rule, for pokes and clips)."""
     times = np.asarray(times)

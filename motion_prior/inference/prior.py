@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from motion_prior.foundation.camera import MAX_ABS_COORD, grid_points, pixels_to_normalized
 from motion_prior.foundation.checkpoints import CheckpointError
 from motion_prior.foundation.errors import InputError
-from motion_prior.foundation.pokes import pokes_to_normalized, pokes_to_pixels, validate_pokes
+from motion_prior.foundation.pokes import path_push, pokes_to_normalized, pokes_to_pixels, validate_pokes
 from motion_prior.inference.backends import Backend, TorchBackend, check_device
 from motion_prior.inference.contact import ContactPrediction, contact_tensors, with_effect_pokes
 from motion_prior.inference.contact_errors import ContactErrors
@@ -451,13 +451,22 @@ class MotionPrior:
                          members=None) -> list[ContactPrediction]:
         """:meth:`predict_contact` by each of `members` (indices into `contacts`; None: all of
         them, in order), the frame and the inputs prepared and checked once for all."""
+        image, sets, points, scale = self._contact_inputs(frame, pokes, query_points, coords)
+        return self._contact_predictions(image, sets, points, scale, members)
+
+    def _contact_inputs(self, frame, pokes, query_points, coords: str):
+        """Checked contact-model inputs: (the model's image, normalised poke sets and points,
+        the scale from normalised units to `coords`)."""
         if coords not in COORDS:
             raise InputError("coords", f"one of {COORDS}", coords)
         original, image = self._frame(frame)
         size = original.shape[:2]
-        sets = self._poke_sets(pokes, coords, size)
-        points = self._queries(query_points, coords, size, DEFAULT_GRID)
         scale = np.array([size[1], size[0]], np.float32) / 2 if coords == "pixels" else np.float32(1)
+        return (image, self._poke_sets(pokes, coords, size), self._queries(query_points, coords, size, DEFAULT_GRID),
+                scale)
+
+    def _contact_predictions(self, image, sets, points, scale, members=None) -> list[ContactPrediction]:
+        """Each member's :class:`ContactPrediction` (in the coords of `scale`) of prepared inputs."""
         predictions = []
         # A model without contact models still asks member 0, so that `_contact` says what is missing.
         for member in (range(len(self.contacts)) or [0]) if members is None else members:
@@ -483,15 +492,12 @@ class MotionPrior:
         if missing or not self.contacts:
             raise InputError("model", "contact models with measured errors (errors.safetensors, `motion-prior plan "
                              "calibrate`)", f"none for contact model(s) {missing}")
-        original, _ = self._frame(frame)
-        size = original.shape[:2]
-        sets = self._poke_sets(pokes, coords, size)
-        # The commanded push: the pusher's start to the end of its last poke (normalised).
-        push = np.stack([p[np.argmax(p[:, 4]), 2:4] - p[np.argmax(p[:, 4]), :2] for p in sets])
-        scale = np.array([size[1], size[0]], np.float32) / 2 if coords == "pixels" else np.float32(1)
-        futures = [errors.sample(prediction.displacement / scale, prediction.moves, push, draws) * scale
+        image, sets, points, scale = self._contact_inputs(frame, pokes, query_points, coords)
+        push = np.stack([path_push(p) for p in sets])  # normalised, as the errors are stored
+        # Normalised predictions (scale 1) get the errors, then go to `coords`.
+        futures = [errors.sample(prediction.displacement, prediction.moves, push, draws) * scale
                    for errors, prediction in zip(self.contact_errors,
-                                                 self.predict_contacts(frame, pokes, query_points, coords))]
+                                                 self._contact_predictions(image, sets, points, np.float32(1)))]
         return np.concatenate(futures, axis=1)
 
     def _contact(self, image: torch.Tensor, sets: list[np.ndarray], points: np.ndarray, member: int = 0):

@@ -290,8 +290,8 @@ def _add_plan_commands(top) -> None:
                     "and every candidate it scored is rolled out in the simulator. Each contact model's residuals "
                     "(true minus predicted displacement of the target, binned by its prediction, in the push's "
                     "frame) are written with a copy of the model into --out, a new model directory whose planners "
-                    "then score every candidate under them (--futures contact); a table and calibration.json say "
-                    "how large the errors are.")
+                    "(--futures contact) then state each chosen plan's cost under them; a table and "
+                    "calibration.json say how large the errors are.")
     calibrate_.add_argument("--model", default="default", help="'default' (shipped) or a model directory with contact/")
     calibrate_.add_argument("--env", default=PUSH_TO_GOAL_ID, help=f"a PushToGoal env id (default {PUSH_TO_GOAL_ID})")
     calibrate_.add_argument("--states", type=POSITIVE, default=CalibrationConfig.states,

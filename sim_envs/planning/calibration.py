@@ -24,7 +24,7 @@ import numpy as np
 import sim_envs.tasks.envs as tabletop
 from motion_prior.foundation.checkpoints import atomic_write_json
 from motion_prior.foundation.errors import InputError
-from motion_prior.foundation.pokes import pokes_to_pixels
+from motion_prior.foundation.pokes import path_push, pokes_to_pixels
 from motion_prior.inference.contact_errors import bin_labels, error_bins, fit_contact_errors, push_frame
 from motion_prior.inference.packing import add_contact_errors
 from sim_envs.planning.plan_eval import PlanEvalConfig, PushHeuristic, make_env
@@ -83,14 +83,14 @@ def measure_residuals(config: CalibrationConfig, progress: bool = True) -> list[
                 observation, *_ = env.step(heuristic(observation))
             planner.reset(config.seed + i)
             candidates = planner.plan(observation).candidates
-            queries = cost.query_points(observation)[:-1]  # the target's points
+            queries = cost.query_points(observation)  # the target's points, then the pusher
             frame = env.frame()
             scale = np.array([frame.shape[1], frame.shape[0]], np.float32) / 2
             pokes = [pokes_to_pixels(p, frame.shape[:2]) for p in env.pokes(candidates)]
-            push = np.stack([p[np.argmax(p[:, 4]), 2:4] - p[np.argmax(p[:, 4]), :2] for p in pokes]) / scale
-            simulated = oracle.predict(observation, candidates, cost.query_points(observation))  # [M, 1, 2, T, 2]
+            push = np.stack([path_push(p) for p in pokes]) / scale
+            simulated = oracle.predict(observation, candidates, queries)  # [M, 1, 2, T, 2]: the target, the pusher
             true = (simulated[:, 0, 0, -1] - simulated[:, 0, 0, 0]) / scale
-            for member, prediction in enumerate(prior.predict_contacts(frame, pokes, queries)):
+            for member, prediction in enumerate(prior.predict_contacts(frame, pokes, queries[:-1])):
                 rows[member].append((prediction.displacement.mean(axis=1) / scale, prediction.moves.mean(axis=1),
                                      true, push, np.broadcast_to(scale, push.shape)))
             if progress and ((i + 1) % 10 == 0 or i + 1 == config.states):
@@ -101,6 +101,15 @@ def measure_residuals(config: CalibrationConfig, progress: bool = True) -> list[
     names = ("displacement", "moves", "true", "push", "scale")
     return [{name: np.concatenate(column).astype(np.float32) for name, column in zip(names, zip(*member))}
             for member in rows]
+
+
+def _bin_figures(label: str, local: np.ndarray) -> dict:
+    """One bin's row of the report: its residuals `[S, 2]` (pixels, along / across the push)."""
+    if not len(local):
+        return {"bin": label, "measured": 0}
+    return {"bin": label, "measured": len(local), "mean_error_px": float(np.linalg.norm(local, axis=-1).mean()),
+            "along_mean_px": float(local[:, 0].mean()), "along_std_px": float(local[:, 0].std()),
+            "across_std_px": float(local[:, 1].std())}
 
 
 def calibrate(config: CalibrationConfig, out: str | Path, progress: bool = True) -> dict:
@@ -116,12 +125,8 @@ def calibrate(config: CalibrationConfig, out: str | Path, progress: bool = True)
     for r in residuals:
         bins = error_bins(r["displacement"], r["moves"])
         # In pixels, in the push frame (along the push, across it), as the errors are stored.
-        local = push_frame(r["true"] - r["displacement"], r["push"]) * r["scale"]
-        members.append([{"bin": label, "measured": int((bins == b).sum()),
-                         **({"mean_error_px": float(np.linalg.norm(local[bins == b], axis=-1).mean()),
-                             "along_mean_px": float(local[bins == b, 0].mean()),
-                             "along_std_px": float(local[bins == b, 0].std()),
-                             "across_std_px": float(local[bins == b, 1].std())} if (bins == b).any() else {})}
+        local = push_frame((r["true"] - r["displacement"]) * r["scale"], r["push"] * r["scale"])
+        members.append([_bin_figures(label, local[bins == b])
                         for b, label in enumerate(bin_labels(float(r["scale"][0, 0])))])
     report = {"config": asdict(config), "candidates": len(residuals[0]["true"]), "members": members}
     atomic_write_json(Path(out) / REPORT_FILE, report)

@@ -379,13 +379,14 @@ def check_model(config: PlanEvalConfig, states: int = 12, candidates: int = 32, 
         {"config", "metrics", "planners"}: "metrics": poke adherence (mean distance, pixels,
         between the prior's pusher at each poke's end time and the poke's end point);
         displacement agreement of the target (pixels; "moved" means a displacement over
-        `moved_px`): Pearson correlation of predicted vs true displacement
-        components, share of candidates moving it (true, predicted), contact agreement (and
+        `moved_px`): Pearson correlation of predicted vs true displacement components, share of
+        candidates moving it (true, predicted), contact agreement (and
         "contact_agreement_clear", over the pairs whose true displacement is at least
         `LINE_MARGIN_PX` from `moved_px`, with "clear_share", their share: how much of the
-        disagreement is pushes that move the target about as far as the line), median angle error (degrees) and length ratio where both move it; cost ranking: the
-        true cost of the prior's best candidate against the true best, and the true median
-        (pixels, means over states), and the mean Spearman correlation of the costs.
+        disagreement is pushes that move the target about as far as the line), median angle
+        error (degrees) and length ratio where both move it; cost ranking: the true cost of the
+        prior's best candidate against the true best, and the true median (pixels, means over
+        states), and the mean Spearman correlation of the costs.
         "planners": per planner, over states: "predicted_cost" and "true_cost" of its chosen
         plans (pixels, means), "relative_gap" (true - predicted) / predicted of those means
         (positive: the prior promised more than the plans deliver), "moved_share_true" and
@@ -466,7 +467,7 @@ def check_model(config: PlanEvalConfig, states: int = 12, candidates: int = 32, 
                 planner.reset(config.seed + i)
                 plan = planner.plan(observation)
                 predicted, imagined = plan.cost, plan.tracks[None]
-                if name == "mppi" and not getattr(planner.model, "error_draws", 0):  # else appraised by the plan
+                if name == "mppi" and not planner.appraises:  # else the plan was appraised already
                     predicted, imagined = planner.appraise(observation, plan.sequence, plan.query_points)
                     imagined = imagined[None]
                 simulated = oracle.predict(observation, plan.sequence[None], plan.query_points)
@@ -490,6 +491,7 @@ def check_model(config: PlanEvalConfig, states: int = 12, candidates: int = 32, 
                                 "future_contact_agreement": float(future_agrees[inside].mean())}
                                if inside.any() else {})})
     both = (true_len > moved_px) & (pred_len > moved_px)
+    agrees = (true_len > moved_px) == (pred_len > moved_px)
     clear = np.abs(true_len - moved_px) >= LINE_MARGIN_PX
     future_shift = np.concatenate(future_shift)  # [pairs, K, 2]
     future_both = (true_len > moved_px)[:, None] & future_moved
@@ -502,9 +504,8 @@ def check_model(config: PlanEvalConfig, states: int = 12, candidates: int = 32, 
         "displacement_correlation": float(np.corrcoef(true_shift.reshape(-1), pred_shift.reshape(-1))[0, 1]),
         "moved_share_true": float(np.mean(true_len > moved_px)),
         "moved_share_prior": float(np.mean(pred_len > moved_px)),
-        "contact_agreement": float(np.mean((true_len > moved_px) == (pred_len > moved_px))),
-        "contact_agreement_clear": float(np.mean(((true_len > moved_px) == (pred_len > moved_px))[clear]))
-                                   if clear.any() else None,
+        "contact_agreement": float(np.mean(agrees)),
+        "contact_agreement_clear": float(np.mean(agrees[clear])) if clear.any() else None,
         "clear_share": float(np.mean(clear)),
         "moved_share_prior_futures": float(future_moved.mean()),
         "future_contact_agreement": float(future_agrees.mean()),

@@ -29,7 +29,7 @@ from typing import Callable
 import numpy as np
 
 from motion_prior.foundation.errors import InputError
-from motion_prior.foundation.pokes import pokes_to_pixels
+from motion_prior.foundation.pokes import path_end, pokes_to_pixels
 
 METHODS = ("cem", "random", "mppi")
 RISKS = ("mean", "best", "cvar")
@@ -142,17 +142,17 @@ class ContactModel(PriorModel):
     push that causes a poke (`counterfactual_check`'s `cause`). Futures under poke sets
     (:meth:`sample_pokes`, the goal planners' proposals) still come from the flow.
 
-    The futures: each contact model's point prediction (K = 1, or one per member of an
-    ensemble packed with several). Where the members carry their measured errors (`motion-prior
-    plan calibrate`), :meth:`predict_with_errors` adds `error_draws` R of them to each member's
+    The futures: each contact model's point prediction (K = 1, or one per member of an ensemble
+    packed with several). Where the members carry their measured errors (`motion-prior plan
+    calibrate`), :meth:`predict_with_errors` adds `error_draws` R of them to each member's
     prediction (`MotionPrior.sample_contacts`, K = members x R): what the model expects of a
-    candidate given how it errs, not what its point prediction promises. The planners search
-    on the point predictions and state the chosen plan's cost under the errors
+    candidate given how it errs, not what its point prediction promises. The planners search on
+    the point predictions and state the chosen plan's cost under the errors
     (:meth:`Planner.appraise`): scoring every candidate under its errors made CEM prefer short,
     sure pushes and solve fewer episodes (`benchmarks/error_scoring.py`; README, "Planning on
     the contact model"), though the next step corrects a long push's error; appraising only the
-    chosen plan keeps the search and makes its promise honest. `error_draws=None`: `DEFAULT_ERROR_DRAWS` (or as many as every member
-    holds); 0: no appraisal.
+    chosen plan keeps the search and makes its promise honest. `error_draws=None`:
+    `DEFAULT_ERROR_DRAWS` (or as many as every member holds); 0: no appraisal.
     """
 
     def __init__(self, wrapper, num_samples: int = 4, error_draws: int | None = None, **sample_options):
@@ -201,7 +201,7 @@ def endpoint_tracks(query_points: np.ndarray, displacement: np.ndarray, pokes: l
     points = np.asarray(query_points, dtype=np.float32)
     tracks = np.repeat(np.broadcast_to(points[None, None, :, None], (m, k, len(points), 1, 2)), 2, axis=3)
     tracks[:, :, :-1, 1] += displacement
-    tracks[:, :, -1, 1] = np.stack([p[np.argmax(p[:, 4]), 2:4] for p in pokes])[:, None]
+    tracks[:, :, -1, 1] = np.stack([path_end(p) for p in pokes])[:, None]
     return tracks
 
 
@@ -332,11 +332,17 @@ class Planner:
         each reduced by the configured risk measure."""
         return reduce_risk(self.cost(observation, tracks), self.config.risk, self.config.cvar_alpha)
 
+    @property
+    def appraises(self) -> bool:
+        """Whether the model carries measured errors to draw (:class:`ContactModel`), so that a
+        plan's stated cost is its :meth:`appraise`, not its search score."""
+        return bool(getattr(self.model, "error_draws", 0))
+
     def appraise(self, observation: dict, sequence: np.ndarray, queries: np.ndarray) -> tuple[float, np.ndarray]:
         """The cost the model predicts for one action sequence `[H, A]`, and its futures `[K, N,
         T, 2]`: under the model's measured errors where it has them
         (:meth:`ContactModel.predict_with_errors`), else its :meth:`predict`."""
-        if getattr(self.model, "error_draws", 0):
+        if self.appraises:
             tracks = self.model.predict_with_errors(observation, np.asarray(sequence)[None], queries)
         else:
             tracks = self.model.predict(observation, np.asarray(sequence)[None], queries)
@@ -395,7 +401,7 @@ class Planner:
         self._warm = np.concatenate([chosen[1:], np.zeros((1, shape[1]))]) if c.horizon > 1 else None
         sequence = centre + scale * chosen
         cost, tracks = best[0], best[2]
-        if getattr(self.model, "error_draws", 0):  # the search trusted point predictions; the promise may not
+        if self.appraises:  # the search trusted point predictions; the promise may not
             cost, tracks = self.appraise(observation, sequence, queries)
             calls += 1
         self.last_plan = Plan(sequence[0].astype(np.float32), sequence, cost, tracks, time.perf_counter() - started,
@@ -583,8 +589,8 @@ class GoalPlanner(Planner):
             self._scored = [(proposals.astype(np.float64), ranking)]
             chosen = proposals[int(np.argmin(ranking))]
             costs, tracks = self._evaluate(observation, chosen[None], queries)
-            cost, tracks = self.appraise(observation, chosen, queries) if getattr(self.model, "error_draws", 0) \
-                else (float(costs[0]), tracks[0])
+            cost, tracks = (self.appraise(observation, chosen, queries) if self.appraises
+                            else (float(costs[0]), tracks[0]))
             plan = Plan(chosen[0].astype(np.float32), chosen, cost, tracks, 0.0, 1, queries, *self._scored_candidates())
         self.last_plan = replace(plan, seconds=time.perf_counter() - started,
                                  model_calls=plan.model_calls + proposing_calls)
