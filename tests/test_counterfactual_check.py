@@ -147,7 +147,8 @@ def test_the_check_on_the_tiny_model_writes_its_figures_and_picture(env_id, tiny
     assert metrics["samples"] == 2 * 2 * 2 and metrics["reference_rollouts"] == 2 * 2
     for name in ("obey_share", "object_moved_share", "pusher_approach_share", "pusher_starts_in_contact_share"):
         assert 0.0 <= metrics[name] <= 1.0, name
-    for name in ("pusher_first_share", "reference_true_pusher_first_share"):
+    assert result["reference_decoded"]["samples"] == 2 * 2  # the true rollouts, through the VAE
+    for name in ("pusher_first_share", "reference_true_pusher_first_share", "reference_decoded_pusher_first_share"):
         assert metrics[name] is None or 0.0 <= metrics[name] <= 1.0, name
     assert metrics["poked_point_epe_px"] >= 0.0 and metrics["contact_radius_px"] > 0.0
     assert [row["direction_deg"] for row in result["per_direction"]] == [0.0, 180.0]

@@ -200,7 +200,21 @@ def test_decoder_fine_tune_decodes_with_the_clips_action_pokes(pipeline_run):
         assert count > 0
         torch.testing.assert_close(seen["pokes"][row, :count], actions[row, :count])
         assert seen["mask"][row, :count].all()
-    assert task.validate(model, ClipDataset(pipeline_run / "data"), "cpu")["l1_px_moving_action_half_noise_latent"] >= 0
+    figures = task.validate(model, ClipDataset(pipeline_run / "data"), "cpu")
+    assert figures["l1_px_moving_action_half_noise_latent"] >= 0 and figures["l1_px_before_onset_action"] >= 0
+    assert 0 <= figures["early_start_share_action"] <= 1
+
+
+def test_the_onset_weight_weighs_a_moving_track_only_before_it_starts():
+    from motion_prior.training.decoder_stage import onset_weights
+
+    tracks = torch.zeros(1, 3, 6, 2)
+    tracks[0, 0, 3:, 0] = torch.tensor([0.5, 1.5, 3.0]) * 2 / 128  # px -> normalised: starts at frame 4
+    tracks[0, 1, 1:, 1] = 0.01  # 0.64 px: never moves, so never waits
+    weights = onset_weights(tracks, 4.0)[0]
+    torch.testing.assert_close(weights[0], torch.tensor([5.0, 5.0, 5.0, 5.0, 1.0, 1.0]))
+    torch.testing.assert_close(weights[1:], torch.ones(2, 6))
+    torch.testing.assert_close(onset_weights(tracks, 0.0), torch.ones(1, 3, 6))
 
 
 def test_flow_fine_tune_starts_from_the_init_weights(pipeline_run, tmp_path):
@@ -486,6 +500,28 @@ def test_decoder_shares_the_frame_and_each_rows_pokes_across_samples(prior):
                             poke_mask=poke_mask[each])
     assert shared.shape == (rows * k, 5, vae.config.num_frames, 2)
     assert torch.allclose(shared, copied, atol=1e-5)
+
+
+def test_reconstruct_decodes_the_latent_mean_of_the_given_tracks_set_by_set(prior, clip):
+    size = clip.frame.shape[:2]
+    tracks, seen = normalized_to_pixels(clip.tracks, size), clip.visibility
+    starts = tracks[:8, 0]
+    both = prior.reconstruct(clip.frame, np.stack([tracks, tracks[::-1]]), starts, visibility=np.stack([seen, seen[::-1]]))
+    alone = prior.reconstruct(clip.frame, tracks[None], starts, visibility=seen[None])
+    assert both.shape == (2, 8, prior.num_frames, 2)
+    np.testing.assert_allclose(both[0], alone[0], atol=1e-3)
+    vae, frames = prior.backend.vae, torch.from_numpy(clip.frame)[None]
+    with torch.no_grad():
+        mean, _ = vae.encode(frames, torch.from_numpy(clip.tracks)[None], torch.from_numpy(seen)[None])
+        expected = vae.decode(frames, mean, torch.from_numpy(clip.tracks[:8, 0])[None])
+    np.testing.assert_allclose(alone, normalized_to_pixels(expected.numpy(), size), atol=1e-3)
+    poked = prior.reconstruct(clip.frame, tracks[None], starts, pokes=[np.array([[*starts[0], *starts[0] + 9, 1.0]])],
+                              visibility=seen[None])
+    assert not np.allclose(poked, alone, atol=1e-3)  # the decoder reads the pokes
+    for arguments, name in (((tracks, starts), "tracks"), ((tracks[None], starts, None, seen), "visibility"),
+                            ((tracks[None], starts, [None, None]), "pokes")):
+        with pytest.raises(InputError, match=name):
+            prior.reconstruct(clip.frame, *arguments)
 
 
 def test_a_batch_of_candidates_samples_what_each_sample_alone_would(prior):

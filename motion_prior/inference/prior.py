@@ -428,6 +428,62 @@ class MotionPrior:
         caller_pokes = [pokes_to_pixels(p, size) if coords == "pixels" else p.copy() for p in sets]
         return FuturesBatch(result, to_coords(queries, coords, size), caller_pokes, text, coords, size, original, timing)
 
+    @torch.no_grad()
+    def reconstruct(self, frame, tracks, query_points, pokes=None, visibility=None, coords: str = "pixels") -> np.ndarray:
+        """The VAE's reconstruction of known motion: each of M sets of tracks of `frame` is
+        encoded (the latent's mean) and the query points are decoded from it, with that set's
+        pokes. No flow sample can be closer to the truth than its decoder lets it be, so this
+        bounds what the prior can show (e.g. whether a pushed object waits for the pusher).
+
+        Args:
+            frame: `uint8 [H, W, 3]` RGB, any size.
+            tracks: `[M, P, T, 2]` true tracks in `coords`, T = :attr:`num_frames` (what the
+                encoder reads).
+            query_points: `[N, 2]` start points in `coords`.
+            pokes: None, or M poke sets as :meth:`sample_batch` takes them (the decoder reads
+                them, as it does when sampling).
+            visibility: `bool [M, P, T]`, whether each point is seen in each frame (the
+                encoder skips the rest); None: all of them.
+            coords: "pixels" or "normalized", for everything in and out.
+
+        Returns:
+            `[M, N, T, 2]` decoded tracks in `coords`.
+
+        Raises:
+            InputError: a backend without the VAE's encoder (the ONNX export has none), or bad input.
+        """
+        vae = getattr(self.backend, "vae", None)
+        if vae is None:
+            raise InputError("backend", "a torch backend (the ONNX export carries no track encoder)", self.backend.name)
+        if coords not in COORDS:
+            raise InputError("coords", f"one of {COORDS}", coords)
+        original, image = self._frame(frame)
+        size = original.shape[:2]
+        expected = f"a real numeric array [M, P, {self.num_frames}, 2] with M, P >= 1"
+        array = _array(tracks, "tracks", expected)
+        if array.ndim != 4 or array.shape[2:] != (self.num_frames, 2) or 0 in array.shape or not _is_real(array):
+            raise InputError("tracks", expected, array)
+        if not np.all(np.isfinite(array)):
+            raise InputError("tracks", "finite values", f"{int(np.sum(~np.isfinite(array)))} non-finite")
+        array = array.astype(np.float32)
+        array = pixels_to_normalized(array, size) if coords == "pixels" else array
+        m = len(array)
+        seen = np.ones(array.shape[:3], bool) if visibility is None else _array(visibility, "visibility", "bool [M, P, T]")
+        if seen.dtype != bool or seen.shape != array.shape[:3]:
+            raise InputError("visibility", f"a bool array {list(array.shape[:3])} like tracks' [M, P, T]", seen)
+        sets = self._poke_sets([None] * m if pokes is None else pokes, coords, size)
+        if len(sets) != m:
+            raise InputError("pokes", f"one poke set per set of tracks ({m})", f"{len(sets)} sets")
+        padded, mask = _padded(sets, max(len(p) for p in sets))
+        queries = torch.from_numpy(self._queries(query_points, coords, size, DEFAULT_GRID)).to(self.device)
+        images = image.expand(m, *image.shape[1:])
+        frame_tokens = vae.encode_frame(images)
+        latent, _ = vae.encode(images, torch.from_numpy(array).to(self.device), torch.from_numpy(seen).to(self.device),
+                               frame_tokens)
+        decoded = vae.decode(None, latent, queries.expand(m, -1, -1), frame_tokens,
+                             pokes=torch.from_numpy(padded).to(self.device), poke_mask=torch.from_numpy(mask).to(self.device))
+        return to_coords(decoded.float().cpu().numpy(), coords, size)
+
     def predict_contact(self, frame, pokes, query_points, coords: str = "pixels", member: int = 0) -> ContactPrediction:
         """What each of M commanded pusher paths does to the query points, by the model's
         contact model (`motion_prior.inference.contact`).

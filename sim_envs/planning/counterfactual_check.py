@@ -55,6 +55,13 @@ actions heading for the target (bearing noise 0.4 rad, 0.3-1 of the longest step
 check`'s) give `reference_true_pusher_first_share`, which must be close to 1: in the simulator
 nothing moves the object but the pusher.
 
+The decoder's bound. From each of those true rollouts, `GeneratorConfig.num_points` surface
+points are tracked as the training clips track them (`sim_envs.generation.clip_generator`),
+the model's VAE encodes them and decodes the check's query points, with the rollout's action
+pokes (`MotionPrior.reconstruct`), and the same definitions give `reference_decoded_*`: what
+the best flow sample could show on this VAE. Where the decoder lets the object start before
+the pusher reaches it, no flow on it can show the cause (torch backend only: None otherwise).
+
 Everything is written atomically to `out`: `counterfactual_check.json` and
 `counterfactual_check.png` (a few states x directions: the poke arrow, the target's sampled
 tracks in colour, the pusher's in white).
@@ -73,13 +80,15 @@ import numpy as np
 from PIL import Image
 
 import sim_envs.tasks.envs as tabletop
-from motion_prior.foundation.camera import PinholeCamera, pixels_to_normalized
+from motion_prior.foundation.camera import PinholeCamera, normalized_to_pixels, pixels_to_normalized
 from motion_prior.foundation.checkpoints import atomic_write_bytes, atomic_write_json
 from motion_prior.foundation.errors import InputError
 from motion_prior.foundation.pokes import end_times, ends, pokes_to_normalized, pokes_to_pixels
 from motion_prior.foundation.visualize import captioned_panels, draw_tracks
 from motion_prior.inference.ensemble import load_prior, model_names
+from sim_envs.generation.clip_generator import GeneratorConfig, sample_points, simulate
 from sim_envs.planning.planners import ContactModel, GoalCost, PlannerConfig, find_causes
+from sim_envs.simulation.simulator import get_state, set_state
 from sim_envs.tasks.wrapper import MotionPriorWrapper
 
 RESULT_FILE, PICTURE_FILE = "counterfactual_check.json", "counterfactual_check.png"
@@ -321,6 +330,31 @@ def heading_actions(task: tabletop.TabletopEnv, rng: np.random.Generator, count:
     return np.clip(length * np.stack([np.cos(bearing), np.sin(bearing)], axis=1), -1, 1)[:, None]
 
 
+def decoded_rollouts(prior, env: gym.Env, observation: dict, actions: np.ndarray, queries: np.ndarray,
+                     rng: np.random.Generator) -> np.ndarray:
+    """The VAE's reconstruction of true rollouts of `actions` `[R, H, 2]` from the current state
+    of the tabletop `env`: `GeneratorConfig.num_points` surface points (drawn once with `rng`)
+    tracked under each, encoded and decoded at `queries` `[N, 2]` px with the rollout's action
+    pokes (`MotionPrior.reconstruct`). Returns `[R, 1, N, T, 2]` px (the check's layout)."""
+    task: tabletop.TabletopEnv = env.unwrapped
+    generator, size = GeneratorConfig(num_frames=task.config.horizon_frames), observation["image"].shape[:2]
+    state = get_state(task.sim)
+    body, local = sample_points(task.sim, rng, generator)
+    tracks, visible = [], []
+    try:
+        for sequence in actions:
+            set_state(task.sim, state)
+            rollout = simulate(task.sim, task.segment_script(sequence), body, local, None, generator)
+            tracks.append(rollout["tracks"])
+            visible.append(rollout["visibility"])
+    finally:
+        set_state(task.sim, state)
+    pokes = [pokes_to_pixels(tabletop.tabletop_pokes(env, sequence), size) for sequence in actions]
+    decoded = prior.reconstruct(observation["image"], normalized_to_pixels(np.stack(tracks), size), queries, pokes,
+                                visibility=np.stack(visible))
+    return decoded[:, None]
+
+
 def causes(wrapper: MotionPriorWrapper, observation: dict, pokes: np.ndarray, search: PlannerConfig,
            seed: int) -> list[np.ndarray]:
     """Each target poke `[D, 1, 5]` (pixels) with the push that causes it in front: `[P + 1, 5]`
@@ -339,8 +373,9 @@ def check_counterfactual(config: CounterfactualConfig, out: str | Path, progress
 
     Returns:
         {"config", "metrics" (the figures over everything, the mean contact radius in px and
-        the reference's), "per_direction" (the figures of each poke direction, with
-        "direction_deg"), "reference" (the figures of the true rollouts)}.
+        the references'), "per_direction" (the figures of each poke direction, with
+        "direction_deg"), "reference" (the figures of the true rollouts), "reference_decoded"
+        (of their reconstruction by the VAE; None without true rollouts or a torch backend)}.
     """
     config.validate()
     out = Path(out)
@@ -352,7 +387,8 @@ def check_counterfactual(config: CounterfactualConfig, out: str | Path, progress
         raise InputError("cause", "a model with a contact model (contact/; one model, not an ensemble)", config.model)
     wrapper = MotionPriorWrapper(env, prior, tabletop.tabletop_pokes) if config.cause else None
     rng = np.random.default_rng(config.seed)
-    prior_outcomes, reference_outcomes, radii, pictured = [], [], [], []
+    prior_outcomes, reference_outcomes, decoded_outcomes, radii, pictured = [], [], [], [], []
+    decodes = getattr(getattr(prior, "backend", None), "vae", None) is not None
     started = time.perf_counter()
     try:
         if not isinstance(task, (tabletop.PushToGoalEnv, tabletop.DoorToAngleEnv)):
@@ -370,9 +406,15 @@ def check_counterfactual(config: CounterfactualConfig, out: str | Path, progress
             prior_outcomes.append(outcomes)
             radii.append(geometry.contact_px)
             if config.reference_rollouts:
-                true = task.simulate_tracks(heading_actions(task, rng, config.reference_rollouts), geometry.points)
+                actions = heading_actions(task, rng, config.reference_rollouts)
+                true = task.simulate_tracks(actions, geometry.points)
                 reference_outcomes.append(sample_outcomes(true, geometry.reference_layout, geometry.contact_px,
                                                           config.thresholds))
+                if decodes:  # its own generator: the reference's draws stay as they were
+                    decoded = decoded_rollouts(prior, env, observation, actions, geometry.queries,
+                                               np.random.default_rng(config.seed + i))
+                    decoded_outcomes.append(sample_outcomes(decoded, geometry.layout, geometry.contact_px,
+                                                            config.thresholds))
             if i < config.pictures:
                 picked = [geometry.layout.poked, geometry.layout.pusher]
                 pictured.append((config.seed + i, observation["image"], tracks[:, :, picked], sampled, outcomes))
@@ -388,11 +430,16 @@ def check_counterfactual(config: CounterfactualConfig, out: str | Path, progress
                      for d, a in enumerate(angles)]
     reference = summarize({k: np.stack([o[k] for o in reference_outcomes]) for k in reference_outcomes[0]}) \
         if reference_outcomes else None
-    known = reference or {}
+    decoded = summarize({k: np.stack([o[k] for o in decoded_outcomes]) for k in decoded_outcomes[0]}) \
+        if decoded_outcomes else None
+    known, bound = reference or {}, decoded or {}
     metrics = {**summarize(stacked), "contact_radius_px": float(np.mean(radii)),
                "reference_true_pusher_first_share": known.get("pusher_first_share"),
-               "reference_moved_rollouts": known.get("moved_samples"), "reference_rollouts": known.get("samples")}
-    result = {"config": asdict(config), "metrics": metrics, "per_direction": per_direction, "reference": reference}
+               "reference_moved_rollouts": known.get("moved_samples"), "reference_rollouts": known.get("samples"),
+               "reference_decoded_pusher_first_share": bound.get("pusher_first_share"),
+               "reference_decoded_moved_share": bound.get("object_moved_share")}
+    result = {"config": asdict(config), "metrics": metrics, "per_direction": per_direction, "reference": reference,
+              "reference_decoded": decoded}
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / RESULT_FILE, result)
     if pictured:
