@@ -201,20 +201,26 @@ def test_decoder_fine_tune_decodes_with_the_clips_action_pokes(pipeline_run):
         torch.testing.assert_close(seen["pokes"][row, :count], actions[row, :count])
         assert seen["mask"][row, :count].all()
     figures = task.validate(model, ClipDataset(pipeline_run / "data"), "cpu")
-    assert figures["l1_px_moving_action_half_noise_latent"] >= 0 and figures["l1_px_before_onset_action"] >= 0
+    assert figures["l1_px_moving_action_half_noise_latent"] >= 0 and figures["l1_px_at_rest_action"] >= 0
     assert 0 <= figures["early_start_share_action"] <= 1
 
 
-def test_the_onset_weight_weighs_a_moving_track_only_before_it_starts():
-    from motion_prior.training.decoder_stage import onset_weights
+def test_the_decoders_rest_weight_weighs_the_frames_a_moving_track_waits(pipeline_run):
+    from torch.utils.data import DataLoader
 
-    tracks = torch.zeros(1, 3, 6, 2)
-    tracks[0, 0, 3:, 0] = torch.tensor([0.5, 1.5, 3.0]) * 2 / 128  # px -> normalised: starts at frame 4
-    tracks[0, 1, 1:, 1] = 0.01  # 0.64 px: never moves, so never waits
-    weights = onset_weights(tracks, 4.0)[0]
-    torch.testing.assert_close(weights[0], torch.tensor([5.0, 5.0, 5.0, 5.0, 1.0, 1.0]))
-    torch.testing.assert_close(weights[1:], torch.ones(2, 6))
-    torch.testing.assert_close(onset_weights(tracks, 0.0), torch.ones(1, 3, 6))
+    from motion_prior.training.decoder_stage import DecoderTask, preset as decoder_preset
+
+    batch = next(iter(DataLoader(ClipDataset(pipeline_run / "data"), batch_size=8)))
+    losses = []
+    for weight in (0.0, 4.0):
+        recipe = decoder_preset("tiny")
+        recipe.vae, recipe.rest_weight = str(pipeline_run / "vae-pokes"), weight
+        task = DecoderTask(recipe)
+        torch.manual_seed(0)
+        model = task.build_model()
+        losses.append(task.loss(model, batch, torch.Generator().manual_seed(0), 0)[0])
+    # Same draws, same decoder: only the weights differ, and they are 1 + 4 where a track waits.
+    assert losses[1] > losses[0] > 0
 
 
 def test_flow_fine_tune_starts_from_the_init_weights(pipeline_run, tmp_path):

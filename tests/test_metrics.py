@@ -32,13 +32,3 @@ def test_the_angle_error_is_the_median_over_rows_of_the_angle_between_displaceme
     assert np.isclose(median_angle_deg(true, predicted), 45.0)
     assert median_angle_deg(true[:0], predicted[:0]) is None
 
-
-def test_before_onset_marks_the_frames_until_a_track_first_leaves_its_start():
-    from motion_prior.foundation.metrics import before_onset
-
-    tracks = torch.zeros(1, 3, 6, 2)
-    tracks[0, 0, 3:, 0] = torch.tensor([0.5, 1.0, 2.0]) * 2 / 128  # px -> normalised; leaves 1 px at frame 5
-    tracks[0, 1, 2:, 1] = 0.2  # leaves at frame 2 and comes back at 4: started all the same
-    tracks[0, 1, 4:, 1] = 0.0
-    expected = torch.tensor([[True] * 5 + [False], [True] * 2 + [False] * 4, [True] * 6])
-    assert torch.equal(before_onset(tracks)[0], expected)

@@ -25,7 +25,6 @@ PCK_THRESHOLDS = (1, 2, 4, 8, 16)
 PCK_SIZE = 256
 MOVING_PX = 2.0
 MOVING_SIZE = 128
-ONSET_PX = 1.0  # a track has started moving once it is this far from its start (128 px image)
 METRIC_SCALE = 64.0  # normalised -> pixels of a 128 x 128 image (eval flow)
 
 
@@ -43,14 +42,6 @@ def moving_mask(tracks: torch.Tensor, size: int = MOVING_SIZE, threshold_px: flo
     """`bool [..., N]`: the track gets more than `threshold_px` pixels from its start."""
     distance = (tracks - tracks[..., :1, :]).norm(dim=-1).amax(dim=-1)
     return distance * size / 2 > threshold_px
-
-
-def before_onset(tracks: torch.Tensor, size: int = MOVING_SIZE, onset_px: float = ONSET_PX) -> torch.Tensor:
-    """`bool [..., N, T]`: the frames before the track first gets more than `onset_px` pixels
-    from its start (every frame, for a track that never does): where a pushed object still
-    waits for the pusher."""
-    started = (tracks - tracks[..., :1, :]).norm(dim=-1) * size / 2 > onset_px
-    return torch.cumsum(started.int(), dim=-1) == 0
 
 
 def pck(predicted: torch.Tensor, target: torch.Tensor, visible: torch.Tensor, thresholds=PCK_THRESHOLDS,

@@ -24,11 +24,13 @@ poke-aware decoder, 5 px with one). So the decoder gets a poke path
   pokes start at the pusher's projected centre, not on a tracked point: a decoder that never
   saw them places the commanded pusher a few pixels off, and contact is decided within a
   few pixels.
-- with `onset_weight` > 0, the frames of a moving track before it starts (`before_onset`: still
-  within 1 px of its start) weigh `1 + onset_weight` in the loss. Contact is decided there: a
-  pushed object that the decoder lets creep a pixel before the pusher arrives has moved first,
-  and the shipped decoder does so in about half of the true pushes it reconstructs (`plan
-  counterfactual`'s `reference_decoded_pusher_first_share`), which bounds every flow on it.
+- with `rest_weight` > 0, the frames in which a track that will move is still at rest weigh
+  `1 + rest_weight` in the loss (`motion_prior.training.vae_stage.rest_weights`, as the VAE's
+  own lever). Contact is decided there: a pushed object that the decoder lets creep a pixel
+  before the pusher arrives has moved first, and the shipped decoder does so in two thirds of
+  the true pushes it reconstructs (`plan counterfactual`'s `reference_decoded_*`), which bounds
+  every flow on it. Here the encoder stays frozen, so the flows trained on its latents stay
+  valid: the lever costs no flow retraining.
 """
 
 from __future__ import annotations
@@ -45,11 +47,12 @@ from motion_prior.data.batch_views import encoded_subset, gather_tracks, open_sp
 from motion_prior.foundation.checkpoints import (STATS_FILE, WEIGHTS_FILE, load_config, load_weights, read_latent_stats,
                                                  read_tensors)
 from motion_prior.foundation.configs import config_to_yaml, copy_preset
-from motion_prior.foundation.metrics import before_onset, l1_pixels, moving_mask
+from motion_prior.foundation.metrics import l1_pixels, moving_mask
 from motion_prior.foundation.pokes import end_times, ends, mirror_pokes, positions_at
 from motion_prior.networks.trajectory_vae import TrajectoryVAE, VAEConfig
 from motion_prior.training.loop import TrainConfig, Trainer
 from motion_prior.training.poke_sampling import choose_action_rows, draw_pokes, with_action_pokes
+from motion_prior.training.vae_stage import at_rest, left_rest, rest_weights
 
 
 @dataclass
@@ -65,7 +68,7 @@ class DecoderRecipe:
     moving_weight: float = 8.0
     encode_tracks: int = 32
     huber_beta: float = 0.05
-    onset_weight: float = 0.0
+    rest_weight: float = 0.0
     hflip: bool = True
     val_clips: int = 256
 
@@ -140,7 +143,7 @@ class DecoderTask:
                                             use_action.to(tracks.device))
         decoded = model.decode(frames, latent, tracks[:, :, 0], frame_tokens, pokes=pokes, poke_mask=mask).float()
         loss = torch.nn.functional.smooth_l1_loss(decoded, tracks, beta=r.huber_beta, reduction="none")
-        loss = (loss * onset_weights(tracks, r.onset_weight)[..., None]).mean()
+        loss = (loss * rest_weights(tracks, r.rest_weight, frames.shape[2])[..., None]).mean()
         size = frames.shape[2]
         # The poke error is logged on the rows whose pokes are all track pokes (an action poke
         # sits on no tracked point).
@@ -155,13 +158,14 @@ class DecoderTask:
         with the latent half-way to noise too (how much the decoder listens to pokes); and
         the moving-point L1 of clips with an action, decoded from that half-noise latent with
         and without their action as pokes; and, decoded from the exact latent with the action
-        as pokes, the share of moving tracks that the decoder starts early (more than 1 px
-        from their start before the truth is) and the L1 over those frames before onset."""
+        as pokes, the share of moving tracks that the decoder starts early (more than REST_PX
+        from their start in a frame where the truth is still at rest, `vae_stage.at_rest`) and
+        the L1 over those frames at rest."""
         subset = Subset(data, range(min(len(data), self.recipe.val_clips)))
         totals = {"l1_px_moving_0_pokes": [], "l1_px_moving_1_poke": [], "epe_px_1_poke": [],
                   "epe_px_1_poke_half_noise_latent": [], "l1_px_moving_half_noise_latent": [],
                   "l1_px_moving_action_half_noise_latent": [], "early_start_share_action": [],
-                  "l1_px_before_onset_action": []}
+                  "l1_px_at_rest_action": []}
         for batch in DataLoader(subset, batch_size=64):
             frames, tracks = batch["frame"].to(device), batch["tracks"].to(device)
             visibility = batch["visibility"].to(device)
@@ -190,24 +194,18 @@ class DecoderTask:
                 totals[name].append(error[moving & acting[:, None]].cpu())
             decoded = model.decode(frames, latent, tracks[:, :, 0], pokes=batch["action_pokes"][:, :count].to(device),
                                    poke_mask=action_mask).float()
-            waiting, pushed = before_onset(tracks), moving & acting[:, None]
-            early = (waiting & ~before_onset(decoded)).any(dim=-1)
+            size = frames.shape[2]
+            waiting, pushed = at_rest(tracks, size), moving & acting[:, None]
+            early = (waiting & left_rest(decoded, size)).any(dim=-1)
             totals["early_start_share_action"].append(early[pushed].float().cpu())
-            error = (decoded - tracks).abs().mean(dim=-1) * frames.shape[2] / 2
-            totals["l1_px_before_onset_action"].append(error[waiting & pushed[..., None]].cpu())
+            error = (decoded - tracks).abs().mean(dim=-1) * size / 2
+            totals["l1_px_at_rest_action"].append(error[waiting & pushed[..., None]].cpu())
         return {k: float(torch.cat(v).mean()) if v else math.nan for k, v in totals.items()}
 
     @torch.no_grad()
     def checkpoint_files(self, model: TrajectoryVAE, device) -> dict:
         # The encoder is frozen, so the source's latent statistics still hold.
         return {STATS_FILE: read_tensors(Path(self.recipe.vae) / STATS_FILE)}
-
-
-def onset_weights(tracks: torch.Tensor, weight: float) -> torch.Tensor:
-    """`[B, N, T]` loss weights of `tracks [B, N, T, 2]`: `1 + weight` on the frames of a moving
-    track (`moving_mask`) before it starts (`before_onset`), 1 elsewhere."""
-    waiting = before_onset(tracks) & moving_mask(tracks)[..., None]
-    return 1 + weight * waiting.to(tracks.dtype)
 
 
 def _poke_epe(decoded: torch.Tensor, pokes: torch.Tensor, mask: torch.Tensor, indices: torch.Tensor, size: int,

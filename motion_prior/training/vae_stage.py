@@ -166,13 +166,22 @@ def track_weights(tracks: torch.Tensor, motion_weight: float) -> torch.Tensor:
     return 1.0 + motion_weight * reach.detach()
 
 
+def at_rest(tracks: torch.Tensor, image_size: int) -> torch.Tensor:
+    """`bool [B, N, T]`: the frames of `tracks [B, N, T, 2]` (normalised units of an
+    `image_size` px frame) in which a track that moves over MOVING_PX is still within REST_PX of
+    its start: where a pushed object waits for the pusher."""
+    return ~left_rest(tracks, image_size) & moving_mask(tracks, image_size)[..., None]
+
+
+def left_rest(tracks: torch.Tensor, image_size: int) -> torch.Tensor:
+    """`bool [B, N, T]`: the frames in which each track is more than REST_PX from its start."""
+    return (tracks - tracks[:, :, :1]).norm(dim=-1) * image_size / 2 > REST_PX
+
+
 def rest_weights(tracks: torch.Tensor, rest_weight: float, image_size: int) -> torch.Tensor:
-    """`[B, N, T]` loss weight of each frame of `tracks [B, N, T, 2]` (normalised units of an
-    `image_size` px frame): 1 + `rest_weight` where a track that moves over MOVING_PX is still
-    within REST_PX of its start, else 1 (the module docstring)."""
-    shift = (tracks - tracks[:, :, :1]).norm(dim=-1) * image_size / 2  # [B, N, T] px
-    at_rest = (shift <= REST_PX) & moving_mask(tracks, image_size)[..., None]
-    return 1.0 + rest_weight * at_rest.to(tracks.dtype)
+    """`[B, N, T]` loss weight of each frame of `tracks [B, N, T, 2]`: 1 + `rest_weight` where
+    :func:`at_rest`, else 1 (the module docstring)."""
+    return 1.0 + rest_weight * at_rest(tracks, image_size).to(tracks.dtype)
 
 
 @torch.no_grad()
