@@ -31,4 +31,3 @@ def test_the_angle_error_is_the_median_over_rows_of_the_angle_between_displaceme
     predicted = np.array([[3.0, 3.0], [0.0, 5.0], [-1.0, 0.0]])  # 45, 0 and 180 degrees off
     assert np.isclose(median_angle_deg(true, predicted), 45.0)
     assert median_angle_deg(true[:0], predicted[:0]) is None
-

@@ -476,8 +476,9 @@ class MotionPrior:
             raise InputError("pokes", f"one poke set per set of tracks ({m})", f"{len(sets)} sets")
         padded, mask = _padded(sets, max(len(p) for p in sets))
         queries = torch.from_numpy(self._queries(query_points, coords, size, DEFAULT_GRID)).to(self.device)
+        # One frame for all M sets: encoded once, its tokens shared (views, not copies).
         images = image.expand(m, *image.shape[1:])
-        frame_tokens = vae.encode_frame(images)
+        frame_tokens = vae.encode_frame(image).expand(m, -1, -1)
         latent, _ = vae.encode(images, torch.from_numpy(array).to(self.device), torch.from_numpy(seen).to(self.device),
                                frame_tokens)
         decoded = vae.decode(None, latent, queries.expand(m, -1, -1), frame_tokens,
