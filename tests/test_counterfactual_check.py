@@ -61,6 +61,20 @@ def test_an_object_that_never_moves_is_left_out_of_the_pusher_first_share():
     assert summarize(sample_outcomes(np.stack([still, wobble]), CENTRE, 8.0, Thresholds()))["pusher_first_share"] is None
 
 
+def test_with_pusher_judges_the_sampled_object_against_where_the_pusher_truly_goes():
+    from sim_envs.planning.counterfactual_check import with_pusher
+
+    late = _tracks(3, 20.0 + 4.0 * np.arange(FRAMES))  # the sampled pusher arrives after the onset
+    true = np.minimum(20.0 + 10.0 * np.arange(FRAMES), 60.0)  # the commanded one, by frame 2
+    tracks = np.stack([late, late])[None]  # [D = 1, K = 2, N, T, 2]
+    replaced = with_pusher(tracks, CENTRE.pusher, np.stack([true, np.full(FRAMES, 50.0)], axis=-1)[None])
+    assert replaced.shape == tracks.shape and np.array_equal(replaced[:, :, 0], tracks[:, :, 0])
+    np.testing.assert_array_equal(replaced[0, 1, CENTRE.pusher, :, 0], true)
+    assert not sample_outcomes(tracks, CENTRE, 8.0, Thresholds())["pusher_first"].any()
+    assert sample_outcomes(replaced, CENTRE, 8.0, Thresholds())["pusher_first"].all()
+    assert np.array_equal(late, tracks[0, 0])  # a copy: the samples are untouched
+
+
 def test_a_higher_onset_forgives_drift_before_contact_but_not_a_missing_pusher():
     # The object drifts 1.5 px towards the pusher from frame 2 (a decoder a pixel or two off),
     # the pusher reaches it at frame 4 (u >= 40) and pushes it past 3 px by frame 8.
@@ -148,8 +162,10 @@ def test_the_check_on_the_tiny_model_writes_its_figures_and_picture(env_id, tiny
     for name in ("obey_share", "object_moved_share", "pusher_approach_share", "pusher_starts_in_contact_share"):
         assert 0.0 <= metrics[name] <= 1.0, name
     assert result["reference_decoded"]["samples"] == 2 * 2  # the true rollouts, through the VAE
-    for name in ("pusher_first_share", "reference_true_pusher_first_share", "reference_decoded_pusher_first_share"):
+    for name in ("pusher_first_share", "reference_true_pusher_first_share", "reference_decoded_pusher_first_share",
+                 "reference_decoded_true_pusher_first_share"):
         assert metrics[name] is None or 0.0 <= metrics[name] <= 1.0, name
+    assert metrics["commanded_pusher_first_share"] is None  # no cause, no commanded push
     assert metrics["poked_point_epe_px"] >= 0.0 and metrics["contact_radius_px"] > 0.0
     assert [row["direction_deg"] for row in result["per_direction"]] == [0.0, 180.0]
     assert sum(row["samples"] for row in result["per_direction"]) == metrics["samples"]
@@ -180,6 +196,7 @@ def test_the_cli_runs_the_check_and_names_a_bad_argument(tiny_model, tmp_path, c
 def test_with_cause_each_poke_is_sampled_behind_the_push_the_contact_model_finds(tiny_model, pipeline_run, tmp_path,
                                                                                  one_torch_thread):
     from motion_prior.foundation.errors import InputError
+    from motion_prior.foundation.pokes import pokes_to_pixels
     from motion_prior.inference.prior import MotionPrior
     from sim_envs.planning.counterfactual_check import causes, poke_target
     from sim_envs.planning.planners import PlannerConfig
@@ -191,9 +208,12 @@ def test_with_cause_each_poke_is_sampled_behind_the_push_the_contact_model_finds
         observation, _ = env.reset(seed=0)
         pokes = poke_target(observation, 2, 20.0)
         search = PlannerConfig(horizon=1, candidates=8, iterations=2)
-        sets = causes(env, observation, pokes, search, seed=0)
-        again = causes(env, observation, pokes, search, seed=0)  # seeded: the same pushes
+        sets, pushes = causes(env, observation, pokes, search, seed=0)
+        again, _ = causes(env, observation, pokes, search, seed=0)  # seeded: the same pushes
         assert all(np.array_equal(a, b) for a, b in zip(sets, again))
+        assert pushes.shape == (2, 1, 2)
+        for push, sampled in zip(pushes, sets):  # the sets' action pokes are those pushes'
+            np.testing.assert_allclose(sampled[:-1], pokes_to_pixels(env.pokes(push[None])[0], (128, 128)), atol=1e-4)
         for poke, sampled in zip(pokes, sets):
             np.testing.assert_array_equal(sampled[-1], poke[0])  # the target's poke, last
             push = sampled[:-1]
@@ -204,6 +224,9 @@ def test_with_cause_each_poke_is_sampled_behind_the_push_the_contact_model_finds
                                   reference_rollouts=0, pictures=1, cause=True)
     result = check_counterfactual(config, tmp_path, progress=False)
     assert result["config"]["cause"] is True and result["metrics"]["samples"] == 4
+    commanded = result["metrics"]["commanded_pusher_first_share"]  # None only where nothing moved
+    assert (commanded is None) == (result["metrics"]["moved_samples"] == 0)
+    assert commanded is None or 0.0 <= commanded <= 1.0
     with pytest.raises(InputError, match="cause"):
         check_counterfactual(CounterfactualConfig(model=str(pipeline_run / "model-guided"), states=1, cause=True),
                              tmp_path / "refused", progress=False)

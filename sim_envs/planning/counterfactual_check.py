@@ -47,7 +47,10 @@ finds the push that causes each poke: CEM over the env's actions on the contact 
 (`planners.ContactModel`, `GoalCost` with the poke's end as the goal: the target there, the
 pusher behind it), and the futures are sampled under that push's action pokes and the poke
 together. That is how a prior that knows causes answers "this point goes there": with the
-pusher that gets it there.
+pusher that gets it there. Then `commanded_pusher_first_share` judges the same samples with
+the pusher where that push truly takes it (simulated from the state) in place of the sampled
+pusher: whether the sampled object waits for the push the prior was told of. Its gap to
+`pusher_first_share` is the decoder drawing the commanded pusher off its path.
 
 Reference. The definitions are checked on physics: from the same states, `reference_rollouts`
 true rollouts (`simulate_tracks`: the target point, or the panel points, and the pusher) of
@@ -61,6 +64,8 @@ the model's VAE encodes them and decodes the check's query points, with the roll
 pokes (`MotionPrior.reconstruct`), and the same definitions give `reference_decoded_*`: what
 the best flow sample could show on this VAE. Where the decoder lets the object start before
 the pusher reaches it, no flow on it can show the cause (torch backend only: None otherwise).
+`reference_decoded_true_pusher_first_share` judges those reconstructions with the true pusher in
+place of the decoded one: the bound on the object's timing alone.
 
 Everything is written atomically to `out`: `counterfactual_check.json` and
 `counterfactual_check.png` (a few states x directions: the poke arrow, the target's sampled
@@ -356,16 +361,29 @@ def decoded_rollouts(prior, env: gym.Env, observation: dict, actions: np.ndarray
 
 
 def causes(wrapper: MotionPriorWrapper, observation: dict, pokes: np.ndarray, search: PlannerConfig,
-           seed: int) -> list[np.ndarray]:
-    """Each target poke `[D, 1, 5]` (pixels) with the push that causes it in front: `[P + 1, 5]`
-    pixel poke sets, the action pokes of the best push `planners.find_causes` finds for the poke
-    (the module docstring), then the poke."""
+           seed: int) -> tuple[list[np.ndarray], np.ndarray]:
+    """Each target poke `[D, 1, 5]` (pixels) with the push that causes it in front.
+
+    Returns:
+        `[P + 1, 5]` pixel poke sets, the action pokes of the best push `planners.find_causes`
+        finds for the poke (the module docstring), then the poke; and those pushes, `[D, H, 2]`
+        actions.
+    """
     contact, size = ContactModel(wrapper), observation["image"].shape[:2]
-    sets = []
+    sets, pushes = [], []
     for poke in pokes:
         push = find_causes(contact, GoalCost(), wrapper.action_space, search, observation, poke, seed).sequence
         sets.append(np.concatenate([pokes_to_pixels(wrapper.pokes(push[None])[0], size), poke]))
-    return sets
+        pushes.append(push)
+    return sets, np.stack(pushes)
+
+
+def with_pusher(tracks: np.ndarray, pusher: int, path: np.ndarray) -> np.ndarray:
+    """A copy of `tracks [D, K, N, T, 2]` with point `pusher` replaced by `path [D, T, 2]` in
+    every sample: futures judged against where the pusher truly goes."""
+    replaced = np.array(tracks, dtype=np.float64)
+    replaced[:, :, pusher] = np.asarray(path, dtype=np.float64)[:, None]
+    return replaced
 
 
 def check_counterfactual(config: CounterfactualConfig, out: str | Path, progress: bool = True) -> dict:
@@ -388,6 +406,7 @@ def check_counterfactual(config: CounterfactualConfig, out: str | Path, progress
     wrapper = MotionPriorWrapper(env, prior, tabletop.tabletop_pokes) if config.cause else None
     rng = np.random.default_rng(config.seed)
     prior_outcomes, reference_outcomes, decoded_outcomes, radii, pictured = [], [], [], [], []
+    commanded_first, decoded_true_first = [], []  # pusher first, judged with the true pusher
     decodes = getattr(getattr(prior, "backend", None), "vae", None) is not None
     started = time.perf_counter()
     try:
@@ -397,13 +416,18 @@ def check_counterfactual(config: CounterfactualConfig, out: str | Path, progress
             observation, _ = env.reset(seed=config.seed + i)
             geometry = state_geometry(task, observation)
             pokes = poke_target(observation, config.directions, config.distance)
-            sampled = causes(wrapper, observation, pokes, config.cause_search, config.seed + i) if config.cause \
-                else pokes
+            sampled, pushes = causes(wrapper, observation, pokes, config.cause_search, config.seed + i) \
+                if config.cause else (pokes, None)
             tracks = prior.sample_batch(observation["image"], sampled, num_samples=config.samples,
                                         query_points=geometry.queries, seed=config.seed + i, sampler=config.sampler,
                                         steps=config.steps, guidance=config.guidance).tracks  # [D, K, N, T, 2]
             outcomes = sample_outcomes(tracks, geometry.layout, geometry.contact_px, config.thresholds, pokes)
             prior_outcomes.append(outcomes)
+            if pushes is not None:
+                path = task.simulate_tracks(pushes, geometry.points)[:, 0, geometry.reference_layout.pusher]
+                commanded = sample_outcomes(with_pusher(tracks, geometry.layout.pusher, path), geometry.layout,
+                                            geometry.contact_px, config.thresholds)
+                commanded_first.append(commanded["pusher_first"][outcomes["moved"]])
             radii.append(geometry.contact_px)
             if config.reference_rollouts:
                 actions = heading_actions(task, rng, config.reference_rollouts)
@@ -413,8 +437,12 @@ def check_counterfactual(config: CounterfactualConfig, out: str | Path, progress
                 if decodes:  # its own generator: the reference's draws stay as they were
                     decoded = decoded_rollouts(prior, env, observation, actions, geometry.queries,
                                                np.random.default_rng(config.seed + i))
-                    decoded_outcomes.append(sample_outcomes(decoded, geometry.layout, geometry.contact_px,
-                                                            config.thresholds))
+                    judged = sample_outcomes(decoded, geometry.layout, geometry.contact_px, config.thresholds)
+                    decoded_outcomes.append(judged)
+                    path = true[:, 0, geometry.reference_layout.pusher]
+                    truly = sample_outcomes(with_pusher(decoded, geometry.layout.pusher, path), geometry.layout,
+                                            geometry.contact_px, config.thresholds)
+                    decoded_true_first.append(truly["pusher_first"][judged["moved"]])
             if i < config.pictures:
                 picked = [geometry.layout.poked, geometry.layout.pusher]
                 pictured.append((config.seed + i, observation["image"], tracks[:, :, picked], sampled, outcomes))
@@ -437,7 +465,9 @@ def check_counterfactual(config: CounterfactualConfig, out: str | Path, progress
                "reference_true_pusher_first_share": known.get("pusher_first_share"),
                "reference_moved_rollouts": known.get("moved_samples"), "reference_rollouts": known.get("samples"),
                "reference_decoded_pusher_first_share": bound.get("pusher_first_share"),
-               "reference_decoded_moved_share": bound.get("object_moved_share")}
+               "reference_decoded_moved_share": bound.get("object_moved_share"),
+               "commanded_pusher_first_share": _share(commanded_first),
+               "reference_decoded_true_pusher_first_share": _share(decoded_true_first)}
     result = {"config": asdict(config), "metrics": metrics, "per_direction": per_direction, "reference": reference,
               "reference_decoded": decoded}
     out.mkdir(parents=True, exist_ok=True)
@@ -447,6 +477,12 @@ def check_counterfactual(config: CounterfactualConfig, out: str | Path, progress
         Image.fromarray(draw_states(pictured, angles)).save(buffer, format="PNG")
         atomic_write_bytes(out / PICTURE_FILE, buffer.getvalue())
     return result
+
+
+def _share(flags: list[np.ndarray]) -> float | None:
+    """The share of True over arrays of flags; None where there are none."""
+    joined = np.concatenate(flags) if flags else np.zeros(0, bool)
+    return float(joined.mean()) if joined.size else None
 
 
 def draw_states(states: list, angles: np.ndarray, scale: int = 3, gap: int = 8) -> np.ndarray:
