@@ -202,24 +202,28 @@ def test_decoder_fine_tune_decodes_with_the_clips_action_pokes(pipeline_run):
         assert seen["mask"][row, :count].all()
     figures = task.validate(model, ClipDataset(pipeline_run / "data"), "cpu")
     assert figures["l1_px_moving_action_half_noise_latent"] >= 0 and figures["l1_px_at_rest_action"] >= 0
-    assert 0 <= figures["early_start_share_action"] <= 1
+    assert 0 <= figures["early_start_share_action"] <= 1 and figures["l1_px_moving_pusher_action"] > 0
 
 
-def test_the_decoders_rest_weight_weighs_the_frames_a_moving_track_waits(pipeline_run):
+@pytest.mark.parametrize("lever", ["rest_weight", "pusher_weight"])
+def test_the_decoders_loss_weights_raise_the_loss_where_they_weigh(pipeline_run, lever):
+    """rest_weight: the frames a moving track waits; pusher_weight: the pusher's points."""
     from torch.utils.data import DataLoader
 
-    from motion_prior.training.decoder_stage import DecoderTask, preset as decoder_preset
+    from motion_prior.training.decoder_stage import DecoderTask, on_pusher, preset as decoder_preset
 
     batch = next(iter(DataLoader(ClipDataset(pipeline_run / "data"), batch_size=8)))
+    assert on_pusher(batch["point_category"]).any()
     losses = []
     for weight in (0.0, 4.0):
         recipe = decoder_preset("tiny")
-        recipe.vae, recipe.rest_weight = str(pipeline_run / "vae-pokes"), weight
+        recipe.vae = str(pipeline_run / "vae-pokes")
+        setattr(recipe, lever, weight)
         task = DecoderTask(recipe)
         torch.manual_seed(0)
         model = task.build_model()
         losses.append(task.loss(model, batch, torch.Generator().manual_seed(0), 0)[0])
-    # Same draws, same decoder: only the weights differ, and they are 1 + 4 where a track waits.
+    # Same draws, same decoder: only the weights differ, and they are 1 + 4 where they weigh.
     assert losses[1] > losses[0] > 0
 
 

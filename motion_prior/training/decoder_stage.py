@@ -31,6 +31,10 @@ poke-aware decoder, 5 px with one). So the decoder gets a poke path
   the true pushes it reconstructs (`plan counterfactual`'s `reference_decoded_*`), which bounds
   every flow on it. Here the encoder stays frozen, so the flows trained on its latents stay
   valid: the lever costs no flow retraining.
+- with `pusher_weight` > 0, the pusher's points weigh `1 + pusher_weight` (the clip's point
+  categories). The pusher is a few of a clip's points but moves fastest, and its first frames
+  decide whether it reaches an object before the object moves; the validation's
+  `l1_px_moving_pusher_action` follows it.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from motion_prior.data.batch_views import encoded_subset, gather_tracks, open_splits, training_view
+from motion_prior.data.clips import CATEGORIES
 from motion_prior.foundation.checkpoints import (STATS_FILE, WEIGHTS_FILE, load_config, load_weights, read_latent_stats,
                                                  read_tensors)
 from motion_prior.foundation.configs import config_to_yaml, copy_preset
@@ -69,6 +74,7 @@ class DecoderRecipe:
     encode_tracks: int = 32
     huber_beta: float = 0.05
     rest_weight: float = 0.0
+    pusher_weight: float = 0.0
     hflip: bool = True
     val_clips: int = 256
 
@@ -143,7 +149,10 @@ class DecoderTask:
                                             use_action.to(tracks.device))
         decoded = model.decode(frames, latent, tracks[:, :, 0], frame_tokens, pokes=pokes, poke_mask=mask).float()
         loss = torch.nn.functional.smooth_l1_loss(decoded, tracks, beta=r.huber_beta, reduction="none")
-        loss = (loss * rest_weights(tracks, r.rest_weight, frames.shape[2])[..., None]).mean()
+        weights = rest_weights(tracks, r.rest_weight, frames.shape[2])
+        if r.pusher_weight:
+            weights = weights * (1.0 + r.pusher_weight * on_pusher(batch["point_category"]).to(weights))[..., None]
+        loss = (loss * weights[..., None]).mean()
         size = frames.shape[2]
         # The poke error is logged on the rows whose pokes are all track pokes (an action poke
         # sits on no tracked point).
@@ -159,13 +168,13 @@ class DecoderTask:
         the moving-point L1 of clips with an action, decoded from that half-noise latent with
         and without their action as pokes; and, decoded from the exact latent with the action
         as pokes, the share of moving tracks that the decoder starts early (more than REST_PX
-        from their start in a frame where the truth is still at rest, `vae_stage.at_rest`) and
-        the L1 over those frames at rest."""
+        from their start in a frame where the truth is still at rest, `vae_stage.at_rest`), the
+        L1 over those frames at rest, and the L1 of the moving pusher's points."""
         subset = Subset(data, range(min(len(data), self.recipe.val_clips)))
         totals = {"l1_px_moving_0_pokes": [], "l1_px_moving_1_poke": [], "epe_px_1_poke": [],
                   "epe_px_1_poke_half_noise_latent": [], "l1_px_moving_half_noise_latent": [],
                   "l1_px_moving_action_half_noise_latent": [], "early_start_share_action": [],
-                  "l1_px_at_rest_action": []}
+                  "l1_px_at_rest_action": [], "l1_px_moving_pusher_action": []}
         for batch in DataLoader(subset, batch_size=64):
             frames, tracks = batch["frame"].to(device), batch["tracks"].to(device)
             visibility = batch["visibility"].to(device)
@@ -200,12 +209,18 @@ class DecoderTask:
             totals["early_start_share_action"].append(early[pushed].float().cpu())
             error = (decoded - tracks).abs().mean(dim=-1) * size / 2
             totals["l1_px_at_rest_action"].append(error[waiting & pushed[..., None]].cpu())
+            totals["l1_px_moving_pusher_action"].append(error[pushed & on_pusher(batch["point_category"].to(device))].cpu())
         return {k: float(torch.cat(v).mean()) if v else math.nan for k, v in totals.items()}
 
     @torch.no_grad()
     def checkpoint_files(self, model: TrajectoryVAE, device) -> dict:
         # The encoder is frozen, so the source's latent statistics still hold.
         return {STATS_FILE: read_tensors(Path(self.recipe.vae) / STATS_FILE)}
+
+
+def on_pusher(categories: torch.Tensor) -> torch.Tensor:
+    """`bool [B, N]`: which points of `categories [B, N]` (`clips.CATEGORIES` indices) sit on the pusher."""
+    return categories == CATEGORIES.index("pusher")
 
 
 def _poke_epe(decoded: torch.Tensor, pokes: torch.Tensor, mask: torch.Tensor, indices: torch.Tensor, size: int,
