@@ -34,7 +34,7 @@ from torch.utils.data import Dataset, IterableDataset, get_worker_info
 from motion_prior.data.clips import Clip
 from motion_prior.data.shards import ClipStore, ShardInfo, ShardReader
 from motion_prior.foundation.errors import InputError
-from motion_prior.foundation.pokes import hold_last_waypoint, rest_until_start
+from motion_prior.foundation.pokes import hold_last_waypoint
 
 SPLITS = ("train", "val", "test")
 DEFAULT_FRACTIONS = (0.9, 0.05, 0.05)
@@ -61,10 +61,7 @@ def split_of(seed: int, fractions: tuple[float, float, float] = DEFAULT_FRACTION
 def clip_to_sample(clip: Clip, clip_index: int) -> dict[str, torch.Tensor]:
     """The fixed-shape tensors of a clip (see the module docstring)."""
     action_pokes = torch.zeros(ACTION_POKES, 5)
-    pokes = clip.pokes if clip.pokes is not None else np.zeros((0, 5), dtype=np.float32)
-    if clip.action_times is not None and len(clip.action_times):
-        pokes = rest_until_start(pokes, float(clip.action_times[0]), clip.tracks.shape[1])
-    held = hold_last_waypoint(pokes)[:ACTION_POKES]
+    held = hold_last_waypoint(clip.pokes if clip.pokes is not None else np.zeros((0, 5)))[:ACTION_POKES]
     count = len(held)
     action_pokes[:count] = torch.from_numpy(held)
     return {

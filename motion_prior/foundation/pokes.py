@@ -154,21 +154,6 @@ def hold_last_waypoint(pokes: np.ndarray) -> np.ndarray:
     return np.concatenate([pokes, hold])
 
 
-def rest_until_start(pokes: np.ndarray, start_time: float, num_frames: int) -> np.ndarray:
-    """An action's pokes `[P, 5]` (in order of end time, one start point) plus, first, a poke
-    from the start to itself ending at `start_time` (a fraction of the horizon), when the end
-    effector waits there a frame or more before it moves: `[P + 1, 5]`, else `[P, 5]` unchanged.
-    The generator's scripts wait 0 to 12 frames before the first waypoint; the env's actions
-    start at once. Without this poke both read the same."""
-    pokes = np.asarray(pokes, dtype=np.float32)
-    if len(pokes) == 0 or start_time * (num_frames - 1) < 1.0:
-        return pokes
-    rest = pokes[:1].copy()
-    rest[:, END] = rest[:, START]
-    rest[:, END_TIME] = start_time
-    return np.concatenate([rest, pokes])
-
-
 def mirror_pokes(pokes: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
     """Pokes `[B, P, 5]` of clips mirrored left-right where `flip [B]` is True: x0 and x1 -> -x
     (normalised)."""
