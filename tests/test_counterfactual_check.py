@@ -142,9 +142,11 @@ def test_on_true_rollouts_the_pusher_comes_first(env_id):
         observation, _ = env.reset(seed=seed)
         geometry = state_geometry(task, observation)
         tracks = task.simulate_tracks(heading_actions(task, rng, 8), geometry.points)
-        points = PANEL_POINTS if env_id == tabletop.DOOR_TO_ANGLE_ID else 1
+        points = 1 + PANEL_POINTS if env_id == tabletop.DOOR_TO_ANGLE_ID else 1  # the target, the panel
         assert tracks.shape == (8, 1, points + 1, task.config.horizon_frames, 2)
         np.testing.assert_allclose(tracks[0, 0, -1, 0], observation["pusher_pixel"], atol=0.05)
+        # The poked point, tracked in the simulator: where the prior's query for it starts.
+        np.testing.assert_allclose(tracks[0, 0, geometry.reference_layout.poked, 0], observation["target_pixel"], atol=0.05)
         outcomes.append(sample_outcomes(tracks, geometry.reference_layout, geometry.contact_px, Thresholds()))
     env.close()
     figures = summarize({k: np.stack([o[k] for o in outcomes]) for k in outcomes[0]})
@@ -166,6 +168,7 @@ def test_the_check_on_the_tiny_model_writes_its_figures_and_picture(env_id, tiny
                  "reference_decoded_true_pusher_first_share"):
         assert metrics[name] is None or 0.0 <= metrics[name] <= 1.0, name
     assert metrics["commanded_pusher_first_share"] is None  # no cause, no commanded push
+    assert metrics["cause_makes_poke_share"] is None and metrics["obey_share_where_cause_makes_poke"] is None
     assert metrics["poked_point_epe_px"] >= 0.0 and metrics["contact_radius_px"] > 0.0
     assert [row["direction_deg"] for row in result["per_direction"]] == [0.0, 180.0]
     assert sum(row["samples"] for row in result["per_direction"]) == metrics["samples"]
@@ -227,6 +230,10 @@ def test_with_cause_each_poke_is_sampled_behind_the_push_the_contact_model_finds
     commanded = result["metrics"]["commanded_pusher_first_share"]  # None only where nothing moved
     assert (commanded is None) == (result["metrics"]["moved_samples"] == 0)
     assert commanded is None or 0.0 <= commanded <= 1.0
+    made = result["metrics"]["cause_makes_poke_share"]  # of the 2 directions' pushes, simulated
+    assert made in (0.0, 0.5, 1.0)
+    assert (result["metrics"]["obey_share_where_cause_makes_poke"] is None) == (made == 0.0)
+    assert (result["metrics"]["obey_share_where_cause_misses_poke"] is None) == (made == 1.0)
     with pytest.raises(InputError, match="cause"):
         check_counterfactual(CounterfactualConfig(model=str(pipeline_run / "model-guided"), states=1, cause=True),
                              tmp_path / "refused", progress=False)

@@ -50,7 +50,11 @@ together. That is how a prior that knows causes answers "this point goes there":
 pusher that gets it there. Then `commanded_pusher_first_share` judges the same samples with
 the pusher where that push truly takes it (simulated from the state) in place of the sampled
 pusher: whether the sampled object waits for the push the prior was told of. Its gap to
-`pusher_first_share` is the decoder drawing the commanded pusher off its path.
+`pusher_first_share` is the decoder drawing the commanded pusher off its path. The same
+simulation says whether each cause truly makes its poke (the poked point ends within `obey_px`
+of the poke's end): `cause_makes_poke_share`, and `obey_share_where_cause_makes_poke` /
+`obey_share_where_cause_misses_poke` split the samples' obedience by it. Where the push cannot
+make the poke, a prior that knows physics should not obey.
 
 Reference. The definitions are checked on physics: from the same states, `reference_rollouts`
 true rollouts (`simulate_tracks`: the target point, or the panel points, and the pusher) of
@@ -308,13 +312,13 @@ def state_geometry(task: tabletop.TabletopEnv, observation: dict) -> StateGeomet
                                   observation["pusher_pixel"][None]]).astype(np.float32)
         on_panel = tuple(range(1, PANEL_POINTS + 1))
         contact_px = contact_radius_px(task.camera, panel[PANEL_POINTS // 2], pusher_radius + task.panel_half_thickness)
-        return StateGeometry(queries, Layout(on_panel, on_panel, PANEL_POINTS + 1, poked=0), contact_px,
-                             lambda: task.panel_points(PANEL_POINTS),
-                             Layout(tuple(range(PANEL_POINTS)), tuple(range(PANEL_POINTS)), PANEL_POINTS))
+        layout = Layout(on_panel, on_panel, PANEL_POINTS + 1, poked=0)
+        return StateGeometry(queries, layout, contact_px,
+                             lambda: np.concatenate([task.target_point()[None], task.panel_points(PANEL_POINTS)]), layout)
     queries = GoalCost().query_points(observation)  # the target, its ring, the pusher
     contact_px = contact_radius_px(task.camera, task.target_point(), task.target_radius + pusher_radius)
     return StateGeometry(queries, Layout(tuple(range(len(queries) - 1)), (0,), len(queries) - 1, poked=0), contact_px,
-                         None, Layout((0,), (0,), 1))
+                         None, Layout((0,), (0,), 1, poked=0))
 
 
 def poke_target(observation: dict, directions: int, distance: float) -> np.ndarray:
@@ -407,6 +411,7 @@ def check_counterfactual(config: CounterfactualConfig, out: str | Path, progress
     rng = np.random.default_rng(config.seed)
     prior_outcomes, reference_outcomes, decoded_outcomes, radii, pictured = [], [], [], [], []
     commanded_first, decoded_true_first = [], []  # pusher first, judged with the true pusher
+    made, obeyed_made, obeyed_missed = [], [], []  # whether each cause truly makes its poke; obey on each side
     decodes = getattr(getattr(prior, "backend", None), "vae", None) is not None
     started = time.perf_counter()
     try:
@@ -424,10 +429,16 @@ def check_counterfactual(config: CounterfactualConfig, out: str | Path, progress
             outcomes = sample_outcomes(tracks, geometry.layout, geometry.contact_px, config.thresholds, pokes)
             prior_outcomes.append(outcomes)
             if pushes is not None:
-                path = task.simulate_tracks(pushes, geometry.points)[:, 0, geometry.reference_layout.pusher]
+                true = task.simulate_tracks(pushes, geometry.points)  # [D, 1, N', T, 2]
+                path = true[:, 0, geometry.reference_layout.pusher]
                 commanded = sample_outcomes(with_pusher(tracks, geometry.layout.pusher, path), geometry.layout,
                                             geometry.contact_px, config.thresholds)
                 commanded_first.append(commanded["pusher_first"][outcomes["moved"]])
+                makes = sample_outcomes(true, geometry.reference_layout, geometry.contact_px, config.thresholds,
+                                        pokes)["obeyed"][:, 0]  # [D]
+                made.append(makes)
+                obeyed_made.append(outcomes["obeyed"][makes].reshape(-1))
+                obeyed_missed.append(outcomes["obeyed"][~makes].reshape(-1))
             radii.append(geometry.contact_px)
             if config.reference_rollouts:
                 actions = heading_actions(task, rng, config.reference_rollouts)
@@ -467,6 +478,9 @@ def check_counterfactual(config: CounterfactualConfig, out: str | Path, progress
                "reference_decoded_pusher_first_share": bound.get("pusher_first_share"),
                "reference_decoded_moved_share": bound.get("object_moved_share"),
                "commanded_pusher_first_share": _share(commanded_first),
+               "cause_makes_poke_share": _share(made),
+               "obey_share_where_cause_makes_poke": _share(obeyed_made),
+               "obey_share_where_cause_misses_poke": _share(obeyed_missed),
                "reference_decoded_true_pusher_first_share": _share(decoded_true_first)}
     result = {"config": asdict(config), "metrics": metrics, "per_direction": per_direction, "reference": reference,
               "reference_decoded": decoded}
