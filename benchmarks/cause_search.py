@@ -75,20 +75,22 @@ def contact_time(prior, frame: np.ndarray, push: np.ndarray, target: np.ndarray,
 
 def causes_with(moved_px: float, found: list[bool], effect: bool = False, timing: bool = True,
                  cost: GoalCost | None = None):
-    """`counterfactual_check.causes` with the options of the module docstring; appends to
-    `found` whether each poke's cause moves the target at all (a contact time). With `timing`,
-    the contact time's two pokes; with `effect`, the target's poke replaced by the cause's
-    effect: the target to where the contact models' mean puts it under the push, at the horizon
-    (it stays where they say it stays; obedience is still measured against the asked poke).
+    """`counterfactual_check.causes` with the options of the module docstring (returning the
+    poke sets and the pushes, as it does); appends to `found` whether each poke's cause moves
+    the target at all (a contact time). With `timing`, the contact time's two pokes; with
+    `effect`, the target's poke replaced by the cause's effect: the target to where the contact
+    models' mean puts it under the push, at the horizon (it stays where they say it stays;
+    obedience is still measured against the asked poke).
     `cost`: the cause search's (default `GoalCost()`, as the check's)."""
     cost = cost or GoalCost()
 
     def causes(wrapper, observation, pokes, search, seed):
         contact, size = ContactModel(wrapper), observation["image"].shape[:2]
         frame, target = observation["image"], np.asarray(observation["target_pixel"], np.float32)
-        sets = []
+        sets, pushes = [], []
         for poke in pokes:
             sequence = find_causes(contact, cost, wrapper.action_space, search, observation, poke, seed).sequence
+            pushes.append(sequence)
             push = pokes_to_pixels(wrapper.pokes(sequence[None])[0], size)
             timing = []
             t_c = contact_time(wrapper.prior, frame, push, target, moved_px)
@@ -102,7 +104,7 @@ def causes_with(moved_px: float, found: list[bool], effect: bool = False, timing
                                  wrapper.prior.predict_contacts(frame, [push], target[None])], axis=0)
                 poke = np.array([[*target, *(target + shift), 1.0]], np.float32)
             sets.append(np.concatenate([push, *timing, poke]))
-        return sets
+        return sets, np.stack(pushes)
 
     return causes
 
