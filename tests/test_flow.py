@@ -210,10 +210,11 @@ def test_the_decoders_loss_weights_raise_the_loss_where_they_weigh(pipeline_run,
     """rest_weight: the frames a moving track waits; pusher_weight: the pusher's points."""
     from torch.utils.data import DataLoader
 
-    from motion_prior.training.decoder_stage import DecoderTask, on_pusher, preset as decoder_preset
+    from motion_prior.data.clips import PUSHER
+    from motion_prior.training.decoder_stage import DecoderTask, preset as decoder_preset
 
     batch = next(iter(DataLoader(ClipDataset(pipeline_run / "data"), batch_size=8)))
-    assert on_pusher(batch["point_category"]).any()
+    assert (batch["point_category"] == PUSHER).any()
     losses = []
     for weight in (0.0, 4.0):
         recipe = decoder_preset("tiny")

@@ -18,6 +18,7 @@ from motion_prior.foundation.pokes import END_TIME, END_TIME_RULE, end_times, en
 
 # What a simulated clip's points sit on (its metadata's `point_categories`).
 CATEGORIES = ("object", "pusher", "background")
+OBJECT, PUSHER, BACKGROUND = (CATEGORIES.index(name) for name in CATEGORIES)
 
 
 @dataclass
@@ -91,8 +92,8 @@ class Clip:
         |final - start| displacement), read from `metadata["point_categories"]`; None where the
         clip records no categories or has no pusher or object points."""
         categories = self.category_ids()
-        pusher = np.flatnonzero(categories == CATEGORIES.index("pusher"))
-        on_object = categories == CATEGORIES.index("object")
+        pusher = np.flatnonzero(categories == PUSHER)
+        on_object = categories == OBJECT
         objects = [np.flatnonzero((self.object_id == o) & on_object) for o in np.unique(self.object_id)]
         objects = [o for o in objects if len(o)]
         if not len(pusher) or not objects:

@@ -29,14 +29,13 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from motion_prior.data.batch_views import open_splits, training_view
-from motion_prior.data.clips import CATEGORIES
+from motion_prior.data.clips import BACKGROUND, OBJECT, PUSHER
 from motion_prior.data.datasets import ACTION_POKES
 from motion_prior.foundation.configs import check_settings, config_to_yaml, copy_preset
 from motion_prior.foundation.pokes import mirror_pokes
 from motion_prior.networks.contact_model import ContactConfig, ContactNetwork
 from motion_prior.training.loop import TrainConfig, Trainer
 
-OBJECT, PUSHER, BACKGROUND = (CATEGORIES.index(name) for name in ("object", "pusher", "background"))
 UNIT_PX = 10.0  # the displacement loss's unit
 
 

@@ -48,7 +48,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from motion_prior.data.batch_views import encoded_subset, gather_tracks, open_splits, training_view
-from motion_prior.data.clips import CATEGORIES
+from motion_prior.data.clips import PUSHER
 from motion_prior.foundation.checkpoints import (STATS_FILE, WEIGHTS_FILE, load_config, load_weights, read_latent_stats,
                                                  read_tensors)
 from motion_prior.foundation.configs import config_to_yaml, copy_preset
@@ -151,7 +151,7 @@ class DecoderTask:
         loss = torch.nn.functional.smooth_l1_loss(decoded, tracks, beta=r.huber_beta, reduction="none")
         weights = rest_weights(tracks, r.rest_weight, frames.shape[2])
         if r.pusher_weight:
-            weights = weights * (1.0 + r.pusher_weight * on_pusher(batch["point_category"]).to(weights))[..., None]
+            weights = weights * (1.0 + r.pusher_weight * (batch["point_category"] == PUSHER).to(weights))[..., None]
         loss = (loss * weights[..., None]).mean()
         size = frames.shape[2]
         # The poke error is logged on the rows whose pokes are all track pokes (an action poke
@@ -209,18 +209,13 @@ class DecoderTask:
             totals["early_start_share_action"].append(early[pushed].float().cpu())
             error = (decoded - tracks).abs().mean(dim=-1) * size / 2
             totals["l1_px_at_rest_action"].append(error[waiting & pushed[..., None]].cpu())
-            totals["l1_px_moving_pusher_action"].append(error[pushed & on_pusher(batch["point_category"].to(device))].cpu())
+            totals["l1_px_moving_pusher_action"].append(error[pushed & (batch["point_category"].to(device) == PUSHER)].cpu())
         return {k: float(torch.cat(v).mean()) if v else math.nan for k, v in totals.items()}
 
     @torch.no_grad()
     def checkpoint_files(self, model: TrajectoryVAE, device) -> dict:
         # The encoder is frozen, so the source's latent statistics still hold.
         return {STATS_FILE: read_tensors(Path(self.recipe.vae) / STATS_FILE)}
-
-
-def on_pusher(categories: torch.Tensor) -> torch.Tensor:
-    """`bool [B, N]`: which points of `categories [B, N]` (`clips.CATEGORIES` indices) sit on the pusher."""
-    return categories == CATEGORIES.index("pusher")
 
 
 def _poke_epe(decoded: torch.Tensor, pokes: torch.Tensor, mask: torch.Tensor, indices: torch.Tensor, size: int,

@@ -63,7 +63,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from motion_prior.data.batch_views import open_splits, training_view
-from motion_prior.data.clips import CATEGORIES
+from motion_prior.data.clips import OBJECT, PUSHER
 from motion_prior.foundation.checkpoints import WEIGHTS_FILE, load_config, load_weights
 from motion_prior.foundation.configs import config_to_yaml, copy_preset
 from motion_prior.foundation.metrics import future_errors
@@ -185,7 +185,7 @@ def moved_object_shift(tracks: torch.Tensor, object_id: torch.Tensor,
     `bool [B]`, True where the clip tracks some object point. `tracks [B, N, T, 2]`, `object_id [B, N]` (-1:
     unknown), `categories [B, N]` (indices into CATEGORIES)."""
     b = tracks.shape[0]
-    on_object = (categories == CATEGORIES.index("object")) & (object_id >= 0)
+    on_object = (categories == OBJECT) & (object_id >= 0)
     ids = torch.where(on_object, object_id, 0).long()
     slots = int(ids.max()) + 1 if ids.numel() else 1
     shift = (tracks[:, :, -1] - tracks[:, :, 0]).float() * on_object[..., None]
@@ -262,7 +262,7 @@ class FlowTask:
             effect = (torch.rand(b, generator=generator) < r.effect_fraction) & ~dropped
             effect &= ~use_action
             counts = torch.where(effect, counts.clamp(min=1), counts)
-            allowed = ~(effect.to(device)[:, None] & (categories == CATEGORIES.index("pusher")))
+            allowed = ~(effect.to(device)[:, None] & (categories == PUSHER))
         pokes, mask, _ = draw_pokes(tracks, visibility, counts, p, generator, r.moving_weight, at_horizon=horizon,
                                     allowed=allowed)
         if r.action_fraction > 0:

@@ -390,6 +390,17 @@ def with_pusher(tracks: np.ndarray, pusher: int, path: np.ndarray) -> np.ndarray
     return replaced
 
 
+def first_behind_true_pusher(tracks: np.ndarray, true: np.ndarray, geometry: StateGeometry, thresholds: Thresholds,
+                             moved: np.ndarray) -> np.ndarray:
+    """"Pusher first" of the moved samples of `tracks [D, K, N, T, 2]` (`moved bool [D, K]`),
+    judged with the pusher of the simulated `true [D, 1, N', T, 2]` (`geometry.reference_layout`)
+    in place of theirs."""
+    path = true[:, 0, geometry.reference_layout.pusher]
+    judged = sample_outcomes(with_pusher(tracks, geometry.layout.pusher, path), geometry.layout, geometry.contact_px,
+                             thresholds)
+    return judged["pusher_first"][moved]
+
+
 def check_counterfactual(config: CounterfactualConfig, out: str | Path, progress: bool = True) -> dict:
     """Run the check (module docstring); write `RESULT_FILE` and `PICTURE_FILE` into `out`.
 
@@ -430,10 +441,8 @@ def check_counterfactual(config: CounterfactualConfig, out: str | Path, progress
             prior_outcomes.append(outcomes)
             if pushes is not None:
                 true = task.simulate_tracks(pushes, geometry.points)  # [D, 1, N', T, 2]
-                path = true[:, 0, geometry.reference_layout.pusher]
-                commanded = sample_outcomes(with_pusher(tracks, geometry.layout.pusher, path), geometry.layout,
-                                            geometry.contact_px, config.thresholds)
-                commanded_first.append(commanded["pusher_first"][outcomes["moved"]])
+                commanded_first.append(first_behind_true_pusher(tracks, true, geometry, config.thresholds,
+                                                                outcomes["moved"]))
                 makes = sample_outcomes(true, geometry.reference_layout, geometry.contact_px, config.thresholds,
                                         pokes)["obeyed"][:, 0]  # [D]
                 made.append(makes)
@@ -450,10 +459,8 @@ def check_counterfactual(config: CounterfactualConfig, out: str | Path, progress
                                                np.random.default_rng(config.seed + i))
                     judged = sample_outcomes(decoded, geometry.layout, geometry.contact_px, config.thresholds)
                     decoded_outcomes.append(judged)
-                    path = true[:, 0, geometry.reference_layout.pusher]
-                    truly = sample_outcomes(with_pusher(decoded, geometry.layout.pusher, path), geometry.layout,
-                                            geometry.contact_px, config.thresholds)
-                    decoded_true_first.append(truly["pusher_first"][judged["moved"]])
+                    decoded_true_first.append(first_behind_true_pusher(decoded, true, geometry, config.thresholds,
+                                                                       judged["moved"]))
             if i < config.pictures:
                 picked = [geometry.layout.poked, geometry.layout.pusher]
                 pictured.append((config.seed + i, observation["image"], tracks[:, :, picked], sampled, outcomes))
