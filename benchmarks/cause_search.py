@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import sim_envs.planning.counterfactual_check as check  # noqa: E402
 from motion_prior.foundation.pokes import pokes_to_pixels  # noqa: E402
-from sim_envs.planning.planners import ContactModel, GoalCost, find_causes  # noqa: E402
+from sim_envs.planning.planners import ContactModel, GoalCost  # noqa: E402
 
 CUTS = np.linspace(0.125, 1.0, 8)  # fractions of the push's path (and of its arrival time)
 
@@ -84,12 +84,12 @@ def causes_with(moved_px: float, found: list[bool], effect: bool = False, timing
     `cost`: the cause search's (default `GoalCost()`, as the check's)."""
     cost = cost or GoalCost()
 
-    def causes(wrapper, observation, pokes, search, seed):
+    def causes(wrapper, observation, pokes, search, seed, shape=None):
         contact, size = ContactModel(wrapper), observation["image"].shape[:2]
         frame, target = observation["image"], np.asarray(observation["target_pixel"], np.float32)
         sets, pushes = [], []
         for poke in pokes:
-            sequence = find_causes(contact, cost, wrapper.action_space, search, observation, poke, seed).sequence
+            sequence = check.cause_of(contact, observation, poke, search, seed, shape, cost)
             pushes.append(sequence)
             push = pokes_to_pixels(wrapper.pokes(sequence[None])[0], size)
             timing = []

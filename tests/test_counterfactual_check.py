@@ -238,3 +238,32 @@ def test_with_cause_each_poke_is_sampled_behind_the_push_the_contact_model_finds
         check_counterfactual(CounterfactualConfig(model=str(pipeline_run / "model-guided"), states=1, cause=True),
                              tmp_path / "refused", progress=False)
     assert not (tmp_path / "refused").exists()
+    with pytest.raises(InputError, match="cause_push"):
+        CounterfactualConfig(cause=True, cause_push="round").validate()
+
+
+def test_shaped_causes_are_two_segment_pushes(tiny_model, tmp_path, capsys, one_torch_thread):
+    from motion_prior.foundation.pokes import pokes_to_pixels
+    from motion_prior.inference.prior import MotionPrior
+    from sim_envs.planning.counterfactual_check import causes, poke_target
+    from sim_envs.planning.planners import PlannerConfig, PushShape
+    from sim_envs.tasks.wrapper import MotionPriorWrapper
+
+    env = MotionPriorWrapper(gym.make(tabletop.PUSH_TO_GOAL_ID, render_mode="rgb_array"), MotionPrior.load(tiny_model),
+                             tabletop.tabletop_pokes)
+    try:
+        observation, _ = env.reset(seed=0)
+        pokes = poke_target(observation, 2, 20.0)
+        sets, pushes = causes(env, observation, pokes, PlannerConfig(horizon=1, candidates=8, iterations=1), seed=0,
+                              shape=PushShape(behind_px=(16.0,), side_px=(0.0,), stop_px=(8.0, 12.0)))
+        assert pushes.shape == (2, 2, 2)  # the search ran with two segments
+        for push, sampled in zip(pushes, sets):
+            np.testing.assert_allclose(sampled[:-1], pokes_to_pixels(env.pokes(push[None])[0], (128, 128)), atol=1e-4)
+    finally:
+        env.close()
+    # A two-segment push is four action pokes: with the poke, more than the tiny flow holds.
+    assert main(["plan", "counterfactual", "--model", str(tiny_model), "--states", "1", "--directions", "1",
+                 "--samples", "1", "--steps", "1", "--reference-rollouts", "0", "--cause", "--cause-push", "shaped",
+                 "--out", str(tmp_path)]) == 2
+    assert "pokes: expected at most 4 pokes, got 5 pokes" in capsys.readouterr().err
+    assert not (tmp_path / RESULT_FILE).exists()

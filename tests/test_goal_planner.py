@@ -193,3 +193,56 @@ def test_the_contact_proposer_proposes_the_goal_pokes_causes(tiny_model, one_tor
         env.close()
     with pytest.raises(InputError, match="GoalConfig.proposer"):
         GoalConfig(proposer="oracle").validate()
+
+
+def test_shaped_pushes_go_behind_the_poked_point_then_along_the_poke():
+    from sim_envs.planning.planners import PushShape, shaped_pushes
+
+    observation = {"pusher_pixel": np.array([10.0, 70.0])}
+    poke = np.array([[50.0, 60.0, 70.0, 60.0, 1.0]])  # the point 20 px along +u
+    shape = PushShape(behind_px=(16.0, 24.0), side_px=(-4.0, 0.0, 4.0), stop_px=(10.0,))
+    paths = shaped_pushes(observation, poke, shape, lambda path: path)  # [M, 3, 2] pixels
+    assert paths.shape == (2 * 3 * 1, 3, 2)
+    np.testing.assert_allclose(paths[:, 0], np.broadcast_to(observation["pusher_pixel"], (6, 2)))
+    # Segment 1 ends behind the point (smaller u), across the poke by the side offsets (+90 deg: +v).
+    np.testing.assert_allclose(np.unique(paths[:, 1, 0]), [50.0 - 24.0, 50.0 - 16.0])
+    np.testing.assert_allclose(np.unique(paths[:, 1, 1]), [56.0, 60.0, 64.0])
+    # Segment 2 stops 10 px short of the poke's end, on its line.
+    np.testing.assert_allclose(paths[:, 2], np.broadcast_to([60.0, 60.0], (6, 2)))
+    with pytest.raises(InputError, match="PushShape.side_px"):
+        PushShape(side_px=()).validate()
+    with pytest.raises(InputError, match="poke"):
+        shaped_pushes(observation, np.array([[50.0, 60.0, 50.0, 60.0, 1.0]]), shape, lambda path: path)
+
+
+def test_the_shaped_proposer_searches_two_segment_pushes_from_the_shaped_ones(tiny_model, one_torch_thread):
+    from sim_envs.planning.planners import ContactModel, PushShape, find_causes, pusher_path_actions, shaped_pushes
+
+    env = MotionPriorWrapper(gym.make(tabletop.PUSH_TO_GOAL_ID, max_steps=2), MotionPrior.load(tiny_model),
+                             tabletop.tabletop_pokes, ImagineConfig(steps=2))
+    shape = PushShape(behind_px=(16.0,), side_px=(-4.0, 4.0), stop_px=(8.0, 12.0))
+    config = PlanEvalConfig(model=str(tiny_model), futures="contact",
+                            goal=GoalConfig(proposals=3, proposer="shaped", shape=shape),
+                            planner=PlannerConfig(horizon=2, candidates=8, iterations=2))
+    try:
+        planner = make_policy("goal", env, config).planner
+        observation, _ = env.reset(seed=0)
+        planner.reset(3)
+        plan = planner.plan(observation)
+        assert plan.sequence.shape == (2, 2) and plan.candidates.shape == (3 + 1, 2, 2)  # the proposals, then the chosen
+        shaped = shaped_pushes(observation, planner.goal_poke(observation), shape, pusher_path_actions(env))
+        planner.reset(3)
+        causes = find_causes(ContactModel(env), GoalCost(), env.action_space, planner.config, observation,
+                             planner.goal_poke(observation), int(planner.rng.integers(2**31)), shaped)
+        # CEM's first population is the four shaped pushes, then one iteration of eight.
+        assert causes.candidates.shape == (4 + 8, 2, 2)
+        np.testing.assert_allclose(causes.candidates[:4], np.clip(shaped, -1, 1))
+        np.testing.assert_allclose(plan.sequence, causes.sequence)
+        with pytest.raises(InputError, match="proposals"):
+            find_causes(ContactModel(env), GoalCost(), env.action_space, PlannerConfig(horizon=1), observation,
+                        planner.goal_poke(observation), 0, shaped)
+        with pytest.raises(InputError, match="config.horizon"):
+            make_policy("goal", env, PlanEvalConfig(model=str(tiny_model), futures="contact",
+                                                    goal=GoalConfig(proposer="shaped")))
+    finally:
+        env.close()

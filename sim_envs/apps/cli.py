@@ -24,7 +24,8 @@ from sim_envs.apps.pipeline import train_all
 from sim_envs.generation.clip_generator import GeneratorConfig
 from sim_envs.generation.clip_writer import generate_clips
 from sim_envs.planning.calibration import CalibrationConfig, calibrate
-from sim_envs.planning.counterfactual_check import CounterfactualConfig, Thresholds, check_counterfactual, table
+from sim_envs.planning.counterfactual_check import (CAUSE_PUSHES, CounterfactualConfig, Thresholds, check_counterfactual,
+                                                   table)
 from sim_envs.planning.on_policy import SEED, OnPolicyConfig, collect
 from sim_envs.planning.plan_eval import (CHECK_PLANNERS, FUTURES, GIF_METHOD, METHODS, PRIOR_METHODS, PlanEvalConfig,
                                         check_model, evaluate)
@@ -160,7 +161,7 @@ def _plan_counterfactual(args: argparse.Namespace) -> int:
                                   directions=args.directions, distance=args.distance, samples=args.samples,
                                   reference_rollouts=args.reference_rollouts,
                                   thresholds=Thresholds(obey_px=args.obey_px, moved_px=args.moved_px, onset_px=args.onset_px),
-                                  cause=args.cause)
+                                  cause=args.cause, cause_push=args.cause_push)
     result = check_counterfactual(config, args.out)
     print(table(result))
     print(f"wrote {args.out}/counterfactual_check.json and counterfactual_check.png")
@@ -281,6 +282,9 @@ def _add_plan_commands(top) -> None:
     counterfactual.add_argument("--cause", action="store_true",
                                 help="sample each poke with the push the model's contact model finds for it (CEM on "
                                      "the contact model towards the poke's end; a model with contact/)")
+    counterfactual.add_argument("--cause-push", choices=CAUSE_PUSHES, default="straight",
+                                help="with --cause, the pushes searched: 'straight', one action; 'shaped', two "
+                                     "segments, behind the poked point and then along the poke (default straight)")
     counterfactual.add_argument("--out", default="runs/plan-counterfactual", help="output folder (default runs/plan-counterfactual)")
     counterfactual.set_defaults(func=_plan_counterfactual)
 

@@ -80,7 +80,7 @@ from __future__ import annotations
 
 import io
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -96,13 +96,15 @@ from motion_prior.foundation.pokes import end_times, ends, pokes_to_normalized, 
 from motion_prior.foundation.visualize import captioned_panels, draw_tracks
 from motion_prior.inference.ensemble import load_prior, model_names
 from sim_envs.generation.clip_generator import GeneratorConfig, sample_points, simulate
-from sim_envs.planning.planners import ContactModel, GoalCost, PlannerConfig, find_causes
+from sim_envs.planning.planners import (ContactModel, GoalCost, PlannerConfig, PushShape, find_causes,
+                                       pusher_path_actions, shaped_pushes)
 from sim_envs.simulation.simulator import get_state, set_state
 from sim_envs.tasks.wrapper import MotionPriorWrapper
 
 RESULT_FILE, PICTURE_FILE = "counterfactual_check.json", "counterfactual_check.png"
 PANEL_POINTS = 5
 PICTURE_DIRECTIONS = 4
+CAUSE_PUSHES = ("straight", "shaped")
 
 
 @dataclass
@@ -177,6 +179,8 @@ class CounterfactualConfig:
     thresholds: Thresholds = field(default_factory=Thresholds)
     cause: bool = False
     cause_search: PlannerConfig = field(default_factory=lambda: PlannerConfig(horizon=1, candidates=64, iterations=3))
+    cause_push: str = "straight"
+    cause_shape: PushShape = field(default_factory=PushShape)
 
     def validate(self) -> "CounterfactualConfig":
         t = self.thresholds
@@ -187,6 +191,7 @@ class CounterfactualConfig:
             ("samples", self.samples >= len(model_names(self.model)), "at least 1, and one per member of an ensemble"),
             ("reference_rollouts", self.reference_rollouts >= 0, "at least 0"),
             ("pictures", self.pictures >= 0, "at least 0"),
+            ("cause_push", self.cause_push in CAUSE_PUSHES, f"one of {CAUSE_PUSHES}"),
             ("obey_px", t.obey_px > 0, "positive"),
             # Every moved object then has an onset.
             ("onset_px", 0 < t.onset_px <= t.moved_px, "in (0, moved_px]"),
@@ -196,6 +201,7 @@ class CounterfactualConfig:
             if not ok:
                 value = getattr(t, name) if hasattr(t, name) else getattr(self, name)
                 raise InputError(name, expected, value)
+        self.cause_shape.validate()
         return self
 
 
@@ -364,19 +370,33 @@ def decoded_rollouts(prior, env: gym.Env, observation: dict, actions: np.ndarray
     return decoded[:, None]
 
 
+def cause_of(contact: ContactModel, observation: dict, poke: np.ndarray, search: PlannerConfig, seed: int,
+             shape: PushShape | None = None, cost=None) -> np.ndarray:
+    """The push `[H, 2]` that `planners.find_causes` finds for one target poke `[1, 5]` (pixels)
+    on `contact` (scored by `cost`, default `GoalCost()`): with `shape`, CEM of two segments
+    from the poke's :func:`planners.shaped_pushes` (`search` with horizon 2), else `search` as
+    it is (the module docstring)."""
+    if shape is None:
+        proposals = None
+    else:
+        proposals, search = shaped_pushes(observation, poke, shape, pusher_path_actions(contact.wrapper)), \
+            replace(search, horizon=2)
+    return find_causes(contact, cost or GoalCost(), contact.wrapper.action_space, search, observation, poke, seed,
+                       proposals).sequence
+
+
 def causes(wrapper: MotionPriorWrapper, observation: dict, pokes: np.ndarray, search: PlannerConfig,
-           seed: int) -> tuple[list[np.ndarray], np.ndarray]:
-    """Each target poke `[D, 1, 5]` (pixels) with the push that causes it in front.
+           seed: int, shape: PushShape | None = None) -> tuple[list[np.ndarray], np.ndarray]:
+    """Each target poke `[D, 1, 5]` (pixels) with the push that causes it in front (:func:`cause_of`).
 
     Returns:
-        `[P + 1, 5]` pixel poke sets, the action pokes of the best push `planners.find_causes`
-        finds for the poke (the module docstring), then the poke; and those pushes, `[D, H, 2]`
-        actions.
+        `[P + 1, 5]` pixel poke sets, the action pokes of the push, then the poke; and those
+        pushes, `[D, H, 2]` actions.
     """
     contact, size = ContactModel(wrapper), observation["image"].shape[:2]
     sets, pushes = [], []
     for poke in pokes:
-        push = find_causes(contact, GoalCost(), wrapper.action_space, search, observation, poke, seed).sequence
+        push = cause_of(contact, observation, poke, search, seed, shape)
         sets.append(np.concatenate([pokes_to_pixels(wrapper.pokes(push[None])[0], size), poke]))
         pushes.append(push)
     return sets, np.stack(pushes)
@@ -432,7 +452,8 @@ def check_counterfactual(config: CounterfactualConfig, out: str | Path, progress
             observation, _ = env.reset(seed=config.seed + i)
             geometry = state_geometry(task, observation)
             pokes = poke_target(observation, config.directions, config.distance)
-            sampled, pushes = causes(wrapper, observation, pokes, config.cause_search, config.seed + i) \
+            sampled, pushes = causes(wrapper, observation, pokes, config.cause_search, config.seed + i,
+                                     config.cause_shape if config.cause_push == "shaped" else None) \
                 if config.cause else (pokes, None)
             tracks = prior.sample_batch(observation["image"], sampled, num_samples=config.samples,
                                         query_points=geometry.queries, seed=config.seed + i, sampler=config.sampler,

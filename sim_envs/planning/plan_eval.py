@@ -39,7 +39,7 @@ from motion_prior.foundation.visualize import draw_tracks
 from motion_prior.inference.ensemble import load_prior, model_names
 from sim_envs.planning.counterfactual_check import contact_radius_px
 from sim_envs.planning.planners import (ContactModel, GoalConfig, GoalCost, GoalPlanner, Planner, PlannerConfig,
-                                        PriorModel, SimulatorModel, path_to_actions, reduce_risk)
+                                        PriorModel, SimulatorModel, pusher_path_actions, reduce_risk)
 from sim_envs.simulation.scripts import segment_clear_of
 from sim_envs.tasks.wrapper import ImagineConfig, MotionPriorWrapper
 
@@ -207,15 +207,6 @@ def make_policy(method: str, env: MotionPriorWrapper, config: PlanEvalConfig):
         return PlannerPolicy(GoalPlanner(model, GoalCost(), env.action_space, search, pusher_path_actions(env),
                                          task.config.segment_frames, task.config.horizon_frames, goal))
     return PlannerPolicy(Planner(model, GoalCost(), env.action_space, search))
-
-
-def pusher_path_actions(env: gym.Env):
-    """The goal planner's `to_actions` in a tabletop env: a pusher path `[M, H + 1, 2]` in
-    pixels -> actions `[M, H, 2]` (:func:`path_to_actions` on the plane of the pusher's
-    centre, through the episode's camera, which changes at every reset, so both are read at
-    each call)."""
-    task: tabletop.TabletopEnv = env.unwrapped
-    return lambda path: path_to_actions(path, task.camera, task.pusher_position()[2], task.config.max_step)
 
 
 def true_cost_of_plan(env: gym.Env, planner: Planner | None, observation: dict, plan) -> float | None:

@@ -33,7 +33,7 @@ from motion_prior.foundation.pokes import path_end, pokes_to_pixels
 
 METHODS = ("cem", "random", "mppi")
 RISKS = ("mean", "best", "cvar")
-PROPOSERS = ("flow", "contact")
+PROPOSERS = ("flow", "contact", "shaped")
 # Measured errors drawn per contact model and candidate: 8 x 3 members = 24 futures, as many
 # cost evaluations as a 24-sample flow but no extra network call.
 DEFAULT_ERROR_DRAWS = 8
@@ -438,15 +438,75 @@ def path_to_actions(path: np.ndarray, camera, height: float, max_step: float) ->
     return np.stack(actions, axis=-2)
 
 
+def pusher_path_actions(env):
+    """`to_actions` in a tabletop env: a pusher path `[M, H + 1, 2]` in pixels -> actions `[M,
+    H, 2]` (:func:`path_to_actions` on the plane of the pusher's centre, through the episode's
+    camera, which changes at every reset, so both are read at each call)."""
+    task = env.unwrapped
+    return lambda path: path_to_actions(path, task.camera, task.pusher_position()[2], task.config.max_step)
+
+
+@dataclass
+class PushShape:
+    """Two-segment pushes shaped like the scripted heuristic's (:func:`shaped_pushes`): segment
+    1 takes the pusher's centre behind the poked point, against the poke's direction; segment 2
+    pushes along the poke and stops short of its end. Every combination of the sizes below is
+    one push; the search on the contact model decides which fits the object in the frame.
+
+    One straight push, what a search over single actions finds, cannot make a poke whose
+    object stands between the pusher and the side it has to be pushed from; in the simulator
+    these two-segment pushes make most of the counterfactual check's pokes (`cause_reach`).
+
+    Attributes (pixels of the env's frame; the defaults span the tabletop envs' contact
+    distance, target radius plus pusher radius, about 16 px in 128 px frames):
+        behind_px: how far behind the poked point segment 1 ends, against the poke's direction.
+        side_px: that point's offsets across the poke's direction (+: the direction turned by
+            +90 degrees in the image, towards +v for a poke along +u).
+        stop_px: how far short of the poke's end segment 2 leaves the pusher's centre.
+    """
+
+    behind_px: tuple[float, ...] = (16.0, 22.0, 28.0)
+    side_px: tuple[float, ...] = (-8.0, -4.0, 0.0, 4.0, 8.0)
+    stop_px: tuple[float, ...] = (8.0, 12.0, 16.0, 20.0)
+
+    def validate(self) -> "PushShape":
+        for name in ("behind_px", "side_px", "stop_px"):
+            values = np.asarray(getattr(self, name), dtype=np.float64)
+            if values.ndim != 1 or values.size == 0 or not np.isfinite(values).all():
+                raise InputError(f"PushShape.{name}", "a non-empty list of finite pixel sizes", getattr(self, name))
+        return self
+
+
+def shaped_pushes(observation: dict, poke: np.ndarray, shape: PushShape, to_actions: Callable) -> np.ndarray:
+    """The :class:`PushShape` pushes of a poke: `[M, 2, A]` actions (M = the product of the
+    shape's sizes), through `to_actions` (pixel paths `[M, 3, 2]` -> `[M, 2, A]`) from
+    `observation["pusher_pixel"]`. `poke`: `[1, 5]` pixels (u0, v0, u1, v1, end time)."""
+    start, end = np.asarray(poke[0, :2], dtype=np.float64), np.asarray(poke[0, 2:4], dtype=np.float64)
+    length = np.linalg.norm(end - start)
+    if not length > 0:
+        raise InputError("poke", "a poke that moves its point (start and end apart)", poke[0, :4])
+    along = (end - start) / length
+    across = np.array([-along[1], along[0]])
+    behind, side, stop = np.meshgrid(shape.behind_px, shape.side_px, shape.stop_px, indexing="ij")
+    behind, side, stop = (np.ravel(x)[:, None] for x in (behind, side, stop))
+    pusher = np.broadcast_to(np.asarray(observation["pusher_pixel"], dtype=np.float64), (len(behind), 2))
+    paths = np.stack([pusher, start - behind * along + side * across, end - stop * along], axis=1)
+    return to_actions(paths)
+
+
 def find_causes(contact: ContactModel, cost, action_space, config: PlannerConfig, observation: dict,
-                poke: np.ndarray, seed: int) -> Plan:
+                poke: np.ndarray, seed: int, proposals: np.ndarray | None = None) -> Plan:
     """The pushes that cause a poke of the target: CEM (`config`'s budget) on the contact model
     alone (`contact`), scored by `cost` with the poke's end as the goal. `poke`: `[1, 5]` pixels,
-    from `observation["target_pixel"]`. Returns the search's :class:`Plan`: its sequence is the
-    best push, and `candidates` / `candidate_costs` hold every push it scored."""
+    from `observation["target_pixel"]`. `proposals` `[M0, H, A]` (e.g. :func:`shaped_pushes`)
+    are CEM's first population (`config.horizon` = H). Returns the search's :class:`Plan`: its
+    sequence is the best push, and `candidates` / `candidate_costs` hold every push it scored."""
+    if proposals is not None and np.shape(proposals)[1] != config.horizon:
+        raise InputError("proposals", f"action sequences of config.horizon = {config.horizon} actions",
+                         f"{np.shape(proposals)[1]} actions")
     planner = Planner(contact, cost, action_space, replace(config, method="cem"))
     planner.reset(seed)
-    return planner.plan({**observation, "goal_pixel": np.asarray(poke[0, 2:4], dtype=np.float64)})
+    return planner.plan({**observation, "goal_pixel": np.asarray(poke[0, 2:4], dtype=np.float64)}, proposals)
 
 
 @dataclass
@@ -466,13 +526,17 @@ class GoalConfig:
             ("goal_cem"): CEM whose first population is the proposals.
         proposer: where proposals come from (PROPOSERS): "flow", the pusher paths of the
             flow's futures under the goal poke; "contact", the pushes that the model's contact
-            model says cause the goal poke (:func:`find_causes`; a model with `contact/`).
+            model says cause the goal poke (:func:`find_causes`; a model with `contact/`);
+            "shaped", the same search started from the goal poke's :func:`shaped_pushes`
+            (`shape`; two segments, so the planner's horizon is 2).
+        shape: the pushes of the "shaped" proposer.
     """
 
     proposals: int = 32
     poke_px: float = 16.0
     refine: bool = False
     proposer: str = "flow"
+    shape: PushShape = field(default_factory=PushShape)
 
     def validate(self) -> "GoalConfig":
         checks = [
@@ -483,6 +547,7 @@ class GoalConfig:
         for name, ok, expected in checks:
             if not ok:
                 raise InputError(f"GoalConfig.{name}", expected, getattr(self, name))
+        self.shape.validate()
         return self
 
 
@@ -526,7 +591,7 @@ class GoalPlanner(Planner):
         config: :class:`PlannerConfig` with method "cem": the horizon H and the refinement.
         to_actions: `(path [M, H + 1, 2] pixels) -> [M, H, A]` actions: the pusher's pixel path
             (its start, then its place at each segment's end) as env actions, e.g.
-            :func:`path_to_actions` through the env's camera (`plan_eval.pusher_path_actions`).
+            :func:`path_to_actions` through the env's camera (:func:`pusher_path_actions`).
         segment_frames / horizon_frames: frames per action and the prior's horizon (frames).
         goal: :class:`GoalConfig`.
     """
@@ -541,8 +606,11 @@ class GoalPlanner(Planner):
         self.goal = (goal or GoalConfig()).validate()
         self.to_actions, self.segment_frames, self.horizon_frames = to_actions, segment_frames, horizon_frames
         super().__init__(model, cost, action_space, config)
+        if self.goal.proposer == "shaped" and config.horizon != 2:
+            raise InputError("config.horizon", "2 with the 'shaped' proposer (its pushes have two segments)",
+                             config.horizon)
         self.contact, self.action_space = None, action_space
-        if self.goal.proposer == "contact":
+        if self.goal.proposer in ("contact", "shaped"):
             self.contact = model if isinstance(model, ContactModel) else ContactModel(model.wrapper)
 
     def segment_ends(self) -> np.ndarray:
@@ -568,8 +636,11 @@ class GoalPlanner(Planner):
         queries = self.cost.query_points(observation)
         proposing_calls = 1
         if self.contact is not None:
-            causes = find_causes(self.contact, self.cost, self.action_space, self.config, observation,
-                                 self.goal_poke(observation), int(self.rng.integers(2**31)))
+            poke = self.goal_poke(observation)
+            shaped = (shaped_pushes(observation, poke, self.goal.shape, self.to_actions)
+                      if self.goal.proposer == "shaped" else None)
+            causes = find_causes(self.contact, self.cost, self.action_space, self.config, observation, poke,
+                                 int(self.rng.integers(2**31)), shaped)
             best = np.argsort(causes.candidate_costs, kind="stable")[:self.goal.proposals]
             proposals, ranking = causes.candidates[best], causes.candidate_costs[best]
             proposing_calls = causes.model_calls
