@@ -13,6 +13,13 @@ Random search is a lower bound on what a family of pushes can make, looser for H
 dimensions) than for H = 1:
 
     python benchmarks/cause_reach.py --states 48 --candidates 256 --out docs/planning/contact/levers/cause-reach
+
+With `--shaped`, each poke's own two-segment pushes of `planners.shaped_pushes` (the default
+`PushShape`, what `plan counterfactual --cause --cause-push shaped` searches from) in place of
+random ones: how many pokes that family makes when the simulator, not the contact models,
+picks the push (result "shaped", with the share per where the pusher starts):
+
+    python benchmarks/cause_reach.py --states 48 --shaped --out docs/planning/contact/levers/cause-reach-shaped
 """
 
 from __future__ import annotations
@@ -29,7 +36,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import sim_envs.tasks.envs as tabletop  # noqa: E402
 from motion_prior.foundation.checkpoints import atomic_write_json  # noqa: E402
-from sim_envs.planning.counterfactual_check import CounterfactualConfig, poke_target, state_geometry  # noqa: E402
+from sim_envs.planning.counterfactual_check import (CounterfactualConfig, poke_target, starts_behind,  # noqa: E402
+                                                    state_geometry)
+from sim_envs.planning.planners import PushShape, pusher_path_actions, shaped_pushes  # noqa: E402
 
 
 def closest_ends(task: tabletop.TabletopEnv, observation: dict, pokes: np.ndarray, actions: np.ndarray) -> np.ndarray:
@@ -47,27 +56,42 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--states", type=int, default=48)
     parser.add_argument("--candidates", type=int, default=256)
     parser.add_argument("--segments", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--shaped", action="store_true",
+                        help="each poke's shaped two-segment pushes in place of --candidates random ones")
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
     config = CounterfactualConfig()  # the check's seed, directions, distance and obey_px
     env = gym.make(config.env, render_mode="rgb_array")
     task, results, started = env.unwrapped, {}, time.perf_counter()
     try:
-        for segments in args.segments:
-            rng, closest = np.random.default_rng(config.seed), []
+        for segments in ["shaped"] if args.shaped else args.segments:
+            rng, closest, behind = np.random.default_rng(config.seed), [], []
             for i in range(args.states):
                 observation, _ = env.reset(seed=config.seed + i)
                 pokes = poke_target(observation, config.directions, config.distance)
-                actions = rng.uniform(task.action_space.low, task.action_space.high, (args.candidates, segments, 2))
-                closest.append(closest_ends(task, observation, pokes, actions.astype(np.float32)))
-                print(f"H={segments} state {i + 1}/{args.states} [{time.perf_counter() - started:.0f} s]", flush=True)
-            closest = np.stack(closest)  # [S, D]
-            results[f"H{segments}"] = {
-                "segments": segments, "pokes": int(closest.size),
-                "made_share": float((closest <= config.thresholds.obey_px).mean()),
-                "made_share_per_direction": (closest <= config.thresholds.obey_px).mean(0).round(4).tolist(),
+                if segments == "shaped":
+                    to_actions = pusher_path_actions(env)
+                    closest.append(np.concatenate([closest_ends(task, observation, poke[None], np.clip(
+                        shaped_pushes(observation, poke, PushShape(), to_actions), -1, 1).astype(np.float32))
+                        for poke in pokes]))
+                    behind.append(starts_behind(observation["pusher_pixel"], pokes[:, 0]))
+                else:
+                    actions = rng.uniform(task.action_space.low, task.action_space.high,
+                                          (args.candidates, segments, 2))
+                    closest.append(closest_ends(task, observation, pokes, actions.astype(np.float32)))
+                print(f"{segments} state {i + 1}/{args.states} [{time.perf_counter() - started:.0f} s]", flush=True)
+            closest, made = np.stack(closest), np.stack(closest) <= config.thresholds.obey_px  # [S, D]
+            name = "shaped" if segments == "shaped" else f"H{segments}"
+            results[name] = {
+                "segments": 2 if segments == "shaped" else segments, "pokes": int(closest.size),
+                "made_share": float(made.mean()),
+                "made_share_per_direction": made.mean(0).round(4).tolist(),
                 "closest_px_median": float(np.median(closest)),
             }
+            if behind:
+                behind = np.stack(behind)
+                results[name]["made_share_from_behind"] = float(made[behind].mean()) if behind.any() else None
+                results[name]["made_share_way_round"] = float(made[~behind].mean()) if (~behind).any() else None
     finally:
         env.close()
     summary = {"states": args.states, "candidates": args.candidates, "directions": config.directions,

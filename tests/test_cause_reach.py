@@ -45,3 +45,13 @@ def test_the_script_writes_its_figures(tmp_path):
     h1 = result["results"]["H1"]
     assert h1["pokes"] == 8 and 0.0 <= h1["made_share"] <= 1.0 and h1["closest_px_median"] >= 0.0
     assert "some push makes" in done.stdout
+
+
+def test_the_shaped_family_is_matched_per_poke_and_split_by_where_the_pusher_starts(tmp_path):
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "cause_reach.py"), "--states", "1", "--shaped",
+                           "--out", str(tmp_path)], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    shaped = json.loads((tmp_path / "cause_reach.json").read_text())["results"]["shaped"]
+    assert shaped["pokes"] == 8 and shaped["segments"] == 2
+    # Of 8 directions the pusher starts behind the target for about half: both splits are measured.
+    assert 0.0 <= shaped["made_share_from_behind"] <= 1.0 and 0.0 <= shaped["made_share_way_round"] <= 1.0

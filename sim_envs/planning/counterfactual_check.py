@@ -253,9 +253,15 @@ def sample_outcomes(tracks: np.ndarray, layout: Layout, contact_px, thresholds: 
         at = np.take_along_axis(poked, np.broadcast_to(frame, poked.shape[:-2])[..., None, None], axis=-2)[..., 0, :]
         epe = np.linalg.norm(at - ends(pokes), axis=-1)
         pusher = tracks[..., layout.pusher, 0, :]
-        behind = np.sum((pusher - pokes[..., :2]) * (pokes[..., 2:4] - pokes[..., :2]), axis=-1) < 0
-        outcomes.update(epe=epe, obeyed=epe <= thresholds.obey_px, behind=behind)
+        outcomes.update(epe=epe, obeyed=epe <= thresholds.obey_px, behind=starts_behind(pusher, pokes))
     return outcomes
+
+
+def starts_behind(pusher: np.ndarray, pokes: np.ndarray) -> np.ndarray:
+    """`bool [...]`: the pusher (`[..., 2]` px) starts on the far side of the poked point from
+    the poke's direction (`pokes [..., 5]` px), where it can push straight on; elsewhere it has
+    to go round the object first."""
+    return np.sum((pusher - pokes[..., :2]) * (pokes[..., 2:4] - pokes[..., :2]), axis=-1) < 0
 
 
 def summarize(outcomes: dict[str, np.ndarray]) -> dict:
