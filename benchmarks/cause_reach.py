@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import gymnasium as gym
@@ -94,7 +95,10 @@ def main(argv: list[str] | None = None) -> int:
                 results[name]["made_share_way_round"] = float(made[~behind].mean()) if (~behind).any() else None
     finally:
         env.close()
-    summary = {"states": args.states, "candidates": args.candidates, "directions": config.directions,
+    shape = PushShape()
+    summary = {"states": args.states,
+               "candidates": len(shape.behind_px) * len(shape.side_px) * len(shape.stop_px) if args.shaped
+               else args.candidates, "shape": asdict(shape) if args.shaped else None, "directions": config.directions,
                "distance_px": config.distance, "obey_px": config.thresholds.obey_px, "results": results}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -202,7 +202,10 @@ def test_shaped_pushes_go_behind_the_poked_point_then_along_the_poke():
     poke = np.array([[50.0, 60.0, 70.0, 60.0, 1.0]])  # the point 20 px along +u
     shape = PushShape(behind_px=(16.0, 24.0), side_px=(-4.0, 0.0, 4.0), stop_px=(10.0,))
     paths = shaped_pushes(observation, poke, shape, lambda path: path)  # [M, 3, 2] pixels
-    assert paths.shape == (2 * 3 * 1, 3, 2)
+    assert paths.shape == (2 * 3 * 1 + 1, 3, 2)
+    # The straight one: from where the pusher is to the stop, then holding there.
+    np.testing.assert_allclose(paths[-1], [observation["pusher_pixel"], [60.0, 60.0], [60.0, 60.0]])
+    paths = paths[:-1]
     np.testing.assert_allclose(paths[:, 0], np.broadcast_to(observation["pusher_pixel"], (6, 2)))
     # Segment 1 ends behind the point (smaller u), across the poke by the side offsets (+90 deg: +v).
     np.testing.assert_allclose(np.unique(paths[:, 1, 0]), [50.0 - 24.0, 50.0 - 16.0])
@@ -220,7 +223,7 @@ def test_the_shaped_proposer_searches_two_segment_pushes_from_the_shaped_ones(ti
 
     env = MotionPriorWrapper(gym.make(tabletop.PUSH_TO_GOAL_ID, max_steps=2), MotionPrior.load(tiny_model),
                              tabletop.tabletop_pokes, ImagineConfig(steps=2))
-    shape = PushShape(behind_px=(16.0,), side_px=(-4.0, 4.0), stop_px=(8.0, 12.0))
+    shape = PushShape(behind_px=(16.0,), side_px=(-4.0, 4.0), stop_px=(8.0, 12.0), straight=False)
     config = PlanEvalConfig(model=str(tiny_model), futures="contact",
                             goal=GoalConfig(proposals=3, proposer="shaped", shape=shape),
                             planner=PlannerConfig(horizon=2, candidates=8, iterations=2))

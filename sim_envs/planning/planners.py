@@ -463,11 +463,16 @@ class PushShape:
         side_px: that point's offsets across the poke's direction (+: the direction turned by
             +90 degrees in the image, towards +v for a poke along +u).
         stop_px: how far short of the poke's end segment 2 leaves the pusher's centre.
+        straight: also push from where the pusher is, straight to each `stop_px` point, and
+            hold there for segment 2: a pusher already behind the object pushes at once. A
+            receding-horizon planner executes only segment 1, and without these it would go
+            behind the object again at every step and never push.
     """
 
     behind_px: tuple[float, ...] = (16.0, 22.0, 28.0)
     side_px: tuple[float, ...] = (-8.0, -4.0, 0.0, 4.0, 8.0)
     stop_px: tuple[float, ...] = (8.0, 12.0, 16.0, 20.0)
+    straight: bool = True
 
     def validate(self) -> "PushShape":
         for name in ("behind_px", "side_px", "stop_px"):
@@ -479,8 +484,9 @@ class PushShape:
 
 def shaped_pushes(observation: dict, poke: np.ndarray, shape: PushShape, to_actions: Callable) -> np.ndarray:
     """The :class:`PushShape` pushes of a poke: `[M, 2, A]` actions (M = the product of the
-    shape's sizes), through `to_actions` (pixel paths `[M, 3, 2]` -> `[M, 2, A]`) from
-    `observation["pusher_pixel"]`. `poke`: `[1, 5]` pixels (u0, v0, u1, v1, end time)."""
+    shape's sizes, then with `straight` one per `stop_px`), through `to_actions` (pixel paths
+    `[M, 3, 2]` -> `[M, 2, A]`) from `observation["pusher_pixel"]`. `poke`: `[1, 5]` pixels
+    (u0, v0, u1, v1, end time)."""
     start, end = np.asarray(poke[0, :2], dtype=np.float64), np.asarray(poke[0, 2:4], dtype=np.float64)
     length = np.linalg.norm(end - start)
     if not length > 0:
@@ -491,6 +497,10 @@ def shaped_pushes(observation: dict, poke: np.ndarray, shape: PushShape, to_acti
     behind, side, stop = (np.ravel(x)[:, None] for x in (behind, side, stop))
     pusher = np.broadcast_to(np.asarray(observation["pusher_pixel"], dtype=np.float64), (len(behind), 2))
     paths = np.stack([pusher, start - behind * along + side * across, end - stop * along], axis=1)
+    if shape.straight:
+        stops = end - np.asarray(shape.stop_px, dtype=np.float64)[:, None] * along
+        here = np.broadcast_to(pusher[0], stops.shape)
+        paths = np.concatenate([paths, np.stack([here, stops, stops], axis=1)])
     return to_actions(paths)
 
 
