@@ -166,18 +166,28 @@ def test_the_cli_prints_the_plan_check_with_the_per_future_breakdown(tiny_model,
     assert sum(row["pairs"] for row in result["contact_by_approach"]) == 4
 
 
+def _contact_env(tiny_model) -> MotionPriorWrapper:
+    return MotionPriorWrapper(gym.make(tabletop.PUSH_TO_GOAL_ID, max_steps=2), MotionPrior.load(tiny_model),
+                              tabletop.tabletop_pokes, ImagineConfig(steps=2))
+
+
+def _goal_plan(env, tiny_model, goal: GoalConfig, horizon: int):
+    """The goal planner on the tiny model's contact model (CEM 8 x 2, `horizon`), reseeded
+    with 3, and its plan from the env's seed-0 start: (config, planner, observation, plan)."""
+    config = PlanEvalConfig(model=str(tiny_model), futures="contact", goal=goal,
+                            planner=PlannerConfig(horizon=horizon, candidates=8, iterations=2))
+    planner = make_policy("goal", env, config).planner
+    observation, _ = env.reset(seed=0)
+    planner.reset(3)
+    return config, planner, observation, planner.plan(observation)
+
+
 def test_the_contact_proposer_proposes_the_goal_pokes_causes(tiny_model, one_torch_thread):
     from sim_envs.planning.planners import ContactModel, find_causes
 
-    env = MotionPriorWrapper(gym.make(tabletop.PUSH_TO_GOAL_ID, max_steps=2), MotionPrior.load(tiny_model),
-                             tabletop.tabletop_pokes, ImagineConfig(steps=2))
-    config = PlanEvalConfig(model=str(tiny_model), futures="contact", goal=GoalConfig(proposals=5, proposer="contact"),
-                            planner=PlannerConfig(horizon=1, candidates=8, iterations=2))
+    env = _contact_env(tiny_model)
     try:
-        planner = make_policy("goal", env, config).planner
-        observation, _ = env.reset(seed=0)
-        planner.reset(3)
-        plan = planner.plan(observation)
+        config, planner, observation, plan = _goal_plan(env, tiny_model, GoalConfig(proposals=5, proposer="contact"), 1)
         planner.reset(3)  # the cause search's seed is the planner's next draw
         causes = find_causes(ContactModel(env), GoalCost(), env.action_space, planner.config, observation,
                              planner.goal_poke(observation), int(planner.rng.integers(2**31)))
@@ -221,17 +231,11 @@ def test_shaped_pushes_go_behind_the_poked_point_then_along_the_poke():
 def test_the_shaped_proposer_searches_two_segment_pushes_from_the_shaped_ones(tiny_model, one_torch_thread):
     from sim_envs.planning.planners import ContactModel, PushShape, find_causes, pusher_path_actions, shaped_pushes
 
-    env = MotionPriorWrapper(gym.make(tabletop.PUSH_TO_GOAL_ID, max_steps=2), MotionPrior.load(tiny_model),
-                             tabletop.tabletop_pokes, ImagineConfig(steps=2))
+    env = _contact_env(tiny_model)
     shape = PushShape(behind_px=(16.0,), side_px=(-4.0, 4.0), stop_px=(8.0, 12.0), straight=False)
-    config = PlanEvalConfig(model=str(tiny_model), futures="contact",
-                            goal=GoalConfig(proposals=3, proposer="shaped", shape=shape),
-                            planner=PlannerConfig(horizon=2, candidates=8, iterations=2))
     try:
-        planner = make_policy("goal", env, config).planner
-        observation, _ = env.reset(seed=0)
-        planner.reset(3)
-        plan = planner.plan(observation)
+        _, planner, observation, plan = _goal_plan(env, tiny_model, GoalConfig(proposals=3, proposer="shaped",
+                                                                               shape=shape), 2)
         assert plan.sequence.shape == (2, 2) and plan.candidates.shape == (3 + 1, 2, 2)  # the proposals, then the chosen
         shaped = shaped_pushes(observation, planner.goal_poke(observation), shape, pusher_path_actions(env))
         planner.reset(3)

@@ -47,7 +47,10 @@ finds the push that causes each poke: CEM over the env's actions on the contact 
 (`planners.ContactModel`, `GoalCost` with the poke's end as the goal: the target there, the
 pusher behind it), and the futures are sampled under that push's action pokes and the poke
 together. That is how a prior that knows causes answers "this point goes there": with the
-pusher that gets it there. Then `commanded_pusher_first_share` judges the same samples with
+pusher that gets it there. With `cause_push` "shaped" the search is over two segments,
+started from pushes shaped like the scripted heuristic's (`planners.shaped_pushes`: behind the
+poked point, then along the poke, or straight along it from where the pusher is). Then
+`commanded_pusher_first_share` judges the same samples with
 the pusher where that push truly takes it (simulated from the state) in place of the sampled
 pusher: whether the sampled object waits for the push the prior was told of. Its gap to
 `pusher_first_share` is the decoder drawing the commanded pusher off its path. The same
@@ -160,8 +163,12 @@ class CounterfactualConfig:
         thresholds: see :class:`Thresholds`.
         cause: sample each poke with the push the contact model finds for it (module
             docstring); `cause_search` is that CEM's settings (one straight push: with two
-            segments, round the object and then the push, the search finds paths the contact
-            model misjudges more often).
+            segments from random ones, the search finds paths the contact model misjudges
+            more often).
+        cause_push: the pushes searched (CAUSE_PUSHES): "straight", `cause_search` as it
+            is; "shaped", two segments, CEM started from the poke's `planners.shaped_pushes`
+            (`cause_shape`): behind the poked point, then along the poke, which can make the
+            pokes where the pusher has to go round the object first.
     """
 
     env: str = tabletop.PUSH_TO_GOAL_ID
