@@ -97,8 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         env.close()
     shape = PushShape()
     summary = {"states": args.states,
-               "candidates": len(shape.behind_px) * len(shape.side_px) * len(shape.stop_px) if args.shaped
-               else args.candidates, "shape": asdict(shape) if args.shaped else None, "directions": config.directions,
+               "candidates": shape.count if args.shaped else args.candidates, "shape": asdict(shape) if args.shaped else None, "directions": config.directions,
                "distance_px": config.distance, "obey_px": config.thresholds.obey_px, "results": results}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -212,7 +212,7 @@ def test_shaped_pushes_go_behind_the_poked_point_then_along_the_poke():
     poke = np.array([[50.0, 60.0, 70.0, 60.0, 1.0]])  # the point 20 px along +u
     shape = PushShape(behind_px=(16.0, 24.0), side_px=(-4.0, 0.0, 4.0), stop_px=(10.0,))
     paths = shaped_pushes(observation, poke, shape, lambda path: path)  # [M, 3, 2] pixels
-    assert paths.shape == (2 * 3 * 1 + 1, 3, 2)
+    assert paths.shape == (2 * 3 * 1 + 1, 3, 2) and shape.count == 7
     # The straight one: from where the pusher is to the stop, then holding there.
     np.testing.assert_allclose(paths[-1], [observation["pusher_pixel"], [60.0, 60.0], [60.0, 60.0]])
     paths = paths[:-1]

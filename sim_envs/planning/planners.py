@@ -474,6 +474,11 @@ class PushShape:
     stop_px: tuple[float, ...] = (8.0, 12.0, 16.0, 20.0)
     straight: bool = True
 
+    @property
+    def count(self) -> int:
+        """How many pushes :func:`shaped_pushes` makes of one poke."""
+        return len(self.behind_px) * len(self.side_px) * len(self.stop_px) + (len(self.stop_px) if self.straight else 0)
+
     def validate(self) -> "PushShape":
         for name in ("behind_px", "side_px", "stop_px"):
             values = np.asarray(getattr(self, name), dtype=np.float64)
