@@ -96,8 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         env.close()
     shape = PushShape()
-    summary = {"states": args.states,
-               "candidates": shape.count if args.shaped else args.candidates, "shape": asdict(shape) if args.shaped else None, "directions": config.directions,
+    summary = {"states": args.states, "candidates": shape.count if args.shaped else args.candidates,
+               "shape": asdict(shape) if args.shaped else None, "directions": config.directions,
                "distance_px": config.distance, "obey_px": config.thresholds.obey_px, "results": results}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
