@@ -169,6 +169,7 @@ def test_the_check_on_the_tiny_model_writes_its_figures_and_picture(env_id, tiny
         assert metrics[name] is None or 0.0 <= metrics[name] <= 1.0, name
     assert metrics["commanded_pusher_first_share"] is None  # no cause, no commanded push
     assert metrics["cause_makes_poke_share"] is None and metrics["obey_share_where_cause_makes_poke"] is None
+    assert metrics["cause_judged_makes_poke_share"] is None and metrics["cause_judged_end_error_px"] is None
     assert metrics["poked_point_epe_px"] >= 0.0 and metrics["contact_radius_px"] > 0.0
     assert [row["direction_deg"] for row in result["per_direction"]] == [0.0, 180.0]
     assert sum(row["samples"] for row in result["per_direction"]) == metrics["samples"]
@@ -231,6 +232,8 @@ def test_with_cause_each_poke_is_sampled_behind_the_push_the_contact_model_finds
     assert (commanded is None) == (result["metrics"]["moved_samples"] == 0)
     assert commanded is None or 0.0 <= commanded <= 1.0
     made = result["metrics"]["cause_makes_poke_share"]  # of the 2 directions' pushes, simulated
+    assert result["metrics"]["cause_judged_makes_poke_share"] in (0.0, 0.5, 1.0)  # the same pushes, as judged
+    assert result["metrics"]["cause_judged_end_error_px"] >= 0.0
     assert made in (0.0, 0.5, 1.0)
     assert (result["metrics"]["obey_share_where_cause_makes_poke"] is None) == (made == 0.0)
     assert (result["metrics"]["obey_share_where_cause_misses_poke"] is None) == (made == 1.0)

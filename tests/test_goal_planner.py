@@ -236,7 +236,8 @@ def test_the_shaped_proposer_searches_two_segment_pushes_from_the_shaped_ones(ti
     try:
         _, planner, observation, plan = _goal_plan(env, tiny_model, GoalConfig(proposals=3, proposer="shaped",
                                                                                shape=shape), 2)
-        assert plan.sequence.shape == (2, 2) and plan.candidates.shape == (3 + 1, 2, 2)  # the proposals, then the chosen
+        # The three best proposals, then the chosen one scored again.
+        assert plan.sequence.shape == (2, 2) and plan.candidates.shape == (3 + 1, 2, 2)
         shaped = shaped_pushes(observation, planner.goal_poke(observation), shape, pusher_path_actions(env))
         planner.reset(3)
         causes = find_causes(ContactModel(env), GoalCost(), env.action_space, planner.config, observation,

@@ -57,7 +57,12 @@ pusher: whether the sampled object waits for the push the prior was told of. Its
 simulation says whether each cause truly makes its poke (the poked point ends within `obey_px`
 of the poke's end): `cause_makes_poke_share`, and `obey_share_where_cause_makes_poke` /
 `obey_share_where_cause_misses_poke` split the samples' obedience by it. Where the push cannot
-make the poke, a prior that knows physics should not obey.
+make the poke, a prior that knows physics should not obey. The contact models' own view of the
+causes they chose: `cause_judged_makes_poke_share` (their mean prediction of the poked point's
+end within `obey_px` of the poke's end) and `cause_judged_end_error_px` (the median distance
+between that prediction and where the simulated push leaves the point). A search that picks
+the pushes its judge overrates shows a judged share far above the true one, and an error on
+its picks above the judge's error on pushes at large.
 
 Reference. The definitions are checked on physics: from the same states, `reference_rollouts`
 true rollouts (`simulate_tracks`: the target point, or the panel points, and the pusher) of
@@ -415,6 +420,13 @@ def causes(wrapper: MotionPriorWrapper, observation: dict, pokes: np.ndarray, se
     return sets, np.stack(pushes)
 
 
+def cause_judged_end(wrapper: MotionPriorWrapper, observation: dict, pushes: np.ndarray) -> np.ndarray:
+    """`[D, 2]` px: where the model's contact models (their mean) say each push `[D, H, 2]`
+    leaves the target point (`observation["target_pixel"]`), the point every poke here moves."""
+    tracks = ContactModel(wrapper).predict(observation, pushes, GoalCost().query_points(observation))
+    return tracks[:, :, 0, -1].mean(axis=1)
+
+
 def with_pusher(tracks: np.ndarray, pusher: int, path: np.ndarray) -> np.ndarray:
     """A copy of `tracks [D, K, N, T, 2]` with point `pusher` replaced by `path [D, T, 2]` in
     every sample: futures judged against where the pusher truly goes."""
@@ -456,6 +468,7 @@ def check_counterfactual(config: CounterfactualConfig, out: str | Path, progress
     prior_outcomes, reference_outcomes, decoded_outcomes, radii, pictured = [], [], [], [], []
     commanded_first, decoded_true_first = [], []  # pusher first, judged with the true pusher
     made, obeyed_made, obeyed_missed = [], [], []  # whether each cause truly makes its poke; obey on each side
+    judged_error, judged_makes = [], []  # the contact models' own view of each cause
     decodes = getattr(getattr(prior, "backend", None), "vae", None) is not None
     started = time.perf_counter()
     try:
@@ -480,6 +493,10 @@ def check_counterfactual(config: CounterfactualConfig, out: str | Path, progress
                 makes = sample_outcomes(true, geometry.reference_layout, geometry.contact_px, config.thresholds,
                                         pokes)["obeyed"][:, 0]  # [D]
                 made.append(makes)
+                judged_end = cause_judged_end(wrapper, observation, pushes)  # [D, 2]
+                true_end = true[:, 0, geometry.reference_layout.poked, -1]
+                judged_error.append(np.linalg.norm(judged_end - true_end, axis=-1))
+                judged_makes.append(np.linalg.norm(judged_end - pokes[:, 0, 2:4], axis=-1) <= config.thresholds.obey_px)
                 obeyed_made.append(outcomes["obeyed"][makes].reshape(-1))
                 obeyed_missed.append(outcomes["obeyed"][~makes].reshape(-1))
             radii.append(geometry.contact_px)
@@ -520,6 +537,8 @@ def check_counterfactual(config: CounterfactualConfig, out: str | Path, progress
                "reference_decoded_moved_share": bound.get("object_moved_share"),
                "commanded_pusher_first_share": _share(commanded_first),
                "cause_makes_poke_share": _share(made),
+               "cause_judged_makes_poke_share": _share(judged_makes),
+               "cause_judged_end_error_px": float(np.median(np.concatenate(judged_error))) if judged_error else None,
                "obey_share_where_cause_makes_poke": _share(obeyed_made),
                "obey_share_where_cause_misses_poke": _share(obeyed_missed),
                "reference_decoded_true_pusher_first_share": _share(decoded_true_first)}
