@@ -64,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     config = CounterfactualConfig()  # the check's seed, directions, distance and obey_px
     env = gym.make(config.env, render_mode="rgb_array")
     task, results, started = env.unwrapped, {}, time.perf_counter()
+    shape, to_actions = PushShape(), pusher_path_actions(env)  # in [-1, 1] (`path_to_actions` clips)
     try:
         for segments in ["shaped"] if args.shaped else args.segments:
             rng, closest, behind = np.random.default_rng(config.seed), [], []
@@ -71,17 +72,17 @@ def main(argv: list[str] | None = None) -> int:
                 observation, _ = env.reset(seed=config.seed + i)
                 pokes = poke_target(observation, config.directions, config.distance)
                 if segments == "shaped":
-                    to_actions = pusher_path_actions(env)
-                    closest.append(np.concatenate([closest_ends(task, observation, poke[None], np.clip(
-                        shaped_pushes(observation, poke, PushShape(), to_actions), -1, 1).astype(np.float32))
-                        for poke in pokes]))
+                    pushes = [shaped_pushes(observation, poke, shape, to_actions).astype(np.float32) for poke in pokes]
+                    closest.append(np.concatenate([closest_ends(task, observation, poke[None], push)
+                                                   for poke, push in zip(pokes, pushes)]))
                     behind.append(starts_behind(observation["pusher_pixel"], pokes[:, 0]))
                 else:
                     actions = rng.uniform(task.action_space.low, task.action_space.high,
                                           (args.candidates, segments, 2))
                     closest.append(closest_ends(task, observation, pokes, actions.astype(np.float32)))
                 print(f"{segments} state {i + 1}/{args.states} [{time.perf_counter() - started:.0f} s]", flush=True)
-            closest, made = np.stack(closest), np.stack(closest) <= config.thresholds.obey_px  # [S, D]
+            closest = np.stack(closest)  # [S, D]
+            made = closest <= config.thresholds.obey_px
             name = "shaped" if segments == "shaped" else f"H{segments}"
             results[name] = {
                 "segments": 2 if segments == "shaped" else segments, "pokes": int(closest.size),
@@ -95,7 +96,6 @@ def main(argv: list[str] | None = None) -> int:
                 results[name]["made_share_way_round"] = float(made[~behind].mean()) if (~behind).any() else None
     finally:
         env.close()
-    shape = PushShape()
     summary = {"states": args.states, "candidates": shape.count if args.shaped else args.candidates,
                "shape": asdict(shape) if args.shaped else None, "directions": config.directions,
                "distance_px": config.distance, "obey_px": config.thresholds.obey_px, "results": results}

@@ -209,7 +209,8 @@ class DecoderTask:
             totals["early_start_share_action"].append(early[pushed].float().cpu())
             error = (decoded - tracks).abs().mean(dim=-1) * size / 2
             totals["l1_px_at_rest_action"].append(error[waiting & pushed[..., None]].cpu())
-            totals["l1_px_moving_pusher_action"].append(error[pushed & (batch["point_category"].to(device) == PUSHER)].cpu())
+            on_pusher = batch["point_category"].to(device) == PUSHER
+            totals["l1_px_moving_pusher_action"].append(error[pushed & on_pusher].cpu())
         return {k: float(torch.cat(v).mean()) if v else math.nan for k, v in totals.items()}
 
     @torch.no_grad()
