@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import sim_envs.tasks.envs as tabletop
+from motion_prior.foundation.checkpoints import file_sha256
 from motion_prior.foundation.errors import InputError
 from motion_prior.inference.prior import MotionPrior
 from sim_envs.planning.plan_eval import PlanEvalConfig, PlannerPolicy, PushHeuristic, evaluate, run_episode
@@ -136,3 +137,11 @@ def test_plan_eval_writes_json_plot_and_gif(tiny_model, tmp_path, one_torch_thre
     # Episodes of other settings are not mixed into the folder.
     with pytest.raises(InputError, match="other guidance, steps"):
         evaluate(replace(config, steps=3, guidance=3.0), tmp_path, progress=False)
+    # Nor are other weights under the same model name (a new release of "default"), or
+    # episodes of a folder that did not record the weights.
+    settings = json.loads((tmp_path / "settings.json").read_text())
+    assert settings["model_sha256"] == file_sha256(tiny_model / "SHA256SUMS")
+    for earlier in ({**settings, "model_sha256": "0" * 64}, {k: v for k, v in settings.items() if k != "model_sha256"}):
+        (tmp_path / "settings.json").write_text(json.dumps(earlier))
+        with pytest.raises(InputError, match="other model_sha256"):
+            evaluate(config, tmp_path, progress=False)

@@ -26,8 +26,10 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from motion_prior.foundation.checkpoints import CHECKSUMS_FILE, file_sha256
 from motion_prior.foundation.errors import InputError
 from motion_prior.inference.futures import Futures, FuturesBatch
+from motion_prior.inference.model_directory import model_dir
 from motion_prior.inference.prior import MotionPrior
 
 
@@ -105,6 +107,19 @@ def model_names(model: str | Path | Sequence[str | Path]) -> list:
             raise InputError("model", "a model, or a list of models for an ensemble", "an empty list")
         return list(model)
     return [model]
+
+
+def model_fingerprint(model: str | Path | Sequence[str | Path]) -> str | None | list:
+    """Which weights a `model` setting names: the SHA-256 of the model directory's `SHA256SUMS`
+    (written by `model pack`; None for an unpacked directory, which only its path names); for
+    an ensemble, the list of its members'. A name such as "default" stays the same when the
+    package ships new weights; this does not, so resumable jobs record it beside the name."""
+    def one(name) -> str | None:
+        sums = model_dir(name) / CHECKSUMS_FILE
+        return file_sha256(sums) if sums.is_file() else None
+
+    names = model_names(model)
+    return one(names[0]) if len(names) == 1 else [one(name) for name in names]
 
 
 def load_prior(model: str | Path | Sequence[str | Path], **options) -> MotionPrior | PriorEnsemble:

@@ -52,10 +52,8 @@ from tqdm import tqdm
 import sim_envs.tasks.envs as tabletop
 from motion_prior.data.clips import Clip
 from motion_prior.data.shards import INDEX_FILE, ClipStore, shard_name, write_shard
-from motion_prior.foundation.checkpoints import file_sha256
 from motion_prior.foundation.errors import InputError
-from motion_prior.inference.ensemble import model_names
-from motion_prior.inference.model_directory import model_dir
+from motion_prior.inference.ensemble import model_fingerprint
 from sim_envs.generation.clip_generator import GeneratorConfig, scene_now, script_clip
 from sim_envs.planning.plan_eval import (PRIOR_METHODS, PlanEvalConfig, make_env, make_policy, run_episode,
                                         run_settings)
@@ -140,17 +138,11 @@ def pick_candidates(plan: Plan, count: int, elites: int,
 
 def producer(config: OnPolicyConfig, clip_config: GeneratorConfig) -> dict:
     """The `producer` entry of an on-policy clip directory's index: the settings, the model's
-    fingerprint (the SHA-256 of its `SHA256SUMS`, None for an unpacked model directory: then
-    only its path tells rounds apart; an ensemble's: the list of its members') and the clip
-    settings."""
-    def fingerprint_of(model: str) -> str | None:
-        sums = model_dir(model) / "SHA256SUMS"
-        return file_sha256(sums) if sums.is_file() else None
-
-    models = model_names(config.model)
-    fingerprint = fingerprint_of(models[0]) if len(models) == 1 else [fingerprint_of(m) for m in models]
+    fingerprint (`ensemble.model_fingerprint`; for an unpacked model directory None, and then
+    only its path tells rounds apart) and the clip settings."""
     return {"name": PRODUCER_NAME, "version": PRODUCER_VERSION,
-            "config": {**config.settings(), "model_sha256": fingerprint, "clips": clip_config.to_dict()}}
+            "config": {**config.settings(), "model_sha256": model_fingerprint(config.model),
+                       "clips": clip_config.to_dict()}}
 
 
 def open_store(out: str | Path, wanted: dict) -> ClipStore:

@@ -12,7 +12,8 @@ Methods (every one plays the same episode seeds):
   goal through it, going around it if needed, then push through to the goal.
 
 Episodes are appended to `out/episodes.jsonl` as they finish, so an interrupted run resumes
-where it stopped (rerun the same command). The summary goes to `out/planning_eval.json` with a
+where it stopped (rerun the same command); `out/settings.json` records what the episodes
+depend on, the model's weights too, and a folder of other settings is refused. The summary goes to `out/planning_eval.json` with a
 plot (`planning_eval.png`) and a GIF of one prior-CEM episode with its imagined futures.
 """
 
@@ -36,7 +37,7 @@ from motion_prior.foundation.errors import InputError
 from motion_prior.foundation.metrics import median_angle_deg
 from motion_prior.foundation.pokes import end_times, ends, pokes_to_pixels
 from motion_prior.foundation.visualize import draw_tracks
-from motion_prior.inference.ensemble import load_prior, model_names
+from motion_prior.inference.ensemble import load_prior, model_fingerprint, model_names
 from sim_envs.planning.counterfactual_check import contact_radius_px
 from sim_envs.planning.planners import (ContactModel, GoalConfig, GoalCost, GoalPlanner, Planner, PlannerConfig,
                                         PriorModel, SimulatorModel, pusher_path_actions, reduce_risk)
@@ -300,12 +301,15 @@ def _check_resume_settings(path: Path, config: PlanEvalConfig, resuming: bool) -
     different model, sampler, planner, env or seed), which would mix them into one summary;
     which methods and how many episodes may change. Writes the settings for a new run. A
     setting added since a folder was written (e.g. `goal`) counts as its default there: the
-    folder's episodes ran before it existed."""
-    settings = run_settings(config)
+    folder's episodes ran before it existed. The model's weights (`model_sha256`,
+    `ensemble.model_fingerprint`) are the exception: a folder that does not record them may
+    hold episodes of other weights under the same name ("default" of an earlier release), so
+    it is refused."""
+    settings = {**run_settings(config), "model_sha256": model_fingerprint(config.model)}
     if resuming:
         earlier = json.loads(path.read_text()) if path.is_file() else None
         if earlier is not None:
-            earlier = {**run_settings(PlanEvalConfig()), **earlier}
+            earlier = {**run_settings(PlanEvalConfig()), "model_sha256": "not recorded", **earlier}
         if earlier != settings:
             changed = "no record of its settings" if earlier is None else \
                 "other " + ", ".join(sorted(k for k in settings if earlier.get(k) != settings[k]))
