@@ -222,19 +222,24 @@ def test_with_cause_each_poke_is_sampled_behind_the_push_the_contact_model_finds
             np.testing.assert_array_equal(sampled[-1], poke[0])  # the target's poke, last
             push = sampled[:-1]
             assert len(push) >= 1 and np.allclose(push[:, :2], observation["pusher_pixel"], atol=0.5)
+        # The contact models read the wrapper's frame: an env reset around the wrapper would
+        # leave them the last state's, so causes refuse a wrapper whose frame is not the state's.
+        other, _ = env.env.reset(seed=1)
+        with pytest.raises(InputError, match="wrapper: .*reset the wrapper"):
+            causes(env, other, poke_target(other, 2, 20.0), search, seed=1)
     finally:
         env.close()
-    config = CounterfactualConfig(model=str(tiny_model), states=1, directions=2, samples=2, steps=2,
+    config = CounterfactualConfig(model=str(tiny_model), states=2, directions=2, samples=2, steps=2,
                                   reference_rollouts=0, pictures=1, cause=True)
-    result = check_counterfactual(config, tmp_path, progress=False)
-    assert result["config"]["cause"] is True and result["metrics"]["samples"] == 4
+    result = check_counterfactual(config, tmp_path, progress=False)  # the second state resets the wrapper
+    assert result["config"]["cause"] is True and result["metrics"]["samples"] == 8
     commanded = result["metrics"]["commanded_pusher_first_share"]  # None only where nothing moved
     assert (commanded is None) == (result["metrics"]["moved_samples"] == 0)
     assert commanded is None or 0.0 <= commanded <= 1.0
-    made = result["metrics"]["cause_makes_poke_share"]  # of the 2 directions' pushes, simulated
-    assert result["metrics"]["cause_judged_makes_poke_share"] in (0.0, 0.5, 1.0)  # the same pushes, as judged
+    made = result["metrics"]["cause_makes_poke_share"]  # of the 2 x 2 directions' pushes, simulated
+    assert result["metrics"]["cause_judged_makes_poke_share"] in (0.0, 0.25, 0.5, 0.75, 1.0)  # as judged
     assert result["metrics"]["cause_judged_end_error_px"] >= 0.0
-    assert made in (0.0, 0.5, 1.0)
+    assert made in (0.0, 0.25, 0.5, 0.75, 1.0)
     assert (result["metrics"]["obey_share_where_cause_makes_poke"] is None) == (made == 0.0)
     assert (result["metrics"]["obey_share_where_cause_misses_poke"] is None) == (made == 1.0)
     with pytest.raises(InputError, match="cause"):

@@ -403,14 +403,25 @@ def cause_of(contact: ContactModel, observation: dict, poke: np.ndarray, search:
                        proposals).sequence
 
 
+def check_same_state(wrapper: MotionPriorWrapper, observation: dict) -> None:
+    """The contact models read `wrapper.frame()`, which the wrapper renders once per reset or
+    step of its own; an env reset around it leaves the frame of the state before. Refuse that
+    (an InputError naming `wrapper`): the tabletop tasks' `observation["image"]` is the frame."""
+    if not np.array_equal(wrapper.frame(), observation["image"]):
+        raise InputError("wrapper", "a wrapper reset or stepped to the observation's state (its frame is "
+                         "observation['image'])", "the frame of another state: reset the wrapper, not the env it wraps")
+
+
 def causes(wrapper: MotionPriorWrapper, observation: dict, pokes: np.ndarray, search: PlannerConfig,
            seed: int, shape: PushShape | None = None) -> tuple[list[np.ndarray], np.ndarray]:
-    """Each target poke `[D, 1, 5]` (pixels) with the push that causes it in front (:func:`cause_of`).
+    """Each target poke `[D, 1, 5]` (pixels) with the push that causes it in front (:func:`cause_of`),
+    `wrapper` at the observation's state (:func:`check_same_state`).
 
     Returns:
         `[P + 1, 5]` pixel poke sets, the action pokes of the push, then the poke; and those
         pushes, `[D, H, 2]` actions.
     """
+    check_same_state(wrapper, observation)
     contact, size = ContactModel(wrapper), observation["image"].shape[:2]
     sets, pushes = [], []
     for poke in pokes:
@@ -422,7 +433,9 @@ def causes(wrapper: MotionPriorWrapper, observation: dict, pokes: np.ndarray, se
 
 def cause_judged_end(wrapper: MotionPriorWrapper, observation: dict, pushes: np.ndarray) -> np.ndarray:
     """`[D, 2]` px: where the model's contact models (their mean) say each push `[D, H, 2]`
-    leaves the target point (`observation["target_pixel"]`), the point every poke here moves."""
+    leaves the target point (`observation["target_pixel"]`), the point every poke here moves;
+    `wrapper` at the observation's state (:func:`check_same_state`)."""
+    check_same_state(wrapper, observation)
     tracks = ContactModel(wrapper).predict(observation, pushes, GoalCost().query_points(observation))
     return tracks[:, :, 0, -1].mean(axis=1)
 
@@ -475,7 +488,9 @@ def check_counterfactual(config: CounterfactualConfig, out: str | Path, progress
         if not isinstance(task, (tabletop.PushToGoalEnv, tabletop.DoorToAngleEnv)):
             raise InputError("env", f"{tabletop.PUSH_TO_GOAL_ID} or {tabletop.DOOR_TO_ANGLE_ID}", config.env)
         for i in range(config.states):
-            observation, _ = env.reset(seed=config.seed + i)
+            # Through the wrapper when there is one: it keeps the frame its contact models read
+            # until it is reset or stepped.
+            observation, _ = (env if wrapper is None else wrapper).reset(seed=config.seed + i)
             geometry = state_geometry(task, observation)
             pokes = poke_target(observation, config.directions, config.distance)
             sampled, pushes = causes(wrapper, observation, pokes, config.cause_search, config.seed + i,
