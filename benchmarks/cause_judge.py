@@ -164,13 +164,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         rows, moved = fit(env, wrapper, config, args.fit_states, args.fit_seed, shape)
         moves = np.linalg.norm(moved, axis=-1) > MOVED_PX  # [S, 2]: truly, predicted
+        both = moves.all(axis=1)
         result = {"model": args.model, "fit_states": args.fit_states, "fit_seed": args.fit_seed,
                   "check": asdict(config), "shape": asdict(shape), "fit_pushes": len(moved),
                   "fit_true_moved_share": float(moves[:, 0].mean()),
                   "fit_predicted_moved_share": float(moves[:, 1].mean()),
                   "fit_predicted_moved_share_where_moved": float(moves[moves[:, 0], 1].mean()),
                   "fit_end_error_px_median_where_both_moved":
-                      float(np.median(np.linalg.norm(np.subtract(*moved[moves.all(axis=1)].transpose(1, 0, 2)), axis=-1))),
+                      float(np.median(np.linalg.norm(moved[both, 0] - moved[both, 1], axis=-1))),
                   "bins": bin_labels()}
         biases = [bias_of(r) for r in rows]
         spreads = [fit_contact_errors(r["displacement"], r["moves"], r["true"], r["push"], ERROR_DRAWS) for r in rows]

@@ -13,8 +13,9 @@ Methods (every one plays the same episode seeds):
 
 Episodes are appended to `out/episodes.jsonl` as they finish, so an interrupted run resumes
 where it stopped (rerun the same command); `out/settings.json` records what the episodes
-depend on, the model's weights too, and a folder of other settings is refused. The summary goes to `out/planning_eval.json` with a
-plot (`planning_eval.png`) and a GIF of one prior-CEM episode with its imagined futures.
+depend on, the model's weights too, and a folder of other settings is refused. The summary
+goes to `out/planning_eval.json` with a plot (`planning_eval.png`) and a GIF of one prior-CEM
+episode with its imagined futures.
 """
 
 from __future__ import annotations
