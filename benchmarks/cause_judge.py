@@ -44,10 +44,13 @@ from motion_prior.foundation.pokes import path_push, pokes_to_pixels  # noqa: E4
 from motion_prior.inference.contact_errors import (MOVE_EDGES, ContactErrors, bin_labels,  # noqa: E402
                                                    fit_contact_errors)
 from motion_prior.inference.prior import MotionPrior  # noqa: E402
-from sim_envs.planning.counterfactual_check import CounterfactualConfig, poke_target, state_geometry  # noqa: E402
+from sim_envs.planning.counterfactual_check import CounterfactualConfig, cause_judged_end, poke_target  # noqa: E402
 from sim_envs.planning.planners import (ContactModel, GoalCost, PushShape, find_causes, pusher_path_actions,  # noqa: E402
                                         shaped_pushes)
 from sim_envs.tasks.wrapper import MotionPriorWrapper  # noqa: E402
+
+# A script beside this one (its folder is on the path when it runs).
+from cause_reach import poked_ends  # noqa: E402
 
 SEARCHES = ("cem", "cem_bias_corrected", "cem_under_errors", "family_pick", "family_best")
 ERROR_DRAWS = 16  # residuals per member for "cem_under_errors"
@@ -61,19 +64,6 @@ class ErringContactModel(ContactModel):
 
     def predict(self, observation: dict, actions: np.ndarray, query_points: np.ndarray) -> np.ndarray:
         return self.predict_with_errors(observation, actions, query_points)
-
-
-def poked_ends(task, observation: dict, actions: np.ndarray) -> np.ndarray:
-    """`[M, 2]` px: where each push `[M, H, 2]`, simulated from the current state, leaves the
-    poked point (the target's centre)."""
-    geometry = state_geometry(task, observation)
-    tracks = task.simulate_tracks(np.asarray(actions, np.float32), geometry.points)  # [M, 1, N, T, 2]
-    return tracks[:, 0, geometry.reference_layout.poked, -1]
-
-
-def judged_ends(contact: ContactModel, observation: dict, actions: np.ndarray) -> np.ndarray:
-    """`[M, 2]` px: where the contact models (their mean) say each push leaves the poked point."""
-    return contact.predict(observation, actions, GoalCost().query_points(observation))[:, :, 0, -1].mean(axis=1)
 
 
 def fit(env, wrapper: MotionPriorWrapper, config: CounterfactualConfig, states: int, seed: int,
@@ -138,7 +128,7 @@ def judge(env, contact: ContactModel, search: str, config: CounterfactualConfig,
         observation, _ = contact.wrapper.reset(seed=config.seed + i)
         pokes = poke_target(observation, config.directions, config.distance)
         pushes = causes(env, contact, search, observation, pokes, config, shape, config.seed + i)
-        true, judged = poked_ends(env.unwrapped, observation, pushes), judged_ends(contact, observation, pushes)
+        true, judged = poked_ends(env.unwrapped, observation, pushes), cause_judged_end(contact, observation, pushes)
         makes.append(np.linalg.norm(true - pokes[:, 0, 2:4], axis=-1) <= config.thresholds.obey_px)
         judged_makes.append(np.linalg.norm(judged - pokes[:, 0, 2:4], axis=-1) <= config.thresholds.obey_px)
         judge_error.append(np.linalg.norm(judged - true, axis=-1))

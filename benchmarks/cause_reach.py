@@ -42,13 +42,19 @@ from sim_envs.planning.counterfactual_check import (CounterfactualConfig, poke_t
 from sim_envs.planning.planners import PushShape, pusher_path_actions, shaped_pushes  # noqa: E402
 
 
+def poked_ends(task: tabletop.TabletopEnv, observation: dict, actions: np.ndarray) -> np.ndarray:
+    """`[M, 2]` px: where each push `actions [M, H, 2]`, simulated from the current state, leaves
+    the poked point (the target's centre)."""
+    geometry = state_geometry(task, observation)
+    tracks = task.simulate_tracks(np.asarray(actions, np.float32), geometry.points)  # [M, 1, N, T, 2]
+    return tracks[:, 0, geometry.reference_layout.poked, -1]
+
+
 def closest_ends(task: tabletop.TabletopEnv, observation: dict, pokes: np.ndarray, actions: np.ndarray) -> np.ndarray:
     """`[D]` px: for each poke `[D, 1, 5]` (pixels, ending at the horizon), the smallest distance
     between its end and where one of the candidate pushes `actions [M, H, 2]`, simulated from
     the current state, leaves the poked point."""
-    geometry = state_geometry(task, observation)
-    tracks = task.simulate_tracks(actions, geometry.points)  # [M, 1, N, T, 2]
-    ends = tracks[:, 0, geometry.reference_layout.poked, -1]  # [M, 2]
+    ends = poked_ends(task, observation, actions)
     return np.linalg.norm(ends[None] - pokes[:, 0, None, 2:4], axis=-1).min(axis=1)
 
 

@@ -431,12 +431,12 @@ def causes(wrapper: MotionPriorWrapper, observation: dict, pokes: np.ndarray, se
     return sets, np.stack(pushes)
 
 
-def cause_judged_end(wrapper: MotionPriorWrapper, observation: dict, pushes: np.ndarray) -> np.ndarray:
-    """`[D, 2]` px: where the model's contact models (their mean) say each push `[D, H, 2]`
-    leaves the target point (`observation["target_pixel"]`), the point every poke here moves;
-    `wrapper` at the observation's state (:func:`check_same_state`)."""
-    check_same_state(wrapper, observation)
-    tracks = ContactModel(wrapper).predict(observation, pushes, GoalCost().query_points(observation))
+def cause_judged_end(contact: ContactModel, observation: dict, pushes: np.ndarray) -> np.ndarray:
+    """`[D, 2]` px: where `contact` (the mean of its futures) says each push `[D, H, 2]` leaves
+    the target point (`observation["target_pixel"]`), the point every poke here moves; its
+    wrapper at the observation's state (:func:`check_same_state`)."""
+    check_same_state(contact.wrapper, observation)
+    tracks = contact.predict(observation, pushes, GoalCost().query_points(observation))
     return tracks[:, :, 0, -1].mean(axis=1)
 
 
@@ -508,7 +508,7 @@ def check_counterfactual(config: CounterfactualConfig, out: str | Path, progress
                 makes = sample_outcomes(true, geometry.reference_layout, geometry.contact_px, config.thresholds,
                                         pokes)["obeyed"][:, 0]  # [D]
                 made.append(makes)
-                judged_end = cause_judged_end(wrapper, observation, pushes)  # [D, 2]
+                judged_end = cause_judged_end(ContactModel(wrapper), observation, pushes)  # [D, 2]
                 true_end = true[:, 0, geometry.reference_layout.poked, -1]
                 judged_error.append(np.linalg.norm(judged_end - true_end, axis=-1))
                 judged_makes.append(np.linalg.norm(judged_end - pokes[:, 0, 2:4], axis=-1) <= config.thresholds.obey_px)
