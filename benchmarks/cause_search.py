@@ -89,7 +89,7 @@ def causes_with(moved_px: float, found: list[bool], effect: bool = False, timing
         frame, target = observation["image"], np.asarray(observation["target_pixel"], np.float32)
         sets, pushes = [], []
         for poke in pokes:
-            sequence = check.cause_of(contact, observation, poke, search, seed, shape, cost)
+            sequence = check.cause_of(contact, observation, poke, search, seed, shape, cost).sequence
             pushes.append(sequence)
             push = pokes_to_pixels(wrapper.pokes(sequence[None])[0], size)
             timing = []

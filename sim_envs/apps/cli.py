@@ -1,4 +1,4 @@
-"""The `motion-prior` commands that need MuJoCo: `data generate`, `data on-policy`, `demo`, `train all`,
+"""The `motion-prior` commands that need MuJoCo: `data generate`, `data on-policy`, `data causes`, `demo`, `train all`,
 `plan eval`, `plan check`, `plan counterfactual` and `bench` (`sim_envs.apps.bench`).
 
 Registered into the `motion-prior` CLI through the `motion_prior.cli` entry point.
@@ -24,6 +24,8 @@ from sim_envs.apps.pipeline import train_all
 from sim_envs.generation.clip_generator import GeneratorConfig
 from sim_envs.generation.clip_writer import generate_clips
 from sim_envs.planning.calibration import CalibrationConfig, calibrate
+from sim_envs.planning.cause_clips import SEED as CAUSES_SEED
+from sim_envs.planning.cause_clips import CauseClipsConfig, collect_causes
 from sim_envs.planning.counterfactual_check import (CAUSE_PUSHES, CounterfactualConfig, Thresholds, check_counterfactual,
                                                    table)
 from sim_envs.planning.on_policy import SEED, OnPolicyConfig, collect
@@ -75,6 +77,18 @@ def _on_policy(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     store = collect(config, args.out)
     print(f"{store.num_clips} clips of {len(store.shards)} episodes in {store.root} "
+          f"({time.perf_counter() - start:.1f} s this run)")
+    return 0
+
+
+def _causes(args: argparse.Namespace) -> int:
+    torch.set_num_threads(args.threads)
+    config = CauseClipsConfig(env=args.env, model=args.model, states=args.states, seed=args.seed,
+                              directions=args.directions, distance=tuple(args.distance), cause_push=args.cause_push,
+                              candidates_per_poke=args.candidates_per_poke)
+    start = time.perf_counter()
+    store = collect_causes(config, args.out)
+    print(f"{store.num_clips} clips of {len(store.shards)} states in {store.root} "
           f"({time.perf_counter() - start:.1f} s this run)")
     return 0
 
@@ -385,3 +399,31 @@ def register(groups: dict) -> None:
                                 f"(default {OnPolicyConfig.candidates_per_state})")
     on_policy.add_argument("--out", required=True, help="output clip directory")
     on_policy.set_defaults(func=_on_policy)
+
+    causes = groups["data"].add_parser(
+        "causes", help="clips of the pushes the counterfactual check's cause search weighs for target pokes, with "
+                       "their true simulated outcomes (data for the contact models)",
+        description="Reset seeded task states, poke the target in evenly spaced directions (turned by a random "
+                    "offset, random lengths), search each poke's cause on the model's contact models as plan "
+                    "counterfactual --cause does, and roll the cause, the search's elites and random others out in "
+                    "the simulator, one clip each (the format of data generate; train on it with train contact "
+                    "--data). State seeds start at 6,000,000, clear of the evaluations'. Resumable: rerun the same "
+                    "command; a directory collected with other settings is refused.")
+    causes.add_argument("--env", default=PUSH_TO_GOAL_ID, help=f"Gymnasium env id (default {PUSH_TO_GOAL_ID})")
+    causes.add_argument("--model", default="default", help="'default' (shipped) or a model directory with contact/")
+    causes.add_argument("--states", type=POSITIVE, default=CauseClipsConfig.states,
+                        help=f"states, seeds SEED..SEED+N-1 (default {CauseClipsConfig.states})")
+    causes.add_argument("--seed", type=int, default=CAUSES_SEED, help=f"first state seed (default {CAUSES_SEED})")
+    causes.add_argument("--directions", type=POSITIVE, default=CauseClipsConfig.directions,
+                        help=f"pokes per state (default {CauseClipsConfig.directions})")
+    causes.add_argument("--distance", type=positive_float, nargs=2, metavar=("LOW", "HIGH"),
+                        default=CauseClipsConfig.distance, help="poke lengths drawn from LOW..HIGH pixels "
+                        f"(default {CauseClipsConfig.distance[0]:g} {CauseClipsConfig.distance[1]:g})")
+    causes.add_argument("--cause-push", default=CauseClipsConfig.cause_push, choices=CAUSE_PUSHES,
+                        help=f"the pushes searched, as plan counterfactual's (default {CauseClipsConfig.cause_push})")
+    causes.add_argument("--candidates-per-poke", type=POSITIVE, default=CauseClipsConfig.candidates_per_poke,
+                        help="clips per poke: the cause found, the search's elites, random others "
+                             f"(default {CauseClipsConfig.candidates_per_poke})")
+    causes.add_argument("--threads", type=POSITIVE, default=1, help="torch threads (default 1)")
+    causes.add_argument("--out", required=True, help="output clip directory")
+    causes.set_defaults(func=_causes)

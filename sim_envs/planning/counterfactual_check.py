@@ -104,7 +104,7 @@ from motion_prior.foundation.pokes import end_times, ends, pokes_to_normalized, 
 from motion_prior.foundation.visualize import captioned_panels, draw_tracks
 from motion_prior.inference.ensemble import load_prior, model_names
 from sim_envs.generation.clip_generator import GeneratorConfig, sample_points, simulate
-from sim_envs.planning.planners import (ContactModel, GoalCost, PlannerConfig, PushShape, find_causes,
+from sim_envs.planning.planners import (ContactModel, GoalCost, Plan, PlannerConfig, PushShape, find_causes,
                                        pusher_path_actions, shaped_pushes)
 from sim_envs.simulation.simulator import get_state, set_state
 from sim_envs.tasks.wrapper import MotionPriorWrapper
@@ -345,12 +345,13 @@ def state_geometry(task: tabletop.TabletopEnv, observation: dict) -> StateGeomet
                          None, Layout((0,), (0,), 1, poked=0))
 
 
-def poke_target(observation: dict, directions: int, distance: float) -> np.ndarray:
-    """`float32 [D, 1, 5]` one pixel poke per direction: the target point `distance` px along
-    image direction 2 pi d / D (0 = +u, pi / 2 = +v), by the horizon's end (end time 1)."""
-    angles = 2 * np.pi * np.arange(directions) / directions
+def poke_target(observation: dict, directions: int, distance: float | np.ndarray, offset: float = 0.0) -> np.ndarray:
+    """`float32 [D, 1, 5]` one pixel poke per direction: the target point `distance` px (one
+    length, or one per poke `[D]`) along image direction `offset` + 2 pi d / D (radians; 0 = +u,
+    pi / 2 = +v), by the horizon's end (end time 1)."""
+    angles = offset + 2 * np.pi * np.arange(directions) / directions
     start = np.broadcast_to(np.asarray(observation["target_pixel"], dtype=np.float64), (directions, 2))
-    end = start + distance * np.stack([np.cos(angles), np.sin(angles)], axis=1)
+    end = start + np.reshape(distance, (-1, 1)) * np.stack([np.cos(angles), np.sin(angles)], axis=1)
     return np.concatenate([start, end, np.ones((directions, 1))], axis=1)[:, None].astype(np.float32)
 
 
@@ -389,18 +390,18 @@ def decoded_rollouts(prior, env: gym.Env, observation: dict, actions: np.ndarray
 
 
 def cause_of(contact: ContactModel, observation: dict, poke: np.ndarray, search: PlannerConfig, seed: int,
-             shape: PushShape | None = None, cost=None) -> np.ndarray:
-    """The push `[H, 2]` that `planners.find_causes` finds for one target poke `[1, 5]` (pixels)
-    on `contact` (scored by `cost`, default `GoalCost()`): with `shape`, CEM of two segments
-    from the poke's :func:`planners.shaped_pushes` (`search` with horizon 2), else `search` as
-    it is (the module docstring)."""
+             shape: PushShape | None = None, cost=None) -> Plan:
+    """The search of `planners.find_causes` for one target poke `[1, 5]` (pixels) on `contact`
+    (scored by `cost`, default `GoalCost()`): with `shape`, CEM of two segments from the poke's
+    :func:`planners.shaped_pushes` (`search` with horizon 2), else `search` as it is (the module
+    docstring). Its `sequence` `[H, 2]` is the cause; its candidates, every push it weighed."""
     if shape is None:
         proposals = None
     else:
         proposals, search = shaped_pushes(observation, poke, shape, pusher_path_actions(contact.wrapper)), \
             replace(search, horizon=2)
     return find_causes(contact, cost or GoalCost(), contact.wrapper.action_space, search, observation, poke, seed,
-                       proposals).sequence
+                       proposals)
 
 
 def check_same_state(wrapper: MotionPriorWrapper, observation: dict) -> None:
@@ -425,7 +426,7 @@ def causes(wrapper: MotionPriorWrapper, observation: dict, pokes: np.ndarray, se
     contact, size = ContactModel(wrapper), observation["image"].shape[:2]
     sets, pushes = [], []
     for poke in pokes:
-        push = cause_of(contact, observation, poke, search, seed, shape)
+        push = cause_of(contact, observation, poke, search, seed, shape).sequence
         sets.append(np.concatenate([pokes_to_pixels(wrapper.pokes(push[None])[0], size), poke]))
         pushes.append(push)
     return sets, np.stack(pushes)

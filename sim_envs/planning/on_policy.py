@@ -161,6 +161,41 @@ def open_store(out: str | Path, wanted: dict) -> ClipStore:
     return ClipStore.create(out, wanted)
 
 
+def rollout_clips(task: tabletop.TabletopEnv, observation: dict, picked: list[tuple[np.ndarray, str, float | None]],
+                  clip_config: GeneratorConfig, seed: int, key: tuple[int, ...], source: dict, where: str,
+                  producer_name: str = PRODUCER_NAME, producer_version: str = PRODUCER_VERSION,
+                  ) -> tuple[list[Clip], list[str]]:
+    """Roll each picked sequence `[H, A]` (with its role and predicted cost, :func:`pick_candidates`)
+    out in the true simulator from the task's current state, as a clip of `observation["image"]`
+    (`clip_generator.script_clip`); the state is restored afterwards.
+
+    Candidate r draws its points with the generator seeded `[*key, r]`; the clip's seed is `seed`
+    (the split follows it); its metadata holds the generator's entries plus "on_policy": `source`
+    with the candidate's role, predicted cost and actions. `where` names the state in messages.
+
+    Returns:
+        (clips, skipped): the clips, and one message per candidate that made none (e.g. too
+        few visible points): one bad candidate must not end a long run.
+    """
+    state, scene = get_state(task.sim), scene_now(task.sim).to_json()
+    made, skipped = [], []
+    try:
+        for rank, (sequence, role, cost) in enumerate(picked):
+            set_state(task.sim, state)
+            metadata = {"generator": producer_name, "generator_version": producer_version, "variant": rank,
+                        "scene": scene, "on_policy": {**source, "candidate": role, "predicted_cost": cost,
+                                                      "actions": np.asarray(sequence).tolist()}}
+            name = f"{where}, candidate {rank}"
+            try:
+                made.append(script_clip(task.sim, observation["image"], task.segment_script(sequence),
+                                        np.random.default_rng([*key, rank]), None, clip_config, seed, metadata, name))
+            except (RuntimeError, ValueError) as error:
+                skipped.append(f"{name} skipped: {type(error).__name__}: {error}")
+    finally:
+        set_state(task.sim, state)  # the caller goes on from the state it rolled out from
+    return made, skipped
+
+
 def collect_episode(env: MotionPriorWrapper, policy, config: OnPolicyConfig, clip_config: GeneratorConfig,
                     episode: int, model_sha256: str | list | None) -> tuple[list[Clip], dict]:
     """Play episode `episode` with `policy` (a `plan_eval.PlannerPolicy`) and roll its chosen
@@ -180,24 +215,12 @@ def collect_episode(env: MotionPriorWrapper, policy, config: OnPolicyConfig, cli
     def on_step(step: int, observation: dict) -> None:
         picked = pick_candidates(planner.last_plan, config.candidates_per_state, planner.config.elites,
                                  np.random.default_rng([seed, 2, step]))
-        state, scene = get_state(task.sim), scene_now(task.sim).to_json()
-        try:
-            for rank, (sequence, role, cost) in enumerate(picked):
-                set_state(task.sim, state)
-                source = {"env": config.env, "model": config.model, "model_sha256": model_sha256,
-                          "planner": config.methods[0], "episode": episode, "episode_seed": seed, "step": step,
-                          "candidate": role, "predicted_cost": cost, "actions": np.asarray(sequence).tolist()}
-                metadata = {"generator": PRODUCER_NAME, "generator_version": PRODUCER_VERSION, "variant": rank,
-                            "scene": scene, "on_policy": source}
-                where = f"episode {episode} (seed {seed}), step {step}, candidate {rank}"
-                try:
-                    made.append(script_clip(task.sim, observation["image"], task.segment_script(sequence),
-                                            np.random.default_rng([seed, 1, step, rank]), None, clip_config, seed, metadata,
-                                            where))
-                except (RuntimeError, ValueError) as error:  # one bad candidate must not end a long run
-                    skipped.append(f"{where} skipped: {type(error).__name__}: {error}")
-        finally:
-            set_state(task.sim, state)  # the episode goes on from the state the planner saw
+        source = {"env": config.env, "model": config.model, "model_sha256": model_sha256,
+                  "planner": config.methods[0], "episode": episode, "episode_seed": seed, "step": step}
+        clips, problems = rollout_clips(task, observation, picked, clip_config, seed, (seed, 1, step), source,
+                                        f"episode {episode} (seed {seed}), step {step}")
+        made.extend(clips)
+        skipped.extend(problems)
 
     record = run_episode(env, policy, seed, on_step=on_step)
     info = {"episode": episode, "seed": seed, "steps": record["steps"], "success": record["success"],
