@@ -44,9 +44,9 @@ from motion_prior.foundation.pokes import path_push, pokes_to_pixels  # noqa: E4
 from motion_prior.inference.contact_errors import (MOVE_EDGES, ContactErrors, bin_labels,  # noqa: E402
                                                    fit_contact_errors)
 from motion_prior.inference.prior import MotionPrior  # noqa: E402
-from sim_envs.planning.counterfactual_check import CounterfactualConfig, cause_judged_end, poke_target  # noqa: E402
-from sim_envs.planning.planners import (ContactModel, GoalCost, PushShape, find_causes, pusher_path_actions,  # noqa: E402
-                                        shaped_pushes)
+from sim_envs.planning.counterfactual_check import (CounterfactualConfig, cause_judged_end, cause_of,  # noqa: E402
+                                                   poke_target)
+from sim_envs.planning.planners import ContactModel, PushShape, pusher_path_actions, shaped_pushes  # noqa: E402
 from sim_envs.tasks.wrapper import MotionPriorWrapper  # noqa: E402
 
 # A script beside this one (its folder is on the path when it runs).
@@ -109,15 +109,14 @@ def causes(env, contact: ContactModel, search: str, observation: dict, pokes: np
     """`[D, 2, 2]`: each poke's cause by `search` (the module docstring)."""
     picked = []
     for poke in pokes:
-        family = shaped_pushes(observation, poke, shape, pusher_path_actions(env))
         if search == "family_best":
+            family = shaped_pushes(observation, poke, shape, pusher_path_actions(env))
             ends = poked_ends(env.unwrapped, observation, family)
             picked.append(family[np.argmin(np.linalg.norm(ends - poke[0, 2:4], axis=-1))])
-        else:  # the check's search (`counterfactual_check.cause_of`), or its first population alone
-            cem = replace(config.cause_search, horizon=2, iterations=1 if search == "family_pick" else
-                          config.cause_search.iterations)
-            picked.append(find_causes(contact, GoalCost(), env.action_space, cem, observation, poke, seed,
-                                      family).sequence)
+        else:  # the check's search, or its first population alone
+            iterations = 1 if search == "family_pick" else config.cause_search.iterations
+            picked.append(cause_of(contact, observation, poke, replace(config.cause_search, iterations=iterations),
+                                   seed, shape).sequence)
     return np.stack(picked)
 
 
