@@ -21,7 +21,7 @@ from motion_prior.inference.prior import MotionPrior
 from motion_prior.inference.samplers import integrate
 from motion_prior.networks.latent_flow import FlowNetwork
 from motion_prior.networks.poke_conditioning import PathField, PathGlimpse, path_segments
-from motion_prior.networks.text_encoder import HashedTextEncoder, TextEncoderConfig
+from motion_prior.networks.text_encoder import HashedTextEncoder, TextEncoderConfig, token_ids
 from motion_prior.training.flow_stage import (FlowTask, cell_outcomes, mirror_text, moved_object_shift,
                                               moving_tokens, preset as flow_preset, train_flow)
 from motion_prior.training.loop import Trainer
@@ -1016,6 +1016,35 @@ def test_distillation_starts_from_the_teacher_or_from_an_init_and_train_all_pack
     assert not all(torch.equal(fresh[k], distilled[k]) for k in fresh)  # the distillation changed the weights
     assert (pipeline_run / "model" / "fast_flow" / "model.safetensors").is_file()
     assert "fast_flow/model.safetensors" in (pipeline_run / "model" / "SHA256SUMS").read_text()
+
+
+def test_distillation_samples_rows_of_pokes_alone_at_their_own_guidance(pipeline_run):
+    from motion_prior.training.distill_stage import DistillTask, preset
+
+    recipe = preset("tiny")
+    recipe.teacher, recipe.teacher_poke_guidance = str(pipeline_run / "model-guided"), 5.0
+    task = DistillTask(recipe)
+    spec, generator = task.model_config, torch.Generator().manual_seed(0)
+    frames = torch.randint(0, 256, (3, spec.image_size, spec.image_size, 3), dtype=torch.uint8, generator=generator)
+    tokens = task.teacher.backend.encode_frame(frames)
+    pokes = torch.rand(3, spec.max_pokes, 5, generator=generator)
+    mask = torch.zeros(3, spec.max_pokes, dtype=torch.bool)
+    mask[:, 0] = True
+    texts, use_action = ["", "push the block to the left", ""], torch.tensor([False, False, True])
+    noise = torch.randn(3, spec.num_latents, spec.latent_channels, generator=generator)
+    latents = task.teacher_latents(tokens, pokes, mask, texts, use_action, noise, frames)
+
+    def alone(rows, guidance):  # the teacher's own sampler on those rows only
+        ids = token_ids([texts[i] for i in rows], spec.text)
+        return task.teacher.sample_latents(tokens[rows], pokes[rows], mask[rows], ids, 1, recipe.teacher_steps,
+                                           guidance=guidance, noise=noise[rows], frames=frames[rows])
+
+    torch.testing.assert_close(latents[[0]], alone([0], 5.0))  # pokes alone: the poke guidance
+    torch.testing.assert_close(latents[[1, 2]], alone([1, 2], recipe.teacher_guidance))  # text, the action
+    assert not torch.allclose(latents[[0]], alone([0], recipe.teacher_guidance), atol=1e-4)
+    recipe.teacher_poke_guidance = 0.5
+    with pytest.raises(ValueError, match="teacher_poke_guidance: expected None or a number in \\[1, 10\\], got 0.5"):
+        DistillTask(recipe)
 
 
 def test_many_candidates_sample_in_passes_with_the_same_futures(prior, clip, monkeypatch):

@@ -1,7 +1,8 @@
 """Distillation of the guided multi-step sampler into a one- or two-step flow (`motion-prior train distill`).
 
 The teacher is a packed model (its VAE's frame encoder and its flow network), sampled as users
-sample it: `teacher_steps` Euler steps with classifier-free guidance `teacher_guidance`. The
+sample it: `teacher_steps` Euler steps with classifier-free guidance `teacher_guidance`, or
+`teacher_poke_guidance` for the rows conditioned on track pokes alone (see `DistillRecipe`). The
 student has the teacher's architecture and starts from its weights. Per step:
 
 1. a batch of clips and their training conditions, drawn exactly as Stage 2 draws them
@@ -32,11 +33,11 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from motion_prior.data.batch_views import open_splits, training_view
-from motion_prior.foundation.configs import config_to_yaml, copy_preset
+from motion_prior.foundation.configs import check_settings, config_to_yaml, copy_preset
 from motion_prior.foundation.metrics import future_errors
 from motion_prior.inference.backends import TorchBackend
 from motion_prior.inference.model_directory import load_flow, load_model, model_dir
-from motion_prior.inference.prior import MotionPrior
+from motion_prior.inference.prior import GUIDANCE_RANGE, MotionPrior
 from motion_prior.inference.samplers import DEFAULT_GUIDANCE, DEFAULT_STEPS
 from motion_prior.networks.latent_flow import FlowNetwork
 from motion_prior.networks.text_encoder import token_ids
@@ -50,6 +51,12 @@ class DistillRecipe:
     """Everything that defines a distillation run (saved as `recipe.yaml`).
 
     teacher: a model directory or "default"; teacher_steps / teacher_guidance: its sampler.
+    teacher_poke_guidance: the guidance of the rows whose condition is track pokes alone (no
+    text, not the clip's action): "this object goes there", as a person, the counterfactual
+    check and the goal-conditioned planner ask it. A higher guidance makes those futures obey
+    the poke and bring the pusher to the object more often, where text and action rows lose
+    min-MSE (models/flow-causes/README.md has the figures), so the student can learn each
+    condition at its own scale. None: `teacher_guidance` for every row.
     init: start the student from this distilled flow (a run or a model's `fast_flow/`) instead
     of the teacher's weights: a fine-tune, e.g. with more action pokes in `conditions`.
     student_steps: the Euler steps the student is trained for (its grid t = 1, 1 - 1/s, ...
@@ -62,6 +69,7 @@ class DistillRecipe:
     train: TrainConfig = field(default_factory=TrainConfig)
     teacher_steps: int = DEFAULT_STEPS
     teacher_guidance: float = DEFAULT_GUIDANCE
+    teacher_poke_guidance: float | None = None
     student_steps: int = 2
     grid_fraction: float = 0.5
     conditions: FlowRecipe = field(default_factory=lambda: FlowRecipe(action_fraction=0.3, frame_dropout=0.0))
@@ -83,11 +91,25 @@ def preset(name: str) -> DistillRecipe:
     return copy_preset(PRESETS, name)
 
 
+def check_recipe(recipe: DistillRecipe) -> DistillRecipe:
+    """Raise ValueError naming the first setting of `recipe` out of range; return it."""
+    low, high = GUIDANCE_RANGE
+    poke_guidance = recipe.teacher_poke_guidance
+    return check_settings(recipe, [
+        ("teacher_steps", recipe.teacher_steps >= 1, "at least 1"),
+        ("teacher_guidance", low <= recipe.teacher_guidance <= high, f"a number in [{low:g}, {high:g}]"),
+        ("teacher_poke_guidance", poke_guidance is None or low <= poke_guidance <= high,
+         f"None or a number in [{low:g}, {high:g}]"),
+        ("student_steps", recipe.student_steps >= 1, "at least 1"),
+        ("grid_fraction", 0 <= recipe.grid_fraction <= 1, "a probability in [0, 1]"),
+    ], "distill recipe")
+
+
 class DistillTask:
     """The student's part of the training loop (see `motion_prior.training.loop.Trainer`)."""
 
     def __init__(self, recipe: DistillRecipe):
-        self.recipe = recipe
+        self.recipe = check_recipe(recipe)
         directory = model_dir(recipe.teacher)
         vae, flow, stats, _ = load_model(directory)
         self.teacher = MotionPrior(TorchBackend(vae, flow.requires_grad_(False), stats))
@@ -116,6 +138,24 @@ class DistillTask:
         uniform = torch.rand(b, generator=generator)
         return torch.where(torch.rand(b, generator=generator) < self.recipe.grid_fraction, grid, uniform)
 
+    def teacher_latents(self, frame_tokens, pokes, poke_mask, texts: list[str], use_action, noise, frames):
+        """The teacher's sample from `noise [B, N, C]` for each row's condition (frame tokens
+        `[B, F, Df]`, pokes `[B, P, 5]`, poke_mask `[B, P]`, texts, use_action `bool [B]`,
+        frames `uint8 [B, S, S, 3]`), each row at its guidance (`DistillRecipe`) -> `[B, N, C]`."""
+        r = self.recipe
+        text_ids = token_ids(texts, self.model_config.text).to(pokes.device)
+        guidance = torch.full((len(texts),), r.teacher_guidance)
+        if r.teacher_poke_guidance is not None:
+            pokes_alone = poke_mask.any(1) & ~use_action & ~(text_ids != 0).any(1)
+            guidance = torch.where(pokes_alone.cpu(), r.teacher_poke_guidance, guidance)
+        latents = torch.empty_like(noise)
+        for scale in guidance.unique().tolist():  # one guided sampling per scale, over its rows
+            rows = (guidance == scale).to(pokes.device)
+            latents[rows] = self.teacher.sample_latents(frame_tokens[rows], pokes[rows], poke_mask[rows],
+                                                        text_ids[rows], 1, r.teacher_steps, guidance=scale,
+                                                        noise=noise[rows], frames=frames[rows])
+        return latents
+
     def loss(self, model, batch: dict, generator: torch.Generator, step: int):
         r = self.recipe
         teacher = self._teacher_on(batch["visibility"].device)
@@ -123,7 +163,7 @@ class DistillTask:
         visibility = batch["visibility"]
         texts = [mirror_text(text) if f else text for text, f in zip(batch["text"], flip.tolist())]
         action_pokes = mirror_pokes(batch["action_pokes"], flip.to(tracks.device))
-        pokes, poke_mask, texts, _, _ = self.draw.conditions(tracks, visibility, texts, generator, tracks.device,
+        pokes, poke_mask, texts, _, use_action = self.draw.conditions(tracks, visibility, texts, generator, tracks.device,
                                                              action_pokes, batch["action_poke_count"],
                                                              batch["point_category"])
         b = tracks.shape[0]
@@ -131,10 +171,7 @@ class DistillTask:
             frame_tokens = teacher.encode_frame(frames)
             noise = torch.randn(b, self.model_config.num_latents, self.model_config.latent_channels,
                                 generator=generator).to(tracks.device)
-            target = self.teacher.sample_latents(frame_tokens, pokes, poke_mask,
-                                                 token_ids(texts, self.model_config.text).to(tracks.device), 1,
-                                                 r.teacher_steps, guidance=r.teacher_guidance, noise=noise,
-                                                 frames=frames)
+            target = self.teacher_latents(frame_tokens, pokes, poke_mask, texts, use_action, noise, frames)
         t = self._times(b, generator).to(tracks.device)
         x_t = (1 - t[:, None, None]) * target + t[:, None, None] * noise
         velocity = model(x_t, t, frame_tokens, pokes, poke_mask, texts, frames=frames)
@@ -160,7 +197,9 @@ class DistillTask:
             noise = torch.randn(shape, generator=generator)
             samplers = [("student", student, self.recipe.student_steps, 1.0), ("student_1_step", student, 1, 1.0)]
             if self._teacher_metrics is None:  # the same clips, pokes and noise every time: once is enough
-                samplers.append(("teacher", self.teacher, self.recipe.teacher_steps, self.recipe.teacher_guidance))
+                r = self.recipe  # one poke and no text: a pokes-alone row
+                guidance = r.teacher_guidance if r.teacher_poke_guidance is None else r.teacher_poke_guidance
+                samplers.append(("teacher", self.teacher, r.teacher_steps, guidance))
             for name, prior, steps, guidance in samplers:
                 futures = prior.sample_tensors(batch["frame"].to(device), pokes, mask, [""] * len(tracks),
                                                tracks[:, :, 0], self.recipe.val_samples, steps, guidance=guidance,
