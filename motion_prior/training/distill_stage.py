@@ -76,6 +76,11 @@ class DistillRecipe:
     val_clips: int = 128
     val_samples: int = 4
 
+    @property
+    def pokes_alone_guidance(self) -> float:
+        """The teacher's guidance for rows conditioned on track pokes alone."""
+        return self.teacher_guidance if self.teacher_poke_guidance is None else self.teacher_poke_guidance
+
 
 PRESETS = {
     "tiny": DistillRecipe(train=TrainConfig(steps=20, batch_size=4, lr=1e-3, warmup_steps=2, ema_decay=0.0, log_every=5,
@@ -144,10 +149,8 @@ class DistillTask:
         frames `uint8 [B, S, S, 3]`), each row at its guidance (`DistillRecipe`) -> `[B, N, C]`."""
         r = self.recipe
         text_ids = token_ids(texts, self.model_config.text).to(pokes.device)
-        guidance = torch.full((len(texts),), r.teacher_guidance)
-        if r.teacher_poke_guidance is not None:
-            pokes_alone = poke_mask.any(1) & ~use_action & ~(text_ids != 0).any(1)
-            guidance = torch.where(pokes_alone.cpu(), r.teacher_poke_guidance, guidance)
+        pokes_alone = (poke_mask.any(1) & ~use_action & ~(text_ids != 0).any(1)).cpu()
+        guidance = torch.where(pokes_alone, r.pokes_alone_guidance, r.teacher_guidance)
         latents = torch.empty_like(noise)
         for scale in guidance.unique().tolist():  # one guided sampling per scale, over its rows
             rows = (guidance == scale).to(pokes.device)
@@ -163,9 +166,9 @@ class DistillTask:
         visibility = batch["visibility"]
         texts = [mirror_text(text) if f else text for text, f in zip(batch["text"], flip.tolist())]
         action_pokes = mirror_pokes(batch["action_pokes"], flip.to(tracks.device))
-        pokes, poke_mask, texts, _, use_action = self.draw.conditions(tracks, visibility, texts, generator, tracks.device,
-                                                             action_pokes, batch["action_poke_count"],
-                                                             batch["point_category"])
+        pokes, poke_mask, texts, _, use_action = self.draw.conditions(
+            tracks, visibility, texts, generator, tracks.device, action_pokes, batch["action_poke_count"],
+            batch["point_category"])
         b = tracks.shape[0]
         with torch.no_grad():
             frame_tokens = teacher.encode_frame(frames)
@@ -197,9 +200,8 @@ class DistillTask:
             noise = torch.randn(shape, generator=generator)
             samplers = [("student", student, self.recipe.student_steps, 1.0), ("student_1_step", student, 1, 1.0)]
             if self._teacher_metrics is None:  # the same clips, pokes and noise every time: once is enough
-                r = self.recipe  # one poke and no text: a pokes-alone row
-                guidance = r.teacher_guidance if r.teacher_poke_guidance is None else r.teacher_poke_guidance
-                samplers.append(("teacher", self.teacher, r.teacher_steps, guidance))
+                samplers.append(("teacher", self.teacher, self.recipe.teacher_steps,  # one poke, no text
+                                 self.recipe.pokes_alone_guidance))
             for name, prior, steps, guidance in samplers:
                 futures = prior.sample_tensors(batch["frame"].to(device), pokes, mask, [""] * len(tracks),
                                                tracks[:, :, 0], self.recipe.val_samples, steps, guidance=guidance,
