@@ -117,6 +117,24 @@ def test_pusher_first_is_split_by_the_side_the_pusher_starts_on():
     assert only_behind["pusher_first_share_way_round"] is None and only_behind["moved_samples_way_round"] == 0
 
 
+def test_pushes_along_asks_from_where_the_pusher_reaches_the_object():
+    """The pusher comes in +u from u = 20 and reaches the object before it moves: behind a +u
+    poke it pushes along; under a -u poke it arrives on the poke's side, first but not along;
+    from above (coming down in +v) it is 90 degrees off a +u poke."""
+    first = _tracks(6, np.minimum(20.0 + 5.0 * np.arange(FRAMES), 40.0 + 2.0 * np.maximum(np.arange(FRAMES) - 5, 0)))
+    above = _tracks(6, np.full(FRAMES, 50.0))
+    above[1, :, 1] = np.minimum(20.0 + 5.0 * np.arange(FRAMES), 42.0)
+    pokes = np.array([[50.0, 50.0, 70.0, 50.0, 1.0], [50.0, 50.0, 30.0, 50.0, 1.0]])[:, None]  # [2, 1, 5]
+    outcomes = sample_outcomes(np.stack([np.stack([first, above])] * 2), CENTRE, 8.0, Thresholds(), pokes)  # [2, 2]
+    assert outcomes["pusher_first"].all()
+    np.testing.assert_array_equal(outcomes["along"], [[True, False], [False, False]])
+    assert summarize(outcomes)["pusher_pushes_along_share"] == 0.25
+    wide = sample_outcomes(np.stack([np.stack([first, above])] * 2), CENTRE, 8.0, Thresholds(push_angle_deg=100.0), pokes)
+    np.testing.assert_array_equal(wide["along"], [[True, True], [False, True]])
+    still = _tracks(None, np.full(FRAMES, 20.0))
+    assert summarize(sample_outcomes(still[None], CENTRE, 8.0, Thresholds(), pokes[0]))["pusher_pushes_along_share"] is None
+
+
 def test_the_reach_test_measures_to_the_panel_not_to_its_sampled_points():
     panel = np.array([[0.0, 0.0], [10.0, 0.0], [20.0, 0.0]])
     assert distance_to_polyline(np.array([5.0, 3.0]), panel) == pytest.approx(3.0)  # mid-segment
@@ -184,11 +202,14 @@ def test_the_cli_runs_the_check_and_names_a_bad_argument(tiny_model, tmp_path, c
     assert not (tmp_path / RESULT_FILE).exists()
     assert main(["plan", "counterfactual", "--model", str(tiny_model), "--onset-px", "3", "--out", str(tmp_path)]) == 2
     assert "onset_px: expected in (0, moved_px], got 3.0" in capsys.readouterr().err
+    assert main(["plan", "counterfactual", "--model", str(tiny_model), "--push-angle-deg", "200", "--out", str(tmp_path)]) == 2
+    assert "push_angle_deg: expected in (0, 180] degrees, got 200.0" in capsys.readouterr().err
     assert not (tmp_path / RESULT_FILE).exists()
     assert main(["plan", "counterfactual", "--model", str(tiny_model), "--states", "1", "--directions", "2",
                  "--samples", "2", "--steps", "2", "--reference-rollouts", "1", "--out", str(tmp_path)]) == 0
     printed = capsys.readouterr().out
     assert "pusher_first_share" in printed and "reference_true_pusher_first_share" in printed
+    assert "pusher_pushes_along_share" in printed
     assert main(["plan", "counterfactual", "--model", str(tiny_model), "--states", "1", "--directions", "1",
                  "--samples", "1", "--steps", "1", "--reference-rollouts", "0", "--moved-px", "3", "--onset-px", "3",
                  "--out", str(tmp_path / "onset3")]) == 0

@@ -174,7 +174,8 @@ def _plan_counterfactual(args: argparse.Namespace) -> int:
                                   steps=args.steps, guidance=args.guidance, states=args.states,
                                   directions=args.directions, distance=args.distance, samples=args.samples,
                                   reference_rollouts=args.reference_rollouts,
-                                  thresholds=Thresholds(obey_px=args.obey_px, moved_px=args.moved_px, onset_px=args.onset_px),
+                                  thresholds=Thresholds(obey_px=args.obey_px, moved_px=args.moved_px, onset_px=args.onset_px,
+                                                         push_angle_deg=args.push_angle_deg),
                                   cause=args.cause, cause_push=args.cause_push)
     result = check_counterfactual(config, args.out)
     print(table(result))
@@ -291,6 +292,9 @@ def _add_plan_commands(top) -> None:
     counterfactual.add_argument("--onset-px", type=positive_float, default=1.0,
                                 help="its motion starts at the first frame its displacement exceeds this, at most "
                                      "--moved-px (default 1)")
+    counterfactual.add_argument("--push-angle-deg", type=positive_float, default=60.0,
+                                help="a pusher first pushes along the poke when, at its first reach, the poked point "
+                                     "lies within this angle of the poke's direction seen from it (default 60)")
     counterfactual.add_argument("--reference-rollouts", type=NON_NEGATIVE, default=8,
                                 help="true rollouts per state heading for the target, checking the definitions (default 8)")
     counterfactual.add_argument("--cause", action="store_true",

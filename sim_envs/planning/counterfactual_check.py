@@ -29,13 +29,18 @@ Definitions (per sampled future; tracks in pixels, frame 0 the start frame):
   sampled ones), with contact radius = the pusher's radius plus half the panel's thickness.
   The radius (metres) becomes pixels at the object's depth: the mean pixel distance of 8 world
   points at that radius around it, in the horizontal plane (`contact_radius_px`);
-- *pusher first*: the pusher reaches the object at some frame <= the onset.
+- *pusher first*: the pusher reaches the object at some frame <= the onset;
+- *pushes along*: pusher first, and at the frame it first reaches the object the poked point
+  lies within `push_angle_deg` of the poke's direction as seen from the pusher's centre: the
+  pusher arrives behind the object and can push it where the poke asks. Pusher first alone is
+  also met by pushers that sweep through the object from any side.
 
 Figures (over every state, direction and sample): `poked_point_epe_px` (mean distance between
 the poked point at the poke's end time and the poke's end point), `obey_share` (that distance
 <= `obey_px`), `object_moved_share`, `pusher_first_share` (among the samples whose object
 moved), `pusher_approach_share` (the pusher ends closer to the object than it started) and
-`pusher_starts_in_contact_share` (reaching it at frame 0 makes "pusher first" trivially true);
+`pusher_starts_in_contact_share` (reaching it at frame 0 makes "pusher first" trivially true),
+`pusher_pushes_along_share` (among the samples whose object moved);
 `pusher_first_share_from_behind` and `pusher_first_share_way_round` split "pusher first" by
 where the pusher starts: on the far side of the object from the poke's direction, where it can
 push straight on, or elsewhere, where it has to go round the object first (a prior that only
@@ -68,7 +73,10 @@ Reference. The definitions are checked on physics: from the same states, `refere
 true rollouts (`simulate_tracks`: the target point, or the panel points, and the pusher) of
 actions heading for the target (bearing noise 0.4 rad, 0.3-1 of the longest step, like `plan
 check`'s) give `reference_true_pusher_first_share`, which must be close to 1: in the simulator
-nothing moves the object but the pusher.
+nothing moves the object but the pusher. Each rollout is judged against its own poke (its
+target point's start to where it truly ends), so `reference_true_pusher_pushes_along_share` says
+how often physics pushes along at `push_angle_deg` (a push that starts off-centre turns the
+object, so it is below 1).
 
 The decoder's bound. From each of those true rollouts, `GeneratorConfig.num_points` surface
 points are tracked as the training clips track them (`sim_envs.generation.clip_generator`),
@@ -125,12 +133,15 @@ class Thresholds:
         onset_px: its motion starts at the first frame its displacement exceeds this.
         contact_margin_px: slack on the contact radius: decoding noise, and the pusher's and
             the object's centres sit at different heights (parallax of up to a few pixels).
+        push_angle_deg: the pusher pushes along the poke when, at its first reach, the poked
+            point lies within this angle (degrees) of the poke's direction seen from it.
     """
 
     obey_px: float = 5.0
     moved_px: float = 2.0
     onset_px: float = 1.0
     contact_margin_px: float = 2.0
+    push_angle_deg: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -208,6 +219,7 @@ class CounterfactualConfig:
             # Every moved object then has an onset.
             ("onset_px", 0 < t.onset_px <= t.moved_px, "in (0, moved_px]"),
             ("contact_margin_px", t.contact_margin_px >= 0, "at least 0"),
+            ("push_angle_deg", 0 < t.push_angle_deg <= 180, "in (0, 180] degrees"),
         ]
         for name, ok, expected in checks:
             if not ok:
@@ -242,7 +254,8 @@ def sample_outcomes(tracks: np.ndarray, layout: Layout, contact_px, thresholds: 
     Returns:
         `[...]` arrays: "moved", "pusher_first" (False where not moved), "approach" (ends
         closer than it started), "start_contact" (reaches it at frame 0), bool; "onset" (frame,
-        T where never), int; with pokes, "epe" (px) and "obeyed" (bool).
+        T where never), int; with pokes, "epe" (px), "obeyed", "behind" (starts on the far
+        side) and "along" (pusher first, reaching from behind the poke's direction), bool.
     """
     tracks = np.asarray(tracks, dtype=np.float64)
     frames = tracks.shape[-2]
@@ -264,8 +277,15 @@ def sample_outcomes(tracks: np.ndarray, layout: Layout, contact_px, thresholds: 
         poked = tracks[..., layout.poked, :, :]  # [..., T, 2]
         at = np.take_along_axis(poked, np.broadcast_to(frame, poked.shape[:-2])[..., None, None], axis=-2)[..., 0, :]
         epe = np.linalg.norm(at - ends(pokes), axis=-1)
-        pusher = tracks[..., layout.pusher, 0, :]
-        outcomes.update(epe=epe, obeyed=epe <= thresholds.obey_px, behind=starts_behind(pusher, pokes))
+        pusher = tracks[..., layout.pusher, :, :]  # [..., T, 2]
+        reached = np.minimum(first_reach, frames - 1)[..., None, None]
+        seen = (np.take_along_axis(poked, reached, axis=-2) - np.take_along_axis(pusher, reached, axis=-2))[..., 0, :]
+        direction = pokes[..., 2:4] - pokes[..., :2]
+        cosine = np.sum(seen * direction, -1) / np.maximum(
+            np.linalg.norm(seen, axis=-1) * np.linalg.norm(direction, axis=-1), 1e-12)
+        along = outcomes["pusher_first"] & (cosine >= np.cos(np.radians(thresholds.push_angle_deg)))
+        outcomes.update(epe=epe, obeyed=epe <= thresholds.obey_px, behind=starts_behind(pusher[..., 0, :], pokes),
+                        along=along)
     return outcomes
 
 
@@ -290,6 +310,9 @@ def summarize(outcomes: dict[str, np.ndarray]) -> dict:
         pusher_approach_share=float(outcomes["approach"].mean()),
         pusher_starts_in_contact_share=float(outcomes["start_contact"].mean()),
     )
+    if "along" in outcomes:
+        along = outcomes["along"].reshape(-1)
+        figures["pusher_pushes_along_share"] = float(along[moved].mean()) if moved.any() else None
     if "behind" in outcomes:
         first, behind = outcomes["pusher_first"].reshape(-1), outcomes["behind"].reshape(-1)
         for name, side in (("from_behind", behind), ("way_round", ~behind)):
@@ -519,12 +542,15 @@ def check_counterfactual(config: CounterfactualConfig, out: str | Path, progress
             if config.reference_rollouts:
                 actions = heading_actions(task, rng, config.reference_rollouts)
                 true = task.simulate_tracks(actions, geometry.points)
+                # Each rollout's own "poke": where its target point truly goes (for pushes along).
+                poked = true[:, :, geometry.reference_layout.poked]  # [R, 1, T, 2]
+                own = np.concatenate([poked[:, :, 0], poked[:, :, -1], np.ones(poked.shape[:2] + (1,))], -1)
                 reference_outcomes.append(sample_outcomes(true, geometry.reference_layout, geometry.contact_px,
-                                                          config.thresholds))
+                                                          config.thresholds, own))
                 if decodes:  # its own generator: the reference's draws stay as they were
                     decoded = decoded_rollouts(prior, env, observation, actions, geometry.queries,
                                                np.random.default_rng(config.seed + i))
-                    judged = sample_outcomes(decoded, geometry.layout, geometry.contact_px, config.thresholds)
+                    judged = sample_outcomes(decoded, geometry.layout, geometry.contact_px, config.thresholds, own)
                     decoded_outcomes.append(judged)
                     decoded_true_first.append(first_behind_true_pusher(decoded, true, geometry, config.thresholds,
                                                                        judged["moved"]))
@@ -549,7 +575,9 @@ def check_counterfactual(config: CounterfactualConfig, out: str | Path, progress
     metrics = {**summarize(stacked), "contact_radius_px": float(np.mean(radii)),
                "reference_true_pusher_first_share": known.get("pusher_first_share"),
                "reference_moved_rollouts": known.get("moved_samples"), "reference_rollouts": known.get("samples"),
+               "reference_true_pusher_pushes_along_share": known.get("pusher_pushes_along_share"),
                "reference_decoded_pusher_first_share": bound.get("pusher_first_share"),
+               "reference_decoded_pusher_pushes_along_share": bound.get("pusher_pushes_along_share"),
                "reference_decoded_moved_share": bound.get("object_moved_share"),
                "commanded_pusher_first_share": _share(commanded_first),
                "cause_makes_poke_share": _share(made),
@@ -592,8 +620,9 @@ def draw_states(states: list, angles: np.ndarray, scale: int = 3, gap: int = 8) 
             target, pusher = (pixels_to_normalized(tracks[d, :, j], size) for j in (0, 1))
             picture = draw_tracks(frame, target, pokes=pokes_to_normalized(pokes[d], size), scale=scale,
                                   reference=pusher)
-            moved, first = int(outcomes["moved"][d].sum()), int(outcomes["pusher_first"][d].sum())
-            panels.append((picture, f"seed {seed}, {angles[d]:.0f} deg: moved {moved}/{len(target)}, pusher first {first}"))
+            moved, first, along = (int(outcomes[k][d].sum()) for k in ("moved", "pusher_first", "along"))
+            panels.append((picture, f"seed {seed}, {angles[d]:.0f} deg: moved {moved}/{len(target)}, first {first}, "
+                                    f"along {along}"))
         rows.append(np.pad(captioned_panels(panels), ((0, gap), (0, 0), (0, 0)), constant_values=255))
     return np.concatenate(rows)[:-gap]
 
@@ -604,11 +633,11 @@ def table(result: dict) -> str:
     value = lambda v: "-" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)  # noqa: E731
     lines = [f"{name:<36} {value(v)}" for name, v in m.items()]
     columns = ("poked_point_epe_px", "obey_share", "object_moved_share", "pusher_first_share",
-               "pusher_approach_share", "moved_samples")
-    lines += ["", f"{'dir (deg)':>9} {'epe px':>7} {'obey':>6} {'moved':>6} {'pusher first':>13} {'approach':>9} "
-                  f"{'moved n':>8}"]
+               "pusher_pushes_along_share", "pusher_approach_share", "moved_samples")
+    lines += ["", f"{'dir (deg)':>9} {'epe px':>7} {'obey':>6} {'moved':>6} {'pusher first':>13} {'along':>6} "
+                  f"{'approach':>9} {'moved n':>8}"]
     for row in result["per_direction"]:
         cells = [value(row[c]) for c in columns]
         lines.append(f"{row['direction_deg']:>9.0f} {cells[0]:>7} {cells[1]:>6} {cells[2]:>6} {cells[3]:>13} "
-                     f"{cells[4]:>9} {cells[5]:>8}")
+                     f"{cells[4]:>6} {cells[5]:>9} {cells[6]:>8}")
     return "\n".join(lines)
