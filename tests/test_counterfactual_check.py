@@ -128,7 +128,12 @@ def test_pushes_along_asks_from_where_the_pusher_reaches_the_object():
     outcomes = sample_outcomes(np.stack([np.stack([first, above])] * 2), CENTRE, 8.0, Thresholds(), pokes)  # [2, 2]
     assert outcomes["pusher_first"].all()
     np.testing.assert_array_equal(outcomes["along"], [[True, False], [False, False]])
-    assert summarize(outcomes)["pusher_pushes_along_share"] == 0.25
+    figures = summarize(outcomes)
+    assert figures["pusher_pushes_along_share"] == 0.25
+    # Only the pusher at u = 20 under the +u poke starts behind; above the object it starts
+    # level with both pokes' axis, which counts as having to go round.
+    assert figures["pusher_pushes_along_share_from_behind"] == 1.0
+    assert figures["pusher_pushes_along_share_way_round"] == 0.0
     wide = sample_outcomes(np.stack([np.stack([first, above])] * 2), CENTRE, 8.0, Thresholds(push_angle_deg=100.0), pokes)
     np.testing.assert_array_equal(wide["along"], [[True, True], [False, True]])
     still = _tracks(None, np.full(FRAMES, 20.0))

@@ -33,7 +33,9 @@ Definitions (per sampled future; tracks in pixels, frame 0 the start frame):
 - *pushes along*: pusher first, and at the frame it first reaches the object the poked point
   lies within `push_angle_deg` of the poke's direction as seen from the pusher's centre: the
   pusher arrives behind the object and can push it where the poke asks. Pusher first alone is
-  also met by pushers that sweep through the object from any side.
+  also met by pushers that sweep through the object from any side. A pusher that goes round
+  the object close by comes within reach of its side first, so the test is fair for pushers
+  that start behind the object (`pusher_pushes_along_share_from_behind`) and strict for the rest.
 
 Figures (over every state, direction and sample): `poked_point_epe_px` (mean distance between
 the poked point at the poke's end time and the poke's end point), `obey_share` (that distance
@@ -44,8 +46,9 @@ moved), `pusher_approach_share` (the pusher ends closer to the object than it st
 `pusher_first_share_from_behind` and `pusher_first_share_way_round` split "pusher first" by
 where the pusher starts: on the far side of the object from the poke's direction, where it can
 push straight on, or elsewhere, where it has to go round the object first (a prior that only
-moves the pusher along the poke gets the first right and the second wrong); the same per
-direction.
+moves the pusher along the poke gets the first right and the second wrong), and
+`pusher_pushes_along_share_from_behind` / `_way_round` split pushes along the same way; the
+same per direction.
 
 With `cause` (a model with a contact model, `motion_prior.inference.contact`), the prior first
 finds the push that causes each poke: CEM over the env's actions on the contact model alone
@@ -315,9 +318,13 @@ def summarize(outcomes: dict[str, np.ndarray]) -> dict:
         figures["pusher_pushes_along_share"] = float(along[moved].mean()) if moved.any() else None
     if "behind" in outcomes:
         first, behind = outcomes["pusher_first"].reshape(-1), outcomes["behind"].reshape(-1)
+        along = outcomes["along"].reshape(-1)
         for name, side in (("from_behind", behind), ("way_round", ~behind)):
             chosen = moved & side
             figures[f"pusher_first_share_{name}"] = float(first[chosen].mean()) if chosen.any() else None
+            # Going round, a pusher passes within reach of the object's side before it gets
+            # behind it, so pushes along judges only the pushers that start behind it fairly.
+            figures[f"pusher_pushes_along_share_{name}"] = float(along[chosen].mean()) if chosen.any() else None
             figures[f"moved_samples_{name}"] = int(chosen.sum())
     return figures
 
