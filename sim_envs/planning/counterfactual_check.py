@@ -313,12 +313,9 @@ def summarize(outcomes: dict[str, np.ndarray]) -> dict:
         pusher_approach_share=float(outcomes["approach"].mean()),
         pusher_starts_in_contact_share=float(outcomes["start_contact"].mean()),
     )
-    if "along" in outcomes:
-        along = outcomes["along"].reshape(-1)
+    if "behind" in outcomes:  # with pokes: "behind" and "along" come together
+        first, behind, along = (outcomes[k].reshape(-1) for k in ("pusher_first", "behind", "along"))
         figures["pusher_pushes_along_share"] = float(along[moved].mean()) if moved.any() else None
-    if "behind" in outcomes:
-        first, behind = outcomes["pusher_first"].reshape(-1), outcomes["behind"].reshape(-1)
-        along = outcomes["along"].reshape(-1)
         for name, side in (("from_behind", behind), ("way_round", ~behind)):
             chosen = moved & side
             figures[f"pusher_first_share_{name}"] = float(first[chosen].mean()) if chosen.any() else None
