@@ -111,7 +111,7 @@ import sim_envs.tasks.envs as tabletop
 from motion_prior.foundation.camera import PinholeCamera, normalized_to_pixels, pixels_to_normalized
 from motion_prior.foundation.checkpoints import atomic_write_bytes, atomic_write_json
 from motion_prior.foundation.errors import InputError
-from motion_prior.foundation.pokes import end_times, ends, pokes_to_normalized, pokes_to_pixels
+from motion_prior.foundation.pokes import end_times, ends, pokes_to_normalized, pokes_to_pixels, starts
 from motion_prior.foundation.visualize import captioned_panels, draw_tracks
 from motion_prior.inference.ensemble import load_prior, model_names
 from sim_envs.generation.clip_generator import GeneratorConfig, sample_points, simulate
@@ -283,7 +283,7 @@ def sample_outcomes(tracks: np.ndarray, layout: Layout, contact_px, thresholds: 
         pusher = tracks[..., layout.pusher, :, :]  # [..., T, 2]
         reached = np.minimum(first_reach, frames - 1)[..., None, None]
         seen = (np.take_along_axis(poked, reached, axis=-2) - np.take_along_axis(pusher, reached, axis=-2))[..., 0, :]
-        direction = pokes[..., 2:4] - pokes[..., :2]
+        direction = ends(pokes) - starts(pokes)
         cosine = np.sum(seen * direction, -1) / np.maximum(
             np.linalg.norm(seen, axis=-1) * np.linalg.norm(direction, axis=-1), 1e-12)
         along = outcomes["pusher_first"] & (cosine >= np.cos(np.radians(thresholds.push_angle_deg)))
