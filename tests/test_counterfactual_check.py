@@ -117,10 +117,10 @@ def test_pusher_first_is_split_by_the_side_the_pusher_starts_on():
     assert only_behind["pusher_first_share_way_round"] is None and only_behind["moved_samples_way_round"] == 0
 
 
-def test_pushes_along_asks_from_where_the_pusher_reaches_the_object():
+def test_pushes_along_asks_where_the_pusher_is_when_the_object_starts():
     """The pusher comes in +u from u = 20 and reaches the object before it moves: behind a +u
-    poke it pushes along; under a -u poke it arrives on the poke's side, first but not along;
-    from above (coming down in +v) it is 90 degrees off a +u poke."""
+    poke it pushes along; under a -u poke it is on the poke's side, first but not along; from
+    above (coming down in +v) it is 76 degrees off a +u poke at the onset (frame 6)."""
     first = _tracks(6, np.minimum(20.0 + 5.0 * np.arange(FRAMES), 40.0 + 2.0 * np.maximum(np.arange(FRAMES) - 5, 0)))
     above = _tracks(6, np.full(FRAMES, 50.0))
     above[1, :, 1] = np.minimum(20.0 + 5.0 * np.arange(FRAMES), 42.0)
@@ -135,9 +135,26 @@ def test_pushes_along_asks_from_where_the_pusher_reaches_the_object():
     assert figures["pusher_pushes_along_share_from_behind"] == 1.0
     assert figures["pusher_pushes_along_share_way_round"] == 0.0
     wide = sample_outcomes(np.stack([np.stack([first, above])] * 2), CENTRE, 8.0, Thresholds(push_angle_deg=100.0), pokes)
-    np.testing.assert_array_equal(wide["along"], [[True, True], [False, True]])
+    np.testing.assert_array_equal(wide["along"], [[True, True], [False, False]])  # 104 degrees off the -u poke
+    left = _tracks(6, np.full(FRAMES, 40.0))  # in reach from frame 0, but it leaves before the onset
+    left[1, 3:, 1] = 20.0
+    assert sample_outcomes(left, CENTRE, 8.0, Thresholds(), pokes[0, 0])["pusher_first"]
+    assert not sample_outcomes(left, CENTRE, 8.0, Thresholds(), pokes[0, 0])["along"]
     still = _tracks(None, np.full(FRAMES, 20.0))
     assert summarize(sample_outcomes(still[None], CENTRE, 8.0, Thresholds(), pokes[0]))["pusher_pushes_along_share"] is None
+
+
+def test_a_pusher_that_goes_round_close_by_pushes_along_once_it_is_behind():
+    """Under a +u poke the pusher starts on the poke's side (u = 70), passes the object's side
+    within reach (frames 2-4) and is behind it (u = 40) when the object starts (frame 6)."""
+    path = np.array([[70, 50], [62, 42], [52, 41], [44, 42], [41, 46], [40, 50]] + [[40, 50]] * (FRAMES - 6), float)
+    path[6:, 0] += 2.0 * np.arange(1, FRAMES - 5)  # pushing from frame 6 on
+    tracks = _tracks(6, path[:, 0])
+    tracks[1, :, 1] = path[:, 1]
+    poke = np.array([50.0, 50.0, 70.0, 50.0, 1.0])
+    outcome = sample_outcomes(tracks, CENTRE, 8.0, Thresholds(), poke)
+    assert outcome["pusher_first"] and not outcome["behind"] and outcome["along"]
+    assert not sample_outcomes(tracks, CENTRE, 8.0, Thresholds(), np.array([50.0, 50.0, 30.0, 50.0, 1.0]))["along"]
 
 
 def test_the_reach_test_measures_to_the_panel_not_to_its_sampled_points():

@@ -30,12 +30,12 @@ Definitions (per sampled future; tracks in pixels, frame 0 the start frame):
   The radius (metres) becomes pixels at the object's depth: the mean pixel distance of 8 world
   points at that radius around it, in the horizontal plane (`contact_radius_px`);
 - *pusher first*: the pusher reaches the object at some frame <= the onset;
-- *pushes along*: pusher first, and at the frame it first reaches the object the poked point
-  lies within `push_angle_deg` of the poke's direction as seen from the pusher's centre: the
-  pusher arrives behind the object and can push it where the poke asks. Pusher first alone is
-  also met by pushers that sweep through the object from any side. A pusher that goes round
-  the object close by comes within reach of its side first, so the test is fair for pushers
-  that start behind the object (`pusher_pushes_along_share_from_behind`) and strict for the rest.
+- *pushes along*: at the onset the pusher reaches the object, and the poked point lies within
+  `push_angle_deg` of the poke's direction as seen from the pusher's centre: the object starts
+  to move with the pusher behind it, where it can push it where the poke asks. Pusher first
+  alone is also met by pushers that sweep through the object from any side. The test looks at
+  the onset, not at the pusher's first reach, because a pusher that goes round the object
+  close by touches its side on the way.
 
 Figures (over every state, direction and sample): `poked_point_epe_px` (mean distance between
 the poked point at the poke's end time and the poke's end point), `obey_share` (that distance
@@ -136,8 +136,9 @@ class Thresholds:
         onset_px: its motion starts at the first frame its displacement exceeds this.
         contact_margin_px: slack on the contact radius: decoding noise, and the pusher's and
             the object's centres sit at different heights (parallax of up to a few pixels).
-        push_angle_deg: the pusher pushes along the poke when, at its first reach, the poked
-            point lies within this angle (degrees) of the poke's direction seen from it.
+        push_angle_deg: the pusher pushes along the poke when, at the object's onset, it
+            reaches the object and the poked point lies within this angle (degrees) of the
+            poke's direction seen from it.
     """
 
     obey_px: float = 5.0
@@ -258,7 +259,7 @@ def sample_outcomes(tracks: np.ndarray, layout: Layout, contact_px, thresholds: 
         `[...]` arrays: "moved", "pusher_first" (False where not moved), "approach" (ends
         closer than it started), "start_contact" (reaches it at frame 0), bool; "onset" (frame,
         T where never), int; with pokes, "epe" (px), "obeyed", "behind" (starts on the far
-        side) and "along" (pusher first, reaching from behind the poke's direction), bool.
+        side) and "along" (in reach at the onset, behind the poke's direction), bool.
     """
     tracks = np.asarray(tracks, dtype=np.float64)
     frames = tracks.shape[-2]
@@ -281,12 +282,16 @@ def sample_outcomes(tracks: np.ndarray, layout: Layout, contact_px, thresholds: 
         at = np.take_along_axis(poked, np.broadcast_to(frame, poked.shape[:-2])[..., None, None], axis=-2)[..., 0, :]
         epe = np.linalg.norm(at - ends(pokes), axis=-1)
         pusher = tracks[..., layout.pusher, :, :]  # [..., T, 2]
-        reached = np.minimum(first_reach, frames - 1)[..., None, None]
-        seen = (np.take_along_axis(poked, reached, axis=-2) - np.take_along_axis(pusher, reached, axis=-2))[..., 0, :]
+        # Judged where the object starts to move, not where the pusher first reaches it: a
+        # pusher that goes round the object close by touches its side on the way.
+        at_onset = np.minimum(onset, frames - 1)[..., None]
+        seen = (np.take_along_axis(poked, at_onset[..., None], axis=-2)
+                - np.take_along_axis(pusher, at_onset[..., None], axis=-2))[..., 0, :]
         direction = ends(pokes) - starts(pokes)
         cosine = np.sum(seen * direction, -1) / np.maximum(
             np.linalg.norm(seen, axis=-1) * np.linalg.norm(direction, axis=-1), 1e-12)
-        along = outcomes["pusher_first"] & (cosine >= np.cos(np.radians(thresholds.push_angle_deg)))
+        in_reach = np.take_along_axis(reach, at_onset, axis=-1)[..., 0]
+        along = moved & in_reach & (cosine >= np.cos(np.radians(thresholds.push_angle_deg)))
         outcomes.update(epe=epe, obeyed=epe <= thresholds.obey_px, behind=starts_behind(pusher[..., 0, :], pokes),
                         along=along)
     return outcomes
@@ -319,8 +324,6 @@ def summarize(outcomes: dict[str, np.ndarray]) -> dict:
         for name, side in (("from_behind", behind), ("way_round", ~behind)):
             chosen = moved & side
             figures[f"pusher_first_share_{name}"] = float(first[chosen].mean()) if chosen.any() else None
-            # Going round, a pusher passes within reach of the object's side before it gets
-            # behind it, so pushes along judges only the pushers that start behind it fairly.
             figures[f"pusher_pushes_along_share_{name}"] = float(along[chosen].mean()) if chosen.any() else None
             figures[f"moved_samples_{name}"] = int(chosen.sum())
     return figures
