@@ -16,8 +16,8 @@ from motion_prior.data.shards import ClipStore
 from motion_prior.foundation.errors import InputError
 from motion_prior.inference.prior import MotionPrior
 from sim_envs.planning import cause_clips
-from sim_envs.planning.cause_clips import CauseClipsConfig, collect_causes, state_pokes
-from sim_envs.planning.counterfactual_check import cause_of
+from sim_envs.planning.cause_clips import CauseClipsConfig, collect_causes
+from sim_envs.planning.counterfactual_check import cause_of, random_target_pokes
 from sim_envs.planning.planners import ContactModel, PlannerConfig, PushShape
 from sim_envs.tasks.wrapper import MotionPriorWrapper
 
@@ -50,7 +50,7 @@ def test_clips_are_the_searched_pushes_from_each_state(collected, tiny_model):
         for index in range(config.states):
             seed = config.seed + index
             observation, _ = wrapper.reset(seed=seed)
-            pokes = state_pokes(observation, config, np.random.default_rng([seed, 4]))
+            pokes = random_target_pokes(observation, config.directions, config.distance, np.random.default_rng([seed, 4]))
             np.testing.assert_allclose(store.shards[index].producer_info["pokes"], pokes[:, 0], atol=1e-5)
             # Evenly spaced directions of lengths in `distance`, from the target's centre.
             shift = pokes[:, 0, 2:4] - pokes[:, 0, :2]

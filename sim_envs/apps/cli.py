@@ -1,4 +1,5 @@
-"""The `motion-prior` commands that need MuJoCo: `data generate`, `data on-policy`, `data causes`, `demo`, `train all`,
+"""The `motion-prior` commands that need MuJoCo: `data generate`, `data on-policy`, `data causes`,
+`data self-training`, `demo`, `train all`,
 `plan eval`, `plan check`, `plan counterfactual` and `bench` (`sim_envs.apps.bench`).
 
 Registered into the `motion-prior` CLI through the `motion_prior.cli` entry point.
@@ -29,6 +30,8 @@ from sim_envs.planning.cause_clips import CauseClipsConfig, collect_causes
 from sim_envs.planning.counterfactual_check import (CAUSE_PUSHES, CounterfactualConfig, Thresholds, check_counterfactual,
                                                    table)
 from sim_envs.planning.on_policy import SEED, OnPolicyConfig, collect
+from sim_envs.planning.self_training import SEED as SELF_TRAINING_SEED
+from sim_envs.planning.self_training import SelfTrainingConfig, collect_self_training
 from sim_envs.planning.plan_eval import (CHECK_PLANNERS, FUTURES, GIF_METHOD, METHODS, PRIOR_METHODS, PlanEvalConfig,
                                         check_model, evaluate)
 from sim_envs.planning.planners import DEFAULT_ERROR_DRAWS, PROPOSERS, GoalConfig, PlannerConfig
@@ -90,6 +93,20 @@ def _causes(args: argparse.Namespace) -> int:
     store = collect_causes(config, args.out)
     print(f"{store.num_clips} clips of {len(store.shards)} states in {store.root} "
           f"({time.perf_counter() - start:.1f} s this run)")
+    return 0
+
+
+def _self_training(args: argparse.Namespace) -> int:
+    torch.set_num_threads(args.threads)
+    config = SelfTrainingConfig(env=args.env, model=args.model, sampler=args.sampler, states=args.states,
+                                seed=args.seed, directions=args.directions, distance=tuple(args.distance),
+                                samples=args.samples, keep_per_poke=args.keep_per_poke)
+    start = time.perf_counter()
+    store = collect_self_training(config, args.out)
+    accepted = sum(sum(shard.producer_info["accepted"]) for shard in store.shards)
+    judged = sum(len(shard.producer_info["accepted"]) * shard.producer_info["samples"] for shard in store.shards)
+    print(f"{store.num_clips} clips of {len(store.shards)} states in {store.root}; {accepted} of their {judged} "
+          f"futures accepted ({time.perf_counter() - start:.1f} s this run)")
     return 0
 
 
@@ -431,3 +448,34 @@ def register(groups: dict) -> None:
     causes.add_argument("--threads", type=POSITIVE, default=1, help="torch threads (default 1)")
     causes.add_argument("--out", required=True, help="output clip directory")
     causes.set_defaults(func=_causes)
+
+    self_training = groups["data"].add_parser(
+        "self-training", help="the prior's own futures of target pokes that obey and push along, as clips to "
+                              "fine-tune its flow on (rejection-sampled self-training)",
+        description="Reset seeded task states, poke the target in evenly spaced directions (turned by a random "
+                    "offset, random lengths), sample the prior's futures of each poke at the counterfactual check's "
+                    "points and at surface points drawn as data generate draws them, and keep, per poke, the first "
+                    "--keep-per-poke samples that obey the poke and push along (the check's tests) as clips of the "
+                    "surface points (the format of data generate, without an action; train on it with train flow "
+                    "--data). State seeds start at 7,000,000, clear of the evaluations'. Resumable: rerun the same "
+                    "command; a directory collected with other settings is refused.")
+    self_training.add_argument("--env", default=PUSH_TO_GOAL_ID, help=f"Gymnasium env id (default {PUSH_TO_GOAL_ID})")
+    self_training.add_argument("--model", default="default", help="'default' (shipped) or a model directory")
+    self_training.add_argument("--sampler", default=SelfTrainingConfig.sampler, choices=sorted(SAMPLERS),
+                               help=f"whose futures are judged (default {SelfTrainingConfig.sampler}: the flow itself)")
+    self_training.add_argument("--states", type=POSITIVE, default=SelfTrainingConfig.states,
+                               help=f"states, seeds SEED..SEED+N-1 (default {SelfTrainingConfig.states})")
+    self_training.add_argument("--seed", type=int, default=SELF_TRAINING_SEED,
+                               help=f"first state seed (default {SELF_TRAINING_SEED})")
+    self_training.add_argument("--directions", type=POSITIVE, default=SelfTrainingConfig.directions,
+                               help=f"pokes per state (default {SelfTrainingConfig.directions})")
+    self_training.add_argument("--distance", type=positive_float, nargs=2, metavar=("LOW", "HIGH"),
+                               default=SelfTrainingConfig.distance, help="poke lengths drawn from LOW..HIGH pixels "
+                               f"(default {SelfTrainingConfig.distance[0]:g} {SelfTrainingConfig.distance[1]:g})")
+    self_training.add_argument("--samples", type=POSITIVE, default=SelfTrainingConfig.samples,
+                               help=f"futures sampled per poke (default {SelfTrainingConfig.samples})")
+    self_training.add_argument("--keep-per-poke", type=POSITIVE, default=SelfTrainingConfig.keep_per_poke,
+                               help=f"accepted futures kept per poke, at most (default {SelfTrainingConfig.keep_per_poke})")
+    self_training.add_argument("--threads", type=POSITIVE, default=1, help="torch threads (default 1)")
+    self_training.add_argument("--out", required=True, help="output clip directory")
+    self_training.set_defaults(func=_self_training)

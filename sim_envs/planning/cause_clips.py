@@ -12,7 +12,7 @@ and candidates, where it errs. One round of DAgger-style aggregation for that se
 
 Procedure. State i is the task env reset with seed `seed + i` (default 6,000,000: clear of the
 evaluation seeds, `on_policy.check_clear_of_eval_seeds`, and of `cause_judge.py`'s fit states).
-Its pokes are the check's kind (`counterfactual_check.poke_target`): `directions` evenly spaced
+Its pokes are the check's kind (`counterfactual_check.random_target_pokes`): `directions` evenly spaced
 image directions, turned together by a random offset, each of a random length in `distance`
 (pixels), all ending at the horizon. For each poke the cause search runs on the model's contact
 models as the check runs it, and `candidates_per_poke` of the pushes it weighed
@@ -39,7 +39,7 @@ import sim_envs.tasks.envs as tabletop
 from motion_prior.data.shards import ClipStore, shard_name, write_shard
 from motion_prior.foundation.errors import InputError
 from motion_prior.inference.ensemble import load_prior, model_fingerprint
-from sim_envs.planning.counterfactual_check import CAUSE_PUSHES, CounterfactualConfig, cause_of, poke_target
+from sim_envs.planning.counterfactual_check import CAUSE_PUSHES, CounterfactualConfig, cause_of, random_target_pokes
 from sim_envs.planning.on_policy import TASKS, check_clear_of_eval_seeds, open_store, pick_candidates, rollout_clips
 from sim_envs.planning.planners import ContactModel, PlannerConfig, PushShape
 from sim_envs.tasks.wrapper import MotionPriorWrapper
@@ -100,12 +100,6 @@ class CauseClipsConfig:
         return json.loads(json.dumps(settings))
 
 
-def state_pokes(observation: dict, config: CauseClipsConfig, rng: np.random.Generator) -> np.ndarray:
-    """`float32 [D, 1, 5]` pixel pokes of the target for one state (the module docstring)."""
-    offset = rng.uniform(0, 2 * np.pi / config.directions)
-    return poke_target(observation, config.directions, rng.uniform(*config.distance, config.directions), offset)
-
-
 def collect_state(wrapper: MotionPriorWrapper, config: CauseClipsConfig, clip_config, index: int,
                   model_sha256: str | None) -> tuple[list, dict]:
     """Reset to state `index`, search each poke's cause and roll the picked pushes out.
@@ -116,7 +110,7 @@ def collect_state(wrapper: MotionPriorWrapper, config: CauseClipsConfig, clip_co
     """
     seed = config.seed + index
     observation, _ = wrapper.reset(seed=seed)  # through the wrapper: its frame is what the contact models read
-    pokes = state_pokes(observation, config, np.random.default_rng([seed, 4]))
+    pokes = random_target_pokes(observation, config.directions, config.distance, np.random.default_rng([seed, 4]))
     contact, task = ContactModel(wrapper), wrapper.unwrapped
     shape = config.cause_shape if config.cause_push == "shaped" else None
     made, skipped = [], []

@@ -147,6 +147,20 @@ class Thresholds:
     contact_margin_px: float = 2.0
     push_angle_deg: float = 60.0
 
+    def validate(self) -> "Thresholds":
+        checks = [
+            ("obey_px", self.obey_px > 0, "positive"),
+            ("moved_px", self.moved_px > 0, "positive"),
+            # Every moved object then has an onset.
+            ("onset_px", 0 < self.onset_px <= self.moved_px, "in (0, moved_px]"),
+            ("contact_margin_px", self.contact_margin_px >= 0, "at least 0"),
+            ("push_angle_deg", 0 < self.push_angle_deg <= 180, "in (0, 180] degrees"),
+        ]
+        for name, ok, expected in checks:
+            if not ok:
+                raise InputError(name, expected, getattr(self, name))
+        return self
+
 
 @dataclass(frozen=True)
 class Layout:
@@ -210,7 +224,6 @@ class CounterfactualConfig:
     cause_shape: PushShape = field(default_factory=PushShape)
 
     def validate(self) -> "CounterfactualConfig":
-        t = self.thresholds
         checks = [
             ("states", self.states >= 1, "at least 1"),
             ("directions", self.directions >= 1, "at least 1"),
@@ -219,16 +232,11 @@ class CounterfactualConfig:
             ("reference_rollouts", self.reference_rollouts >= 0, "at least 0"),
             ("pictures", self.pictures >= 0, "at least 0"),
             ("cause_push", self.cause_push in CAUSE_PUSHES, f"one of {CAUSE_PUSHES}"),
-            ("obey_px", t.obey_px > 0, "positive"),
-            # Every moved object then has an onset.
-            ("onset_px", 0 < t.onset_px <= t.moved_px, "in (0, moved_px]"),
-            ("contact_margin_px", t.contact_margin_px >= 0, "at least 0"),
-            ("push_angle_deg", 0 < t.push_angle_deg <= 180, "in (0, 180] degrees"),
         ]
         for name, ok, expected in checks:
             if not ok:
-                value = getattr(t, name) if hasattr(t, name) else getattr(self, name)
-                raise InputError(name, expected, value)
+                raise InputError(name, expected, getattr(self, name))
+        self.thresholds.validate()
         self.cause_shape.validate()
         return self
 
@@ -383,6 +391,15 @@ def poke_target(observation: dict, directions: int, distance: float | np.ndarray
     start = np.broadcast_to(np.asarray(observation["target_pixel"], dtype=np.float64), (directions, 2))
     end = start + np.reshape(distance, (-1, 1)) * np.stack([np.cos(angles), np.sin(angles)], axis=1)
     return np.concatenate([start, end, np.ones((directions, 1))], axis=1)[:, None].astype(np.float32)
+
+
+def random_target_pokes(observation: dict, directions: int, distance: tuple[float, float],
+                        rng: np.random.Generator) -> np.ndarray:
+    """`float32 [D, 1, 5]` pixel pokes of the target as :func:`poke_target`'s, turned together by
+    a random offset, each of a random length in `distance` (low, high) px: the check's kind of
+    poke, spread over every direction for data."""
+    offset = rng.uniform(0, 2 * np.pi / directions)
+    return poke_target(observation, directions, rng.uniform(*distance, directions), offset)
 
 
 def heading_actions(task: tabletop.TabletopEnv, rng: np.random.Generator, count: int) -> np.ndarray:
