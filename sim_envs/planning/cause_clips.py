@@ -33,14 +33,14 @@ from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
-from tqdm import tqdm
 
 import sim_envs.tasks.envs as tabletop
-from motion_prior.data.shards import ClipStore, shard_name, write_shard
+from motion_prior.data.shards import ClipStore
 from motion_prior.foundation.errors import InputError
 from motion_prior.inference.ensemble import load_prior, model_fingerprint
 from sim_envs.planning.counterfactual_check import CAUSE_PUSHES, CounterfactualConfig, cause_of, random_target_pokes
-from sim_envs.planning.on_policy import TASKS, check_clear_of_eval_seeds, open_store, pick_candidates, rollout_clips
+from sim_envs.planning.on_policy import (TASKS, check_clear_of_eval_seeds, fill_shards, open_store, pick_candidates,
+                                         rollout_clips)
 from sim_envs.planning.planners import ContactModel, PlannerConfig, PushShape
 from sim_envs.tasks.wrapper import MotionPriorWrapper
 
@@ -148,18 +148,8 @@ def collect_causes(config: CauseClipsConfig, out: str | Path, progress: bool = T
     wrapper = MotionPriorWrapper(gym.make(config.env, render_mode="rgb_array"), prior, tabletop.tabletop_pokes)
     try:
         store = open_store(out, wanted)
-        todo = [i for i in range(config.states) if not store.has_shard(shard_name(i))]
-        bar = tqdm(total=config.states, initial=config.states - len(todo), unit="state",
-                   desc=f"causes {Path(out).name}", disable=not progress)
-        for index in todo:
-            made, info = collect_state(wrapper, config, clip_config, index, sha)
-            for problem in info["skipped"]:
-                tqdm.write(f"warning: {problem}")
-            if made:
-                store.add_shard(write_shard(store.root / shard_name(index), made, info))
-            bar.update()
-            bar.set_postfix(clips=store.num_clips)
-        bar.close()
+        fill_shards(store, config.states, lambda index: collect_state(wrapper, config, clip_config, index, sha),
+                    "state", f"causes {Path(out).name}", progress, lambda info: {})
     finally:
         wrapper.close()
     return store

@@ -45,6 +45,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from tqdm import tqdm
@@ -161,6 +162,25 @@ def open_store(out: str | Path, wanted: dict) -> ClipStore:
     return ClipStore.create(out, wanted)
 
 
+def fill_shards(store: ClipStore, count: int, collect_one: Callable[[int], tuple[list[Clip], dict]], unit: str,
+                desc: str, progress: bool, postfix: Callable[[dict], dict]) -> None:
+    """Collect the shards 0..`count`-1 that `store` lacks, in order: `collect_one(i)` returns
+    shard i's clips and its `producer_info` ("skipped": messages, printed as warnings); a shard
+    without clips is not written, so a resume collects it again. `postfix(info)`: the progress
+    bar's figures besides the clip count."""
+    todo = [i for i in range(count) if not store.has_shard(shard_name(i))]
+    bar = tqdm(total=count, initial=count - len(todo), unit=unit, desc=desc, disable=not progress)
+    for index in todo:
+        made, info = collect_one(index)
+        for problem in info.get("skipped", []):
+            tqdm.write(f"warning: {problem}")
+        if made:
+            store.add_shard(write_shard(store.root / shard_name(index), made, info))
+        bar.update()
+        bar.set_postfix(clips=store.num_clips, **postfix(info))
+    bar.close()
+
+
 def rollout_clips(task: tabletop.TabletopEnv, observation: dict, picked: list[tuple[np.ndarray, str, float | None]],
                   clip_config: GeneratorConfig, seed: int, key: tuple[int, ...], source: dict, where: str,
                   producer_name: str = PRODUCER_NAME, producer_version: str = PRODUCER_VERSION,
@@ -246,20 +266,15 @@ def collect(config: OnPolicyConfig, out: str | Path, progress: bool = True) -> C
     try:
         store = open_store(out, wanted)
         policy = make_policy(config.methods[0], env, config)
-        todo = [i for i in range(config.episodes) if not store.has_shard(shard_name(i))]
-        bar = tqdm(total=config.episodes, initial=config.episodes - len(todo), unit="episode",
-                   desc=f"on-policy {Path(out).name}", disable=not progress)
-        for episode in todo:
+
+        def collect_one(episode: int) -> tuple[list[Clip], dict]:
             made, info = collect_episode(env, policy, config, clip_config, episode, wanted["config"]["model_sha256"])
-            for problem in info["skipped"]:
-                tqdm.write(f"warning: {problem}")
             if "error" in info:
                 tqdm.write(f"warning: episode {episode} ended early: {info['error']}")
-            if made:
-                store.add_shard(write_shard(store.root / shard_name(episode), made, info))
-            bar.update()
-            bar.set_postfix(clips=store.num_clips, states=info["steps"], success="yes" if info["success"] else "no")
-        bar.close()
+            return made, info
+
+        fill_shards(store, config.episodes, collect_one, "episode", f"on-policy {Path(out).name}", progress,
+                    lambda info: {"states": info["steps"], "success": "yes" if info["success"] else "no"})
     finally:
         env.close()
     return store

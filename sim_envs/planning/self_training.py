@@ -37,18 +37,17 @@ from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
-from tqdm import tqdm
 
 import sim_envs.tasks.envs as tabletop
 from motion_prior.data.clips import CATEGORIES, Clip
-from motion_prior.data.shards import ClipStore, shard_name, write_shard
+from motion_prior.data.shards import ClipStore
 from motion_prior.foundation.camera import MAX_ABS_COORD, normalized_to_pixels, pixels_to_normalized
 from motion_prior.foundation.errors import InputError
 from motion_prior.inference.ensemble import load_prior, model_fingerprint
 from motion_prior.inference.samplers import SAMPLERS
 from sim_envs.generation.clip_generator import GeneratorConfig, sample_points, scene_now
 from sim_envs.planning.counterfactual_check import Thresholds, random_target_pokes, sample_outcomes, state_geometry
-from sim_envs.planning.on_policy import TASKS, check_clear_of_eval_seeds, open_store
+from sim_envs.planning.on_policy import TASKS, check_clear_of_eval_seeds, fill_shards, open_store
 
 PRODUCER_NAME = "sim_envs.self_training"
 PRODUCER_VERSION = "1.0"
@@ -186,16 +185,9 @@ def collect_self_training(config: SelfTrainingConfig, out: str | Path, progress:
     env = gym.make(config.env, render_mode="rgb_array")
     try:
         store = open_store(out, wanted)
-        todo = [i for i in range(config.states) if not store.has_shard(shard_name(i))]
-        bar = tqdm(total=config.states, initial=config.states - len(todo), unit="state",
-                   desc=f"self-training {Path(out).name}", disable=not progress)
-        for index in todo:
-            made, info = collect_state(prior, env, config, clip_config, index, sha)
-            if made:
-                store.add_shard(write_shard(store.root / shard_name(index), made, info))
-            bar.update()
-            bar.set_postfix(clips=store.num_clips, accepted=f"{sum(info['accepted'])}/{config.directions * config.samples}")
-        bar.close()
+        fill_shards(store, config.states, lambda index: collect_state(prior, env, config, clip_config, index, sha),
+                    "state", f"self-training {Path(out).name}", progress,
+                    lambda info: {"accepted": f"{sum(info['accepted'])}/{config.directions * config.samples}"})
     finally:
         env.close()
     return store
