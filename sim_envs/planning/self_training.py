@@ -109,7 +109,7 @@ class SelfTrainingConfig:
 
 
 def surface_points(task: tabletop.TabletopEnv, clip_config: GeneratorConfig,
-                   rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                   rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """`clip_config.num_points` points on the visible surfaces of the task's current state, as
     the clip generator draws them: (normalised positions `float32 [N, 2]`, object ids `[N]`,
     category names `[N]`)."""
@@ -122,10 +122,8 @@ def surface_points(task: tabletop.TabletopEnv, clip_config: GeneratorConfig,
             [CATEGORIES[c] for c in sim.category_of(body)])
 
 
-def accepted_samples(outcomes: dict[str, np.ndarray], keep: int) -> list[tuple[int, int]]:
-    """(poke, sample) of the first `keep` accepted samples of each poke: obeyed and pushes along
-    (`outcomes` of `sample_outcomes` with pokes, `[D, K]`)."""
-    accepted = outcomes["obeyed"] & outcomes["along"]
+def accepted_samples(accepted: np.ndarray, keep: int) -> list[tuple[int, int]]:
+    """(poke, sample) of the first `keep` accepted samples of each poke (`accepted`: `bool [D, K]`)."""
     return [(d, int(k)) for d in range(accepted.shape[0]) for k in np.flatnonzero(accepted[d])[:keep]]
 
 
@@ -149,9 +147,10 @@ def collect_state(prior, env: gym.Env, config: SelfTrainingConfig, clip_config: 
                                 seed=seed, sampler=config.sampler).tracks  # [D, K, Q + N, T, 2] px
     judged = len(geometry.queries)
     outcomes = sample_outcomes(tracks[:, :, :judged], geometry.layout, geometry.contact_px, config.thresholds, pokes)
+    accepted = outcomes["obeyed"] & outcomes["along"]  # [D, K]
     scene = scene_now(task.sim).to_json()
     clips = []
-    for d, k in accepted_samples(outcomes, config.keep_per_poke):
+    for d, k in accepted_samples(accepted, config.keep_per_poke):
         future = pixels_to_normalized(tracks[d, k, judged:], size).astype(np.float32)
         if np.abs(future).max() > MAX_ABS_COORD:
             continue  # a sampled track left the representable range: not a clip
@@ -162,8 +161,7 @@ def collect_state(prior, env: gym.Env, config: SelfTrainingConfig, clip_config: 
                           intrinsics=task.sim.camera.intrinsics, extrinsics=task.sim.camera.extrinsics, seed=seed,
                           metadata={"generator": PRODUCER_NAME, "generator_version": PRODUCER_VERSION, "scene": scene,
                                     "point_categories": categories, "self_training": source}))
-    accepted = (outcomes["obeyed"] & outcomes["along"]).sum(-1)
-    return clips, {"state": index, "seed": seed, "pokes": pokes[:, 0].tolist(), "accepted": accepted.tolist(),
+    return clips, {"state": index, "seed": seed, "pokes": pokes[:, 0].tolist(), "accepted": accepted.sum(-1).tolist(),
                    "samples": config.samples}
 
 
