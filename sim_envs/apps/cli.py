@@ -30,11 +30,11 @@ from sim_envs.planning.cause_clips import CauseClipsConfig, collect_causes
 from sim_envs.planning.counterfactual_check import (CAUSE_PUSHES, CounterfactualConfig, Thresholds, check_counterfactual,
                                                    table)
 from sim_envs.planning.on_policy import SEED, OnPolicyConfig, collect
-from sim_envs.planning.self_training import SEED as SELF_TRAINING_SEED
-from sim_envs.planning.self_training import SelfTrainingConfig, collect_self_training
 from sim_envs.planning.plan_eval import (CHECK_PLANNERS, FUTURES, GIF_METHOD, METHODS, PRIOR_METHODS, PlanEvalConfig,
                                         check_model, evaluate)
 from sim_envs.planning.planners import DEFAULT_ERROR_DRAWS, PROPOSERS, GoalConfig, PlannerConfig
+from sim_envs.planning.self_training import SEED as SELF_TRAINING_SEED
+from sim_envs.planning.self_training import SelfTrainingConfig, collect_self_training
 from sim_envs.tasks.envs import PUSH_TO_GOAL_ID, task_clip_config
 
 

@@ -150,7 +150,6 @@ class Thresholds:
     def validate(self) -> "Thresholds":
         checks = [
             ("obey_px", self.obey_px > 0, "positive"),
-            ("moved_px", self.moved_px > 0, "positive"),
             # Every moved object then has an onset.
             ("onset_px", 0 < self.onset_px <= self.moved_px, "in (0, moved_px]"),
             ("contact_margin_px", self.contact_margin_px >= 0, "at least 0"),
