@@ -18,6 +18,7 @@ from motion_prior.foundation.errors import InputError
 from motion_prior.inference.prior import MotionPrior
 from sim_envs.planning import self_training
 from sim_envs.planning.counterfactual_check import Thresholds, random_target_pokes, sample_outcomes, state_geometry
+from sim_envs.planning.planners import path_to_actions
 from sim_envs.planning.self_training import SelfTrainingConfig, collect_self_training, surface_points
 from sim_envs.tasks.envs import task_clip_config
 
@@ -80,6 +81,49 @@ def test_clips_are_the_accepted_futures_of_each_state(collected, tiny_model):
         env.close()
 
 
+def test_rollouts_are_the_true_outcomes_of_the_kept_futures_pusher_paths(tiny_model, tmp_path, one_torch_thread):
+    config = _config(tiny_model, states=1, rollouts=True)
+    store = collect_self_training(config, tmp_path / "clips", progress=False)
+    clips = [store.read_clip(i) for i in range(store.num_clips)]
+    rolled = [c for c in clips if "on_policy" in c.metadata]
+    imagined = [c for c in clips if "self_training" in c.metadata]
+    assert rolled and len(rolled) == len(imagined)  # the tiny model's tracks stay in range: one rollout per future
+    env = gym.make(config.env, render_mode="rgb_array")
+    try:
+        observation, _ = env.reset(seed=config.seed)
+        task = env.unwrapped
+        geometry = state_geometry(task, observation)
+        pokes = random_target_pokes(observation, config.directions, config.distance,
+                                    np.random.default_rng([config.seed, 4]))
+        tracks = MotionPrior.load(tiny_model).sample_batch(observation["image"], pokes, num_samples=config.samples,
+                                                           query_points=geometry.queries, seed=config.seed,
+                                                           sampler=config.sampler).tracks
+        true_pushes = [0] * config.directions
+        for clip, self_clip in zip(rolled, imagined):
+            source = clip.metadata["on_policy"]
+            d, k = source["poke_index"], source["sample"]
+            assert (d, k) == (self_clip.metadata["self_training"]["poke_index"],
+                              self_clip.metadata["self_training"]["sample"])
+            assert source["candidate"] == "imagined" and clip.seed == config.seed and clip.action_points is not None
+            # The pusher's sampled places at frames 0, 31 and 63 (two 32-frame segments), lifted by hand.
+            pusher = tracks[d, k, geometry.layout.pusher]
+            actions = path_to_actions(pusher[[0, 31, 63]], task.camera, task.pusher_position()[2],
+                                      task.config.max_step)
+            np.testing.assert_allclose(source["actions"], actions, atol=1e-5)
+            # The clip is the simulator's: its pusher ends where the actions take it.
+            true = task.simulate_tracks(actions[None], geometry.points)[0, 0]
+            np.testing.assert_allclose(clip.action_points[-1, :2], task.segment_script(actions).waypoints[-1],
+                                       atol=1e-5)
+            outcome = sample_outcomes(true, geometry.reference_layout, geometry.contact_px, config.thresholds,
+                                      pokes[d, 0])
+            true_pushes[d] += int(outcome["obeyed"] & outcome["along"])
+        assert store.shards[0].producer_info["true_pushes"] == true_pushes
+    finally:
+        env.close()
+    # Without rollouts the settings are those of directories collected before the option existed.
+    assert "rollouts" not in _config(tiny_model).settings() and config.settings()["rollouts"] is True
+
+
 def test_futures_that_fail_the_tests_make_no_clips(tiny_model, tmp_path, one_torch_thread):
     strict = Thresholds(obey_px=1e-6, moved_px=0.05, onset_px=0.05, contact_margin_px=1000.0, push_angle_deg=180.0)
     store = collect_self_training(_config(tiny_model, states=1, thresholds=strict), tmp_path / "none", progress=False)
@@ -108,7 +152,7 @@ def test_a_rerun_adds_nothing_and_other_settings_are_refused(collected, monkeypa
 def test_the_command_collects_and_bad_arguments_name_the_argument(tiny_model, tmp_path, capsys, one_torch_thread):
     out = tmp_path / "clips"
     assert main(["data", "self-training", "--model", str(tiny_model), "--states", "1", "--directions", "1",
-                 "--samples", "2", "--keep-per-poke", "1", "--out", str(out)]) == 0
+                 "--samples", "2", "--keep-per-poke", "1", "--rollouts", "--out", str(out)]) == 0
     assert "futures accepted" in capsys.readouterr().out
     assert (out / "index.json").is_file()
     bad = tmp_path / "bad"

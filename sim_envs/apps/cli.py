@@ -100,13 +100,18 @@ def _self_training(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     config = SelfTrainingConfig(env=args.env, model=args.model, sampler=args.sampler, states=args.states,
                                 seed=args.seed, directions=args.directions, distance=tuple(args.distance),
-                                samples=args.samples, keep_per_poke=args.keep_per_poke)
+                                samples=args.samples, keep_per_poke=args.keep_per_poke, rollouts=args.rollouts)
     start = time.perf_counter()
     store = collect_self_training(config, args.out)
     accepted = sum(sum(shard.producer_info["accepted"]) for shard in store.shards)
     judged = sum(len(shard.producer_info["accepted"]) * shard.producer_info["samples"] for shard in store.shards)
+    rolled = ""
+    if config.rollouts:
+        kept = sum(min(n, config.keep_per_poke) for shard in store.shards for n in shard.producer_info["accepted"])
+        pushes = sum(sum(shard.producer_info["true_pushes"]) for shard in store.shards)
+        rolled = f"; rolled out, {pushes} of the {kept} kept futures' pusher paths truly obey and push along"
     print(f"{store.num_clips} clips of {len(store.shards)} states in {store.root}; {accepted} of their {judged} "
-          f"futures accepted ({time.perf_counter() - start:.1f} s this run)")
+          f"futures accepted{rolled} ({time.perf_counter() - start:.1f} s this run)")
     return 0
 
 
@@ -457,7 +462,9 @@ def register(groups: dict) -> None:
                     "points and at surface points drawn as data generate draws them, and keep, per poke, the first "
                     "--keep-per-poke samples that obey the poke and push along (the check's tests) as clips of the "
                     "surface points (the format of data generate, without an action; train on it with train flow "
-                    "--data). State seeds start at 7,000,000, clear of the evaluations'. Resumable: rerun the same "
+                    "--data). With --rollouts, each kept future's pusher path is also lifted to actions as the goal "
+                    "planner lifts it and rolled out in the simulator, as a clip with its action and true outcome. "
+                    "State seeds start at 7,000,000, clear of the evaluations'. Resumable: rerun the same "
                     "command; a directory collected with other settings is refused.")
     self_training.add_argument("--env", default=PUSH_TO_GOAL_ID, help=f"Gymnasium env id (default {PUSH_TO_GOAL_ID})")
     self_training.add_argument("--model", default="default", help="'default' (shipped) or a model directory")
@@ -476,6 +483,9 @@ def register(groups: dict) -> None:
                                help=f"futures sampled per poke (default {SelfTrainingConfig.samples})")
     self_training.add_argument("--keep-per-poke", type=POSITIVE, default=SelfTrainingConfig.keep_per_poke,
                                help=f"accepted futures kept per poke, at most (default {SelfTrainingConfig.keep_per_poke})")
+    self_training.add_argument("--rollouts", action="store_true",
+                               help="also roll each kept future's pusher path out in the simulator, as a clip with "
+                                    "its action (what the path truly does)")
     self_training.add_argument("--threads", type=POSITIVE, default=1, help="torch threads (default 1)")
     self_training.add_argument("--out", required=True, help="output clip directory")
     self_training.set_defaults(func=_self_training)

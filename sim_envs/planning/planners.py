@@ -438,6 +438,13 @@ def path_to_actions(path: np.ndarray, camera, height: float, max_step: float) ->
     return np.stack(actions, axis=-2)
 
 
+def segment_ends(segments: int, segment_frames: int, horizon_frames: int) -> np.ndarray:
+    """`[segments]` the frame at which each of `segments` action segments of `segment_frames`
+    frames ends, clipped to the prior's horizon (`horizon_frames`): where a pusher path read
+    from a future has its waypoints (:func:`path_to_actions`)."""
+    return np.minimum(np.arange(1, segments + 1) * segment_frames - 1, horizon_frames - 1)
+
+
 def pusher_path_actions(env):
     """`to_actions` in a tabletop env: a pusher path `[M, H + 1, 2]` in pixels -> actions `[M,
     H, 2]` (:func:`path_to_actions` on the plane of the pusher's centre, through the episode's
@@ -630,8 +637,7 @@ class GoalPlanner(Planner):
 
     def segment_ends(self) -> np.ndarray:
         """`[H]` the frame at which each planned segment ends, clipped to the horizon."""
-        ends = np.arange(1, self.config.horizon + 1) * self.segment_frames - 1
-        return np.minimum(ends, self.horizon_frames - 1)
+        return segment_ends(self.config.horizon, self.segment_frames, self.horizon_frames)
 
     def goal_poke(self, observation: dict) -> np.ndarray:
         """`[1, 5]` pixel poke (u0, v0, u1, v1, end_time): the target towards the goal, at most

@@ -23,6 +23,19 @@ output, not a render), their bodies and categories; no action, pokes or text (th
 no commanded path). A clip's metadata "self_training" entry holds the env, model, its
 fingerprint, sampler, state, its seed, the poke (pixels) and the sample's index.
 
+With `rollouts`, each kept future's pusher path is also executed in the true simulator, and
+the true outcome becomes a clip beside it. A self-training clip has no action, so it teaches
+what a poke's future looks like but not what a commanded path does, which is what CEM asks of
+the prior; and the flow's pusher paths are exactly the goal planner's proposals. The path is
+the sampled pusher centre's track at frame 0 and at the end of each action segment
+(`planners.segment_ends`; `horizon_frames / segment_frames` segments), lifted to actions as the
+goal planner lifts it (`planners.pusher_path_actions`), rolled out as `data on-policy` rolls
+out candidates (`on_policy.rollout_clips`: surface points drawn afresh, the pusher following the
+actions, the outcome's text; its metadata "on_policy" entry holds `source` with the candidate
+"imagined" and its actions). The shard's info counts, per poke, the rolled-out paths whose true
+outcome obeys the poke and pushes along (the check's tests on the simulator's target point):
+how often a future that pushes along in imagination pushes along in truth.
+
 Storage and resume as `data causes`: shard i holds state i's clips (a state with none accepted
 has no shard and is sampled again on resume, with the same result); a clip's seed is the
 state's reset seed, so the split keeps a state in one split; rerun the same command to resume,
@@ -47,7 +60,8 @@ from motion_prior.inference.ensemble import load_prior, model_fingerprint
 from motion_prior.inference.samplers import SAMPLERS
 from sim_envs.generation.clip_generator import GeneratorConfig, sample_points, scene_now
 from sim_envs.planning.counterfactual_check import Thresholds, random_target_pokes, sample_outcomes, state_geometry
-from sim_envs.planning.on_policy import TASKS, check_clear_of_eval_seeds, fill_shards, open_store
+from sim_envs.planning.on_policy import TASKS, check_clear_of_eval_seeds, fill_shards, open_store, rollout_clips
+from sim_envs.planning.planners import pusher_path_actions, segment_ends
 
 PRODUCER_NAME = "sim_envs.self_training"
 PRODUCER_VERSION = "1.0"
@@ -69,6 +83,8 @@ class SelfTrainingConfig:
         keep_per_poke: at most this many accepted futures of one poke become clips, so that
             the pokes the prior already answers well do not fill the data.
         thresholds: the check's tests (`counterfactual_check.Thresholds`).
+        rollouts: also roll each kept future's pusher path out in the simulator, as a clip with
+            its action (see the module docstring).
     """
 
     env: str = tabletop.PUSH_TO_GOAL_ID
@@ -81,6 +97,7 @@ class SelfTrainingConfig:
     samples: int = 16
     keep_per_poke: int = 4
     thresholds: Thresholds = field(default_factory=Thresholds)
+    rollouts: bool = False
 
     def validate(self) -> "SelfTrainingConfig":
         distance = tuple(np.atleast_1d(self.distance))
@@ -94,6 +111,7 @@ class SelfTrainingConfig:
              "(low, high) pixels with 0 < low <= high"),
             ("samples", self.samples >= 1, "at least 1"),
             ("keep_per_poke", 1 <= self.keep_per_poke <= self.samples, "in [1, samples]"),
+            ("rollouts", isinstance(self.rollouts, bool), "True or False"),
         ]
         for name, ok, expected in checks:
             if not ok:
@@ -105,6 +123,8 @@ class SelfTrainingConfig:
     def settings(self) -> dict:
         """What a directory's clips depend on (all but `states`), as it reads back from JSON."""
         settings = {k: v for k, v in asdict(self).items() if k != "states"}
+        if not self.rollouts:
+            del settings["rollouts"]  # directories collected before the option existed stay resumable
         return json.loads(json.dumps(settings))
 
 
@@ -129,11 +149,14 @@ def accepted_samples(accepted: np.ndarray, keep: int) -> list[tuple[int, int]]:
 
 def collect_state(prior, env: gym.Env, config: SelfTrainingConfig, clip_config: GeneratorConfig, index: int,
                   model_sha256: str | None) -> tuple[list[Clip], dict]:
-    """Reset to state `index`, sample each poke's futures, judge them and keep the accepted.
+    """Reset to state `index`, sample each poke's futures, judge them and keep the accepted
+    (with `config.rollouts`, and their pushers' paths rolled out).
 
     Returns:
-        (clips, info): the clips in order of poke and sample; info is the shard's
-        `producer_info`: state, seed, pokes, and per poke the accepted count of `samples`.
+        (clips, info): the clips in order of poke and sample (a sample's rollout after its
+        future); info is the shard's `producer_info`: state, seed, pokes, and per poke the
+        accepted count of `samples`; with rollouts, per poke the rolled-out paths whose true
+        outcome obeys and pushes along, and the rollouts skipped with the reason.
     """
     seed = config.seed + index
     observation, _ = env.reset(seed=seed)
@@ -148,21 +171,48 @@ def collect_state(prior, env: gym.Env, config: SelfTrainingConfig, clip_config: 
     judged = len(geometry.queries)
     outcomes = sample_outcomes(tracks[:, :, :judged], geometry.layout, geometry.contact_px, config.thresholds, pokes)
     accepted = outcomes["obeyed"] & outcomes["along"]  # [D, K]
+    kept = accepted_samples(accepted, config.keep_per_poke)
+    actions = rolled = None
+    if config.rollouts and kept:
+        actions = imagined_actions(env, tracks[:, :, geometry.layout.pusher], kept)  # [A, H, 2]
+        true = task.simulate_tracks(actions, geometry.points)[:, 0]  # [A, N + 1, T, 2] px
+        verdict = sample_outcomes(true, geometry.reference_layout, geometry.contact_px, config.thresholds,
+                                  pokes[[d for d, _ in kept], 0])
+        rolled = verdict["obeyed"] & verdict["along"]
     scene = scene_now(task.sim).to_json()
-    clips = []
-    for d, k in accepted_samples(accepted, config.keep_per_poke):
-        future = pixels_to_normalized(tracks[d, k, judged:], size).astype(np.float32)
-        if np.abs(future).max() > MAX_ABS_COORD:
-            continue  # a sampled track left the representable range: not a clip
+    clips, skipped, true_pushes = [], [], [0] * config.directions
+    for a, (d, k) in enumerate(kept):
         source = {"env": config.env, "model": config.model, "model_sha256": model_sha256, "sampler": config.sampler,
                   "state": index, "state_seed": seed, "poke_index": d, "poke_px": pokes[d, 0].tolist(), "sample": k}
-        clips.append(Clip(frame=observation["image"], tracks=future, visibility=np.ones(future.shape[:2], bool),
-                          object_id=object_id, fps=float(clip_config.fps), object_names=task.sim.object_names,
-                          intrinsics=task.sim.camera.intrinsics, extrinsics=task.sim.camera.extrinsics, seed=seed,
-                          metadata={"generator": PRODUCER_NAME, "generator_version": PRODUCER_VERSION, "scene": scene,
-                                    "point_categories": categories, "self_training": source}))
-    return clips, {"state": index, "seed": seed, "pokes": pokes[:, 0].tolist(), "accepted": accepted.sum(-1).tolist(),
-                   "samples": config.samples}
+        future = pixels_to_normalized(tracks[d, k, judged:], size).astype(np.float32)
+        if np.abs(future).max() <= MAX_ABS_COORD:  # else a sampled track left the representable range: no clip
+            clips.append(Clip(frame=observation["image"], tracks=future, visibility=np.ones(future.shape[:2], bool),
+                              object_id=object_id, fps=float(clip_config.fps), object_names=task.sim.object_names,
+                              intrinsics=task.sim.camera.intrinsics, extrinsics=task.sim.camera.extrinsics, seed=seed,
+                              metadata={"generator": PRODUCER_NAME, "generator_version": PRODUCER_VERSION,
+                                        "scene": scene, "point_categories": categories, "self_training": source}))
+        if actions is not None:
+            true_pushes[d] += int(rolled[a])
+            made, problems = rollout_clips(task, observation, [(actions[a], "imagined", None)], clip_config, seed,
+                                           (seed, 5, d, k), source, f"state {index} (seed {seed}), poke {d}, "
+                                           f"sample {k}", PRODUCER_NAME, PRODUCER_VERSION)
+            clips.extend(made)
+            skipped.extend(problems)
+    info = {"state": index, "seed": seed, "pokes": pokes[:, 0].tolist(), "accepted": accepted.sum(-1).tolist(),
+            "samples": config.samples}
+    if config.rollouts:
+        info.update(true_pushes=true_pushes, skipped=skipped)
+    return clips, info
+
+
+def imagined_actions(env: gym.Env, pusher: np.ndarray, kept: list[tuple[int, int]]) -> np.ndarray:
+    """The env actions `[A, H, 2]` that follow the kept samples' pusher paths, as the goal
+    planner lifts them: the pusher centre's sampled track `[D, K, T, 2]` (pixels) at frame 0
+    and at the end of each of the H = `horizon_frames / segment_frames` action segments."""
+    c = env.unwrapped.config
+    ends = segment_ends(-(-c.horizon_frames // c.segment_frames), c.segment_frames, pusher.shape[-2])
+    paths = np.stack([pusher[d, k, np.concatenate([[0], ends])] for d, k in kept])  # [A, H + 1, 2]
+    return pusher_path_actions(env)(paths)
 
 
 def collect_self_training(config: SelfTrainingConfig, out: str | Path, progress: bool = True) -> ClipStore:
@@ -185,7 +235,8 @@ def collect_self_training(config: SelfTrainingConfig, out: str | Path, progress:
         store = open_store(out, wanted)
         fill_shards(store, config.states, lambda index: collect_state(prior, env, config, clip_config, index, sha),
                     "state", f"self-training {Path(out).name}", progress,
-                    lambda info: {"accepted": f"{sum(info['accepted'])}/{config.directions * config.samples}"})
+                    lambda info: {"accepted": f"{sum(info['accepted'])}/{config.directions * config.samples}",
+                                  **({"true_pushes": sum(info["true_pushes"])} if config.rollouts else {})})
     finally:
         env.close()
     return store
