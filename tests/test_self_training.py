@@ -98,7 +98,7 @@ def test_rollouts_are_the_true_outcomes_of_the_kept_futures_pusher_paths(tiny_mo
         tracks = MotionPrior.load(tiny_model).sample_batch(observation["image"], pokes, num_samples=config.samples,
                                                            query_points=geometry.queries, seed=config.seed,
                                                            sampler=config.sampler).tracks
-        true_pushes = [0] * config.directions
+        true_pushes, imagined_px, true_px = [0] * config.directions, [], []
         for clip, self_clip in zip(rolled, imagined):
             source = clip.metadata["on_policy"]
             d, k = source["poke_index"], source["sample"]
@@ -117,7 +117,12 @@ def test_rollouts_are_the_true_outcomes_of_the_kept_futures_pusher_paths(tiny_mo
             outcome = sample_outcomes(true, geometry.reference_layout, geometry.contact_px, config.thresholds,
                                       pokes[d, 0])
             true_pushes[d] += int(outcome["obeyed"] & outcome["along"])
-        assert store.shards[0].producer_info["true_pushes"] == true_pushes
+            imagined_px.append(np.linalg.norm(tracks[d, k, 0, -1] - tracks[d, k, 0, 0]))  # query 0: the target
+            true_px.append(np.linalg.norm(true[0, -1] - true[0, 0]))  # the target point, poked
+        info = store.shards[0].producer_info
+        assert info["true_pushes"] == true_pushes
+        np.testing.assert_allclose(info["imagined_px"], imagined_px, atol=0.01)
+        np.testing.assert_allclose(info["true_px"], true_px, atol=0.01)
     finally:
         env.close()
     # Without rollouts the settings are those of directories collected before the option existed.
@@ -153,7 +158,8 @@ def test_the_command_collects_and_bad_arguments_name_the_argument(tiny_model, tm
     out = tmp_path / "clips"
     assert main(["data", "self-training", "--model", str(tiny_model), "--states", "1", "--directions", "1",
                  "--samples", "2", "--keep-per-poke", "1", "--rollouts", "--out", str(out)]) == 0
-    assert "futures accepted" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "futures accepted; rolled out, " in printed and " px in truth)" in printed
     assert (out / "index.json").is_file()
     bad = tmp_path / "bad"
     assert main(["data", "self-training", "--model", str(tiny_model), "--seed", "40", "--out", str(bad)]) == 2

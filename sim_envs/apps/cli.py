@@ -11,6 +11,7 @@ import argparse
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 import yaml
 
@@ -109,7 +110,11 @@ def _self_training(args: argparse.Namespace) -> int:
     if config.rollouts:
         kept = sum(min(n, config.keep_per_poke) for shard in store.shards for n in shard.producer_info["accepted"])
         pushes = sum(sum(shard.producer_info["true_pushes"]) for shard in store.shards)
-        rolled = f"; rolled out, {pushes} of the {kept} kept futures' pusher paths truly obey and push along"
+        moved = {k: np.median([px for shard in store.shards for px in shard.producer_info.get(k, [])] or [np.nan])
+                 for k in ("imagined_px", "true_px")}
+        rolled = (f"; rolled out, {pushes} of the {kept} kept futures' pusher paths truly obey and push along "
+                  f"(the poked point moves a median {moved['imagined_px']:.1f} px in the futures, "
+                  f"{moved['true_px']:.1f} px in truth)")
     print(f"{store.num_clips} clips of {len(store.shards)} states in {store.root}; {accepted} of their {judged} "
           f"futures accepted{rolled} ({time.perf_counter() - start:.1f} s this run)")
     return 0

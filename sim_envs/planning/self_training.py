@@ -156,7 +156,9 @@ def collect_state(prior, env: gym.Env, config: SelfTrainingConfig, clip_config: 
         (clips, info): the clips in order of poke and sample (a sample's rollout after its
         future); info is the shard's `producer_info`: state, seed, pokes, and per poke the
         accepted count of `samples`; with rollouts, per poke the rolled-out paths whose true
-        outcome obeys and pushes along, and the rollouts skipped with the reason.
+        outcome obeys and pushes along, per rollout how far the poked point moves by the
+        horizon's end in the future and in truth (pixels), and the rollouts skipped with the
+        reason.
     """
     seed = config.seed + index
     observation, _ = env.reset(seed=seed)
@@ -179,6 +181,11 @@ def collect_state(prior, env: gym.Env, config: SelfTrainingConfig, clip_config: 
         verdict = sample_outcomes(true, geometry.reference_layout, geometry.contact_px, config.thresholds,
                                   pokes[[d for d, _ in kept], 0])
         rolled = verdict["obeyed"] & verdict["along"]
+        # How far the poked point moves by the horizon's end, imagined and true (pixels).
+        poked = np.stack([tracks[d, k, geometry.layout.poked] for d, k in kept])  # [A, T, 2]
+        moved = {"imagined_px": np.linalg.norm(poked[:, -1] - poked[:, 0], axis=-1),
+                 "true_px": np.linalg.norm(true[:, geometry.reference_layout.poked, -1]
+                                           - true[:, geometry.reference_layout.poked, 0], axis=-1)}
     scene = scene_now(task.sim).to_json()
     clips, skipped, true_pushes = [], [], [0] * config.directions
     for a, (d, k) in enumerate(kept):
@@ -201,7 +208,8 @@ def collect_state(prior, env: gym.Env, config: SelfTrainingConfig, clip_config: 
     info = {"state": index, "seed": seed, "pokes": pokes[:, 0].tolist(), "accepted": accepted.sum(-1).tolist(),
             "samples": config.samples}
     if config.rollouts:
-        info.update(true_pushes=true_pushes, skipped=skipped)
+        info.update(true_pushes=true_pushes, skipped=skipped,
+                    **{k: np.round(v, 2).tolist() for k, v in (moved.items() if kept else [])})
     return clips, info
 
 
