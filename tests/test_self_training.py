@@ -110,10 +110,10 @@ def test_rollouts_are_the_true_outcomes_of_the_kept_futures_pusher_paths(tiny_mo
             actions = path_to_actions(pusher[[0, 31, 63]], task.camera, task.pusher_position()[2],
                                       task.config.max_step)
             np.testing.assert_allclose(source["actions"], actions, atol=1e-5)
-            # The clip is the simulator's: its pusher ends where the actions take it.
-            true = task.simulate_tracks(actions[None], geometry.points)[0, 0]
+            # The clip is the simulator's: its action ends where the actions take the pusher.
             np.testing.assert_allclose(clip.action_points[-1, :2], task.segment_script(actions).waypoints[-1],
                                        atol=1e-5)
+            true = task.simulate_tracks(actions[None], geometry.points)[0, 0]  # [target, pusher] x T x 2 px
             outcome = sample_outcomes(true, geometry.reference_layout, geometry.contact_px, config.thresholds,
                                       pokes[d, 0])
             true_pushes[d] += int(outcome["obeyed"] & outcome["along"])

@@ -174,7 +174,7 @@ def collect_state(prior, env: gym.Env, config: SelfTrainingConfig, clip_config: 
     outcomes = sample_outcomes(tracks[:, :, :judged], geometry.layout, geometry.contact_px, config.thresholds, pokes)
     accepted = outcomes["obeyed"] & outcomes["along"]  # [D, K]
     kept = accepted_samples(accepted, config.keep_per_poke)
-    actions = rolled = None
+    actions, rolled, moved = None, None, {}
     if config.rollouts and kept:
         actions = imagined_actions(env, tracks[:, :, geometry.layout.pusher], kept)  # [A, H, 2]
         true = task.simulate_tracks(actions, geometry.points)[:, 0]  # [A, N + 1, T, 2] px
@@ -209,7 +209,7 @@ def collect_state(prior, env: gym.Env, config: SelfTrainingConfig, clip_config: 
             "samples": config.samples}
     if config.rollouts:
         info.update(true_pushes=true_pushes, skipped=skipped,
-                    **{k: np.round(v, 2).tolist() for k, v in (moved.items() if kept else [])})
+                    **{k: np.round(v, 2).tolist() for k, v in moved.items()})
     return clips, info
 
 
