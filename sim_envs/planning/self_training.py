@@ -176,13 +176,14 @@ def collect_state(prior, env: gym.Env, config: SelfTrainingConfig, clip_config: 
     kept = accepted_samples(accepted, config.keep_per_poke)
     actions, rolled, moved = None, None, {}
     if config.rollouts and kept:
-        actions = imagined_actions(env, tracks[:, :, geometry.layout.pusher], kept)  # [A, H, 2]
+        d_kept, k_kept = np.array(kept).T  # [A] each
+        actions = imagined_actions(env, tracks[d_kept, k_kept, geometry.layout.pusher])  # [A, H, 2]
         true = task.simulate_tracks(actions, geometry.points)[:, 0]  # [A, N + 1, T, 2] px
         verdict = sample_outcomes(true, geometry.reference_layout, geometry.contact_px, config.thresholds,
-                                  pokes[[d for d, _ in kept], 0])
+                                  pokes[d_kept, 0])
         rolled = verdict["obeyed"] & verdict["along"]
         # How far the poked point moves by the horizon's end, imagined and true (pixels).
-        poked = np.stack([tracks[d, k, geometry.layout.poked] for d, k in kept])  # [A, T, 2]
+        poked = tracks[d_kept, k_kept, geometry.layout.poked]  # [A, T, 2]
         moved = {"imagined_px": np.linalg.norm(poked[:, -1] - poked[:, 0], axis=-1),
                  "true_px": np.linalg.norm(true[:, geometry.reference_layout.poked, -1]
                                            - true[:, geometry.reference_layout.poked, 0], axis=-1)}
@@ -213,14 +214,13 @@ def collect_state(prior, env: gym.Env, config: SelfTrainingConfig, clip_config: 
     return clips, info
 
 
-def imagined_actions(env: gym.Env, pusher: np.ndarray, kept: list[tuple[int, int]]) -> np.ndarray:
-    """The env actions `[A, H, 2]` that follow the kept samples' pusher paths, as the goal
-    planner lifts them: the pusher centre's sampled track `[D, K, T, 2]` (pixels) at frame 0
-    and at the end of each of the H = `horizon_frames / segment_frames` action segments."""
+def imagined_actions(env: gym.Env, pusher: np.ndarray) -> np.ndarray:
+    """The env actions `[A, H, 2]` that follow sampled pusher paths, as the goal planner lifts
+    them: the pusher centre's tracks `[A, T, 2]` (pixels) at frame 0 and at the end of each of
+    the H = `horizon_frames / segment_frames` action segments."""
     c = env.unwrapped.config
     ends = segment_ends(-(-c.horizon_frames // c.segment_frames), c.segment_frames, pusher.shape[-2])
-    paths = np.stack([pusher[d, k, np.concatenate([[0], ends])] for d, k in kept])  # [A, H + 1, 2]
-    return pusher_path_actions(env)(paths)
+    return pusher_path_actions(env)(pusher[:, np.concatenate([[0], ends])])  # path [A, H + 1, 2]
 
 
 def collect_self_training(config: SelfTrainingConfig, out: str | Path, progress: bool = True) -> ClipStore:
