@@ -356,6 +356,8 @@ def _register_builtin(groups: dict[str, argparse._SubParsersAction]) -> None:
         description="Train the contact model on clips with actions: from the start frame, the action pokes and "
                     "query points on the tracks, whether each point moves and where it ends, as documented in "
                     "motion_prior/training/contact_stage.py; pack it as the model's contact/.")
+    contact.add_argument("--init", help="start from this contact model's weights (a contact run, or a model's "
+                                        "contact/ directory): a fine-tune on new rounds of clips")
     _add_training_options(contact)
     contact.set_defaults(func=_train_contact)
 

@@ -233,3 +233,25 @@ def test_planners_on_factorised_futures_and_on_the_contact_model_plan_a_short_ep
         make_env(PlanEvalConfig(model=str(pipeline_run / "model-guided"), futures="contact"))
     with pytest.raises(InputError, match="futures"):
         PlanEvalConfig(futures="oracle").validate()
+
+
+def test_a_fine_tune_starts_from_the_init_and_refuses_other_settings(pipeline_run, tiny_model, tmp_path,
+                                                                      one_torch_thread):
+    init = load_contact(tiny_model)
+    recipe = preset("tiny")
+    recipe.init = str(tiny_model / "contact")
+    started = ContactTask(recipe).build_model().state_dict()
+    fresh = ContactTask(preset("tiny")).build_model().state_dict()
+    for name, weights in init.state_dict().items():
+        torch.testing.assert_close(started[name], weights.float())
+    assert any(not torch.equal(fresh[name], started[name]) for name in started)
+    # Through the CLI: a short fine-tune from a model's contact/ runs and records its init.
+    out = tmp_path / "fine-tune"
+    command = [sys.executable, "-m", "motion_prior.cli", "train", "contact", "--data", str(pipeline_run / "data"),
+               "--preset", "tiny", "--steps", "2", "--init", str(tiny_model / "contact"), "--out", str(out)]
+    done = subprocess.run(command, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert f"init: {tiny_model / 'contact'}" in (out / "recipe.yaml").read_text()
+    recipe.model = ContactConfig(dim=16, detail_dim=8)
+    with pytest.raises(ValueError, match="model: expected the init's settings"):
+        ContactTask(recipe).build_model()

@@ -15,6 +15,7 @@ from motion_prior.data.datasets import ClipDataset
 from motion_prior.data.shards import ClipStore
 from motion_prior.foundation.errors import InputError
 from sim_envs.planning import on_policy
+from sim_envs.planning.counterfactual_check import closest_approach
 from sim_envs.planning.on_policy import OnPolicyConfig, collect, pick_candidates
 from sim_envs.planning.planners import Plan, PlannerConfig
 
@@ -45,6 +46,11 @@ def test_pick_candidates_takes_the_executed_the_elites_and_random_others():
                 candidate_costs=costs)
     picked = pick_candidates(mean, 10, 2, np.random.default_rng(0))
     assert picked[0][2] is None and len(picked) == 6
+    # Only the kept may be picked: here not the executed, nor the best other (0.2).
+    keep = np.array([False, False, True, False, False, True, True])
+    picked = pick_candidates(plan, 4, 1, np.random.default_rng(0), keep)
+    assert [role for _, role, _ in picked] == ["elite", "other", "other"]
+    assert sorted(s[0, 0] for s, _, _ in picked) == [0.3, 0.4, 0.5]
 
 
 def test_clips_start_at_the_visited_states_and_follow_the_candidates(collected):
@@ -101,6 +107,46 @@ def test_clips_start_at_the_visited_states_and_follow_the_candidates(collected):
     assert moved_somewhere == {True, False} and mixed_states >= 1
 
 
+BAND = (0.9, 1.6)  # contact radii: from grazes to near misses
+
+
+def _approaches(config: OnPolicyConfig, store: ClipStore) -> list[float]:
+    """Each clip's candidate's closest approach (contact radii), simulated again from its state,
+    which a fresh env reaches by replaying the episode's executed actions (`producer_info`)."""
+    clips = [store.read_clip(i) for i in range(store.num_clips)]
+    env = gym.make(config.env)
+    found = []
+    try:
+        for episode, shard in enumerate(store.shards):
+            env.reset(seed=config.seed + episode)
+            for step, action in enumerate(shard.producer_info["executed"]):
+                for clip in clips:
+                    where = clip.metadata["on_policy"]
+                    if (where["episode"], where["step"]) == (episode, step):
+                        tracks = env.unwrapped.simulate_tracks(np.array(where["actions"])[None])
+                        found.append(float(closest_approach(env.unwrapped, tracks)[0]))
+                env.step(np.float32(action))
+    finally:
+        env.close()
+    assert len(found) == len(clips)
+    return found
+
+
+def test_an_approach_band_keeps_only_the_candidates_that_come_that_close(collected, tiny_model, tmp_path,
+                                                                        one_torch_thread):
+    config, store = collected
+    assert not all(BAND[0] <= a < BAND[1] for a in _approaches(config, store))  # the band leaves some out
+    banded = _config(tiny_model, approach=BAND)
+    kept = collect(banded, tmp_path / "band", progress=False)
+    approaches = _approaches(banded, kept)
+    assert approaches and all(BAND[0] <= a < BAND[1] for a in approaches)
+    info = [shard.producer_info for shard in kept.shards]
+    assert all(0 <= i["in_band"] <= i["scored"] for i in info)
+    assert sum(i["in_band"] for i in info) >= len(approaches)
+    # Its settings record the band (so a resume with another is refused); the plain ones do not.
+    assert kept.producer["config"]["approach"] == list(BAND) and "approach" not in store.producer["config"]
+
+
 def _fields(clip) -> tuple:
     """A clip's arrays (as bytes) and scalars, to compare clips (a shard's bytes are not
     reproducible: safetensors writes its header metadata in hash order)."""
@@ -148,3 +194,9 @@ def test_bad_arguments_name_the_argument(tiny_model, tmp_path, capsys):
     assert not out.exists()
     with pytest.raises(InputError, match="planner: expected one planner on the prior"):
         OnPolicyConfig(methods=("cem", "mppi")).validate()
+    assert main(["data", "on-policy", "--model", str(tiny_model), "--approach", "1.2", "0.8", "--out", str(out)]) == 2
+    assert "approach: expected None, or (low, high) contact radii with 0 <= low < high" in capsys.readouterr().err
+    assert main(["data", "on-policy", "--model", str(tiny_model), "--env", "motion_prior/DoorToAngle-v0",
+                 "--approach", "0.8", "1.2", "--out", str(out)]) == 2
+    assert "approach: expected None for motion_prior/DoorToAngle-v0" in capsys.readouterr().err
+    assert not out.exists()

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -31,6 +32,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from motion_prior.data.batch_views import open_splits, training_view
 from motion_prior.data.clips import BACKGROUND, OBJECT, PUSHER
 from motion_prior.data.datasets import ACTION_POKES
+from motion_prior.foundation.checkpoints import WEIGHTS_FILE, load_config, load_weights
 from motion_prior.foundation.configs import check_settings, config_to_yaml, copy_preset
 from motion_prior.foundation.pokes import mirror_pokes
 from motion_prior.networks.contact_model import ContactConfig, ContactNetwork
@@ -50,6 +52,10 @@ class ContactRecipe:
         hflip: mirror half the training clips left-right (False by default: recipes written
             before it existed train as they did).
         val_clips: validation clips (the first of the val split).
+        init: a trained contact model's directory (`config.yaml`, `model.safetensors`, e.g. a
+            model's `contact/`) to start from: a fine-tune on new rounds of data, keeping what
+            the earlier rounds taught (their clips need not be at hand). Its settings must be
+            `model`'s; the optimiser and schedule start fresh. Empty: from scratch.
     """
 
     model: ContactConfig = field(default_factory=ContactConfig)
@@ -58,6 +64,7 @@ class ContactRecipe:
     huber_beta: float = 0.05
     hflip: bool = False
     val_clips: int = 2048
+    init: str = ""
 
 
 PRESETS = {
@@ -118,7 +125,14 @@ class ContactTask:
         self.recipe, self.model_config = check_recipe(recipe), recipe.model
 
     def build_model(self) -> ContactNetwork:
-        return ContactNetwork(self.model_config)
+        model = ContactNetwork(self.model_config)
+        if self.recipe.init:
+            settings = load_config(self.recipe.init, ContactConfig)
+            if settings != self.model_config:
+                raise ValueError(f"model: expected the init's settings ({self.recipe.init}: {settings}), "
+                                 f"got {self.model_config}")
+            load_weights(model, Path(self.recipe.init) / WEIGHTS_FILE)
+        return model
 
     def predict(self, model, batch: dict, indices: torch.Tensor):
         """(logit `[B, Q]`, predicted and true displacement `[B, Q, 2]` px, is-object `[B, Q]`,

@@ -77,7 +77,8 @@ def _generate(args: argparse.Namespace) -> int:
 def _on_policy(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     config = OnPolicyConfig(methods=(args.planner,), episodes=args.episodes,
-                            candidates_per_state=args.candidates_per_state, **_planning_settings(args))
+                            candidates_per_state=args.candidates_per_state,
+                            approach=tuple(args.approach) if args.approach else None, **_planning_settings(args))
     start = time.perf_counter()
     store = collect(config, args.out)
     print(f"{store.num_clips} clips of {len(store.shards)} episodes in {store.root} "
@@ -428,6 +429,10 @@ def register(groups: dict) -> None:
     on_policy.add_argument("--candidates-per-state", type=POSITIVE, default=OnPolicyConfig.candidates_per_state,
                            help="clips per visited state: the executed candidate, the elites, random others "
                                 f"(default {OnPolicyConfig.candidates_per_state})")
+    on_policy.add_argument("--approach", type=float, nargs=2, metavar=("LOW", "HIGH"),
+                           help="PushToGoal: keep only candidates whose true rollout brings the pusher within "
+                                "[LOW, HIGH) contact radii of the target at its closest (1: they touch), e.g. 0.8 "
+                                "1.2 for the grazes where contact is decided (default: all)")
     on_policy.add_argument("--out", required=True, help="output clip directory")
     on_policy.set_defaults(func=_on_policy)
 

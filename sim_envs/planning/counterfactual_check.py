@@ -345,6 +345,17 @@ def contact_radius_px(camera: PinholeCamera, centre: np.ndarray, radius: float, 
     return float(np.linalg.norm(pixels[1:] - pixels[0], axis=1).mean())
 
 
+def closest_approach(task, tracks: np.ndarray) -> np.ndarray:
+    """How close each candidate's pusher comes to a PushToGoal target, in contact radii (1: the
+    pusher's edge meets the target's bounding circle; the target's radius plus the pusher's,
+    projected to pixels at the target): `tracks [M, K, 2, T, 2]` pixel tracks of the target
+    point, then the pusher's centre (a true rollout's, `TabletopEnv.simulate_tracks`) from
+    `task`'s current state -> `[M]` the closest distance over the T frames, the mean over K."""
+    contact_px = contact_radius_px(task.camera, task.target_point(), task.target_radius + task.sim.spec.pusher_radius)
+    gap = np.linalg.norm(tracks[:, :, -1] - tracks[:, :, 0], axis=-1)  # [M, K, T] px
+    return gap.min(axis=-1).mean(axis=-1) / contact_px
+
+
 @dataclass
 class StateGeometry:
     """What one state's check tracks (see the module docstring).

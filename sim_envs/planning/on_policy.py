@@ -19,6 +19,9 @@ is executed, up to `candidates_per_state` of the sequences the planner scored th
 - the executed sequence;
 - the `planner.elites` best-scored others (CEM's elites; the best ones for other planners);
 - a random draw of the rest (seeded by the episode and the step).
+With `approach` (`--approach LOW HIGH`, PushToGoal), every candidate of the step is simulated
+first and only those whose pusher comes within that band of contact radii of the target may be
+picked, the executed one too: a round of the grazes and near misses where contact is decided.
 Each becomes a clip (`clip_generator.script_clip`): the frame the planner saw; N points on
 visible surfaces sampled as the generator samples them (objects, pusher, background; the
 task's clip settings, `task_clip_config`); `horizon_frames` (64) frames of the pusher following
@@ -56,6 +59,7 @@ from motion_prior.data.shards import INDEX_FILE, ClipStore, shard_name, write_sh
 from motion_prior.foundation.errors import InputError
 from motion_prior.inference.ensemble import model_fingerprint
 from sim_envs.generation.clip_generator import GeneratorConfig, scene_now, script_clip
+from sim_envs.planning.counterfactual_check import closest_approach
 from sim_envs.planning.plan_eval import (PRIOR_METHODS, PlanEvalConfig, make_env, make_policy, run_episode,
                                         run_settings)
 from sim_envs.planning.planners import Plan
@@ -80,6 +84,13 @@ class OnPolicyConfig(PlanEvalConfig):
         episodes / seed: episode i is reset with seed `seed + i` (clear of `EVAL_SEEDS`).
         candidates_per_state: clips per visited state: the executed sequence, the elites,
             random others (see the module docstring).
+        approach: `(low, high)`: keep only the candidates whose true rollout brings the pusher
+            within `[low, high)` contact radii of the target at its closest
+            (`counterfactual_check.closest_approach`; PushToGoal), e.g. (0.8, 1.2) for the
+            grazes and near misses where contact is decided, which are a minority of what a
+            planner scores and where a contact model errs most (`plan check`'s
+            "contact_by_approach"). Every candidate of a step is simulated to find them. None:
+            all candidates.
         The others as :class:`PlanEvalConfig` (`gif_episode` is unused).
     """
 
@@ -87,6 +98,7 @@ class OnPolicyConfig(PlanEvalConfig):
     episodes: int = 16
     seed: int = SEED
     candidates_per_state: int = 8
+    approach: tuple[float, float] | None = None
 
     def validate(self) -> "OnPolicyConfig":
         if len(self.methods) != 1 or self.methods[0] not in PRIOR_METHODS:
@@ -95,13 +107,26 @@ class OnPolicyConfig(PlanEvalConfig):
             raise InputError("env", f"a tabletop task with a true simulator, one of {TASKS}", self.env)
         if self.candidates_per_state < 1:
             raise InputError("candidates_per_state", "at least 1", self.candidates_per_state)
+        if self.approach is not None:
+            band = self.approach
+            if (not isinstance(band, (tuple, list)) or len(band) != 2
+                    or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in band)
+                    or not 0 <= band[0] < band[1]):
+                raise InputError("approach", "None, or (low, high) contact radii with 0 <= low < high", band)
+            if self.env != tabletop.PUSH_TO_GOAL_ID:
+                raise InputError("approach", f"None for {self.env} (the band is measured to a PushToGoal target)",
+                                 band)
         super().validate()
         check_clear_of_eval_seeds(self.seed, self.episodes, "seed", f" (default {SEED})")
         return self
 
     def settings(self) -> dict:
-        """What a directory's clips depend on (all but `episodes`), as it reads back from JSON."""
-        return {"method": self.methods[0], **run_settings(self)}
+        """What a directory's clips depend on (all but `episodes`), as it reads back from JSON;
+        without `approach` where it is None, as directories collected before it record them."""
+        settings = {"method": self.methods[0], **run_settings(self)}
+        if settings["approach"] is None:
+            del settings["approach"]
+        return settings
 
 
 def check_clear_of_eval_seeds(seed: int, episodes: int, argument: str, hint: str = "") -> None:
@@ -113,25 +138,28 @@ def check_clear_of_eval_seeds(seed: int, episodes: int, argument: str, hint: str
                          f"{EVAL_SEEDS.stop - 1}{hint}", f"seeds {seed}..{seed + episodes - 1}")
 
 
-def pick_candidates(plan: Plan, count: int, elites: int,
-                    rng: np.random.Generator) -> list[tuple[np.ndarray, str, float | None]]:
+def pick_candidates(plan: Plan, count: int, elites: int, rng: np.random.Generator,
+                    keep: np.ndarray | None = None) -> list[tuple[np.ndarray, str, float | None]]:
     """Up to `count` distinct sequences `[H, A]` of one planning step, each with its role and
     the cost the planner gave it: the executed `plan.sequence` (its cost is `plan.cost`, None
     for MPPI, whose plan is a weighted mean no call scored), then the `elites` best-scored
-    others, then a random draw of the rest (listed by cost)."""
+    others, then a random draw of the rest (listed by cost). `keep`: `bool [1 + E]` for the
+    executed sequence, then each of `plan.candidates`: only those may be picked (None: all)."""
     def key(sequence: np.ndarray) -> bytes:
         return (np.round(np.asarray(sequence, dtype=np.float64), 9) + 0.0).tobytes()  # + 0.0: -0.0 -> 0.0
 
+    keep = np.ones(1 + len(plan.candidates), bool) if keep is None else np.asarray(keep, bool)
     seen, others = {key(plan.sequence)}, []
     executed_cost = plan.cost if any(key(c) in seen for c in plan.candidates) else None
     for i in np.argsort(plan.candidate_costs, kind="stable"):  # a repeated candidate keeps its best cost
-        if key(plan.candidates[i]) not in seen:
+        if keep[1 + i] and key(plan.candidates[i]) not in seen:
             seen.add(key(plan.candidates[i]))
             others.append(i)
-    best = others[: min(elites, count - 1)]
+    picked = [(plan.sequence, "executed", executed_cost)] if keep[0] else []
+    best = others[: min(elites, count - len(picked))]
     rest = others[len(best):]
-    drawn = sorted(rng.choice(len(rest), min(count - 1 - len(best), len(rest)), replace=False)) if rest else []
-    picked = [(plan.sequence, "executed", executed_cost)]
+    drawn = sorted(rng.choice(len(rest), min(count - len(picked) - len(best), len(rest)), replace=False)) \
+        if rest else []
     picked += [(plan.candidates[i], "elite", float(plan.candidate_costs[i])) for i in best]
     picked += [(plan.candidates[rest[j]], "other", float(plan.candidate_costs[rest[j]])) for j in drawn]
     return picked
@@ -224,17 +252,27 @@ def collect_episode(env: MotionPriorWrapper, policy, config: OnPolicyConfig, cli
 
     Returns:
         (clips, info): the clips in order of step and candidate; info is the shard's
-        `producer_info`: episode, seed, steps, success, the planner's error if it ended the
-        episode, and the candidates skipped (e.g. too few visible points) with the reason.
+        `producer_info`: episode, seed, steps, success, the action executed at each step (the
+        episode replays from them), the planner's error if it ended the episode, the
+        candidates skipped (e.g. too few visible points) with the reason, and with `approach`
+        how many of the candidates scored ("scored") fell in the band ("in_band").
     """
     seed = config.seed + episode
     task: tabletop.TabletopEnv = env.unwrapped
     planner = policy.planner
-    made, skipped = [], []
+    made, skipped, executed, in_band, scored = [], [], [], 0, 0
 
     def on_step(step: int, observation: dict) -> None:
-        picked = pick_candidates(planner.last_plan, config.candidates_per_state, planner.config.elites,
-                                 np.random.default_rng([seed, 2, step]))
+        nonlocal in_band, scored
+        plan, keep = planner.last_plan, None
+        executed.append(np.asarray(plan.action, dtype=np.float64).tolist())
+        if config.approach is not None:
+            sequences = np.concatenate([plan.sequence[None], plan.candidates])
+            near = closest_approach(task, task.simulate_tracks(sequences))
+            keep = (near >= config.approach[0]) & (near < config.approach[1])
+            in_band, scored = in_band + int(keep[1:].sum()), scored + len(plan.candidates)
+        picked = pick_candidates(plan, config.candidates_per_state, planner.config.elites,
+                                 np.random.default_rng([seed, 2, step]), keep)
         source = {"env": config.env, "model": config.model, "model_sha256": model_sha256,
                   "planner": config.methods[0], "episode": episode, "episode_seed": seed, "step": step}
         clips, problems = rollout_clips(task, observation, picked, clip_config, seed, (seed, 1, step), source,
@@ -244,7 +282,9 @@ def collect_episode(env: MotionPriorWrapper, policy, config: OnPolicyConfig, cli
 
     record = run_episode(env, policy, seed, on_step=on_step)
     info = {"episode": episode, "seed": seed, "steps": record["steps"], "success": record["success"],
-            "skipped": skipped}
+            "executed": executed, "skipped": skipped}
+    if config.approach is not None:  # how many of the scored candidates fell in the band
+        info.update(in_band=in_band, scored=scored)
     if "error" in record:
         info["error"] = record["error"]
     return made, info
@@ -274,7 +314,8 @@ def collect(config: OnPolicyConfig, out: str | Path, progress: bool = True) -> C
             return made, info
 
         fill_shards(store, config.episodes, collect_one, "episode", f"on-policy {Path(out).name}", progress,
-                    lambda info: {"states": info["steps"], "success": "yes" if info["success"] else "no"})
+                    lambda info: {"states": info["steps"], "success": "yes" if info["success"] else "no",
+                                  **({"in_band": f"{info['in_band']}/{info['scored']}"} if "in_band" in info else {})})
     finally:
         env.close()
     return store

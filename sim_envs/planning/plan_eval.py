@@ -39,7 +39,7 @@ from motion_prior.foundation.metrics import median_angle_deg
 from motion_prior.foundation.pokes import end_times, ends, pokes_to_pixels
 from motion_prior.foundation.visualize import draw_tracks
 from motion_prior.inference.ensemble import load_prior, model_fingerprint, model_names
-from sim_envs.planning.counterfactual_check import contact_radius_px
+from sim_envs.planning.counterfactual_check import closest_approach
 from sim_envs.planning.planners import (ContactModel, GoalConfig, GoalCost, GoalPlanner, Planner, PlannerConfig,
                                         PriorModel, SimulatorModel, pusher_path_actions, reduce_risk)
 from sim_envs.simulation.scripts import segment_clear_of
@@ -442,10 +442,7 @@ def check_model(config: PlanEvalConfig, states: int = 12, candidates: int = 32, 
             future_moved.append(np.linalg.norm(prior_futures, axis=-1) > moved_px)
             future_shift.append(prior_futures)
             pusher_shift.append((tracks["true"][:, :, -1, -1] - tracks["true"][:, :, -1, 0]).mean(axis=1))
-            contact_px = contact_radius_px(task.camera, task.target_point(),
-                                           task.target_radius + task.sim.spec.pusher_radius)
-            gap = np.linalg.norm(tracks["true"][:, :, -1] - tracks["true"][:, :, 0], axis=-1)  # [M, K, T] px
-            approach.append(gap.min(axis=-1).mean(axis=-1) / contact_px)
+            approach.append(closest_approach(task, tracks["true"]))
             # Poke adherence: where the prior puts the pusher (the last query point, the pokes'
             # start) at each poke's end time, against the poke's end point (futures of the
             # contact model alone hold only the start and the commanded end: nothing to measure).
