@@ -87,10 +87,9 @@ class OnPolicyConfig(PlanEvalConfig):
         approach: `(low, high)`: keep only the candidates whose true rollout brings the pusher
             within `[low, high)` contact radii of the target at its closest
             (`counterfactual_check.closest_approach`; PushToGoal), e.g. (0.8, 1.2) for the
-            grazes and near misses where contact is decided, which are a minority of what a
-            planner scores and where a contact model errs most (`plan check`'s
-            "contact_by_approach"). Every candidate of a step is simulated to find them. None:
-            all candidates.
+            grazes and near misses where contact is decided and a contact model errs most
+            (`plan check`'s "contact_by_approach"). Every candidate of a step is simulated to
+            find them. None: all candidates.
         The others as :class:`PlanEvalConfig` (`gif_episode` is unused).
     """
 
