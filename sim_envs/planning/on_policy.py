@@ -33,7 +33,9 @@ Storage: a clip directory as `data generate` writes it (`ClipStore`, read by `Cl
 Shard j holds episode j's clips. A clip's seed is its episode's reset seed, so the train/val/test
 split (a hash of the seed) keeps each episode, one scene, in one split. The index's producer
 records the settings, the model's fingerprint and the clip settings; each shard's
-`producer_info` the episode, its seed, steps, success and skipped candidates; each clip's
+`producer_info` the episode, its seed, steps, success, the action executed at each step (so
+the episode replays without the planner), skipped candidates and, with `approach`, how many
+candidates fell in the band; each clip's
 metadata the generator's entries plus "on_policy": env, model, planner, episode, step, the
 candidate's actions `[H, 2]` (the env's units), its role ("executed", "elite", "other") and the
 cost the planner gave it.
