@@ -355,15 +355,35 @@ def _target_shift_per_future(tracks: np.ndarray) -> np.ndarray:
     return (tracks[:, :, :-1, -1] - tracks[:, :, :-1, 0]).mean(axis=2)
 
 
+def check_states(env: gym.Env, config: PlanEvalConfig, states: int, candidates: int):
+    """`plan check`'s states and candidates, the same for every model: yields (i, observation,
+    actions `[candidates, H, 2]`) for i < `states`, with `env` (PushToGoal, wrapped or not) at
+    state i.
+
+    State i: reset seed `config.seed + i`, advanced by `i % 3` heuristic steps so some states
+    have the pusher mid-push. Candidates: half uniform, half whose first action heads for the
+    target (noisy bearing and length), so a good share of them touch it."""
+    heuristic, rng = PushHeuristic(env), np.random.default_rng(config.seed)
+    for i in range(states):
+        observation, _ = env.reset(seed=config.seed + i)
+        for _ in range(i % 3):
+            observation, *_ = env.step(heuristic(observation))
+        task = env.unwrapped
+        actions = rng.uniform(-1, 1, (candidates, config.planner.horizon, 2))
+        heading = task.target_point()[:2] - task.pusher_position()[:2]
+        bearing = np.arctan2(heading[1], heading[0]) + rng.normal(0, 0.4, candidates // 2)
+        length = rng.uniform(0.3, 1.0, candidates // 2)[:, None]
+        actions[: candidates // 2, 0] = np.clip(length * np.stack([np.cos(bearing), np.sin(bearing)], 1), -1, 1)
+        yield i, observation, actions
+
+
 def check_model(config: PlanEvalConfig, states: int = 12, candidates: int = 32, moved_px: float = 2.0,
                 planners: tuple[str, ...] = CHECK_PLANNERS) -> dict:
     """How well the prior predicts what the planner scores, against the simulator (PushToGoal).
 
-    States: reset seeds `config.seed + i`, each advanced by `i % 3` heuristic steps so some
-    states have the pusher mid-push. Candidates `[M, H, 2]` (H = `config.planner.horizon`):
-    half uniform, half whose first action heads for the target (noisy bearing and length),
-    so a good share of them touch it. Both models are scored with `GoalCost` and the
-    planner's risk measure.
+    States and candidates `[M, H, 2]` (H = `config.planner.horizon`) come from
+    :func:`check_states`. Both models are scored with `GoalCost` and the planner's risk
+    measure.
 
     From each state every planner of `planners` (names from PRIOR_METHODS, built as `plan
     eval` builds them from `config`, reseeded with the state's seed) also plans once; its
@@ -412,24 +432,15 @@ def check_model(config: PlanEvalConfig, states: int = 12, candidates: int = 32, 
     env = make_env(config)
     if not isinstance(env.unwrapped, tabletop.PushToGoalEnv):
         raise InputError("env", "a PushToGoal env (the heuristic drives the states)", config.env)
-    cost, heuristic = GoalCost(), PushHeuristic(env)
+    cost = GoalCost()
     prior, oracle = prior_model(env, config), SimulatorModel(env)
-    rng = np.random.default_rng(config.seed)
     true_shift, pred_shift, future_moved, future_shift, pusher_shift = [], [], [], [], []
     ranking, poke_error, approach = [], [], []
     chosen = {name: [] for name in planners}  # (predicted, true, moved true, moved prior, seconds) per state
     try:
         policies = {name: make_policy(name, env, config) for name in planners}
-        for i in range(states):
-            observation, _ = env.reset(seed=config.seed + i)
-            for _ in range(i % 3):
-                observation, *_ = env.step(heuristic(observation))
+        for i, observation, actions in check_states(env, config, states, candidates):
             task = env.unwrapped
-            actions = rng.uniform(-1, 1, (candidates, config.planner.horizon, 2))
-            heading = task.target_point()[:2] - task.pusher_position()[:2]
-            bearing = np.arctan2(heading[1], heading[0]) + rng.normal(0, 0.4, candidates // 2)
-            length = rng.uniform(0.3, 1.0, candidates // 2)[:, None]
-            actions[: candidates // 2, 0] = np.clip(length * np.stack([np.cos(bearing), np.sin(bearing)], 1), -1, 1)
             queries = cost.query_points(observation)
             tracks = {"true": oracle.predict(observation, actions, queries),
                       "prior": prior.predict(observation, actions, queries)}
