@@ -142,7 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     rule = [{"gap": g, "agreement": float(np.mean((gaps < g) == moved)),
              "agreement_clear": float(np.mean(((gaps < g) == moved)[clear]))} for g in GAP_THRESHOLDS]
     result = {"settings": {k: v for k, v in vars(args).items() if k != "out"}, "geometry_rule": rule,
-              "by_sigma": [{"sigma_px": sigma, **summary(true_len, np.concatenate(rows, axis=1), approach, args.moved_px)}
+              "by_sigma": [{"sigma_px": sigma,
+                            **summary(true_len, np.concatenate(rows, axis=1), approach, args.moved_px)}
                            for sigma, rows in draw_len.items()]}
     for row in result["by_sigma"]:
         print(json.dumps({k: v for k, v in row.items() if k != "by_approach"}))

@@ -330,8 +330,9 @@ def test_dataset_sample_has_the_documented_keys_dtypes_and_shapes(make_clip_dir,
     root = make_clip_dir([[1, 2, 3], [4, 5]], n=6, t=8)
     dataset = ClipDataset(root)
     sample = dataset[3]
-    assert set(sample) == {"frame", "tracks", "visibility", "object_id", "point_category", "clip_index", "text",
-                           "action_pokes", "action_poke_count"}
+    assert set(sample) == {"frame", "tracks", "visibility", "object_id", "point_category", "path_gap", "clip_index",
+                           "text", "action_pokes", "action_poke_count"}
+    assert sample["path_gap"].isnan().all()  # no scene recorded
     assert sample["text"] == ""  # clips without a description
     assert int(sample["action_poke_count"]) == 0 and not sample["action_pokes"].any()  # ... or an action
     described = ClipDataset(make_clip_dir([[7]], name="described", full=True))[0]
@@ -342,7 +343,8 @@ def test_dataset_sample_has_the_documented_keys_dtypes_and_shapes(make_clip_dir,
     assert not described["action_pokes"][len(full.pokes):].any()
     expected = {"frame": (torch.uint8, (12, 16, 3)), "tracks": (torch.float32, (6, 8, 2)),
                 "visibility": (torch.bool, (6, 8)), "object_id": (torch.int64, (6,)),
-                "point_category": (torch.int64, (6,)), "clip_index": (torch.int64, ()),
+                "point_category": (torch.int64, (6,)), "path_gap": (torch.float32, (6,)),
+                "clip_index": (torch.int64, ()),
                 "action_pokes": (torch.float32, (ACTION_POKES, 5)), "action_poke_count": (torch.int64, ())}
     for key, (dtype, shape) in expected.items():
         assert sample[key].dtype == dtype and tuple(sample[key].shape) == shape, key

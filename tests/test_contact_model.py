@@ -3,6 +3,7 @@ place in a model directory, and the effect pokes a prior and the planners build 
 
 import json
 import shutil
+from dataclasses import replace
 import subprocess
 import sys
 
@@ -10,10 +11,11 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
-from motion_prior.data.clips import CATEGORIES
+from motion_prior.data.clips import CATEGORIES, Clip
 from motion_prior.data.datasets import ClipDataset
 from motion_prior.foundation.checkpoints import CheckpointError
 from motion_prior.foundation.errors import InputError
@@ -21,7 +23,7 @@ from motion_prior.foundation.pokes import pokes_to_pixels
 from motion_prior.inference.model_directory import load_contact, load_contacts
 from motion_prior.inference.packing import pack_model
 from motion_prior.inference.prior import MotionPrior
-from motion_prior.networks.contact_model import ContactConfig, ContactNetwork, path_waypoints
+from motion_prior.networks.contact_model import GAP_LOGIT_PER_RADIUS, ContactConfig, ContactNetwork, path_waypoints
 from motion_prior.training.contact_stage import ContactTask, choose_queries, contact_figures, preset
 
 
@@ -68,9 +70,9 @@ class _Recording(nn.Module):
         super().__init__()
         self.network, self.calls = network, []
 
-    def forward(self, frames, pokes, mask, queries):
+    def forward(self, frames, pokes, mask, queries, with_gap=False):
         self.calls.append((frames, pokes, queries))
-        return self.network(frames, pokes, mask, queries)
+        return self.network(frames, pokes, mask, queries, with_gap)
 
 
 def test_hflip_mirrors_frame_tracks_and_pokes_together(pipeline_run):
@@ -255,3 +257,73 @@ def test_a_fine_tune_starts_from_the_init_and_refuses_other_settings(pipeline_ru
     recipe.model = ContactConfig(dim=16, detail_dim=8)
     with pytest.raises(ValueError, match="model: expected the init's settings"):
         ContactTask(recipe).build_model()
+
+
+def _pushed_clip(scene: dict | None, path: list) -> Clip:
+    """Three tracks (on the object, the pusher, the background) and a straight action `path`."""
+    return Clip(frame=np.zeros((16, 16, 3), np.uint8), tracks=np.zeros((3, 2, 2), np.float32),
+                visibility=np.ones((3, 2), bool), object_id=np.array([2, 1, 0], np.int32), fps=16.0,
+                object_names=["background", "pusher", "crate"],
+                action_points=np.array([[*p, 0.045] for p in path], np.float32),
+                metadata={"scene": scene} if scene else {})
+
+
+def test_path_gaps_measure_from_the_pusher_to_the_objects_footprint():
+    box = {"name": "crate", "shape": "box", "size": [0.02, 0.01, 0.01], "position": [0.0, 0.0, 0.01], "yaw": 0.0}
+    scene = {"objects": [box], "pusher_radius": 0.01}
+    above = [[-0.1, 0.03], [0.1, 0.03]]  # 2 cm over the box's long side
+    gaps = _pushed_clip(scene, above).path_gaps()
+    assert gaps[0] == pytest.approx(2.0, abs=1e-3) and np.isnan(gaps[1:]).all()  # only the object's point
+    turned = {**scene, "objects": [{**box, "yaw": np.pi / 2}]}  # its long side now points at the path
+    assert _pushed_clip(turned, above).path_gaps()[0] == pytest.approx(1.0, abs=1e-3)
+    through = [[-0.1, 0.0], [0.1, 0.0]]
+    assert _pushed_clip(scene, through).path_gaps()[0] == 0.0
+    disc = {**scene, "objects": [{**box, "shape": "cylinder", "size": [0.02, 0.01]}]}
+    assert _pushed_clip(disc, above).path_gaps()[0] == pytest.approx(1.0, abs=1e-3)
+    assert np.isnan(_pushed_clip(None, above).path_gaps()).all()  # no scene recorded
+    assert np.isnan(_pushed_clip(scene, above[:1]).path_gaps()).all()  # no move
+
+
+def test_shift_where_moved_trains_the_displacement_on_moves_alone(pipeline_run):
+    batch = next(iter(DataLoader(ClipDataset(pipeline_run / "data"), batch_size=16)))
+    recipe = preset("tiny")
+    model = ContactTask(recipe).build_model()
+    recipe.shift_where_moved = True
+    task = ContactTask(recipe)
+    _, logs = task.loss(model, batch, torch.Generator().manual_seed(0), 0)
+    indices = choose_queries(batch, recipe.queries, torch.Generator().manual_seed(0))
+    logit, shift, truth, on_object, acts, _ = task.predict(model, batch, indices)
+    moved = (truth.norm(dim=-1) > recipe.model.moved_px) & acts[:, None]
+    assert 0 < moved.sum() < moved.numel()
+    errors = F.smooth_l1_loss(shift / 10.0, truth / 10.0, beta=recipe.huber_beta, reduction="none").sum(-1)
+    torch.testing.assert_close(logs["shift_loss"], errors[moved].mean())
+
+
+def test_the_gap_head_trains_the_shared_features_and_needs_its_setting(pipeline_run):
+    batch = next(iter(DataLoader(ClipDataset(pipeline_run / "data"), batch_size=16)))
+    assert batch["path_gap"].isfinite().any()  # the simulated clips record their scene
+    recipe = preset("tiny")
+    recipe.model.gap_head, recipe.gap_weight = True, 1.0
+    task = ContactTask(recipe)
+    model = task.build_model()
+    loss, logs = task.loss(model, batch, torch.Generator().manual_seed(0), 0)
+    assert logs["gap_loss"] > 0
+    loss.backward()
+    assert model.gap[-1].weight.grad.abs().sum() > 0 and model.detail.patch.weight.grad.abs().sum() > 0
+    assert task.validate(model, ClipDataset(pipeline_run / "data"), "cpu")["median_gap_error"] >= 0
+    # Deciding by the gap: the moved logit is the gap's distance under the threshold.
+    decided = ContactNetwork(replace(recipe.model, moved_gap=0.7))
+    decided.load_state_dict(model.state_dict())
+    inputs = (batch["frame"], batch["action_pokes"], batch["action_poke_count"][:, None] > torch.arange(8),
+              batch["tracks"][:, :2, 0])
+    logit, shift, gap = decided(*inputs, with_gap=True)
+    torch.testing.assert_close(logit, GAP_LOGIT_PER_RADIUS * (0.7 - gap))
+    torch.testing.assert_close(shift, model(*inputs)[1])
+    with pytest.raises(ValueError, match="moved_gap"):
+        ContactNetwork(replace(recipe.model, gap_head=False, moved_gap=0.7))
+    recipe.model.gap_head = False
+    with pytest.raises(ValueError, match="gap_weight"):
+        ContactTask(recipe)
+    with pytest.raises(ValueError, match="with_gap"):
+        ContactNetwork(recipe.model)(batch["frame"], batch["action_pokes"], batch["action_poke_count"][:, None] > 0,
+                                     batch["tracks"][:, :2, 0], with_gap=True)

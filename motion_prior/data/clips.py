@@ -101,6 +101,30 @@ class Clip:
         shift = np.abs(self.tracks[:, -1] - self.tracks[:, 0]).sum(-1)  # [N]
         return pusher, max(objects, key=lambda o: shift[o].mean())
 
+    def path_gaps(self, step_m: float = 0.001) -> np.ndarray:
+        """`float32 [N]` how near the action's pusher comes to the object each point sits on:
+        the smallest distance from the pusher's centre, along the straight segments between
+        `action_points` (table plane), to that object's footprint at the start (a box's
+        rotated rectangle, a cylinder's or sphere's disc), in pusher radii: 1 where the pusher's
+        edge touches the footprint, 0 where its centre enters it. Read from
+        `metadata["scene"]` (the simulated generators': objects with shape, size, position and
+        yaw, and `pusher_radius`); NaN where a clip has no such scene or action, and on points
+        off its free objects (the pusher, the background, doors and drawers).
+
+        A geometric cause the contact model may learn to see (`ContactRecipe.gap_weight`): on
+        the pushes a planner weighs, whether the pusher's centre comes within about 0.8 radii of
+        the footprint alone decides most outcomes (docs/design.md §1.11)."""
+        gaps = np.full(self.num_tracks, np.nan, dtype=np.float32)
+        scene = self.metadata.get("scene") or {}
+        radius = scene.get("pusher_radius")
+        if self.action_points is None or len(self.action_points) < 2 or not radius:
+            return gaps
+        for obj in scene.get("objects", []):
+            if obj.get("name") in self.object_names:
+                gap = path_gap(self.action_points[:, :2], obj, radius, step_m)
+                gaps[self.object_id == self.object_names.index(obj["name"])] = gap
+        return gaps
+
     def validate(self, where: str = "") -> "Clip":
         """Check every field against the format; raise :class:`ClipFormatError` naming it.
 
@@ -183,6 +207,28 @@ ARRAY_FIELDS = (
     "pokes",
 )
 SCALAR_FIELDS = ("fps", "object_names", "text", "seed", "metadata")
+
+
+def path_gap(path: np.ndarray, obj: dict, pusher_radius: float, step_m: float = 0.001) -> float:
+    """How near a pusher moving along the straight segments between waypoints `path [W, 2]`
+    (table plane, metres) comes to a scene object's footprint, in pusher radii (0: its centre
+    enters it); `obj` as the scene metadata holds it (`shape`, `size`: half-extents or radius,
+    `position`, `yaw`), sampled every `step_m` along the path."""
+    path = np.asarray(path, dtype=np.float64)
+    along = np.concatenate([np.linspace(start, end, max(2, int(np.linalg.norm(end - start) / step_m) + 2))
+                            for start, end in zip(path[:-1], path[1:])])
+    return float(_footprint_distance(along, obj).min() / pusher_radius)
+
+
+def _footprint_distance(points: np.ndarray, obj: dict) -> np.ndarray:
+    """`[S]` distance (m) from table-plane points `[S, 2]` to the footprint of `obj` (see
+    :func:`path_gap`), 0 inside it."""
+    offset = points - np.asarray(obj["position"][:2])
+    if obj["shape"] != "box":
+        return np.maximum(np.linalg.norm(offset, axis=1) - obj["size"][0], 0.0)
+    c, s = np.cos(obj["yaw"]), np.sin(obj["yaw"])
+    local = np.stack([c * offset[:, 0] + s * offset[:, 1], -s * offset[:, 0] + c * offset[:, 1]], 1)
+    return np.linalg.norm(np.maximum(np.abs(local) - np.asarray(obj["size"][:2]), 0.0), axis=1)
 
 
 class _FieldChecker:

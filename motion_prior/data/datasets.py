@@ -8,6 +8,8 @@ A sample is a dict of tensors with fixed shapes, so the default collate batches 
     object_id   int64   [N]
     point_category      int64   [N]     index into `clips.CATEGORIES` (object, pusher,
                                         background), -1 where the clip records none
+    path_gap    float32 [N]     how near the action's pusher comes to the object under each
+                                point, in pusher radii (`Clip.path_gaps`), NaN where unknown
     clip_index  int64   []          global index of the clip in the directory
     text        str                 the clip's description ("" if none); batches hold a list
     action_pokes        float32 [ACTION_POKES, 5]  the clip's action as pokes (`Clip.pokes`) with
@@ -70,6 +72,7 @@ def clip_to_sample(clip: Clip, clip_index: int) -> dict[str, torch.Tensor]:
         "visibility": torch.from_numpy(clip.visibility),
         "object_id": torch.from_numpy(clip.object_id).long(),
         "point_category": torch.from_numpy(clip.category_ids()),
+        "path_gap": torch.from_numpy(clip.path_gaps()),
         "clip_index": torch.tensor(clip_index, dtype=torch.long),
         "text": clip.text or "",
         "action_pokes": action_pokes,

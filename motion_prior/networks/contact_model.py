@@ -32,6 +32,9 @@ from motion_prior.foundation.pokes import end_times, ends, starts
 from motion_prior.networks.frame_encoder import DetailEncoder
 from motion_prior.networks.poke_conditioning import GLIMPSE_ACROSS, PathGlimpse
 
+# The moved logit per pusher radius of gap under `moved_gap` (0.1 radii: odds of e to 1).
+GAP_LOGIT_PER_RADIUS = 10.0
+
 
 @dataclass
 class ContactConfig:
@@ -45,6 +48,13 @@ class ContactConfig:
         waypoints: W, the path's start and up to W - 1 waypoints read by the path features
             (the scripts here have at most 3 waypoints).
         moved_px: a query "moves" when its displacement is over this many pixels of the frame.
+        gap_head: also predict how near the path comes to the query's object, in pusher radii
+            (`Clip.path_gaps`): a training target that teaches the features the geometry of
+            contact (`ContactRecipe.gap_weight`).
+        moved_gap: with `gap_head`, a query moves when its predicted gap is under this many
+            pusher radii: the moved logit is GAP_LOGIT_PER_RADIUS * (moved_gap - gap), trained
+            and read as the moved head's would be, whose own output is then unused. 0: the
+            moved head decides.
     """
 
     image_size: int = 128
@@ -53,6 +63,8 @@ class ContactConfig:
     max_pokes: int = 8
     waypoints: int = 4
     moved_px: float = 2.0
+    gap_head: bool = False
+    moved_gap: float = 0.0
 
 
 def path_waypoints(pokes: torch.Tensor, mask: torch.Tensor, count: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -94,10 +106,14 @@ class QueryGlimpse(nn.Module):
 class ContactNetwork(nn.Module):
     """`frames uint8 [B, S, S, 3]`, `pokes [B, P, 5]` normalised (one path each), `mask bool
     [B, P]`, `queries [B, Q, 2]` normalised -> (`[B, Q]` logit that the query moves over
-    `moved_px`, `[B, Q, 2]` its displacement at the horizon, normalised units)."""
+    `moved_px`, `[B, Q, 2]` its displacement at the horizon, normalised units); with `with_gap`
+    (a `gap_head` network) also `[B, Q]` the path's gap to the query's object (pusher radii)."""
 
     def __init__(self, config: ContactConfig):
         super().__init__()
+        if config.moved_gap < 0 or (config.moved_gap and not config.gap_head):
+            raise ValueError(f"moved_gap: expected 0, or a positive number of pusher radii with gap_head, got "
+                             f"{config.moved_gap} (gap_head {config.gap_head})")
         self.config = config
         dim = config.dim
         self.detail = DetailEncoder(config.image_size, config.detail_dim)
@@ -109,9 +125,12 @@ class ContactNetwork(nn.Module):
         self.path = nn.Sequential(nn.Linear(5 * config.waypoints, dim), nn.SiLU(), nn.Linear(dim, dim), nn.SiLU())
         self.head = nn.Sequential(nn.Linear(3 * dim, 2 * dim), nn.SiLU(), nn.Linear(2 * dim, 2 * dim), nn.SiLU(),
                                   nn.Linear(2 * dim, 3))
+        # Reads the head's inputs, so the gap's gradient shapes the features the outcome reads.
+        self.gap = (nn.Sequential(nn.Linear(3 * dim, dim), nn.SiLU(), nn.Linear(dim, 1)) if config.gap_head
+                    else None)
 
     def forward(self, frames: torch.Tensor, pokes: torch.Tensor, mask: torch.Tensor,
-                queries: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                queries: torch.Tensor, with_gap: bool = False):
         detail = self.detail(frames)
         runs_into = self.glimpse(detail, pokes, mask).sum(1)  # [B, D]
         waypoints, times = path_waypoints(pokes, mask, self.config.waypoints)  # [B, W, 2], [B, W]
@@ -119,7 +138,13 @@ class ContactNetwork(nn.Module):
         q = queries.shape[1]
         path = self.path(torch.cat([waypoints[:, None].expand_as(relative) * 4, relative * 8,
                                     times[:, None, :, None].expand(-1, q, -1, -1)], -1).flatten(2))
-        out = self.head(torch.cat([path, self.at_query(detail, queries), runs_into[:, None].expand(-1, q, -1)], -1))
+        features = torch.cat([path, self.at_query(detail, queries), runs_into[:, None].expand(-1, q, -1)], -1)
+        out = self.head(features)
         net = waypoints[:, -1] - waypoints[:, 0]  # [B, 2]
         turned = torch.stack([-net[:, 1], net[:, 0]], -1)
-        return out[..., 0], out[..., 1:2] * net[:, None] + out[..., 2:3] * turned[:, None]
+        shift = out[..., 1:2] * net[:, None] + out[..., 2:3] * turned[:, None]
+        if with_gap and self.gap is None:
+            raise ValueError("with_gap: expected a network with gap_head, got one without")
+        gap = self.gap(features)[..., 0] if self.gap is not None else None
+        logit = GAP_LOGIT_PER_RADIUS * (self.config.moved_gap - gap) if self.config.moved_gap else out[..., 0]
+        return (logit, shift, gap) if with_gap else (logit, shift)

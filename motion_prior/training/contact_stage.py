@@ -22,7 +22,7 @@ on the contact model visits, with their simulated outcomes (DAgger-style rounds;
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -39,6 +39,8 @@ from motion_prior.networks.contact_model import ContactConfig, ContactNetwork
 from motion_prior.training.loop import TrainConfig, Trainer
 
 UNIT_PX = 10.0  # the displacement loss's unit
+# Gaps are learnt up to this many pusher radii: further off, how far does not decide contact.
+GAP_CLIP = 3.0
 
 
 @dataclass
@@ -51,11 +53,20 @@ class ContactRecipe:
         huber_beta: the smooth L1's beta, in the loss's 10 px units (0.05: 0.5 px).
         hflip: mirror half the training clips left-right (False by default: recipes written
             before it existed train as they did).
+        gap_weight: weight of the gap loss (smooth L1, pusher radii, gaps clipped at GAP_CLIP)
+            on the object queries of clips that record their scene (`Clip.path_gaps`): how near
+            the path comes to the query's object, a geometric cause beside the outcome. Needs
+            `model.gap_head`; 0: no gap loss.
+        shift_where_moved: train the displacement only where the query truly moves over
+            `moved_px`, so it is the displacement given that it moves (what inference reads:
+            zero unless the moved logit says it moves). False: on every query, stays pulling
+            uncertain pushes' displacements under the line (earlier recipes).
         val_clips: validation clips (the first of the val split).
         init: a trained contact model's directory (`config.yaml`, `model.safetensors`, e.g. a
             model's `contact/`) to start from: a fine-tune on new rounds of data, keeping what
             the earlier rounds taught (their clips need not be at hand). Its settings must be
-            `model`'s; the optimiser and schedule start fresh. Empty: from scratch.
+            `model`'s but for `moved_gap` (a rule read from the weights, not in them); the
+            optimiser and schedule start fresh. Empty: from scratch.
     """
 
     model: ContactConfig = field(default_factory=ContactConfig)
@@ -63,6 +74,8 @@ class ContactRecipe:
     queries: int = 4
     huber_beta: float = 0.05
     hflip: bool = False
+    gap_weight: float = 0.0
+    shift_where_moved: bool = False
     val_clips: int = 2048
     init: str = ""
 
@@ -90,6 +103,8 @@ def check_recipe(recipe: ContactRecipe) -> ContactRecipe:
         ("model.waypoints", model.waypoints >= 2, "at least 2 (the start and a waypoint)"),
         ("model.moved_px", model.moved_px > 0, "a positive number of pixels"),
         ("huber_beta", recipe.huber_beta > 0, "a positive number"),
+        ("gap_weight", recipe.gap_weight >= 0 and (recipe.gap_weight == 0 or model.gap_head),
+         "a non-negative weight, positive only with model.gap_head"),
         ("val_clips", recipe.val_clips >= 1, "at least 1"),
     ], "contact recipe")
 
@@ -128,7 +143,7 @@ class ContactTask:
         model = ContactNetwork(self.model_config)
         if self.recipe.init:
             settings = load_config(self.recipe.init, ContactConfig)
-            if settings != self.model_config:
+            if replace(settings, moved_gap=self.model_config.moved_gap) != self.model_config:
                 raise ValueError(f"model: expected the init's settings ({self.recipe.init}: {settings}), "
                                  f"got {self.model_config}")
             load_weights(model, Path(self.recipe.init) / WEIGHTS_FILE)
@@ -136,12 +151,12 @@ class ContactTask:
 
     def predict(self, model, batch: dict, indices: torch.Tensor):
         """(logit `[B, Q]`, predicted and true displacement `[B, Q, 2]` px, is-object `[B, Q]`,
-        has-action `[B]`)."""
+        has-action `[B]`, predicted gap `[B, Q]` or None without a gap head)."""
         pokes, mask = action_inputs(batch)
         queries, truth, on_object = query_targets(batch, indices)
-        logit, shift = model(batch["frame"], pokes, mask, queries)
+        logit, shift, *gap = model(batch["frame"], pokes, mask, queries, with_gap=self.model_config.gap_head)
         scale = self.model_config.image_size / 2
-        return logit, shift * scale, truth * scale, on_object, mask.any(1)
+        return logit, shift * scale, truth * scale, on_object, mask.any(1), (gap[0] if gap else None)
 
     def loss(self, model, batch: dict, generator: torch.Generator, step: int):
         if self.recipe.hflip:  # without it nothing is drawn here, so earlier recipes train as they did
@@ -149,29 +164,52 @@ class ContactTask:
             batch = {**batch, "frame": frames, "tracks": tracks,
                      "action_pokes": mirror_pokes(batch["action_pokes"], flip.to(tracks.device))}
         indices = choose_queries(batch, self.recipe.queries, generator)
-        logit, shift, truth, on_object, acts = self.predict(model, batch, indices)
+        logit, shift, truth, on_object, acts, gap = self.predict(model, batch, indices)
         moved = truth.norm(dim=-1) > self.model_config.moved_px
         weight = acts[:, None].expand_as(logit).float()
         bce = F.binary_cross_entropy_with_logits(logit.float(), moved.float(), weight=weight)
         huber = F.smooth_l1_loss(shift.float() / UNIT_PX, truth / UNIT_PX, beta=self.recipe.huber_beta,
                                  reduction="none").sum(-1)
-        huber = (huber * weight).sum() / weight.sum().clamp_min(1)
-        return bce + huber, {"bce": bce.detach(), "shift_loss": huber.detach()}
+        shift_weight = weight * moved if self.recipe.shift_where_moved else weight
+        huber = (huber * shift_weight).sum() / shift_weight.sum().clamp_min(1)
+        if not self.recipe.gap_weight:
+            return bce + huber, {"bce": bce.detach(), "shift_loss": huber.detach()}
+        gap_loss = self.gap_loss(gap, batch["path_gap"].gather(1, indices), on_object & acts[:, None])
+        return bce + huber + self.recipe.gap_weight * gap_loss, {"bce": bce.detach(), "shift_loss": huber.detach(),
+                                                                 "gap_loss": gap_loss.detach()}
+
+    @staticmethod
+    def gap_loss(predicted: torch.Tensor, truth: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        """Smooth L1 (pusher radii) of gaps `[B, Q]` against `truth [B, Q]` (NaN: unknown)
+        clipped to [0, GAP_CLIP], over `keep bool [B, Q]`; 0 where none is known."""
+        keep = keep & truth.isfinite()
+        if not keep.any():
+            return predicted.sum() * 0.0
+        return F.smooth_l1_loss(predicted[keep].float(), truth[keep].clamp(0, GAP_CLIP), beta=0.1)
 
     @torch.no_grad()
     def validate(self, model: ContactNetwork, data: Dataset, device) -> dict:
         """Figures on the object queries of the first `val_clips` clips with actions (the same
-        queries every time), in pixels of the frame: see :func:`contact_figures`."""
+        queries every time), in pixels of the frame: see :func:`contact_figures`; with a gap
+        head also "median_gap_error" (pusher radii, both sides clipped to [0, GAP_CLIP])."""
         generator = torch.Generator().manual_seed(0)
         rows = []
         for batch in DataLoader(Subset(data, range(min(len(data), self.recipe.val_clips))), batch_size=64):
             batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
-            logit, shift, truth, on_object, acts = self.predict(model, batch,
-                                                                choose_queries(batch, self.recipe.queries, generator))
+            indices = choose_queries(batch, self.recipe.queries, generator)
+            logit, shift, truth, on_object, acts, gap = self.predict(model, batch, indices)
             keep = on_object & acts[:, None]
-            rows.append((logit[keep].float().cpu(), shift[keep].float().cpu(), truth[keep].cpu()))
-        logit, shift, truth = (torch.cat(parts) for parts in zip(*rows))
-        return contact_figures(logit > 0, shift, truth, self.model_config.moved_px)
+            gap_error = torch.zeros(0)
+            if gap is not None:
+                truth_gap = batch["path_gap"].gather(1, indices).clamp(0, GAP_CLIP)
+                gap_error = (gap.clamp(0, GAP_CLIP) - truth_gap).abs()[keep]
+            rows.append((logit[keep].float().cpu(), shift[keep].float().cpu(), truth[keep].cpu(),
+                         gap_error[gap_error.isfinite()].float().cpu()))
+        logit, shift, truth, gap_error = (torch.cat(parts) for parts in zip(*rows))
+        figures = contact_figures(logit > 0, shift, truth, self.model_config.moved_px)
+        if len(gap_error):
+            figures["median_gap_error"] = float(gap_error.median())
+        return figures
 
     def checkpoint_files(self, model: ContactNetwork, device) -> dict:
         return {}
