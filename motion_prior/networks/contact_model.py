@@ -145,6 +145,7 @@ class ContactNetwork(nn.Module):
         shift = out[..., 1:2] * net[:, None] + out[..., 2:3] * turned[:, None]
         if with_gap and self.gap is None:
             raise ValueError("with_gap: expected a network with gap_head, got one without")
-        gap = self.gap(features)[..., 0] if self.gap is not None else None
+        # The gap is computed only where it is read: a gap model deciding by its moved head skips it.
+        gap = self.gap(features)[..., 0] if with_gap or self.config.moved_gap else None
         logit = GAP_LOGIT_PER_RADIUS * (self.config.moved_gap - gap) if self.config.moved_gap else out[..., 0]
         return (logit, shift, gap) if with_gap else (logit, shift)
