@@ -13,7 +13,8 @@ import sim_envs.tasks.envs as tabletop
 from motion_prior.foundation.checkpoints import file_sha256
 from motion_prior.foundation.errors import InputError
 from motion_prior.inference.prior import MotionPrior
-from sim_envs.planning.plan_eval import PlanEvalConfig, PlannerPolicy, PushHeuristic, evaluate, run_episode
+from sim_envs.planning.plan_eval import (PlanEvalConfig, PlannerPolicy, PushHeuristic, check_states, evaluate,
+                                         run_episode)
 from sim_envs.planning.planners import GoalCost, Planner, PlannerConfig, PriorModel, SimulatorModel, reduce_risk
 from sim_envs.tasks.wrapper import ImagineConfig, MotionPriorWrapper
 
@@ -113,6 +114,22 @@ def test_oracle_and_heuristic_act_in_the_env(push_env):
     assert oracle.plan(observation).tracks.shape == (1, 2, push_env.unwrapped.config.horizon_frames, 2)
     action = PushHeuristic(push_env)(observation)
     assert push_env.action_space.contains(action)
+
+
+def test_check_states_keep_the_pusher_in_view():
+    # Seed 2022's first heuristic step takes the pusher out of the camera's view, where no poke
+    # can grab it: plan check's state 1 from seed 2021 stays at its reset instead.
+    env = gym.make(tabletop.PUSH_TO_GOAL_ID)
+    try:
+        observation, _ = env.reset(seed=2022)
+        reset_pixel = observation["pusher_pixel"].copy()
+        stepped, *_ = env.step(PushHeuristic(env)(observation))
+        assert not np.all((stepped["pusher_pixel"] >= 0) & (stepped["pusher_pixel"] <= 128))
+        _, (_, second, _) = check_states(env, PlanEvalConfig(seed=2021), states=2, candidates=4)
+        assert np.all((second["pusher_pixel"] >= 0) & (second["pusher_pixel"] <= 128))
+        np.testing.assert_array_equal(second["pusher_pixel"], reset_pixel)
+    finally:
+        env.close()
 
 
 def test_plan_eval_writes_json_plot_and_gif(tiny_model, tmp_path, one_torch_thread):

@@ -355,19 +355,29 @@ def _target_shift_per_future(tracks: np.ndarray) -> np.ndarray:
     return (tracks[:, :, :-1, -1] - tracks[:, :, :-1, 0]).mean(axis=2)
 
 
+def _in_view(pixel: np.ndarray, image_size: tuple[int, int]) -> bool:
+    """Whether a pixel `[2]` (u, v) lies in the image (normalised |x|, |y| <= 1)."""
+    return bool(np.abs(pixels_to_normalized(np.asarray(pixel, np.float64), image_size)).max() <= 1.0)
+
+
 def check_states(env: gym.Env, config: PlanEvalConfig, states: int, candidates: int):
     """`plan check`'s states and candidates, the same for every model: yields (i, observation,
     actions `[candidates, H, 2]`) for i < `states`, with `env` (PushToGoal, wrapped or not) at
     state i.
 
     State i: reset seed `config.seed + i`, advanced by `i % 3` heuristic steps so some states
-    have the pusher mid-push. Candidates: half uniform, half whose first action heads for the
-    target (noisy bearing and length), so a good share of them touch it."""
+    have the pusher mid-push, or by fewer where a step takes the pusher out of the camera's
+    view (its pokes could not grab it; seed 2022 after one step). Candidates: half uniform,
+    half whose first action heads for the target (noisy bearing and length), so a good share
+    of them touch it."""
     heuristic, rng = PushHeuristic(env), np.random.default_rng(config.seed)
     for i in range(states):
-        observation, _ = env.reset(seed=config.seed + i)
-        for _ in range(i % 3):
-            observation, *_ = env.step(heuristic(observation))
+        for steps in range(i % 3, -1, -1):
+            observation, _ = env.reset(seed=config.seed + i)
+            for _ in range(steps):
+                observation, *_ = env.step(heuristic(observation))
+            if _in_view(observation["pusher_pixel"], observation["image"].shape[:2]):
+                break
         task = env.unwrapped
         actions = rng.uniform(-1, 1, (candidates, config.planner.horizon, 2))
         heading = task.target_point()[:2] - task.pusher_position()[:2]
