@@ -220,7 +220,10 @@ def _eval_flow(args: argparse.Namespace) -> int:
 
 
 def _model_pack(args: argparse.Namespace) -> int:
-    out = pack_model(args.vae, args.flow, args.out, args.dtype, args.fast_flow, args.flow_weights, args.contact)
+    if args.moved_gap is not None and not args.contact:
+        raise InputError("--moved-gap", "--contact runs whose threshold it sets", "no --contact")
+    out = pack_model(args.vae, args.flow, args.out, args.dtype, args.fast_flow, args.flow_weights, args.contact,
+                     args.moved_gap)
     size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
     parts = " + ".join(str(p) for p in (args.vae, args.flow, args.fast_flow, *(args.contact or ())) if p)
     print(f"packed {parts} into {out} ({size / 2**20:.1f} MiB, {args.dtype} weights; flow: {args.flow_weights})")
@@ -415,6 +418,9 @@ def _register_builtin(groups: dict[str, argparse._SubParsersAction]) -> None:
     pack.add_argument("--contact", nargs="+",
                       help="contact model run(s) (motion-prior train contact): effect pokes and futures for planners; "
                            "several are an ensemble (contact/, contact-1/, ...): one future each")
+    pack.add_argument("--moved-gap", type=float,
+                      help="with --contact runs that decide by a gap head: their decision threshold in pusher radii "
+                           "in place of the runs' own (choose it on states the evaluation never sees)")
     pack.add_argument("--out", required=True, help="model directory to write")
     pack.add_argument("--dtype", default="float16", choices=("float16", "float32"), help="weight storage")
     pack.add_argument("--flow-weights", default="ema", choices=FLOW_WEIGHTS,

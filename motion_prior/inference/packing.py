@@ -7,16 +7,20 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
 from motion_prior.foundation.checkpoints import (CHECKSUMS_FILE, CONFIG_FILE, STATE_TENSORS, STATS_FILE, WEIGHTS_FILE,
-                                                 CheckpointError, read_tensors, write_checkpoint, write_checksums)
+                                                 CheckpointError, load_config, read_tensors, write_checkpoint,
+                                                 write_checksums)
+from motion_prior.foundation.configs import config_to_yaml
 from motion_prior.foundation.errors import InputError
 from motion_prior.inference.contact_errors import ERRORS_FILE, ContactErrors
 from motion_prior.inference.model_directory import FAST_FLOW, contact_directories, contact_part, model_dir
 from motion_prior.inference.prior import MotionPrior
+from motion_prior.networks.contact_model import ContactConfig
 
 
 FLOW_WEIGHTS = ("ema", "trained")
@@ -24,7 +28,7 @@ FLOW_WEIGHTS = ("ema", "trained")
 
 def pack_model(vae_run: str | Path, flow_run: str | Path, out: str | Path, dtype: str = "float16",
                fast_flow_run: str | Path | None = None, flow_weights: str = "ema",
-               contact_run: str | Path | Sequence[str | Path] | None = None) -> Path:
+               contact_run: str | Path | Sequence[str | Path] | None = None, moved_gap: float | None = None) -> Path:
     """Assemble a model directory (`vae/` + `flow/`, `motion_prior.inference.model_directory`) from a Stage 1
     and a Stage 2 run, `fast_flow/` from a distillation run (`motion-prior train distill`) and
     `contact/` from a contact model's run (`motion-prior train contact`) if given; several
@@ -41,6 +45,12 @@ def pack_model(vae_run: str | Path, flow_run: str | Path, out: str | Path, dtype
     state). An EMA with decay 0.999 still holds 0.999^n of the weights n steps back, so 1,000
     steps into a fine-tune it is about a third its init; "trained" shows what the fine-tune
     itself has learnt.
+
+    `moved_gap`: the contact models' decision threshold (pusher radii; `ContactConfig.moved_gap`)
+    written in place of the runs' own, for contact models that decide by their predicted gap
+    (`gap_head`). The threshold a fine-tune trained at need not be the one that agrees best with
+    the simulator; choose it on states the evaluation never sees. Their measured errors are then
+    left out: `plan calibrate` measures them again.
     """
     if dtype not in ("float16", "float32"):
         raise InputError("dtype", "float16 or float32", dtype)
@@ -62,13 +72,25 @@ def pack_model(vae_run: str | Path, flow_run: str | Path, out: str | Path, dtype
             if not (run / name).is_file():
                 raise CheckpointError(f"{run}: {name} is missing; is this a finished {part} run?")
             files[name] = (run / name).read_bytes()
-        if part in contacts and (run / ERRORS_FILE).is_file():  # a packed contact model's measured errors
+        if part in contacts and moved_gap is not None:
+            files[CONFIG_FILE] = _with_moved_gap(run, moved_gap).encode()
+        # A packed contact model's measured errors, unless its threshold changes (they change with it).
+        if part in contacts and moved_gap is None and (run / ERRORS_FILE).is_file():
             files[ERRORS_FILE] = (run / ERRORS_FILE).read_bytes()
         write_checkpoint(out / part, files)
     write_checksums(out, [f"{part}/{name}" for part, _, _ in parts for name in
                           sorted(p.name for p in (out / part).iterdir() if p.is_file())])
     MotionPrior.load(out)  # fail here, not at the user's first call, if the parts do not fit
     return out
+
+
+def _with_moved_gap(run: Path, moved_gap: float) -> str:
+    """The contact run's config as YAML with `moved_gap` set (it must decide by a gap head)."""
+    config = load_config(run, ContactConfig)
+    if not config.gap_head or isinstance(moved_gap, bool) or not moved_gap > 0:
+        raise InputError("moved_gap", "a positive number of pusher radii, for contact models with gap_head",
+                         f"{moved_gap!r} for {run} (gap_head {config.gap_head})")
+    return config_to_yaml(replace(config, moved_gap=float(moved_gap)))
 
 
 def add_contact_errors(model: str | Path, errors: Sequence[ContactErrors], out: str | Path) -> Path:
