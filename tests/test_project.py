@@ -114,7 +114,9 @@ def test_default_model_ships_inside_the_package_and_loads():
     patterns = [p.strip().strip('"') for p in patterns.split(",")]
     assert files and all(any(fnmatch(f, p) for p in patterns) for f in files), "a model file would not be installed"
     size = sum((directory.parent.parent / f).stat().st_size for f in files)
-    assert size <= 20 * 2**20, f"the default model is {size / 2**20:.1f} MiB"
+    # The wheel carries the model: a size budget a change must argue for (24 MiB since the wider
+    # contact models, 0.88 M parameters each, took it past 20).
+    assert size <= 24 * 2**20, f"the default model is {size / 2**20:.1f} MiB"
     prior = MotionPrior.load("default")
     futures = prior.sample(np.zeros((96, 160, 3), np.uint8), [[80, 48, 100, 48, 1.0]], num_samples=2, grid_size=2,
                            seed=0)
