@@ -181,9 +181,12 @@ def test_pack_sets_the_threshold_of_gap_decided_contact_models(pipeline_run, tmp
     assert [c.config.moved_gap for c in load_contacts(model)] == [0.8, 0.8]
     assert not (model / "contact" / "errors.safetensors").exists()  # measured at another threshold
     assert "contact-1/config.yaml" in (model / "SHA256SUMS").read_text()
-    with pytest.raises(InputError, match=r"moved_gap: expected a positive number .* \(gap_head False\)"):
+    with pytest.raises(InputError, match=r"moved_gap: expected a positive, finite number .* \(gap_head False\)"):
         pack_model(pipeline_run / "vae-pokes", pipeline_run / "flow", tmp_path / "plain",
                    contact_run=pipeline_run / "contact", moved_gap=0.8)
+    with pytest.raises(InputError, match=r"moved_gap: .* got inf"):
+        pack_model(pipeline_run / "vae-pokes", pipeline_run / "flow", tmp_path / "endless", contact_run=gapped,
+                   moved_gap=float("inf"))
     done = subprocess.run([sys.executable, "-m", "motion_prior.cli", "model", "pack", "--vae",
                            str(pipeline_run / "vae-pokes"), "--flow", str(pipeline_run / "flow"), "--moved-gap", "0.8",
                            "--out", str(tmp_path / "none")], capture_output=True, text=True)

@@ -4,6 +4,7 @@ measured errors added (`motion-prior plan calibrate`)."""
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 from collections.abc import Sequence
@@ -87,8 +88,8 @@ def pack_model(vae_run: str | Path, flow_run: str | Path, out: str | Path, dtype
 def _with_moved_gap(run: Path, moved_gap: float) -> str:
     """The contact run's config as YAML with `moved_gap` set (it must decide by a gap head)."""
     config = load_config(run, ContactConfig)
-    if not config.gap_head or isinstance(moved_gap, bool) or not moved_gap > 0:
-        raise InputError("moved_gap", "a positive number of pusher radii, for contact models with gap_head",
+    if not config.gap_head or isinstance(moved_gap, bool) or not 0 < moved_gap < math.inf:
+        raise InputError("moved_gap", "a positive, finite number of pusher radii, for contact models with gap_head",
                          f"{moved_gap!r} for {run} (gap_head {config.gap_head})")
     return config_to_yaml(replace(config, moved_gap=float(moved_gap)))
 
