@@ -73,10 +73,9 @@ def pack_model(vae_run: str | Path, flow_run: str | Path, out: str | Path, dtype
             if not (run / name).is_file():
                 raise CheckpointError(f"{run}: {name} is missing; is this a finished {part} run?")
             files[name] = (run / name).read_bytes()
-        if part in contacts and moved_gap is not None:
+        if part in contacts and moved_gap is not None:  # its measured errors change with it: left out
             files[CONFIG_FILE] = _with_moved_gap(run, moved_gap).encode()
-        # A packed contact model's measured errors, unless its threshold changes (they change with it).
-        if part in contacts and moved_gap is None and (run / ERRORS_FILE).is_file():
+        elif part in contacts and (run / ERRORS_FILE).is_file():  # a packed contact model's measured errors
             files[ERRORS_FILE] = (run / ERRORS_FILE).read_bytes()
         write_checkpoint(out / part, files)
     write_checksums(out, [f"{part}/{name}" for part, _, _ in parts for name in
