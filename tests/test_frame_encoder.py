@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from motion_prior.networks.frame_encoder import FrameEncoderConfig, build_frame_encoder
+from motion_prior.networks.frame_encoder import DetailEncoder, FrameEncoderConfig, build_frame_encoder
 from motion_prior.networks.trajectory_vae import TrajectoryVAE, VAEConfig
 
 
@@ -31,6 +31,20 @@ def test_conv_encoder_rejects_frames_of_the_wrong_size_or_dtype():
         encoder(_frames().float())
     with pytest.raises(ValueError, match="image_size"):
         build_frame_encoder(FrameEncoderConfig(image_size=100, grid=4, channels=(8, 8)))
+
+
+def test_detail_encoder_encodes_rows_expanded_from_one_frame_once():
+    encoder = DetailEncoder(64, dim=16)
+    calls = []
+    encoder.patch.register_forward_hook(lambda module, inputs, output: calls.append(inputs[0].shape[0]))
+    frame = _frames(batch=1)
+    with torch.no_grad():
+        shared = encoder(frame.expand(5, -1, -1, -1))
+        copied = encoder(frame.expand(5, -1, -1, -1).contiguous())
+    # A planner's M candidates cost one encoding; rows that are real copies are each encoded.
+    assert calls == [1, 5]
+    assert shared.shape == copied.shape == (5, 16, 16, 16)
+    assert torch.allclose(shared, copied, atol=1e-5)
 
 
 class _Backbone(nn.Module):

@@ -137,6 +137,8 @@ class DetailEncoder(nn.Module):
     A 4 x 4 patch embedding, then two residual 3x3 convs (receptive field 20 px: an object's
     edge with some of its surroundings). It is kept this small because a flow that reads it
     runs it on every training clip; the frame tokens already carry the scene at 16 px cells.
+    Rows expanded from one frame (stride 0 along B: a planner's candidates) are encoded once
+    and share the map, so scoring M candidates costs one encoding, not M.
     """
 
     def __init__(self, image_size: int, dim: int = 32):
@@ -152,6 +154,8 @@ class DetailEncoder(nn.Module):
         size = self.image_size
         if frames.dtype != torch.uint8 or frames.ndim != 4 or tuple(frames.shape[1:]) != (size, size, 3):
             raise ValueError(f"frames: expected uint8 [B, {size}, {size}, 3], got {frames.dtype} {list(frames.shape)}")
+        if frames.shape[0] > 1 and frames.stride(0) == 0:
+            return self(frames[:1]).expand(frames.shape[0], -1, -1, -1)
         x = self.patch(frames.permute(0, 3, 1, 2).float() / 127.5 - 1.0)
         for norm, conv in zip(self.norms, self.convs):
             x = x + conv(F.silu(norm(x)))

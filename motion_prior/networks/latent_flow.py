@@ -196,10 +196,7 @@ class FlowNetwork(nn.Module):
         if frames is None or tuple(frames.shape) != (pokes.shape[0], size, size, 3):
             raise InputError("frames", f"uint8 [{pokes.shape[0]}, {size}, {size}, 3] (this flow reads the frame "
                              "through its path glimpse)", None if frames is None else list(frames.shape))
-        # Rows expanded from one frame (a planner's candidates) share one detail map.
-        shared = frames.shape[0] > 1 and frames.stride(0) == 0
-        detail = self.detail(frames[:1] if shared else frames).expand(frames.shape[0], -1, -1, -1)
-        return self.glimpse(detail, pokes, poke_mask) * frame_mask[:, None, None]
+        return self.glimpse(self.detail(frames), pokes, poke_mask) * frame_mask[:, None, None]
 
     def context(self, frame_tokens, pokes, poke_mask, text_ids, frame_mask=None, frames=None):
         """Condition tokens `[B, M, D]`, their rotary angles `[B, H, M, A]`, key mask `[B, M]`
