@@ -181,6 +181,11 @@ def test_pack_sets_the_threshold_of_gap_decided_contact_models(pipeline_run, tmp
     assert [c.config.moved_gap for c in load_contacts(model)] == [0.8, 0.8]
     assert not (model / "contact" / "errors.safetensors").exists()  # measured at another threshold
     assert "contact-1/config.yaml" in (model / "SHA256SUMS").read_text()
+    # The gap comes out beside the outcome it decides, at the packed threshold.
+    path = np.array([[10, 10, 30, 10, 1.0]], np.float32)
+    contact = MotionPrior.load(model).predict_contact(np.zeros((64, 64, 3), np.uint8), [path] * 3, [[20, 10], [50, 50]])
+    assert contact.gap.shape == contact.moves.shape == (3, 2)
+    np.testing.assert_allclose(contact.moves, 1 / (1 + np.exp(GAP_LOGIT_PER_RADIUS * (contact.gap - 0.8))), rtol=1e-4)
     with pytest.raises(InputError, match=r"moved_gap: expected a positive, finite number .* \(gap_head False\)"):
         pack_model(pipeline_run / "vae-pokes", pipeline_run / "flow", tmp_path / "plain",
                    contact_run=pipeline_run / "contact", moved_gap=0.8)
@@ -205,6 +210,7 @@ def test_effect_pokes_put_each_point_where_the_contact_model_says(prior):
     points = np.array([[50, 40], [90, 20]], np.float32)
     contact = prior.predict_contact(frame, paths, points)
     assert contact.displacement.shape == (2, 2, 2) and contact.moves.shape == (2, 2)
+    assert contact.gap is None  # the tiny contact model has no gap head
     assert ((contact.moves > 0.5) | (contact.displacement == 0).all(-1)).all()  # stays means no displacement
     futures = prior.sample_batch(frame, paths, num_samples=2, query_points=points, effect_points=points, seed=0)
     assert futures.tracks.shape == (2, 2, 2, prior.num_frames, 2)

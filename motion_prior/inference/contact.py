@@ -28,21 +28,29 @@ class ContactPrediction:
         displacement: `[M, N, 2]` each point's displacement at the horizon, in the call's coords
             (pixels of the caller's frame, or normalised units); zero where it stays.
         moves: `[M, N]` the probability that the point moves over the model's `moved_px`.
+        gap: `[M, N]` how near each path comes to the object the point sits on, in pusher
+            radii (0: the pusher's centre enters its footprint; `Clip.path_gaps`), or None for
+            a model without a gap head. A gap-decided model (`moved_gap`) says "moves" where
+            it is under `moved_gap`.
     """
 
     displacement: np.ndarray
     moves: np.ndarray
+    gap: np.ndarray | None = None
 
 
 @torch.no_grad()
 def contact_tensors(network: ContactNetwork, frame: torch.Tensor, pokes: torch.Tensor, mask: torch.Tensor,
-                    points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                    points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """`frame uint8 [1, S, S, 3]`, `pokes [M, P, 5]` normalised with `mask bool [M, P]`, `points
     [N, 2]` normalised -> (displacement `[M, N, 2]` normalised, zero where the point stays;
-    probability of moving `[M, N]`)."""
+    probability of moving `[M, N]`; the gap `[M, N]` in pusher radii, or None without a gap
+    head). The frame is expanded, not copied: its detail map is computed once for the M paths."""
     m = pokes.shape[0]
-    logit, displacement = network(frame.expand(m, -1, -1, -1), pokes, mask, points.expand(m, -1, -1))
-    return displacement * (logit > 0)[..., None], torch.sigmoid(logit)
+    out = network(frame.expand(m, -1, -1, -1), pokes, mask, points.expand(m, -1, -1),
+                  with_gap=network.config.gap_head)
+    logit, displacement, gap = out if network.config.gap_head else (*out, None)
+    return displacement * (logit > 0)[..., None], torch.sigmoid(logit), gap
 
 
 def with_effect_pokes(sets: list[np.ndarray], points: np.ndarray, displacement: np.ndarray) -> list[np.ndarray]:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -407,8 +408,7 @@ class MotionPrior:
             if max(len(p) for p in sets) + len(points) > self.max_pokes:
                 raise InputError("effect_points", f"at most {self.max_pokes} pokes with the effect pokes",
                                  f"{max(len(p) for p in sets)} pokes and {len(points)} effect points")
-            displacement, _ = self._contact(image, sets, points)
-            sets = with_effect_pokes(sets, points, displacement)
+            sets = with_effect_pokes(sets, points, self._contact(image, sets, points).displacement)
         queries = self._queries(query_points, coords, size, grid_size)
         self._check_budget(len(sets), num_samples, len(queries))
         m = len(sets)
@@ -527,8 +527,8 @@ class MotionPrior:
         predictions = []
         # A model without contact models still asks member 0, so that `_contact` says what is missing.
         for member in (range(len(self.contacts)) or [0]) if members is None else members:
-            displacement, moves = self._contact(image, sets, points, member)
-            predictions.append(ContactPrediction(displacement * scale, moves))
+            prediction = self._contact(image, sets, points, member)
+            predictions.append(replace(prediction, displacement=prediction.displacement * scale))
         return predictions
 
     def sample_contacts(self, frame, pokes, query_points, draws: int, coords: str = "pixels") -> np.ndarray:
@@ -557,9 +557,10 @@ class MotionPrior:
                                                  self._contact_predictions(image, sets, points, np.float32(1)))]
         return np.concatenate(futures, axis=1)
 
-    def _contact(self, image: torch.Tensor, sets: list[np.ndarray], points: np.ndarray, member: int = 0):
-        """Normalised poke sets and points -> (displacement `[M, N, 2]` normalised, moves `[M, N]`)
-        by contact model `member`."""
+    def _contact(self, image: torch.Tensor, sets: list[np.ndarray], points: np.ndarray,
+                 member: int = 0) -> ContactPrediction:
+        """Normalised poke sets and points -> contact model `member`'s :class:`ContactPrediction`,
+        displacement normalised."""
         if not self.contacts:
             raise InputError("model", "a model with a contact model (contact/, `motion-prior model pack --contact`)",
                              "a model without one")
@@ -571,10 +572,9 @@ class MotionPrior:
             raise InputError("pokes", f"at most {most} pokes per path for the contact model",
                              max(len(p) for p in sets))
         padded, mask = _padded(sets, most)
-        displacement, moves = contact_tensors(network, image, torch.from_numpy(padded).to(self.device),
-                                              torch.from_numpy(mask).to(self.device),
-                                              torch.from_numpy(points).to(self.device))
-        return displacement.float().cpu().numpy(), moves.float().cpu().numpy()
+        outputs = contact_tensors(network, image, torch.from_numpy(padded).to(self.device),
+                                  torch.from_numpy(mask).to(self.device), torch.from_numpy(points).to(self.device))
+        return ContactPrediction(*(None if x is None else x.float().cpu().numpy() for x in outputs))
 
 
 def _padded(sets: list[np.ndarray], size: int) -> tuple[np.ndarray, np.ndarray]:
