@@ -22,7 +22,7 @@ which is as uncertain as the frame is about whether they touch.
 
 Beside it, "geometry_rule": how often the exact geometry alone gives the outcome. A candidate
 is said to move the target when the pusher's centre, along its commanded path, comes within
-g pusher radii of the target's footprint (`motion_prior.data.clips.path_gap`, the contact
+g pusher radii of the target's footprint (`counterfactual_check.commanded_gaps`, the contact
 model's gap target), for each g of GAP_THRESHOLDS: a cause the frame shows, with no physics.
 
     python benchmarks/contact_ceiling.py --sigma-px 0.25 0.5 1 --out runs/ceiling.json
@@ -34,16 +34,13 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import asdict
 from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
 
-from motion_prior.data.clips import path_gap
 from motion_prior.foundation.checkpoints import atomic_write_json
-from sim_envs.generation.clip_generator import scene_now
-from sim_envs.planning.counterfactual_check import closest_approach, contact_radius_px
+from sim_envs.planning.counterfactual_check import closest_approach, commanded_gaps, contact_radius_px
 from sim_envs.planning.plan_eval import APPROACH_EDGES, LINE_MARGIN_PX, PlanEvalConfig, check_states
 from sim_envs.simulation.simulator import get_state, set_state
 
@@ -74,14 +71,6 @@ def perturbed_outcomes(task, actions: np.ndarray, sigma_px: float, draws: int,
     finally:
         set_state(sim, state)
     return np.array(shifts)
-
-
-def path_gaps(task, actions: np.ndarray) -> np.ndarray:
-    """`[M]` how near each candidate's commanded path comes to the target's footprint now, in
-    pusher radii (`path_gap`)."""
-    target = asdict(scene_now(task.sim).objects[0])
-    return np.array([path_gap(task.segment_script(sequence).waypoints[:, :2], target, task.sim.spec.pusher_radius)
-                     for sequence in actions])
 
 
 def summary(true_len: np.ndarray, draw_len: np.ndarray, approach: np.ndarray, moved_px: float) -> dict:
@@ -131,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
             tracks = task.simulate_tracks(actions)
             true_len.append(np.linalg.norm(tracks[:, 0, 0, -1] - tracks[:, 0, 0, 0], axis=-1))
             approach.append(closest_approach(task, tracks))
-            gaps.append(path_gaps(task, actions))
+            gaps.append(commanded_gaps(task, actions))
             for sigma in args.sigma_px:
                 draw_len[sigma].append(perturbed_outcomes(task, actions, sigma, args.draws, rng))
             print(f"state {i + 1}/{args.states}", flush=True)

@@ -104,6 +104,28 @@ def tiny_model(pipeline_run) -> Path:
     return pipeline_run / "model"
 
 
+@pytest.fixture(scope="session")
+def gap_contact_run(pipeline_run, tmp_path_factory) -> Path:
+    """The tiny contact run made a gap-decided one (gap head, `moved_gap` 0.7), its weights
+    freshly initialised: a run `model pack --contact` takes, with measured errors to drop."""
+    import shutil
+    from dataclasses import replace
+
+    from safetensors.torch import save_file
+
+    from motion_prior.foundation.checkpoints import load_config
+    from motion_prior.foundation.configs import config_to_yaml
+    from motion_prior.networks.contact_model import ContactConfig, ContactNetwork
+
+    run = tmp_path_factory.mktemp("contact-gap") / "contact"
+    shutil.copytree(pipeline_run / "contact", run)
+    config = replace(load_config(pipeline_run / "contact", ContactConfig), gap_head=True, moved_gap=0.7)
+    (run / "config.yaml").write_text(config_to_yaml(config))
+    save_file(ContactNetwork(config).state_dict(), run / "model.safetensors")
+    (run / "errors.safetensors").write_bytes(b"measured at 0.7")
+    return run
+
+
 @pytest.fixture(scope="session", autouse=True)
 def onnx_export_cache(tmp_path_factory):
     """Exports made on the fly by the onnxruntime backend go to a per-session folder, never to

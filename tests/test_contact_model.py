@@ -164,18 +164,8 @@ def test_an_ensemble_of_contact_models_packs_loads_and_gives_one_future_each(pip
         env.close()
 
 
-def test_pack_sets_the_threshold_of_gap_decided_contact_models(pipeline_run, tmp_path):
-    from safetensors.torch import save_file
-
-    from motion_prior.foundation.checkpoints import load_config
-    from motion_prior.foundation.configs import config_to_yaml
-
-    gapped = tmp_path / "contact-gap"  # the tiny run with a gap head, deciding at 0.7 radii
-    shutil.copytree(pipeline_run / "contact", gapped)
-    config = replace(load_config(pipeline_run / "contact", ContactConfig), gap_head=True, moved_gap=0.7)
-    (gapped / "config.yaml").write_text(config_to_yaml(config))
-    save_file(ContactNetwork(config).state_dict(), gapped / "model.safetensors")
-    (gapped / "errors.safetensors").write_bytes(b"measured at 0.7")
+def test_pack_sets_the_threshold_of_gap_decided_contact_models(pipeline_run, gap_contact_run, tmp_path):
+    gapped = gap_contact_run
     model = pack_model(pipeline_run / "vae-pokes", pipeline_run / "flow", tmp_path / "model",
                        contact_run=[gapped, gapped], moved_gap=0.8)
     assert [c.config.moved_gap for c in load_contacts(model)] == [0.8, 0.8]

@@ -13,8 +13,9 @@ from PIL import Image
 import sim_envs.tasks.envs as tabletop
 from motion_prior.cli import main
 from sim_envs.planning.counterfactual_check import (PANEL_POINTS, PICTURE_FILE, RESULT_FILE, CounterfactualConfig,
-                                                    Layout, Thresholds, check_counterfactual, distance_to_polyline,
-                                                    heading_actions, sample_outcomes, state_geometry, summarize)
+                                                    Layout, Thresholds, check_counterfactual, commanded_gaps,
+                                                    distance_to_polyline, heading_actions, sample_outcomes,
+                                                    state_geometry, summarize)
 
 # Point 0 is the object's centre (its only point and its contact shape), point 1 the pusher.
 CENTRE = Layout(object=(0,), contact=(0,), pusher=1, poked=0)
@@ -318,3 +319,16 @@ def test_shaped_causes_are_two_segment_pushes(tiny_model, tmp_path, capsys, one_
                  "--out", str(tmp_path)]) == 2
     assert "pokes: expected at most 4 pokes, got 5 pokes" in capsys.readouterr().err
     assert not (tmp_path / RESULT_FILE).exists()
+
+
+def test_a_path_through_the_target_has_no_gap_and_one_far_off_a_large_one():
+    env = gym.make(tabletop.PUSH_TO_GOAL_ID)
+    try:
+        env.reset(seed=0)
+        task = env.unwrapped
+        toward = task.target_point()[:2] - task.pusher_position()[:2]
+        through = np.clip(2 * toward / task.config.max_step, -1, 1)  # reaches the target's centre or beyond
+        gaps = commanded_gaps(task, np.stack([through, -through])[:, None])
+        assert gaps[0] == 0.0 and gaps[1] > 1.0
+    finally:
+        env.close()

@@ -14,8 +14,8 @@ from motion_prior.cli import main
 from motion_prior.foundation.camera import PinholeCamera, look_at
 from motion_prior.foundation.errors import InputError
 from motion_prior.inference.prior import MotionPrior
-from sim_envs.planning.plan_eval import (PlanEvalConfig, _target_shift, _target_shift_per_future,
-                                         check_model, make_policy, run_episode)
+from sim_envs.planning.plan_eval import (PlanEvalConfig, check_model, make_policy, run_episode, target_shift,
+                                         target_shift_per_future)
 from sim_envs.planning.planners import GoalConfig, GoalCost, GoalPlanner, PlannerConfig, path_to_actions
 from sim_envs.tasks.wrapper import ImagineConfig, MotionPriorWrapper
 
@@ -118,8 +118,8 @@ def test_one_future_of_four_moving_the_target_moves_the_mean_but_not_the_others(
     tracks = np.zeros((1, 4, 2, 2, 2))
     tracks[0, 0, 0, 1] = (10.0, 0.0)
     tracks[0, :, 1, 1] = (0.0, 30.0)  # the pusher is not part of the target's shift
-    assert np.allclose(_target_shift(tracks), [[2.5, 0.0]])
-    assert np.allclose(np.linalg.norm(_target_shift_per_future(tracks), axis=-1), [[10.0, 0.0, 0.0, 0.0]])
+    assert np.allclose(target_shift(tracks), [[2.5, 0.0]])
+    assert np.allclose(np.linalg.norm(target_shift_per_future(tracks), axis=-1), [[10.0, 0.0, 0.0, 0.0]])
 
 
 def test_plan_check_reports_the_planners_chosen_plans(tiny_config, one_torch_thread):

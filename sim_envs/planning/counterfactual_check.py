@@ -108,13 +108,14 @@ import numpy as np
 from PIL import Image
 
 import sim_envs.tasks.envs as tabletop
+from motion_prior.data.clips import path_gap
 from motion_prior.foundation.camera import PinholeCamera, normalized_to_pixels, pixels_to_normalized
 from motion_prior.foundation.checkpoints import atomic_write_bytes, atomic_write_json
 from motion_prior.foundation.errors import InputError
 from motion_prior.foundation.pokes import end_times, ends, pokes_to_normalized, pokes_to_pixels, starts
 from motion_prior.foundation.visualize import captioned_panels, draw_tracks
 from motion_prior.inference.ensemble import load_prior, model_names
-from sim_envs.generation.clip_generator import GeneratorConfig, sample_points, simulate
+from sim_envs.generation.clip_generator import GeneratorConfig, sample_points, scene_now, simulate
 from sim_envs.planning.planners import (ContactModel, GoalCost, Plan, PlannerConfig, PushShape, find_causes,
                                        pusher_path_actions, shaped_pushes)
 from sim_envs.simulation.simulator import get_state, set_state
@@ -354,6 +355,16 @@ def closest_approach(task, tracks: np.ndarray) -> np.ndarray:
     contact_px = contact_radius_px(task.camera, task.target_point(), task.target_radius + task.sim.spec.pusher_radius)
     gap = np.linalg.norm(tracks[:, :, -1] - tracks[:, :, 0], axis=-1)  # [M, K, T] px
     return gap.min(axis=-1).mean(axis=-1) / contact_px
+
+
+def commanded_gaps(task, actions: np.ndarray) -> np.ndarray:
+    """How near each candidate's commanded path comes to a PushToGoal target's footprint from
+    `task`'s current state, in pusher radii (`motion_prior.data.clips.path_gap`: 0 where the
+    pusher's centre enters it, 1 where its edge touches it; the contact model's gap target):
+    `actions [M, H, 2]` -> `[M]`."""
+    target = asdict(scene_now(task.sim).objects[0])
+    return np.array([path_gap(task.segment_script(sequence).waypoints[:, :2], target, task.sim.spec.pusher_radius)
+                     for sequence in actions])
 
 
 @dataclass

@@ -344,13 +344,13 @@ def prior_model(env: MotionPriorWrapper, config: PlanEvalConfig) -> PriorModel:
     return PriorModel(env, config.num_samples, effect_pokes=config.futures == "factorised")
 
 
-def _target_shift(tracks: np.ndarray) -> np.ndarray:
+def target_shift(tracks: np.ndarray) -> np.ndarray:
     """`[M, K, N, T, 2]` tracks (target points, then the pusher) -> `[M, 2]` the target's mean
     displacement (last frame minus first) over its query points and the K futures (pixels)."""
-    return _target_shift_per_future(tracks).mean(axis=1)
+    return target_shift_per_future(tracks).mean(axis=1)
 
 
-def _target_shift_per_future(tracks: np.ndarray) -> np.ndarray:
+def target_shift_per_future(tracks: np.ndarray) -> np.ndarray:
     """`[M, K, N, T, 2]` -> `[M, K, 2]`: the target's displacement in each of the K futures."""
     return (tracks[:, :, :-1, -1] - tracks[:, :, :-1, 0]).mean(axis=2)
 
@@ -457,7 +457,7 @@ def check_model(config: PlanEvalConfig, states: int = 12, candidates: int = 32, 
             true_cost, prior_cost = (reduce_risk(cost(observation, t), config.planner.risk, config.planner.cvar_alpha)
                                      for t in tracks.values())
             # The target's displacement in each future, and its mean over the K futures.
-            true_futures, prior_futures = (_target_shift_per_future(t) for t in tracks.values())
+            true_futures, prior_futures = (target_shift_per_future(t) for t in tracks.values())
             true_shift.append(true_futures.mean(axis=1))
             pred_shift.append(prior_futures.mean(axis=1))
             future_moved.append(np.linalg.norm(prior_futures, axis=-1) > moved_px)
@@ -485,7 +485,7 @@ def check_model(config: PlanEvalConfig, states: int = 12, candidates: int = 32, 
                     predicted, imagined = planner.appraise(observation, plan.sequence, plan.query_points)
                     imagined = imagined[None]
                 simulated = oracle.predict(observation, plan.sequence[None], plan.query_points)
-                moved = [np.linalg.norm(_target_shift(t)[0]) > moved_px for t in (simulated, imagined)]
+                moved = [np.linalg.norm(target_shift(t)[0]) > moved_px for t in (simulated, imagined)]
                 chosen[name].append((predicted, float(planner.score(observation, simulated)[0]), *moved, plan.seconds))
     finally:
         env.close()

@@ -171,7 +171,7 @@ class ContactModel(PriorModel):
     def predict(self, observation: dict, actions: np.ndarray, query_points: np.ndarray) -> np.ndarray:
         """`actions [M, H, A]`, `query_points [N, 2]` pixels -> tracks `[M, K, N, 2, 2]` pixels,
         K the prior's contact models."""
-        frame, pokes, points = self._inputs(actions, query_points)
+        frame, pokes, points = self.inputs(actions, query_points)
         members = self.wrapper.prior.predict_contacts(frame, pokes, points[:-1])
         return endpoint_tracks(points, np.stack([m.displacement for m in members], axis=1), pokes)
 
@@ -180,11 +180,11 @@ class ContactModel(PriorModel):
         error_draws, N, 2, 2]`."""
         if not self.error_draws:
             raise InputError("error_draws", "at least 1 to predict with the measured errors", self.error_draws)
-        frame, pokes, points = self._inputs(actions, query_points)
+        frame, pokes, points = self.inputs(actions, query_points)
         return endpoint_tracks(points, self.wrapper.prior.sample_contacts(frame, pokes, points[:-1], self.error_draws),
                                pokes)
 
-    def _inputs(self, actions, query_points) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
+    def inputs(self, actions, query_points) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
         """The current frame, each candidate's pixel pokes and the query points (float32)."""
         frame = self.wrapper.frame()
         pokes = [pokes_to_pixels(p, frame.shape[:2]) for p in self.wrapper.pokes(actions)]
