@@ -27,18 +27,20 @@ against exact gap, coloured by the simulator's outcome, with the threshold on bo
 
     python benchmarks/contact_gap.py --model default --states 48 --out runs/contact_gap.json
 
-Prints the figures as JSON and writes them, with every pair's values, to `--out`.
+Prints the figures as JSON and writes them to `--out`, every pair's values (:func:`collect`) to
+the same name with .npz, the plot with .png.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 from pathlib import Path
 
 import numpy as np
 
-from motion_prior.foundation.checkpoints import atomic_write_json
+from motion_prior.foundation.checkpoints import atomic_write_bytes, atomic_write_json
 from motion_prior.foundation.errors import InputError
 from sim_envs.planning.counterfactual_check import commanded_gaps
 from sim_envs.planning.plan_eval import PlanEvalConfig, check_states, make_env, target_shift_per_future
@@ -138,19 +140,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--candidates", type=int, default=32, help="candidates per state (default 32)")
     parser.add_argument("--seed", type=int, default=0, help="plan check's seed (default 0)")
     parser.add_argument("--moved-px", type=float, default=2.0, help="the 'moved' line, px (default 2)")
-    parser.add_argument("--out", required=True, help="output JSON (a .png of the gaps beside it)")
+    parser.add_argument("--out", required=True, help="output JSON (beside it: .npz, every pair's values; .png)")
     args = parser.parse_args(argv)
     if args.states < 1 or args.candidates < 2 or args.moved_px <= 0:
         parser.error("expected --states >= 1, --candidates >= 2, --moved-px > 0")
     model = args.model[0] if len(args.model) == 1 else args.model
     config = PlanEvalConfig(model=model, futures="contact", seed=args.seed).validate()
     pairs = collect(config, args.states, args.candidates)
-    result = {"settings": {k: v for k, v in vars(args).items() if k != "out"}, **figures(pairs, args.moved_px),
-              "pairs_values": {k: np.round(v, 4).tolist() for k, v in pairs.items()}}
-    print(json.dumps({k: v for k, v in result.items() if k != "pairs_values"}))
+    result = {"settings": {k: v for k, v in vars(args).items() if k != "out"}, **figures(pairs, args.moved_px)}
+    print(json.dumps(result))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out, result)
+    values = io.BytesIO()
+    np.savez_compressed(values, **pairs)
+    atomic_write_bytes(out.with_suffix(".npz"), values.getvalue())
     plot(pairs, args.moved_px, out.with_suffix(".png"))
     return 0
 

@@ -49,7 +49,8 @@ def test_the_command_writes_figures_and_a_plot_and_refuses_models_without_a_gap(
     out = tmp_path / "gap.json"
     assert contact_gap.main(["--model", str(model), "--states", "2", "--candidates", "4", "--out", str(out)]) == 0
     result = json.loads(out.read_text())
-    assert result["pairs"] == 8 and len(result["pairs_values"]["gap"]) == 2  # two members
+    assert result["pairs"] == 8 and result["moved_gap"] == [0.7, 0.7]  # two members
+    assert np.load(out.with_suffix(".npz"))["gap"].shape == (2, 8)
     assert sum(result["causes"].values()) == result["disagreements"]
     assert out.with_suffix(".png").stat().st_size > 0
     with pytest.raises(InputError, match="model: expected a model whose contact models decide by their gap"):
