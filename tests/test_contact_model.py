@@ -309,6 +309,25 @@ def test_path_gaps_measure_from_the_pusher_to_the_objects_footprint():
     assert np.isnan(_pushed_clip(scene, above[:1]).path_gaps()).all()  # no move
 
 
+def test_gap_near_learns_far_gaps_only_as_beyond_it():
+    predicted = torch.tensor([[0.5, 2.0, 1.0, 0.3]], requires_grad=True)
+    truth = torch.tensor([[0.6, 2.5, 2.5, float("nan")]])
+    keep = torch.ones(1, 4, dtype=torch.bool)
+    ContactTask.gap_loss(predicted, truth, keep, near=1.5).backward()
+    # A far gap predicted beyond 1.5 costs nothing, one predicted under it is pulled up, a near
+    # one is learnt as before, an unknown one not at all.
+    assert predicted.grad[0, 1] == 0 and predicted.grad[0, 2] < 0 and predicted.grad[0, 0] < 0
+    assert predicted.grad[0, 3] == 0
+    assert ContactTask.gap_loss(predicted, truth, keep) > ContactTask.gap_loss(predicted, truth, keep, near=1.5)
+    recipe = preset("tiny")
+    recipe.gap_near = 1.5
+    with pytest.raises(ValueError, match="gap_near"):  # no gap loss to shape
+        ContactTask(recipe)
+    recipe.model.gap_head, recipe.model.moved_gap, recipe.gap_weight = True, 1.6, 1.0
+    with pytest.raises(ValueError, match="gap_near"):  # the hinge under the decision threshold
+        ContactTask(recipe)
+
+
 def test_shift_where_moved_trains_the_displacement_on_moves_alone(pipeline_run):
     batch = next(iter(DataLoader(ClipDataset(pipeline_run / "data"), batch_size=16)))
     recipe = preset("tiny")

@@ -57,6 +57,10 @@ class ContactRecipe:
             on the object queries of clips that record their scene (`Clip.path_gaps`): how near
             the path comes to the query's object, a geometric cause beside the outcome. Needs
             `model.gap_head`; 0: no gap loss.
+        gap_near: learn the gap exactly up to this many pusher radii and, beyond it, only that
+            it lies beyond (a hinge at `gap_near`), so the gap loss is spent where contact is
+            decided, not on how far off a clear miss passes. 0: every gap up to GAP_CLIP, both
+            sides (earlier recipes).
         shift_where_moved: train the displacement only where the query truly moves over
             `moved_px`, so it is the displacement given that it moves (what inference reads:
             zero unless the moved logit says it moves). False: on every query, stays pulling
@@ -75,6 +79,7 @@ class ContactRecipe:
     huber_beta: float = 0.05
     hflip: bool = False
     gap_weight: float = 0.0
+    gap_near: float = 0.0
     shift_where_moved: bool = False
     val_clips: int = 2048
     init: str = ""
@@ -105,6 +110,8 @@ def check_recipe(recipe: ContactRecipe) -> ContactRecipe:
         ("huber_beta", recipe.huber_beta > 0, "a positive number"),
         ("gap_weight", recipe.gap_weight >= 0 and (recipe.gap_weight == 0 or model.gap_head),
          "a non-negative weight, positive only with model.gap_head"),
+        ("gap_near", recipe.gap_near == 0 or (recipe.gap_weight > 0 and model.moved_gap < recipe.gap_near <= GAP_CLIP),
+         f"0, or with a gap loss a number of pusher radii over model.moved_gap and at most {GAP_CLIP}"),
         ("val_clips", recipe.val_clips >= 1, "at least 1"),
     ], "contact recipe")
 
@@ -174,24 +181,31 @@ class ContactTask:
         huber = (huber * shift_weight).sum() / shift_weight.sum().clamp_min(1)
         if not self.recipe.gap_weight:
             return bce + huber, {"bce": bce.detach(), "shift_loss": huber.detach()}
-        gap_loss = self.gap_loss(gap, batch["path_gap"].gather(1, indices), on_object & acts[:, None])
+        gap_loss = self.gap_loss(gap, batch["path_gap"].gather(1, indices), on_object & acts[:, None],
+                                 self.recipe.gap_near)
         return bce + huber + self.recipe.gap_weight * gap_loss, {"bce": bce.detach(), "shift_loss": huber.detach(),
                                                                  "gap_loss": gap_loss.detach()}
 
     @staticmethod
-    def gap_loss(predicted: torch.Tensor, truth: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    def gap_loss(predicted: torch.Tensor, truth: torch.Tensor, keep: torch.Tensor, near: float = 0.0) -> torch.Tensor:
         """Smooth L1 (pusher radii) of gaps `[B, Q]` against `truth [B, Q]` (NaN: unknown)
-        clipped to [0, GAP_CLIP], over `keep bool [B, Q]`; 0 where none is known."""
+        clipped to [0, GAP_CLIP], over `keep bool [B, Q]`; 0 where none is known. With `near`
+        (`ContactRecipe.gap_near`), a truth at or beyond it costs only a prediction under it."""
         keep = keep & truth.isfinite()
         if not keep.any():
             return predicted.sum() * 0.0
-        return F.smooth_l1_loss(predicted[keep].float(), truth[keep].clamp(0, GAP_CLIP), beta=0.1)
+        predicted, truth = predicted[keep].float(), truth[keep].clamp(0, GAP_CLIP)
+        if near:
+            predicted = torch.where(truth >= near, predicted.clamp(max=near), predicted)
+            truth = truth.clamp(max=near)
+        return F.smooth_l1_loss(predicted, truth, beta=0.1)
 
     @torch.no_grad()
     def validate(self, model: ContactNetwork, data: Dataset, device) -> dict:
         """Figures on the object queries of the first `val_clips` clips with actions (the same
         queries every time), in pixels of the frame: see :func:`contact_figures`; with a gap
-        head also "median_gap_error" (pusher radii, both sides clipped to [0, GAP_CLIP])."""
+        head also "median_gap_error" (pusher radii, both sides clipped to [0, GAP_CLIP], or to
+        `gap_near` where the recipe learns the gap only that far)."""
         generator = torch.Generator().manual_seed(0)
         rows = []
         for batch in DataLoader(Subset(data, range(min(len(data), self.recipe.val_clips))), batch_size=64):
@@ -201,8 +215,9 @@ class ContactTask:
             keep = on_object & acts[:, None]
             gap_error = torch.zeros(0)
             if gap is not None:
-                truth_gap = batch["path_gap"].gather(1, indices).clamp(0, GAP_CLIP)
-                gap_error = (gap.clamp(0, GAP_CLIP) - truth_gap).abs()[keep]
+                clip = self.recipe.gap_near or GAP_CLIP
+                truth_gap = batch["path_gap"].gather(1, indices).clamp(0, clip)
+                gap_error = (gap.clamp(0, clip) - truth_gap).abs()[keep]
             rows.append((logit[keep].float().cpu(), shift[keep].float().cpu(), truth[keep].cpu(),
                          gap_error[gap_error.isfinite()].float().cpu()))
         logit, shift, truth, gap_error = (torch.cat(parts) for parts in zip(*rows))
