@@ -135,7 +135,7 @@ def plot(pairs: dict, moved_px: float, path: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", nargs="+", default=["default"], help="model with gap-decided contact models")
+    parser.add_argument("--model", default="default", help="a model with gap-decided contact models (default: shipped)")
     parser.add_argument("--states", type=int, default=48, help="plan check's states (default 48)")
     parser.add_argument("--candidates", type=int, default=32, help="candidates per state (default 32)")
     parser.add_argument("--seed", type=int, default=0, help="plan check's seed (default 0)")
@@ -144,8 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.states < 1 or args.candidates < 2 or args.moved_px <= 0:
         parser.error("expected --states >= 1, --candidates >= 2, --moved-px > 0")
-    model = args.model[0] if len(args.model) == 1 else args.model
-    config = PlanEvalConfig(model=model, futures="contact", seed=args.seed).validate()
+    config = PlanEvalConfig(model=args.model, futures="contact", seed=args.seed).validate()
     pairs = collect(config, args.states, args.candidates)
     result = {"settings": {k: v for k, v in vars(args).items() if k != "out"}, **figures(pairs, args.moved_px)}
     print(json.dumps(result))
