@@ -20,6 +20,10 @@ one cause:
   side of `--moved-px` (a displacement under the line, or one member's move outweighing two
   stays).
 
+"gate_says_stays": the gate errors that say "stays" where the target moves. "into_target": the
+disagreements whose exact gap is under GAP_BANDS[1] (paths that run into the target; the
+simulator moves it in all of them), and those whose majority gate reads the path as a miss.
+
 The gap's error (predicted minus exact) per band of the exact gap (GAP_BANDS, pusher radii):
 each member's median |error| and mean error (the bias: positive, the model thinks the path
 passes further off than it does). A plot (`--out` with .png) shows each pair's predicted
@@ -100,9 +104,12 @@ def figures(pairs: dict, moved_px: float) -> dict:
                       **({"median_abs_error": np.median(np.abs(error[:, inside]), axis=1).round(4).tolist(),
                           "bias": error[:, inside].mean(axis=1).round(4).tolist(),
                           "agreement": float((decided == moved)[inside].mean())} if inside.any() else {})})
+    into = wrong & (pairs["exact_gap"] < GAP_BANDS[1])
     return {"pairs": len(moved), "moved_share_true": float(moved.mean()),
             "agreement": float((decided == moved).mean()), "disagreements": int(wrong.sum()),
             "causes": {name: int(flags.sum()) for name, flags in causes.items()},
+            "gate_says_stays": int((causes["gate"] & moved).sum()),
+            "into_target": {"disagreements": int(into.sum()), "gate_says_misses": int((into & (gate != moved)).sum())},
             "gate_agreement": float((gate == moved).mean()), "exact_gap_agreement": float((geometry == moved).mean()),
             "moved_gap": pairs["moved_gap"].tolist(),
             "median_abs_gap_error": np.median(np.abs(error), axis=1).round(4).tolist(), "by_exact_gap": bands}

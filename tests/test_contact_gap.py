@@ -34,7 +34,9 @@ def test_each_disagreement_gets_one_cause():
     # pair 1: both gates say stays, the exact gap (0.5) says moves, as the simulator: the gate.
     # pair 2: gates split 1-1 (no majority: stays, right), the mean shift 2.5 px says moves: the line.
     # pair 3: gates say moves, the exact gap (0.9) says stays, the simulator moved it: right.
-    assert figures["causes"] == {"gate": 1, "geometry": 0, "line": 1}
+    assert figures["causes"] == {"gate": 1, "geometry": 0, "line": 1} and figures["gate_says_stays"] == 1
+    # Pair 2 runs into the target (exact gap 0.3) and its gates are right: the line, not a misread.
+    assert figures["into_target"] == {"disagreements": 1, "gate_says_misses": 0}
     assert figures["agreement"] == 3 / 5 and figures["gate_agreement"] == 4 / 5
     assert figures["exact_gap_agreement"] == 3 / 5  # pairs 2 and 3: the geometry errs
     band = figures["by_exact_gap"][1]  # 0.4-1.0: pairs 1 and 3
