@@ -21,8 +21,8 @@ one cause:
   stays).
 
 "gate_says_stays": the gate errors that say "stays" where the target moves. "into_target": the
-disagreements whose exact gap is under GAP_BANDS[1] (paths that run into the target; the
-simulator moves it in all of them), and those whose majority gate reads the path as a miss.
+disagreements whose exact gap is under GAP_BANDS[1] (paths that run into the target, which
+nearly always move it), and those whose majority gate reads the path as a miss.
 
 The gap's error (predicted minus exact) per band of the exact gap (GAP_BANDS, pusher radii):
 each member's median |error| and mean error (the bias: positive, the model thinks the path
