@@ -48,7 +48,7 @@ from motion_prior.foundation.checkpoints import atomic_write_bytes, atomic_write
 from motion_prior.foundation.errors import InputError
 from sim_envs.planning.counterfactual_check import commanded_gaps
 from sim_envs.planning.plan_eval import PlanEvalConfig, check_states, make_env, target_shift_per_future
-from sim_envs.planning.planners import ContactModel, GoalCost
+from sim_envs.planning.planners import ContactModel, GoalCost, endpoint_tracks
 
 GAP_BANDS = (0.0, 0.4, 1.0, 2.0, np.inf)  # pusher radii; 0.4-1.0 holds the thresholds one would choose
 
@@ -73,10 +73,13 @@ def collect(config: PlanEvalConfig, states: int, candidates: int) -> dict:
             rows["true_shift"].append(np.linalg.norm(true[:, 0, 0, -1] - true[:, 0, 0, 0], axis=-1))
             rows["exact_gap"].append(commanded_gaps(task, actions))
             frame, pokes, points = model.inputs(actions, queries)
-            members = prior.predict_contacts(frame, pokes, points[:1])  # the target point decides the gap
+            # One call for both: the target point (first) gives the gap, the target and its ring
+            # the displacement, as `ContactModel.predict` lays them out for plan check.
+            members = prior.predict_contacts(frame, pokes, points[:-1])
             rows["gap"].append(np.stack([m.gap[:, 0] for m in members]))
             rows["moves"].append(np.stack([m.moves[:, 0] for m in members]))
-            rows["shift"].append(target_shift_per_future(model.predict(observation, actions, queries)).swapaxes(0, 1))
+            tracks = endpoint_tracks(points, np.stack([m.displacement for m in members], axis=1), pokes)
+            rows["shift"].append(target_shift_per_future(tracks).swapaxes(0, 1))
             print(f"state {i + 1}/{states}", flush=True)
         moved_gap = np.array([c.config.moved_gap for c in prior.contacts])
     finally:
