@@ -60,8 +60,13 @@ def mcnemar_p(only_base: int, only_other: int) -> float:
 
 
 def summary(rows: list[dict]) -> dict:
+    """Success and mean promised / true plan cost of episode records; a cost is None where a
+    method states none (MPPI's plan is a weighted mean of candidates, which nothing predicted)."""
     n, successes = len(rows), sum(r["success"] for r in rows)
-    mean = (lambda key: sum(r[key] for r in rows) / n) if n else (lambda key: None)
+
+    def mean(key: str) -> float | None:
+        return sum(r[key] for r in rows) / n if n and all(key in r for r in rows) else None
+
     return {"episodes": n, "successes": successes, "success_rate": successes / n if n else None,
             "predicted_plan_cost": mean("predicted_cost"), "true_plan_cost": mean("true_cost")}
 

@@ -45,3 +45,18 @@ def test_a_probe_planning_json_is_a_run(tmp_path):
     row = compare(oracle, probe, "--method", "oracle", "cem")
     assert row["baseline"]["successes"] == 3 and row["run_summary"]["successes"] == 2
     assert row["solved_only_by_baseline"] == 1 and row["solved_only_by_run"] == 0
+
+
+def test_a_method_that_promises_no_cost_compares_by_success(tmp_path):
+    """MPPI's episodes carry no predicted or true plan cost: the runs still pair."""
+    runs = []
+    for name, successes in (("old", [True, False, True]), ("new", [True, True, False])):
+        path = tmp_path / name
+        path.mkdir()
+        rows = [{"method": "mppi", "seed": i, "success": s} for i, s in enumerate(successes)]
+        (path / "episodes.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        runs.append(path)
+    row = compare(*runs, "--method", "mppi")
+    assert row["baseline"]["successes"] == 2 and row["run_summary"]["successes"] == 2
+    assert row["run_summary"]["predicted_plan_cost"] is None
+    assert row["solved_only_by_baseline"] == 1 and row["solved_only_by_run"] == 1
