@@ -9,10 +9,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_folder(path: Path, method: str, first_seed: int, successes: list[bool]) -> Path:
+def run_folder(path: Path, method: str, first_seed: int, successes: list[bool], costs: bool = True) -> Path:
+    """A `plan eval` folder's episodes.jsonl; `costs=False`: episodes that promise no plan cost (MPPI's)."""
     path.mkdir()
-    rows = [{"method": method, "seed": first_seed + i, "success": s, "predicted_cost": 1.0, "true_cost": 2.0}
-            for i, s in enumerate(successes)]
+    cost = {"predicted_cost": 1.0, "true_cost": 2.0} if costs else {}
+    rows = [{"method": method, "seed": first_seed + i, "success": s, **cost} for i, s in enumerate(successes)]
     (path / "episodes.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
 
@@ -49,13 +50,8 @@ def test_a_probe_planning_json_is_a_run(tmp_path):
 
 def test_a_method_that_promises_no_cost_compares_by_success(tmp_path):
     """MPPI's episodes carry no predicted or true plan cost: the runs still pair."""
-    runs = []
-    for name, successes in (("old", [True, False, True]), ("new", [True, True, False])):
-        path = tmp_path / name
-        path.mkdir()
-        rows = [{"method": "mppi", "seed": i, "success": s} for i, s in enumerate(successes)]
-        (path / "episodes.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-        runs.append(path)
+    runs = [run_folder(tmp_path / name, "mppi", 0, successes, costs=False)
+            for name, successes in (("old", [True, False, True]), ("new", [True, True, False]))]
     row = compare(*runs, "--method", "mppi")
     assert row["baseline"]["successes"] == 2 and row["run_summary"]["successes"] == 2
     assert row["run_summary"]["predicted_plan_cost"] is None
