@@ -307,6 +307,11 @@ def test_path_gaps_measure_from_the_pusher_to_the_objects_footprint():
     assert _pushed_clip(disc, above).path_gaps()[0] == pytest.approx(1.0, abs=1e-3)
     assert np.isnan(_pushed_clip(None, above).path_gaps()).all()  # no scene recorded
     assert np.isnan(_pushed_clip(scene, above[:1]).path_gaps()).all()  # no move
+    # A door is measured to its panel's footprint as the scene records it; a drawer has none.
+    door = {"name": "crate", "kind": "door", "footprint": {**box, "yaw": np.pi / 2}}
+    assert _pushed_clip({**scene, "objects": [], "articulated": [door]}, above).path_gaps()[0] == pytest.approx(1.0, abs=1e-3)
+    drawer = {"name": "crate", "kind": "drawer", "footprint": None}
+    assert np.isnan(_pushed_clip({**scene, "objects": [], "articulated": [drawer]}, above).path_gaps()).all()
 
 
 def test_gap_near_learns_far_gaps_only_as_beyond_it():

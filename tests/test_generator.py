@@ -8,14 +8,15 @@ import numpy as np
 import pytest
 import torch
 
+from motion_prior.data.clips import Clip
 from motion_prior.data.datasets import ClipDataset
 from motion_prior.data.shards import ClipStore
 from motion_prior.foundation.camera import look_at, normalized_to_pixels
 from motion_prior.foundation.descriptions import DIRECTIONS, image_direction, push_sentence, pushed_object
-from sim_envs.generation.clip_generator import GeneratorConfig, generate_scene_clips, sample_points, simulate
+from sim_envs.generation.clip_generator import GeneratorConfig, generate_scene_clips, sample_points, scene_now, simulate
 from sim_envs.generation.clip_writer import generate_clips
 from sim_envs.simulation.rendering import OffscreenRenderer
-from sim_envs.simulation.scenes import CAMERA_NAME, ObjectSpec, SceneSpec, sample_scene
+from sim_envs.simulation.scenes import CAMERA_NAME, ArticulatedSpec, ObjectSpec, SceneSpec, sample_scene
 from sim_envs.simulation.scripts import PusherScript, sample_script
 from sim_envs.simulation.simulator import SceneSimulator
 
@@ -90,6 +91,56 @@ def _two_object_scene(camera_to_world: np.ndarray) -> SceneSpec:
     ball = ObjectSpec("ball", "sphere", [0.03], [0.0, 0.2, 0.03], 0.0, [0.2, 0.2, 0.8], 0.1, 0.5)
     return SceneSpec([wall, ball], [], 0.015, [[0.5, 0.5, 0.5], [0.6, 0.6, 0.6]], camera_to_world.tolist(),
                      45.0, (128, 128))
+
+
+def _door_scene(opening: float) -> SceneSpec:
+    door = ArticulatedSpec("red door", "door", [0.05, -0.02, 0.0], 0.6, [0.8, 0.2, 0.2], 0.12, 0.07, opening)
+    camera_to_world = look_at(np.array([0.0, -0.6, 0.5]), np.array([0.0, 0.0, 0.0]))
+    return SceneSpec([], [door], 0.015, [[0.5, 0.5, 0.5], [0.6, 0.6, 0.6]], camera_to_world.tolist(), 45.0, (128, 128))
+
+
+@pytest.mark.parametrize("opening", [0.0, 0.7, -0.4])
+def test_a_doors_footprint_is_where_the_simulator_puts_its_panel(opening):
+    """The footprint the scene metadata records (what `Clip.path_gaps` measures a door's gap
+    to) against the panel geom MuJoCo builds and settles."""
+    spec = _door_scene(opening)
+    sim = SceneSimulator(spec, _small_config().physics)
+    sim.reset(np.array([0.3, 0.3]))
+    footprint = scene_now(sim).to_json()["articulated"][0]["footprint"]  # as the generator records it
+    geom = sim.model.body_geomadr[sim.model.body("red door").id]
+    axis = sim.data.geom_xmat[geom].reshape(3, 3)[:, 0]
+    np.testing.assert_allclose(footprint["position"][:2], sim.data.geom_xpos[geom][:2], atol=1e-4)
+    assert np.cos(footprint["yaw"] - np.arctan2(axis[1], axis[0])) == pytest.approx(1.0, abs=1e-6)
+    np.testing.assert_allclose(footprint["size"], sim.model.geom_size[geom], atol=1e-6)
+    drawer = replace(spec, articulated=[replace(spec.articulated[0], kind="drawer", opening=0.03)])
+    assert drawer.to_json()["articulated"][0]["footprint"] is None
+
+
+def test_a_push_through_a_doors_gap_swings_it_and_one_clear_of_it_does_not():
+    """The door's gap is causal in the simulator as an object's is: a pusher path that enters
+    the panel's footprint (gap 0) turns the hinge, one along the panel 2 radii clear of it
+    leaves it still."""
+    spec = _door_scene(0.0)
+    footprint = spec.to_json()["articulated"][0]["footprint"]
+    centre, yaw, radius = np.array(footprint["position"][:2]), footprint["yaw"], spec.pusher_radius
+    along, normal = np.array([np.cos(yaw), np.sin(yaw)]), np.array([-np.sin(yaw), np.cos(yaw)])
+    clear = footprint["size"][1] + 2 * radius  # from the panel's mid-plane
+    paths = {0.0: [centre + 0.03 * along - 0.06 * normal, centre + 0.03 * along + 0.02 * normal],  # across its free half
+             2.0: [centre - 0.04 * along + clear * normal, centre + 0.09 * along + clear * normal]}  # along it, past its end
+    config = _small_config()
+    for gap, path in paths.items():
+        path = np.array(path)
+        clip = Clip(frame=np.zeros((8, 8, 3), np.uint8), tracks=np.zeros((1, 2, 2), np.float32),
+                    visibility=np.ones((1, 2), bool), object_id=np.array([1], np.int32), fps=16.0,
+                    object_names=["background", "red door"], metadata={"scene": spec.to_json()},
+                    action_points=np.array([[*q, 0.04] for q in path], np.float32))
+        assert clip.path_gaps()[0] == pytest.approx(gap, abs=0.02)
+        sim = SceneSimulator(spec, config.physics)
+        sim.reset(path[0])
+        script = PusherScript("push", path, np.array([0.0, config.num_frames - 1.0]), ["red door"])
+        simulate(sim, script, np.zeros(1, np.int64), np.zeros((1, 3)), None, config)
+        turned = abs(sim.data.qpos[sim.model.joint("red door hinge").qposadr[0]])
+        assert (turned > 0.05) if gap == 0.0 else (turned < 1e-3), (gap, turned)
 
 
 def test_points_behind_another_body_or_on_the_far_side_are_invisible():
@@ -191,7 +242,6 @@ def test_push_sentences_the_generator_writes_are_read_back_by_the_same_rule():
 def test_lead_in_starts_clips_part_way_through_a_task(renderer):
     """With `lead_in`, scripted moves run before the start frame: the clips start from a state
     with objects already pushed, and the later scripts aim at the objects where they now are."""
-    from sim_envs.generation.clip_generator import scene_now
     from sim_envs.tasks.envs import PUSH_TO_GOAL_ID, task_clip_config
 
     config = task_clip_config(PUSH_TO_GOAL_ID, counterfactual=True)

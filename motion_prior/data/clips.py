@@ -108,8 +108,9 @@ class Clip:
         rotated rectangle, a cylinder's or sphere's disc), in pusher radii: 1 where the pusher's
         edge touches the footprint, 0 where its centre enters it. Read from
         `metadata["scene"]` (the simulated generators': objects with shape, size, position and
-        yaw, and `pusher_radius`); NaN where a clip has no such scene or action, and on points
-        off its free objects (the pusher, the background, doors and drawers).
+        yaw, and `pusher_radius`; articulated objects with a `footprint` of the same form, a
+        door's panel where the clip starts); NaN where a clip has no such scene or action, and
+        on points off those objects (the pusher, the background, a door's post, drawers).
 
         A geometric cause the contact model may learn to see (`ContactRecipe.gap_weight`): on
         the pushes a planner weighs, whether the pusher's centre comes within about 0.8 radii of
@@ -119,10 +120,12 @@ class Clip:
         radius = scene.get("pusher_radius")
         if self.action_points is None or len(self.action_points) < 2 or not radius:
             return gaps
-        for obj in scene.get("objects", []):
-            if obj.get("name") in self.object_names:
-                gap = path_gap(self.action_points[:, :2], obj, radius, step_m)
-                gaps[self.object_id == self.object_names.index(obj["name"])] = gap
+        footprints = [(obj.get("name"), obj) for obj in scene.get("objects", [])]
+        footprints += [(art.get("name"), art["footprint"]) for art in scene.get("articulated", []) if art.get("footprint")]
+        for name, footprint in footprints:
+            if name in self.object_names:
+                gap = path_gap(self.action_points[:, :2], footprint, radius, step_m)
+                gaps[self.object_id == self.object_names.index(name)] = gap
         return gaps
 
     def validate(self, where: str = "") -> "Clip":

@@ -26,7 +26,7 @@ from sim_envs.simulation.scripts import KINDS, PusherScript, ScriptConfig, sampl
 from sim_envs.simulation.simulator import SceneSimulator, SimConfig, advance_frame, get_state, set_state
 
 GENERATOR_NAME = "sim_envs.tabletop_push"
-GENERATOR_VERSION = "1.1"
+GENERATOR_VERSION = "1.2"  # 1.2: the scene metadata is the settled start, doors with their footprint
 
 
 @dataclass
@@ -323,12 +323,15 @@ def generate_scene_clips(scene_seed: int, config: GeneratorConfig, renderer: Off
     for _ in range(config.scripts_per_scene - 1):
         scripts.append(sample_script(rng, spec, config.script, T, config.fps, start=scripts[0].waypoints[0]))
     start_state = get_state(sim)
+    # The scene as it settled, which the frame shows: settling can turn a door that starts
+    # against its post by a few degrees, and the clips' gaps are measured to it (`Clip.path_gaps`).
+    scene = scene_now(sim).to_json()
     frame = renderer.render(sim.model, sim.data, CAMERA_NAME)
     clips = []
     for variant, script in enumerate(scripts):
         set_state(sim, start_state)
         metadata = {"generator": GENERATOR_NAME, "generator_version": GENERATOR_VERSION, "variant": variant,
-                    "scene": spec.to_json()}
+                    "scene": scene}
         clips.append(script_clip(sim, frame, script, np.random.default_rng([scene_seed, 1, variant]), renderer, config,
                                  scene_seed, metadata, f"scene seed {scene_seed}, script {variant}"))
     return clips

@@ -17,6 +17,9 @@ from motion_prior.foundation.camera import PinholeCamera, look_at
 CAMERA_NAME = "main"
 PUSHER_BODY = "pusher"
 PUSHER_TARGET_BODY = "pusher_target"
+# A door's hinge sits this far (m) along its post's local x; its panel is this thick / 2 (m).
+DOOR_HINGE_OFFSET = 0.015
+DOOR_HALF_THICKNESS = 0.005
 
 # Named colours, so the text description can say "the red box".
 PALETTE = {
@@ -87,6 +90,20 @@ class ArticulatedSpec:
     height: float
     opening: float
 
+    def footprint(self) -> dict | None:
+        """A door panel's footprint on the table at this `opening`, in the form scene metadata
+        gives free objects (`shape` "box", `size` half-extents (m), `position`, `yaw` (rad)),
+        for `motion_prior.data.clips.path_gap`; None for a drawer, whose motion a pusher's
+        nearness to it does not decide (its front only slides along one axis)."""
+        if self.kind != "door":
+            return None
+        c, s = np.cos(self.yaw), np.sin(self.yaw)
+        hinge = np.asarray(self.position[:2]) + DOOR_HINGE_OFFSET * np.array([c, s])
+        panel_yaw = self.yaw + self.opening
+        centre = hinge + 0.5 * self.width * np.array([np.cos(panel_yaw), np.sin(panel_yaw)])
+        return {"shape": "box", "size": [0.5 * self.width, DOOR_HALF_THICKNESS, 0.5 * self.height],
+                "position": [float(centre[0]), float(centre[1]), 0.0], "yaw": float(panel_yaw)}
+
 
 @dataclass
 class SceneSpec:
@@ -104,7 +121,12 @@ class SceneSpec:
         return PinholeCamera.from_fovy(self.fovy_deg, self.image_size, np.array(self.camera_to_world))
 
     def to_json(self) -> dict:
-        return asdict(self)
+        """The spec as plain data (the clips' `metadata["scene"]`), each articulated object with
+        its `footprint` beside its fields (`ArticulatedSpec.footprint`)."""
+        data = asdict(self)
+        for art, record in zip(self.articulated, data["articulated"]):
+            record["footprint"] = art.footprint()
+        return data
 
     def footprints(self) -> list[tuple[np.ndarray, float]]:
         """(centre xy, radius) of a disc covering each object's footprint, for spacing checks."""
@@ -219,9 +241,9 @@ def _articulated_xml(art: ArticulatedSpec) -> str:
         return (
             f'<body name="{art.name} post" pos="{_vec(art.position)}" quat="{_quat_yaw(art.yaw)}">'
             f'<geom type="box" size="0.012 0.012 {h / 2 + 0.01:.5f}" pos="0 0 {h / 2 + 0.01:.5f}" rgba="{frame_rgb} 1" {bits}/>'
-            f'<body name="{art.name}" pos="0.015 0 {h / 2 + 0.003:.5f}">'
+            f'<body name="{art.name}" pos="{DOOR_HINGE_OFFSET} 0 {h / 2 + 0.003:.5f}">'
             f'<joint name="{art.name} hinge" type="hinge" axis="0 0 1" range="-100 100" damping="0.02" ref="0"/>'
-            f'<geom type="box" size="{w / 2:.5f} 0.005 {h / 2:.5f}" pos="{w / 2:.5f} 0 0" rgba="{rgb} 1" mass="0.1" {bits}/>'
+            f'<geom type="box" size="{w / 2:.5f} {DOOR_HALF_THICKNESS} {h / 2:.5f}" pos="{w / 2:.5f} 0 0" rgba="{rgb} 1" mass="0.1" {bits}/>'
             "</body></body>"
         )
     if art.kind == "drawer":
