@@ -55,7 +55,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.clips < 1:
         parser.error(f"--clips: expected at least 1, got {args.clips}")
-    torch.set_grad_enabled(False)
     result = {"settings": {"data": args.data, "clips": args.clips},
               "models": {model: member_figures(model, args.data, args.clips) for model in args.model}}
     print(json.dumps(result, indent=1))

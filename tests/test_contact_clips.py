@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from motion_prior.data.datasets import split_of
 from motion_prior.data.shards import ClipStore, shard_name, write_shard
@@ -40,6 +41,7 @@ def test_each_member_is_validated_on_the_held_out_door_clips(pipeline_run, gap_c
                        contact_run=[gap_contact_run, gap_contact_run], moved_gap=0.7)
     out = tmp_path / "clips.json"
     assert contact_clips.main(["--model", str(model), "--data", str(door_clips), "--out", str(out)]) == 0
+    assert torch.is_grad_enabled()  # validation runs without gradients and leaves them on for the caller
     rows = json.loads(out.read_text())["models"][str(model)]
     assert [row["member"] for row in rows] == ["contact", "contact-1"]
     first, second = rows
