@@ -67,10 +67,10 @@ def open_splits(data: str | list[str], image_size: int, num_frames: int | None) 
         raise ValueError("data: expected at least one clip directory, got none")
     splits = {"train": [], "val": []}
     for root in roots:
-        train_data, every_clip = ClipDataset(root, split="train"), ClipDataset(root)
-        if not len(every_clip):
+        train_data = ClipDataset(root, split="train")
+        if not train_data.store.num_clips:
             raise ValueError(f"{root}: expected clips, got an empty clip directory")
-        clip = every_clip.clip(0)  # a split may be empty (a few scenes: their hash decides)
+        clip = train_data.store.read_clip(0)  # a split may be empty (a few scenes: their hash decides)
         num_frames = clip.num_frames if num_frames is None else num_frames
         expected = (image_size, image_size, 3)
         if clip.frame.shape != expected or clip.num_frames != num_frames:
