@@ -15,7 +15,7 @@ from motion_prior.data.datasets import ClipDataset
 from motion_prior.data.shards import ClipStore
 from motion_prior.foundation.errors import InputError
 from sim_envs.planning import on_policy
-from sim_envs.planning.counterfactual_check import closest_approach
+from sim_envs.planning.counterfactual_check import approach_points, closest_approach, distance_to_polyline
 from sim_envs.planning.on_policy import OnPolicyConfig, collect, pick_candidates
 from sim_envs.planning.planners import Plan, PlannerConfig
 
@@ -123,7 +123,8 @@ def _approaches(config: OnPolicyConfig, store: ClipStore) -> list[float]:
                 for clip in clips:
                     where = clip.metadata["on_policy"]
                     if (where["episode"], where["step"]) == (episode, step):
-                        tracks = env.unwrapped.simulate_tracks(np.array(where["actions"])[None])
+                        tracks = env.unwrapped.simulate_tracks(np.array(where["actions"])[None],
+                                                               approach_points(env.unwrapped))
                         found.append(float(closest_approach(env.unwrapped, tracks)[0]))
                 env.step(np.float32(action))
     finally:
@@ -145,6 +146,46 @@ def test_an_approach_band_keeps_only_the_candidates_that_come_that_close(collect
     assert sum(i["in_band"] for i in info) >= len(approaches)
     # Its settings record the band (so a resume with another is refused); the plain ones do not.
     assert kept.producer["config"]["approach"] == list(BAND) and "approach" not in store.producer["config"]
+
+
+DOOR = "motion_prior/DoorToAngle-v0"
+
+
+def test_on_the_door_the_approach_is_measured_to_the_panel_as_it_swings():
+    """A push at the panel's middle swings the door and comes within about a contact radius of
+    the panel; the same push turned away keeps about the distance it starts at."""
+    env = gym.make(DOOR)
+    try:
+        for seed in range(3):
+            env.reset(seed=seed)
+            task = env.unwrapped
+            middle = task.panel_points()[2][:2]
+            start = np.linalg.norm(middle - task.pusher_position()[:2])
+            heading = (middle - task.pusher_position()[:2]) / start
+            tracks = task.simulate_tracks(np.array([[heading], [-heading]]), approach_points(task))
+            into, away = closest_approach(task, tracks)
+            panel_px = tracks[0, 0, :-1]  # [L, T, 2]: the panel turns under the push
+            assert np.linalg.norm(panel_px[-1, -1] - panel_px[-1, 0]) > 3.0
+            # Turned away, the closest is where it starts: its distance (m) to the panel's segment
+            # in the table plane, in contact radii; in pixels, within the camera's foreshortening.
+            hinge, end = task.panel_points()[[0, -1], :2]
+            gap = distance_to_polyline(task.pusher_position()[:2], np.stack([hinge, end]))
+            radius = task.sim.spec.pusher_radius + task.panel_half_thickness
+            assert into < 1.1 and away == pytest.approx(gap / radius, rel=0.25)
+    finally:
+        env.close()
+
+
+def test_a_door_band_keeps_only_the_candidates_that_come_that_close_to_the_panel(tiny_model, tmp_path,
+                                                                                  one_torch_thread):
+    band = (0.0, 1.5)
+    config = _config(tiny_model, env=DOOR, approach=band)
+    kept = collect(config, tmp_path / "door-band", progress=False)
+    approaches = _approaches(config, kept)
+    assert approaches and all(band[0] <= a < band[1] for a in approaches)
+    info = [shard.producer_info for shard in kept.shards]
+    assert all(0 <= i["in_band"] <= i["scored"] for i in info) and sum(i["in_band"] for i in info) < sum(
+        i["scored"] for i in info)  # some candidates stay further off
 
 
 def _fields(clip) -> tuple:
@@ -196,7 +237,4 @@ def test_bad_arguments_name_the_argument(tiny_model, tmp_path, capsys):
         OnPolicyConfig(methods=("cem", "mppi")).validate()
     assert main(["data", "on-policy", "--model", str(tiny_model), "--approach", "1.2", "0.8", "--out", str(out)]) == 2
     assert "approach: expected None, or (low, high) contact radii with 0 <= low < high" in capsys.readouterr().err
-    assert main(["data", "on-policy", "--model", str(tiny_model), "--env", "motion_prior/DoorToAngle-v0",
-                 "--approach", "0.8", "1.2", "--out", str(out)]) == 2
-    assert "approach: expected None for motion_prior/DoorToAngle-v0" in capsys.readouterr().err
     assert not out.exists()

@@ -430,9 +430,10 @@ def register(groups: dict) -> None:
                            help="clips per visited state: the executed candidate, the elites, random others "
                                 f"(default {OnPolicyConfig.candidates_per_state})")
     on_policy.add_argument("--approach", type=float, nargs=2, metavar=("LOW", "HIGH"),
-                           help="PushToGoal: keep only candidates whose true rollout brings the pusher within "
-                                "[LOW, HIGH) contact radii of the target at its closest (1: they touch), e.g. 0.8 "
-                                "1.2 for the grazes where contact is decided (default: all)")
+                           help="keep only candidates whose true rollout brings the pusher within [LOW, HIGH) "
+                                "contact radii of the object at its closest (PushToGoal's target, DoorToAngle's "
+                                "panel; 1: they touch), e.g. 0.8 1.2 for the grazes where contact is decided "
+                                "(default: all)")
     on_policy.add_argument("--out", required=True, help="output clip directory")
     on_policy.set_defaults(func=_on_policy)
 

@@ -346,14 +346,38 @@ def contact_radius_px(camera: PinholeCamera, centre: np.ndarray, radius: float, 
     return float(np.linalg.norm(pixels[1:] - pixels[0], axis=1).mean())
 
 
-def closest_approach(task, tracks: np.ndarray) -> np.ndarray:
-    """How close each candidate's pusher comes to a PushToGoal target, in contact radii (1: the
-    pusher's edge meets the target's bounding circle; the target's radius plus the pusher's,
-    projected to pixels at the target): `tracks [M, K, 2, T, 2]` pixel tracks of the target
-    point, then the pusher's centre (a true rollout's, `TabletopEnv.simulate_tracks`) from
-    `task`'s current state -> `[M]` the closest distance over the T frames, the mean over K."""
-    contact_px = contact_radius_px(task.camera, task.target_point(), task.target_radius + task.sim.spec.pusher_radius)
-    gap = np.linalg.norm(tracks[:, :, -1] - tracks[:, :, 0], axis=-1)  # [M, K, T] px
+def approach_points(task: tabletop.TabletopEnv) -> Callable[[], np.ndarray] | None:
+    """What :func:`closest_approach` measures the pusher against, as `task.simulate_tracks`'
+    `points`: on a DoorToAngle env the panel (`PANEL_POINTS` points along it at the pusher's
+    height, read after every frame as the door swings); None on PushToGoal (the target point)."""
+    if isinstance(task, tabletop.DoorToAngleEnv):
+        return lambda: task.panel_points(PANEL_POINTS)
+    return None
+
+
+def closest_approach(task: tabletop.TabletopEnv, tracks: np.ndarray) -> np.ndarray:
+    """How close each candidate's pusher comes to the task's object, in contact radii (1: the
+    pusher's edge meets it). PushToGoal: the target's bounding circle (the target's radius plus
+    the pusher's, projected to pixels at the target point); DoorToAngle: the panel (the pusher's
+    radius plus half the panel's thickness, in pixels at the panel's middle, from the polyline
+    through its points).
+
+    Args:
+        task: the unwrapped env, at the state the candidates start from.
+        tracks: `[M, K, L + 1, T, 2]` pixel tracks of the object's L points, then the pusher's
+            centre: a true rollout's, `task.simulate_tracks(actions, approach_points(task))`.
+
+    Returns:
+        `[M]` the closest distance over the T frames, the mean over K.
+    """
+    pusher_radius = task.sim.spec.pusher_radius
+    if isinstance(task, tabletop.DoorToAngleEnv):
+        contact_px = contact_radius_px(task.camera, task.panel_points(PANEL_POINTS)[PANEL_POINTS // 2],
+                                       pusher_radius + task.panel_half_thickness)
+    else:
+        contact_px = contact_radius_px(task.camera, task.target_point(), task.target_radius + pusher_radius)
+    shape = np.moveaxis(tracks[:, :, :-1], 2, 3)  # [M, K, T, L, 2]
+    gap = distance_to_polyline(tracks[:, :, -1], shape)  # [M, K, T] px
     return gap.min(axis=-1).mean(axis=-1) / contact_px
 
 

@@ -19,9 +19,10 @@ is executed, up to `candidates_per_state` of the sequences the planner scored th
 - the executed sequence;
 - the `planner.elites` best-scored others (CEM's elites; the best ones for other planners);
 - a random draw of the rest (seeded by the episode and the step).
-With `approach` (`--approach LOW HIGH`, PushToGoal), every candidate of the step is simulated
-first and only those whose pusher comes within that band of contact radii of the target may be
-picked, the executed one too: a round of the grazes and near misses where contact is decided.
+With `approach` (`--approach LOW HIGH`), every candidate of the step is simulated first and
+only those whose pusher comes within that band of contact radii of the object (PushToGoal's
+target, DoorToAngle's panel; `counterfactual_check.closest_approach`) may be picked, the
+executed one too: a round of the grazes and near misses where contact is decided.
 Each becomes a clip (`clip_generator.script_clip`): the frame the planner saw; N points on
 visible surfaces sampled as the generator samples them (objects, pusher, background; the
 task's clip settings, `task_clip_config`); `horizon_frames` (64) frames of the pusher following
@@ -61,7 +62,7 @@ from motion_prior.data.shards import INDEX_FILE, ClipStore, shard_name, write_sh
 from motion_prior.foundation.errors import InputError
 from motion_prior.inference.ensemble import model_fingerprint
 from sim_envs.generation.clip_generator import GeneratorConfig, scene_now, script_clip
-from sim_envs.planning.counterfactual_check import closest_approach
+from sim_envs.planning.counterfactual_check import approach_points, closest_approach
 from sim_envs.planning.plan_eval import (PRIOR_METHODS, PlanEvalConfig, make_env, make_policy, run_episode,
                                         run_settings)
 from sim_envs.planning.planners import Plan
@@ -87,8 +88,8 @@ class OnPolicyConfig(PlanEvalConfig):
         candidates_per_state: clips per visited state: the executed sequence, the elites,
             random others (see the module docstring).
         approach: `(low, high)`: keep only the candidates whose true rollout brings the pusher
-            within `[low, high)` contact radii of the target at its closest
-            (`counterfactual_check.closest_approach`; PushToGoal), e.g. (0.8, 1.2) for the
+            within `[low, high)` contact radii of the object at its closest (PushToGoal's
+            target, DoorToAngle's panel; `counterfactual_check.closest_approach`), e.g. (0.8, 1.2) for the
             grazes and near misses where contact is decided and a contact model errs most
             (`plan check`'s "contact_by_approach"). Every candidate of a step is simulated to
             find them. None: all candidates.
@@ -114,9 +115,6 @@ class OnPolicyConfig(PlanEvalConfig):
                     or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in band)
                     or not 0 <= band[0] < band[1]):
                 raise InputError("approach", "None, or (low, high) contact radii with 0 <= low < high", band)
-            if self.env != tabletop.PUSH_TO_GOAL_ID:
-                raise InputError("approach", f"None for {self.env} (the band is measured to a PushToGoal target)",
-                                 band)
         super().validate()
         check_clear_of_eval_seeds(self.seed, self.episodes, "seed", f" (default {SEED})")
         return self
@@ -269,7 +267,7 @@ def collect_episode(env: MotionPriorWrapper, policy, config: OnPolicyConfig, cli
         executed.append(np.asarray(plan.action, dtype=np.float64).tolist())
         if config.approach is not None:
             sequences = np.concatenate([plan.sequence[None], plan.candidates])
-            near = closest_approach(task, task.simulate_tracks(sequences))
+            near = closest_approach(task, task.simulate_tracks(sequences, approach_points(task)))
             keep = (near >= config.approach[0]) & (near < config.approach[1])
             in_band, scored = in_band + int(keep[1:].sum()), scored + len(plan.candidates)
         picked = pick_candidates(plan, config.candidates_per_state, planner.config.elites,
