@@ -172,6 +172,8 @@ def test_on_the_door_the_approach_is_measured_to_the_panel_as_it_swings():
             gap = distance_to_polyline(task.pusher_position()[:2], np.stack([hinge, end]))
             radius = task.sim.spec.pusher_radius + task.panel_half_thickness
             assert into < 1.1 and away == pytest.approx(gap / radius, rel=0.25)
+            with pytest.raises(ValueError, match="tracks: expected the panel's 5 points"):
+                closest_approach(task, task.simulate_tracks(np.array([[heading]])))  # the target point alone
     finally:
         env.close()
 

@@ -372,6 +372,10 @@ def closest_approach(task: tabletop.TabletopEnv, tracks: np.ndarray) -> np.ndarr
     """
     pusher_radius = task.sim.spec.pusher_radius
     if isinstance(task, tabletop.DoorToAngleEnv):
+        # Tracks of the target point alone would measure a door push to a point, not the panel.
+        if tracks.shape[2] != PANEL_POINTS + 1:
+            raise ValueError(f"tracks: expected the panel's {PANEL_POINTS} points and the pusher on a door "
+                             f"(simulate_tracks(actions, approach_points(task))), got {tracks.shape[2]} points")
         contact_px = contact_radius_px(task.camera, task.panel_points(PANEL_POINTS)[PANEL_POINTS // 2],
                                        pusher_radius + task.panel_half_thickness)
     else:

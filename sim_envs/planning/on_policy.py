@@ -89,10 +89,10 @@ class OnPolicyConfig(PlanEvalConfig):
             random others (see the module docstring).
         approach: `(low, high)`: keep only the candidates whose true rollout brings the pusher
             within `[low, high)` contact radii of the object at its closest (PushToGoal's
-            target, DoorToAngle's panel; `counterfactual_check.closest_approach`), e.g. (0.8, 1.2) for the
-            grazes and near misses where contact is decided and a contact model errs most
-            (`plan check`'s "contact_by_approach"). Every candidate of a step is simulated to
-            find them. None: all candidates.
+            target, DoorToAngle's panel; `counterfactual_check.closest_approach`), e.g.
+            (0.8, 1.2) for the grazes and near misses where contact is decided and a contact
+            model errs most (`plan check`'s "contact_by_approach"). Every candidate of a step is
+            simulated to find them. None: all candidates.
         The others as :class:`PlanEvalConfig` (`gif_episode` is unused).
     """
 
