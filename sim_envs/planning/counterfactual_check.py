@@ -346,6 +346,17 @@ def contact_radius_px(camera: PinholeCamera, centre: np.ndarray, radius: float, 
     return float(np.linalg.norm(pixels[1:] - pixels[0], axis=1).mean())
 
 
+def task_contact_px(task: tabletop.TabletopEnv) -> float:
+    """The contact radius (px) of the current state's object: on DoorToAngle the pusher's radius
+    plus half the panel's thickness at the panel's middle, on PushToGoal the target's radius
+    plus the pusher's at the target point (the reach test's and :func:`closest_approach`'s)."""
+    pusher_radius = task.sim.spec.pusher_radius
+    if isinstance(task, tabletop.DoorToAngleEnv):
+        return contact_radius_px(task.camera, task.panel_points(PANEL_POINTS)[PANEL_POINTS // 2],
+                                 pusher_radius + task.panel_half_thickness)
+    return contact_radius_px(task.camera, task.target_point(), task.target_radius + pusher_radius)
+
+
 def approach_points(task: tabletop.TabletopEnv) -> Callable[[], np.ndarray] | None:
     """What :func:`closest_approach` measures the pusher against, as `task.simulate_tracks`'
     `points`: on a DoorToAngle env the panel (`PANEL_POINTS` points along it at the pusher's
@@ -370,19 +381,13 @@ def closest_approach(task: tabletop.TabletopEnv, tracks: np.ndarray) -> np.ndarr
     Returns:
         `[M]` the closest distance over the T frames, the mean over K.
     """
-    pusher_radius = task.sim.spec.pusher_radius
-    if isinstance(task, tabletop.DoorToAngleEnv):
-        # Tracks of the target point alone would measure a door push to a point, not the panel.
-        if tracks.shape[2] != PANEL_POINTS + 1:
-            raise ValueError(f"tracks: expected the panel's {PANEL_POINTS} points and the pusher on a door "
-                             f"(simulate_tracks(actions, approach_points(task))), got {tracks.shape[2]} points")
-        contact_px = contact_radius_px(task.camera, task.panel_points(PANEL_POINTS)[PANEL_POINTS // 2],
-                                       pusher_radius + task.panel_half_thickness)
-    else:
-        contact_px = contact_radius_px(task.camera, task.target_point(), task.target_radius + pusher_radius)
+    # Tracks of the target point alone would measure a door push to a point, not the panel.
+    if isinstance(task, tabletop.DoorToAngleEnv) and tracks.shape[2] != PANEL_POINTS + 1:
+        raise ValueError(f"tracks: expected the panel's {PANEL_POINTS} points and the pusher on a door "
+                         f"(simulate_tracks(actions, approach_points(task))), got {tracks.shape[2]} points")
     shape = np.moveaxis(tracks[:, :, :-1], 2, 3)  # [M, K, T, L, 2]
     gap = distance_to_polyline(tracks[:, :, -1], shape)  # [M, K, T] px
-    return gap.min(axis=-1).mean(axis=-1) / contact_px
+    return gap.min(axis=-1).mean(axis=-1) / task_contact_px(task)
 
 
 def commanded_gaps(task, actions: np.ndarray) -> np.ndarray:
@@ -416,18 +421,16 @@ class StateGeometry:
 def state_geometry(task: tabletop.TabletopEnv, observation: dict) -> StateGeometry:
     """The query points, layouts and contact radius of the current state of a PushToGoal or a
     DoorToAngle env (`task`: the unwrapped env; `observation`: its latest)."""
-    pusher_radius = task.sim.spec.pusher_radius
+    contact_px = task_contact_px(task)
     if isinstance(task, tabletop.DoorToAngleEnv):
         panel = task.panel_points(PANEL_POINTS)
         queries = np.concatenate([observation["target_pixel"][None], task.camera.project(panel)[0],
                                   observation["pusher_pixel"][None]]).astype(np.float32)
         on_panel = tuple(range(1, PANEL_POINTS + 1))
-        contact_px = contact_radius_px(task.camera, panel[PANEL_POINTS // 2], pusher_radius + task.panel_half_thickness)
         layout = Layout(on_panel, on_panel, PANEL_POINTS + 1, poked=0)
         return StateGeometry(queries, layout, contact_px,
                              lambda: np.concatenate([task.target_point()[None], task.panel_points(PANEL_POINTS)]), layout)
     queries = GoalCost().query_points(observation)  # the target, its ring, the pusher
-    contact_px = contact_radius_px(task.camera, task.target_point(), task.target_radius + pusher_radius)
     return StateGeometry(queries, Layout(tuple(range(len(queries) - 1)), (0,), len(queries) - 1, poked=0), contact_px,
                          None, Layout((0,), (0,), 1, poked=0))
 
